@@ -1,0 +1,36 @@
+// Command resilienced is the TopDeck resilience service: a gRPC server that
+// gives a fleet of callers one shared rate limiter, circuit breaker and cache,
+// backed by Redis (or, for a single replica, an embedded in-memory store).
+//
+// Usage:
+//
+//	resilienced [--listen :50051] [--redis-url URL] [--config FILE] [--log-level info] [--log-format json]
+//
+// Every flag can also be set through its environment variable; see --help.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := NewMain(os.Stdout, os.Stderr).Run(ctx, os.Args[1:])
+	stop()
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case errors.Is(err, errUsage):
+		fmt.Fprintln(os.Stderr, "resilienced:", err)
+		os.Exit(2)
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "resilienced:", err)
+		os.Exit(1)
+	}
+}

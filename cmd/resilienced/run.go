@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/topdeck/resilience/config"
+	"github.com/topdeck/resilience/internal/redisconn"
+	"github.com/topdeck/resilience/server"
+)
+
+// errUsage marks errors in the command line or environment (exit code 2).
+var errUsage = errors.New("usage error")
+
+// Flags are resilienced's settings, from flags or their environment variables.
+type Flags struct {
+	Listen          string
+	RedisURL        string
+	ConfigPath      string
+	LogLevel        string
+	LogFormat       string
+	ShutdownTimeout time.Duration
+}
+
+// Main runs the server. Its zero value is not usable; create it with NewMain.
+type Main struct {
+	stdout, stderr io.Writer
+}
+
+// NewMain returns a Main that writes logs to stdout and usage to stderr.
+func NewMain(stdout, stderr io.Writer) *Main { return &Main{stdout: stdout, stderr: stderr} }
+
+// env is one flag's environment variable.
+type env struct{ flag, name string }
+
+var envVars = []env{
+	{"listen", "RESILIENCE_LISTEN"},
+	{"redis-url", "RESILIENCE_REDIS_URL"},
+	{"config", "RESILIENCE_CONFIG"},
+	{"log-level", "RESILIENCE_LOG_LEVEL"},
+	{"log-format", "RESILIENCE_LOG_FORMAT"},
+	{"shutdown-timeout", "RESILIENCE_SHUTDOWN_TIMEOUT"},
+}
+
+// ParseFlags reads args, with environment variables as defaults. A flag on
+// the command line wins over its variable.
+func (m *Main) ParseFlags(args []string, getenv func(string) string) (Flags, error) {
+	var f Flags
+	fs := flag.NewFlagSet("resilienced", flag.ContinueOnError)
+	fs.SetOutput(m.stderr)
+	fs.StringVar(&f.Listen, "listen", ":50051", "gRPC listen address (env RESILIENCE_LISTEN)")
+	fs.StringVar(&f.RedisURL, "redis-url", "", "Redis URL: redis://host:port/db, rediss:// for TLS, ?addr=h2:p2&addr=... for Cluster, ?master_name=NAME&addr=... for Sentinel; empty: embedded in-memory store, one replica only (env RESILIENCE_REDIS_URL)")
+	fs.StringVar(&f.ConfigPath, "config", "", "YAML configuration file (env RESILIENCE_CONFIG)")
+	fs.StringVar(&f.LogLevel, "log-level", "info", "debug, info, warn or error (env RESILIENCE_LOG_LEVEL)")
+	fs.StringVar(&f.LogFormat, "log-format", "json", "json or text (env RESILIENCE_LOG_FORMAT)")
+	fs.DurationVar(&f.ShutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "how long in-flight calls may finish on SIGTERM (env RESILIENCE_SHUTDOWN_TIMEOUT)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: resilienced [flags]\n\nThe TopDeck resilience service (gRPC).\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	for _, e := range envVars {
+		if v := getenv(e.name); v != "" {
+			if err := fs.Set(e.flag, v); err != nil {
+				return f, fmt.Errorf("%w: %s=%q: %v", errUsage, e.name, v, err)
+			}
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return f, err
+		}
+		return f, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return f, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	if f.ShutdownTimeout <= 0 {
+		return f, fmt.Errorf("%w: --shutdown-timeout must be > 0", errUsage)
+	}
+	return f, nil
+}
+
+// newLogger builds the process logger from --log-level and --log-format.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch strings.ToLower(format) {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("%w: --log-format %q: want json or text", errUsage, format)
+	}
+}
+
+// Run starts the server and blocks until ctx is cancelled (SIGTERM/SIGINT),
+// then shuts down: health NOT_SERVING, in-flight calls drained within
+// --shutdown-timeout, then Redis closed.
+func (m *Main) Run(ctx context.Context, args []string) error {
+	f, err := m.ParseFlags(args, os.Getenv)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(m.stdout, f.LogLevel, f.LogFormat)
+	if err != nil {
+		return err
+	}
+	cfg := config.Default()
+	if f.ConfigPath != "" {
+		if cfg, err = config.Load(f.ConfigPath); err != nil {
+			return err
+		}
+	}
+
+	var rdb redis.UniversalClient
+	storeName := "memory"
+	if f.RedisURL != "" {
+		var kind redisconn.Kind
+		rdb, kind, err = redisconn.Open(f.RedisURL, redisconn.Timeouts{})
+		if err != nil {
+			return fmt.Errorf("%w: --redis-url: %v", errUsage, err)
+		}
+		defer rdb.Close()
+		storeName = "redis-" + string(kind)
+	}
+
+	srv := server.New(cfg, server.WithLogger(log))
+	lis, err := net.Listen("tcp", f.Listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", f.Listen, err)
+	}
+
+	probeCtx, stopProbe := context.WithCancel(ctx)
+	probeDone := make(chan struct{})
+	go func() {
+		defer close(probeDone)
+		if rdb != nil {
+			(&storeProbe{client: rdb, srv: srv, log: log, every: time.Second}).Run(probeCtx)
+		}
+	}()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(lis) }()
+	log.Info("resilienced started", "listen", lis.Addr().String(), "store", storeName, "config", f.ConfigPath)
+
+	select {
+	case err = <-serveErr:
+		stopProbe()
+		<-probeDone
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", f.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), f.ShutdownTimeout)
+	defer cancel()
+	srv.Shutdown(sctx)
+	<-serveErr
+	stopProbe()
+	<-probeDone
+	log.Info("stopped")
+	return nil
+}
+
+// storeProbe pings Redis and reports the result as the server's store health.
+type storeProbe struct {
+	client redis.UniversalClient
+	srv    *server.Server
+	log    *slog.Logger
+	every  time.Duration
+}
+
+// Run pings until ctx is done.
+func (p *storeProbe) Run(ctx context.Context) {
+	t := time.NewTicker(p.every)
+	defer t.Stop()
+	healthy := true
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
+		err := p.client.Ping(pctx).Err()
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if ok := err == nil; ok != healthy {
+			healthy = ok
+			p.srv.SetStoreHealthy(ok)
+			if ok {
+				p.log.Info("shared store reachable again")
+			} else {
+				p.log.Warn("shared store unreachable; answering degraded", "error", err.Error())
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,394 @@
+// Package config loads the server's YAML configuration: named rate limits,
+// breaker policies, cache settings and the Redis key prefix.
+//
+// Loading is strict: unknown fields are errors, and every error names the
+// file, the line and the field. A loaded Config is immutable and safe for
+// concurrent use.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration file. The zero value, after
+// ApplyDefaults, is a valid configuration with no named limits and the
+// default breaker policy.
+type Config struct {
+	// RedisKeyPrefix is prepended to every Redis key the service writes
+	// (default "resilience:"). It must not contain '{' or '}', which Redis
+	// Cluster reads as a hash tag.
+	RedisKeyPrefix string `yaml:"redis_key_prefix"`
+	// Limits are named rate limits, used by Acquire's `policy` field.
+	Limits map[string]Limit `yaml:"limits"`
+	// Breakers are breaker policies by breaker name; "default" applies to
+	// every breaker without its own entry.
+	Breakers map[string]Breaker `yaml:"breakers"`
+	// Cache holds the cache service's settings.
+	Cache Cache `yaml:"cache"`
+}
+
+// Limit is a named rate limit: a token bucket of capacity Burst refilled at
+// MaxCalls per TimeWindow.
+type Limit struct {
+	// MaxCalls per TimeWindow; required, > 0.
+	MaxCalls int64 `yaml:"max_calls"`
+	// TimeWindow over which MaxCalls refill; required, > 0.
+	TimeWindow Duration `yaml:"time_window"`
+	// Burst is the bucket capacity; 0 means MaxCalls.
+	Burst int64 `yaml:"burst"`
+	// OnStoreFailure says what Acquire does when Redis is unreachable:
+	// "allow_local" (default: decide with a local bucket, answer degraded)
+	// or "deny" (answer UNAVAILABLE).
+	OnStoreFailure string `yaml:"on_store_failure"`
+}
+
+// The values of Limit.OnStoreFailure.
+const (
+	AllowLocal = "allow_local"
+	Deny       = "deny"
+)
+
+// Breaker is a breaker policy. Zero fields take the defaults documented on
+// each field (see DefaultBreaker).
+type Breaker struct {
+	// Mode is "consecutive" (default) or "failure_rate".
+	Mode string `yaml:"mode"`
+	// FailureThreshold consecutive failures open a closed breaker (default 5).
+	FailureThreshold int64 `yaml:"failure_threshold"`
+	// FailureRateThreshold (failure_rate mode) is the failure ratio in
+	// (0, 1] that opens the breaker (default 0.5).
+	FailureRateThreshold float64 `yaml:"failure_rate_threshold"`
+	// Window (failure_rate mode) is the rolling window of the rate (default 60s).
+	Window Duration `yaml:"window"`
+	// MinimumCalls (failure_rate mode) is how many calls the window needs
+	// before the rate can open the breaker (default 10).
+	MinimumCalls int64 `yaml:"minimum_calls"`
+	// RecoveryTimeout is how long an open breaker refuses calls (default 30s).
+	RecoveryTimeout Duration `yaml:"recovery_timeout"`
+	// HalfOpenMaxCalls is how many probes may be in flight at once,
+	// fleet-wide, while half-open (default 1).
+	HalfOpenMaxCalls int64 `yaml:"half_open_max_calls"`
+	// SuccessThreshold successful probes close a half-open breaker (default 1).
+	SuccessThreshold int64 `yaml:"success_threshold"`
+	// ProbeTimeout is a probe's lease: an unreported probe is reclaimed after
+	// it (default 10s).
+	ProbeTimeout Duration `yaml:"probe_timeout"`
+}
+
+// The values of Breaker.Mode.
+const (
+	ModeConsecutive = "consecutive"
+	ModeFailureRate = "failure_rate"
+)
+
+// DefaultBreaker is the policy used for fields left zero.
+var DefaultBreaker = Breaker{
+	Mode:                 ModeConsecutive,
+	FailureThreshold:     5,
+	FailureRateThreshold: 0.5,
+	Window:               Duration(60 * time.Second),
+	MinimumCalls:         10,
+	RecoveryTimeout:      Duration(30 * time.Second),
+	HalfOpenMaxCalls:     1,
+	SuccessThreshold:     1,
+	ProbeTimeout:         Duration(10 * time.Second),
+}
+
+// Cache holds the cache service's settings.
+type Cache struct {
+	// DefaultTTL applies to Set calls with ttl 0 (default 5m).
+	DefaultTTL Duration `yaml:"default_ttl"`
+	// MaxValueBytes is the largest value Set accepts (default 1 MiB).
+	MaxValueBytes int64 `yaml:"max_value_bytes"`
+	// MaxMemoryEntries bounds the embedded in-memory cache (no Redis): the
+	// least recently used entries are evicted beyond it (default 100000).
+	MaxMemoryEntries int64 `yaml:"max_memory_entries"`
+}
+
+// Defaults of the cache settings.
+const (
+	DefaultCacheTTL         = 5 * time.Minute
+	DefaultMaxValueBytes    = 1 << 20
+	DefaultMaxMemoryEntries = 100000
+	DefaultRedisKeyPrefix   = "resilience:"
+)
+
+// MaxNameBytes bounds the names of limits and breakers, as the API bounds keys.
+const MaxNameBytes = 256
+
+// Duration is a time.Duration written in YAML as a Go duration string
+// ("250ms", "60s", "1h").
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: want a duration such as \"60s\"", n.Line)
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration such as \"60s\"", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// Default returns the configuration used when no file is given.
+func Default() *Config {
+	c := &Config{}
+	c.applyDefaults()
+	return c
+}
+
+// Load reads and validates the configuration file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse validates data as the configuration file named name (used in
+// error messages).
+func Parse(name string, data []byte) (*Config, error) {
+	c := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config: %s: %s", name, cleanYAMLError(err))
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("config: %s: %s", name, cleanYAMLError(err))
+	}
+	if errs := c.validate(); len(errs) > 0 {
+		msgs := make([]string, 0, len(errs))
+		for _, e := range errs {
+			msgs = append(msgs, fmt.Sprintf("%s:%d: %s: %s", name, lineOf(&root, e.path), strings.Join(e.path, "."), e.msg))
+		}
+		return nil, fmt.Errorf("config: %s", strings.Join(msgs, "; "))
+	}
+	c.applyDefaults()
+	return c, nil
+}
+
+var yamlErrorPrefix = regexp.MustCompile(`^yaml: (unmarshal errors:\n\s*)?`)
+
+func cleanYAMLError(err error) string {
+	s := yamlErrorPrefix.ReplaceAllString(err.Error(), "")
+	s = strings.ReplaceAll(s, "\n ", ";")
+	return strings.TrimSpace(s)
+}
+
+type fieldError struct {
+	path []string
+	msg  string
+}
+
+func (c *Config) validate() []fieldError {
+	var errs []fieldError
+	add := func(msg string, path ...string) { errs = append(errs, fieldError{path: path, msg: msg}) }
+	if strings.ContainsAny(c.RedisKeyPrefix, "{}") {
+		add("must not contain '{' or '}'", "redis_key_prefix")
+	}
+	for _, name := range sortedKeys(c.Limits) {
+		l := c.Limits[name]
+		if name == "" || len(name) > MaxNameBytes {
+			add(fmt.Sprintf("name must be 1 to %d bytes", MaxNameBytes), "limits", name)
+		}
+		if l.MaxCalls <= 0 {
+			add(fmt.Sprintf("must be > 0, got %d", l.MaxCalls), "limits", name, "max_calls")
+		}
+		if l.TimeWindow <= 0 {
+			add(fmt.Sprintf("must be > 0, got %s", l.TimeWindow.D()), "limits", name, "time_window")
+		}
+		if l.Burst < 0 {
+			add(fmt.Sprintf("must not be negative, got %d", l.Burst), "limits", name, "burst")
+		}
+		switch l.OnStoreFailure {
+		case "", AllowLocal, Deny:
+		default:
+			add(fmt.Sprintf("must be %q or %q, got %q", AllowLocal, Deny, l.OnStoreFailure), "limits", name, "on_store_failure")
+		}
+	}
+	for _, name := range sortedKeys(c.Breakers) {
+		b := c.Breakers[name]
+		if name == "" || len(name) > MaxNameBytes {
+			add(fmt.Sprintf("name must be 1 to %d bytes", MaxNameBytes), "breakers", name)
+		}
+		switch b.Mode {
+		case "", ModeConsecutive, ModeFailureRate:
+		default:
+			add(fmt.Sprintf("must be %q or %q, got %q", ModeConsecutive, ModeFailureRate, b.Mode), "breakers", name, "mode")
+		}
+		for _, f := range []struct {
+			field string
+			v     int64
+		}{
+			{"failure_threshold", b.FailureThreshold},
+			{"minimum_calls", b.MinimumCalls},
+			{"half_open_max_calls", b.HalfOpenMaxCalls},
+			{"success_threshold", b.SuccessThreshold},
+		} {
+			if f.v < 0 {
+				add(fmt.Sprintf("must not be negative, got %d", f.v), "breakers", name, f.field)
+			}
+		}
+		for _, f := range []struct {
+			field string
+			v     Duration
+		}{
+			{"recovery_timeout", b.RecoveryTimeout},
+			{"probe_timeout", b.ProbeTimeout},
+			{"window", b.Window},
+		} {
+			if f.v < 0 {
+				add(fmt.Sprintf("must not be negative, got %s", f.v.D()), "breakers", name, f.field)
+			}
+		}
+		if b.FailureRateThreshold < 0 || b.FailureRateThreshold > 1 {
+			add(fmt.Sprintf("must be in (0, 1], got %g", b.FailureRateThreshold), "breakers", name, "failure_rate_threshold")
+		}
+	}
+	if c.Cache.DefaultTTL < 0 {
+		add(fmt.Sprintf("must not be negative, got %s", c.Cache.DefaultTTL.D()), "cache", "default_ttl")
+	}
+	if c.Cache.MaxValueBytes < 0 {
+		add(fmt.Sprintf("must not be negative, got %d", c.Cache.MaxValueBytes), "cache", "max_value_bytes")
+	}
+	if c.Cache.MaxMemoryEntries < 0 {
+		add(fmt.Sprintf("must not be negative, got %d", c.Cache.MaxMemoryEntries), "cache", "max_memory_entries")
+	}
+	return errs
+}
+
+func (c *Config) applyDefaults() {
+	if c.RedisKeyPrefix == "" {
+		c.RedisKeyPrefix = DefaultRedisKeyPrefix
+	}
+	for name, l := range c.Limits {
+		if l.Burst == 0 {
+			l.Burst = l.MaxCalls
+		}
+		if l.OnStoreFailure == "" {
+			l.OnStoreFailure = AllowLocal
+		}
+		c.Limits[name] = l
+	}
+	if c.Breakers == nil {
+		c.Breakers = map[string]Breaker{}
+	}
+	def, ok := c.Breakers["default"]
+	if !ok {
+		def = DefaultBreaker
+	}
+	def = def.withDefaults(DefaultBreaker)
+	c.Breakers["default"] = def
+	for name, b := range c.Breakers {
+		c.Breakers[name] = b.withDefaults(def)
+	}
+	if c.Cache.DefaultTTL == 0 {
+		c.Cache.DefaultTTL = Duration(DefaultCacheTTL)
+	}
+	if c.Cache.MaxValueBytes == 0 {
+		c.Cache.MaxValueBytes = DefaultMaxValueBytes
+	}
+	if c.Cache.MaxMemoryEntries == 0 {
+		c.Cache.MaxMemoryEntries = DefaultMaxMemoryEntries
+	}
+}
+
+// withDefaults fills b's zero fields from def.
+func (b Breaker) withDefaults(def Breaker) Breaker {
+	if b.Mode == "" {
+		b.Mode = def.Mode
+	}
+	if b.FailureThreshold == 0 {
+		b.FailureThreshold = def.FailureThreshold
+	}
+	if b.FailureRateThreshold == 0 {
+		b.FailureRateThreshold = def.FailureRateThreshold
+	}
+	if b.Window == 0 {
+		b.Window = def.Window
+	}
+	if b.MinimumCalls == 0 {
+		b.MinimumCalls = def.MinimumCalls
+	}
+	if b.RecoveryTimeout == 0 {
+		b.RecoveryTimeout = def.RecoveryTimeout
+	}
+	if b.HalfOpenMaxCalls == 0 {
+		b.HalfOpenMaxCalls = def.HalfOpenMaxCalls
+	}
+	if b.SuccessThreshold == 0 {
+		b.SuccessThreshold = def.SuccessThreshold
+	}
+	if b.ProbeTimeout == 0 {
+		b.ProbeTimeout = def.ProbeTimeout
+	}
+	return b
+}
+
+// BreakerPolicy returns the policy for the breaker called name and the name
+// of the configured entry it came from ("default" when none matched).
+func (c *Config) BreakerPolicy(name string) (Breaker, string) {
+	if b, ok := c.Breakers[name]; ok {
+		return b, name
+	}
+	return c.Breakers["default"], "default"
+}
+
+// lineOf returns the line of the YAML node at path, or of its nearest
+// existing ancestor; 0 when nothing matches.
+func lineOf(root *yaml.Node, path []string) int {
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := n.Line
+	for _, p := range path {
+		if n.Kind != yaml.MappingNode {
+			return line
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == p {
+				line = n.Content[i].Line
+				next = n.Content[i+1]
+				break
+			}
+		}
+		if next == nil {
+			return line
+		}
+		n = next
+	}
+	return line
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
