@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/topdeck/resilience/config"
 	"github.com/topdeck/resilience/internal/redisconn"
@@ -30,6 +33,9 @@ type Flags struct {
 	LogLevel        string
 	LogFormat       string
 	ShutdownTimeout time.Duration
+	// HealthProbe makes the process check the gRPC health of a server
+	// listening on Listen and exit, for container HEALTHCHECKs.
+	HealthProbe bool
 }
 
 // Main runs the server. Its zero value is not usable; create it with NewMain.
@@ -64,6 +70,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) (Flags, err
 	fs.StringVar(&f.LogLevel, "log-level", "info", "debug, info, warn or error (env RESILIENCE_LOG_LEVEL)")
 	fs.StringVar(&f.LogFormat, "log-format", "json", "json or text (env RESILIENCE_LOG_FORMAT)")
 	fs.DurationVar(&f.ShutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "how long in-flight calls may finish on SIGTERM (env RESILIENCE_SHUTDOWN_TIMEOUT)")
+	fs.BoolVar(&f.HealthProbe, "health-probe", false, "check the health of the server on --listen (exit 0 when SERVING, 1 otherwise) and exit; for container HEALTHCHECKs")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: resilienced [flags]\n\nThe TopDeck resilience service (gRPC).\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -114,6 +121,9 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	f, err := m.ParseFlags(args, os.Getenv)
 	if err != nil {
 		return err
+	}
+	if f.HealthProbe {
+		return probeHealth(ctx, f.Listen)
 	}
 	log, err := newLogger(m.stdout, f.LogLevel, f.LogFormat)
 	if err != nil {
@@ -210,4 +220,31 @@ func (p *storeProbe) Run(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// probeHealth asks the server on listen (an empty host means loopback) for
+// its overall gRPC health.
+func probeHealth(ctx context.Context, listen string) error {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("%w: --listen %q: %v", errUsage, listen, err)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	conn, err := grpc.NewClient(net.JoinHostPort(host, port), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		return fmt.Errorf("health check: %w", err)
+	}
+	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		return fmt.Errorf("health check: %s", resp.GetStatus())
+	}
+	return nil
 }

@@ -1,0 +1,21 @@
+# syntax=docker/dockerfile:1
+# Multi-stage build: a static resilienced on a distroless, non-root base.
+#   docker build -t topdeck/resilienced .
+#   docker run -p 50051:50051 -e RESILIENCE_REDIS_URL=redis://redis:6379 topdeck/resilienced
+
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w" -o /out/resilienced ./cmd/resilienced
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/resilienced /usr/local/bin/resilienced
+USER nonroot:nonroot
+EXPOSE 50051
+ENV RESILIENCE_LISTEN=:50051 \
+    RESILIENCE_LOG_FORMAT=json
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+    CMD ["/usr/local/bin/resilienced", "--health-probe"]
+ENTRYPOINT ["/usr/local/bin/resilienced"]

@@ -1,0 +1,83 @@
+package redisconn
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/topdeck/resilience/internal/redistest"
+)
+
+func TestOpenKinds(t *testing.T) {
+	tests := []struct {
+		url  string
+		want Kind
+	}{
+		{"redis://127.0.0.1:6390/2", Single},
+		{"rediss://user:pw@127.0.0.1:6390", Single},
+		{"redis://127.0.0.1:7000?addr=127.0.0.1:7001&addr=127.0.0.1:7002", Cluster},
+		{"redis://127.0.0.1:7000?cluster=true", Cluster},
+		{"redis://127.0.0.1:26379?master_name=mymaster&addr=127.0.0.1:26380", Sentinel},
+	}
+	for _, tt := range tests {
+		c, kind, err := Open(tt.url, Timeouts{})
+		if err != nil {
+			t.Errorf("Open(%q): %v", tt.url, err)
+			continue
+		}
+		if kind != tt.want {
+			t.Errorf("Open(%q): kind %q, want %q", tt.url, kind, tt.want)
+		}
+		_ = c.Close()
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	for _, u := range []string{"", "http://x:1", "redis://[::1", "redis://h:1?master_name=m&bogus=1"} {
+		if c, _, err := Open(u, Timeouts{}); err == nil {
+			_ = c.Close()
+			t.Errorf("Open(%q): got nil error, want one", u)
+		} else if !strings.HasPrefix(err.Error(), "redisconn: ") {
+			t.Errorf("Open(%q): error %q should start with the package name", u, err)
+		}
+	}
+}
+
+// A dead Redis must fail a call fast, not after go-redis's default dial
+// retries (about a second). The bound here is generous for a loaded machine;
+// the point is "not seconds".
+func TestDeadRedisFailsFast(t *testing.T) {
+	srv := redistest.Start(t)
+	c, _, err := Open(srv.URL(), Timeouts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("Ping a live server: %v", err)
+	}
+	srv.Kill()
+	for i := 0; i < 3; i++ {
+		start := time.Now()
+		err := c.Ping(ctx).Err()
+		if err == nil {
+			t.Fatalf("Ping a dead server: got nil error")
+		}
+		if d := time.Since(start); d > 750*time.Millisecond {
+			t.Errorf("Ping a dead server took %s, want well under a second", d)
+		}
+	}
+	srv.Restart()
+	deadline := time.Now().Add(5 * time.Second)
+	for c.Ping(ctx).Err() != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("client did not reconnect after Restart")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var _ redis.UniversalClient = c
+}
