@@ -247,11 +247,11 @@ func TestHealth(t *testing.T) {
 
 // logLine is one JSON log line of the logging interceptor.
 type logLine struct {
-	Msg           string  `json:"msg"`
-	Method        string  `json:"grpc.method"`
-	Code          string  `json:"grpc.code"`
-	TimeMS        string  `json:"grpc.time_ms"`
-	CorrelationID string  `json:"correlation_id"`
+	Msg           string `json:"msg"`
+	Method        string `json:"grpc.method"`
+	Code          string `json:"grpc.code"`
+	TimeMS        string `json:"grpc.time_ms"`
+	CorrelationID string `json:"correlation_id"`
 }
 
 func findLogLines(t *testing.T, logs, method string) []logLine {
@@ -345,7 +345,9 @@ func TestPanicBecomesInternal(t *testing.T) {
 	}
 }
 
-type panicHealth struct{ healthpb.UnimplementedHealthServer }
+type panicHealth struct {
+	healthpb.UnimplementedHealthServer
+}
 
 func (panicHealth) Check(context.Context, *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
 	panic("boom")
