@@ -1,0 +1,452 @@
+package cache
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// Limits and defaults of a Cache.
+const (
+	// MaxKeyBytes is the longest key a Cache accepts.
+	MaxKeyBytes = 256
+	// MaxPatternBytes is the longest DeletePattern pattern a Cache accepts.
+	MaxPatternBytes = 1024
+	// DefaultMaxValueBytes is the largest value a Cache stores unless
+	// WithMaxValueBytes says otherwise (1 MiB).
+	DefaultMaxValueBytes = 1 << 20
+	// DefaultTTL is the expiry of a value Set with ttl 0 unless
+	// WithDefaultTTL says otherwise.
+	DefaultTTL = 10 * time.Minute
+	// DefaultStoreTimeout bounds each Get, Set and Delete store call unless
+	// WithStoreTimeout says otherwise.
+	DefaultStoreTimeout = 500 * time.Millisecond
+	// DefaultFlushInterval is how often Run flushes the statistics unless
+	// WithFlushInterval says otherwise.
+	DefaultFlushInterval = 250 * time.Millisecond
+)
+
+// Cache is the shared cache the server calls: it validates input, applies
+// the default TTL, shares concurrent reads of one key, turns store failures
+// into degraded results and counts fleet-wide statistics.
+//
+// Error contract of Get, Set, Delete and DeletePattern: the returned error is
+// non-nil only for a bad argument (an *ArgumentError, errors.Is
+// ErrInvalidArgument) or when the caller's ctx is done (ctx.Err()). A store
+// failure is not an error: the result has Degraded set and Err holding the
+// store error (wrapping ErrStoreUnavailable) for logging, and the failure is
+// counted in Counters.Errors. A degraded Get reports not found; a degraded
+// Set stored nothing.
+//
+// Statistics are counted in local atomics; Run flushes them to the store
+// (when it implements StatsStore) every FlushInterval. Create a Cache with
+// New; the zero value is not usable. A Cache is safe for concurrent use.
+type Cache struct {
+	store         Store
+	stats         StatsStore
+	defaultTTL    time.Duration
+	maxValueBytes int
+	storeTimeout  time.Duration
+	flushInterval time.Duration
+	onFlushError  func(error)
+	source        string
+
+	group singleflight.Group
+	epoch atomic.Uint64 // bumped by DeletePattern so later Gets start new flights
+
+	pending struct{ hits, misses, sets, deletes, errors atomic.Int64 }
+	// inflight is a batch taken from pending whose AddStats has not yet
+	// succeeded; it is retried as is, with its Seq, so it counts once.
+	inflight atomic.Pointer[StatsDelta]
+
+	flushMu sync.Mutex // serialises Flush; protects seq
+	seq     uint64
+}
+
+// Option configures a Cache.
+type Option func(*Cache)
+
+// WithDefaultTTL sets the expiry of values Set with ttl 0 (d > 0).
+// Default DefaultTTL.
+func WithDefaultTTL(d time.Duration) Option { return func(c *Cache) { c.defaultTTL = d } }
+
+// WithMaxValueBytes sets the largest value Set accepts (n > 0).
+// Default DefaultMaxValueBytes.
+func WithMaxValueBytes(n int) Option { return func(c *Cache) { c.maxValueBytes = n } }
+
+// WithStoreTimeout bounds each Get, Set and Delete store call and each
+// flush (d > 0), on top of the caller's deadline. Default DefaultStoreTimeout.
+func WithStoreTimeout(d time.Duration) Option { return func(c *Cache) { c.storeTimeout = d } }
+
+// WithFlushInterval sets how often Run flushes statistics (d > 0).
+// Default DefaultFlushInterval.
+func WithFlushInterval(d time.Duration) Option { return func(c *Cache) { c.flushInterval = d } }
+
+// WithFlushErrorHandler sets a function Run calls with each failed flush,
+// e.g. to log it. It must be safe for concurrent use and not block.
+func WithFlushErrorHandler(f func(error)) Option { return func(c *Cache) { c.onFlushError = f } }
+
+// New returns a Cache over store. Statistics go to store when it implements
+// StatsStore, and stay in process otherwise. New starts no goroutine; call
+// Run to flush statistics. It returns an *ArgumentError for a bad option.
+func New(store Store, opts ...Option) (*Cache, error) {
+	if store == nil {
+		return nil, &ArgumentError{Field: "store", Reason: "store is nil"}
+	}
+	c := &Cache{
+		store:         store,
+		defaultTTL:    DefaultTTL,
+		maxValueBytes: DefaultMaxValueBytes,
+		storeTimeout:  DefaultStoreTimeout,
+		flushInterval: DefaultFlushInterval,
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	switch {
+	case c.defaultTTL <= 0:
+		return nil, &ArgumentError{Field: "default_ttl", Reason: fmt.Sprintf("default_ttl is %v, must be positive", c.defaultTTL)}
+	case c.maxValueBytes <= 0:
+		return nil, &ArgumentError{Field: "max_value_bytes", Reason: fmt.Sprintf("max_value_bytes is %d, must be positive", c.maxValueBytes)}
+	case c.storeTimeout <= 0:
+		return nil, &ArgumentError{Field: "store_timeout", Reason: fmt.Sprintf("store_timeout is %v, must be positive", c.storeTimeout)}
+	case c.flushInterval <= 0:
+		return nil, &ArgumentError{Field: "flush_interval", Reason: fmt.Sprintf("flush_interval is %v, must be positive", c.flushInterval)}
+	}
+	if ss, ok := store.(StatsStore); ok {
+		c.stats = ss
+	} else {
+		c.stats = &localStats{seqs: make(map[string]uint64)}
+	}
+	var id [12]byte
+	_, _ = rand.Read(id[:]) // crypto/rand.Read never fails
+	c.source = hex.EncodeToString(id[:])
+	return c, nil
+}
+
+// GetResult is the answer of Cache.Get.
+type GetResult struct {
+	// Value is the cached value when Found; the slice belongs to the caller.
+	Value []byte
+	// TTL is the time the value had left when it was read (0: no expiry).
+	TTL time.Duration
+	// Found reports a hit. It is false when Degraded.
+	Found bool
+	// Degraded reports that the store failed and the answer is "not found"
+	// by default, not by fact.
+	Degraded bool
+	// Err is the store error behind Degraded (wrapping ErrStoreUnavailable),
+	// for logging; nil when Degraded is false.
+	Err error
+}
+
+// SetResult is the answer of Cache.Set.
+type SetResult struct {
+	// Stored reports that the value was stored.
+	Stored bool
+	// TTL is the expiry applied (the default TTL when Set got 0).
+	TTL time.Duration
+	// Degraded reports that the store failed and nothing was stored.
+	Degraded bool
+	// Err is the store error behind Degraded, for logging.
+	Err error
+}
+
+// DeleteResult is the answer of Cache.Delete and Cache.DeletePattern.
+type DeleteResult struct {
+	// Deleted is the number of keys removed.
+	Deleted int64
+	// Degraded reports that the store failed; some keys may or may not
+	// have been removed.
+	Degraded bool
+	// Err is the store error behind Degraded, for logging.
+	Err error
+}
+
+// Stats are the fleet-wide statistics of a cache: the totals in the
+// StatsStore plus this Cache's counts not yet flushed.
+type Stats struct {
+	Counters
+	// Keys is the number of live entries in the store.
+	Keys int64
+	// HitRatio is Hits / (Hits + Misses), 0 without Gets.
+	HitRatio float64
+}
+
+// Get returns the value under key. Concurrent Gets of one key on this Cache
+// share one store call; a caller whose ctx is done returns ctx.Err() at once
+// while the shared call goes on for the others (bounded by the store
+// timeout). A value written by this Cache's Set, Delete or DeletePattern
+// that completed before Get started is never hidden by an older flight.
+func (c *Cache) Get(ctx context.Context, key string) (GetResult, error) {
+	if err := checkKey(key); err != nil {
+		return GetResult{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return GetResult{}, err
+	}
+	ch := c.group.DoChan(c.flightKey(key), func() (any, error) {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.storeTimeout)
+		defer cancel()
+		e, ok, err := c.store.Get(sctx, key)
+		return getOutcome{entry: e, found: ok}, err
+	})
+	var r singleflight.Result
+	select {
+	case <-ctx.Done():
+		return GetResult{}, ctx.Err()
+	case r = <-ch:
+	}
+	if r.Err != nil {
+		c.pending.errors.Add(1)
+		return GetResult{Degraded: true, Err: storeError("get", r.Err)}, nil
+	}
+	out := r.Val.(getOutcome)
+	if !out.found {
+		c.pending.misses.Add(1)
+		return GetResult{}, nil
+	}
+	c.pending.hits.Add(1)
+	v := out.entry.Value
+	if r.Shared {
+		v = append([]byte(nil), v...)
+	}
+	return GetResult{Value: v, TTL: out.entry.TTL, Found: true}, nil
+}
+
+type getOutcome struct {
+	entry Entry
+	found bool
+}
+
+// Set stores value under key for ttl; ttl 0 means the default TTL. It
+// refuses (with an *ArgumentError, storing nothing) an empty or too long
+// key, a negative ttl and a value above the max value bytes.
+func (c *Cache) Set(ctx context.Context, key string, value []byte, ttl time.Duration) (SetResult, error) {
+	if err := checkKey(key); err != nil {
+		return SetResult{}, err
+	}
+	if ttl < 0 {
+		return SetResult{}, &ArgumentError{Field: "ttl", Reason: fmt.Sprintf("ttl is %v, must not be negative", ttl)}
+	}
+	if ttl == 0 {
+		ttl = c.defaultTTL
+	}
+	if len(value) > c.maxValueBytes {
+		return SetResult{}, &ArgumentError{Field: "value", Reason: fmt.Sprintf("value is %d bytes, above max_value_bytes %d", len(value), c.maxValueBytes)}
+	}
+	if err := ctx.Err(); err != nil {
+		return SetResult{}, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, c.storeTimeout)
+	defer cancel()
+	err := c.store.Set(sctx, key, value, ttl)
+	c.group.Forget(c.flightKey(key))
+	if err != nil {
+		if ctx.Err() != nil {
+			return SetResult{}, ctx.Err()
+		}
+		c.pending.errors.Add(1)
+		return SetResult{TTL: ttl, Degraded: true, Err: storeError("set", err)}, nil
+	}
+	c.pending.sets.Add(1)
+	return SetResult{Stored: true, TTL: ttl}, nil
+}
+
+// Delete removes the given keys and reports how many existed. It refuses
+// invalid keys before touching the store.
+func (c *Cache) Delete(ctx context.Context, keys ...string) (DeleteResult, error) {
+	for _, k := range keys {
+		if err := checkKey(k); err != nil {
+			return DeleteResult{}, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return DeleteResult{}, err
+	}
+	if len(keys) == 0 {
+		return DeleteResult{}, nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, c.storeTimeout)
+	defer cancel()
+	n, err := c.store.Delete(sctx, keys...)
+	for _, k := range keys {
+		c.group.Forget(c.flightKey(k))
+	}
+	return c.deleteResult(ctx, "delete", n, err)
+}
+
+// DeletePattern removes every key matching pattern (Redis MATCH glob rules,
+// see Match) and reports how many it removed. It may walk the whole key
+// space, so only the caller's ctx bounds it (not the store timeout).
+func (c *Cache) DeletePattern(ctx context.Context, pattern string) (DeleteResult, error) {
+	switch {
+	case pattern == "":
+		return DeleteResult{}, &ArgumentError{Field: "pattern", Reason: "pattern is empty"}
+	case len(pattern) > MaxPatternBytes:
+		return DeleteResult{}, &ArgumentError{Field: "pattern", Reason: fmt.Sprintf("pattern is %d bytes, above the %d-byte limit", len(pattern), MaxPatternBytes)}
+	}
+	if err := ctx.Err(); err != nil {
+		return DeleteResult{}, err
+	}
+	n, err := c.store.DeletePattern(ctx, pattern)
+	c.epoch.Add(1)
+	return c.deleteResult(ctx, "delete pattern", n, err)
+}
+
+func (c *Cache) deleteResult(ctx context.Context, op string, n int64, err error) (DeleteResult, error) {
+	if n > 0 {
+		c.pending.deletes.Add(n)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return DeleteResult{Deleted: n}, ctx.Err()
+		}
+		c.pending.errors.Add(1)
+		return DeleteResult{Deleted: n, Degraded: true, Err: storeError(op, err)}, nil
+	}
+	return DeleteResult{Deleted: n}, nil
+}
+
+// Stats returns the fleet-wide statistics: the StatsStore totals plus this
+// Cache's unflushed counts, and the store's Len. When the store fails it
+// returns what it could read (at least this Cache's unflushed counts) and an
+// error wrapping ErrStoreUnavailable. Only ctx bounds it: Len may walk the
+// whole key space.
+func (c *Cache) Stats(ctx context.Context) (Stats, error) {
+	local := c.unflushed()
+	total, err := c.stats.LoadStats(ctx)
+	if err != nil {
+		return Stats{Counters: local, HitRatio: local.HitRatio()}, storeError("load stats", err)
+	}
+	total = total.Add(local)
+	keys, err := c.store.Len(ctx)
+	st := Stats{Counters: total, Keys: keys, HitRatio: total.HitRatio()}
+	if err != nil {
+		return st, storeError("len", err)
+	}
+	return st, nil
+}
+
+// unflushed returns the counts not yet added to the StatsStore.
+func (c *Cache) unflushed() Counters {
+	l := Counters{
+		Hits:    c.pending.hits.Load(),
+		Misses:  c.pending.misses.Load(),
+		Sets:    c.pending.sets.Load(),
+		Deletes: c.pending.deletes.Load(),
+		Errors:  c.pending.errors.Load(),
+	}
+	if d := c.inflight.Load(); d != nil {
+		l = l.Add(d.Counters)
+	}
+	return l
+}
+
+// Flush adds this Cache's unflushed counts to the StatsStore. A failed
+// flush keeps the counts: the batch is retried as is by the next Flush, and
+// the StatsStore applies each batch once even if a reply was lost.
+// Flush is safe for concurrent use; flushes are serialised.
+func (c *Cache) Flush(ctx context.Context) error {
+	c.flushMu.Lock()
+	defer c.flushMu.Unlock()
+	if d := c.inflight.Load(); d != nil {
+		if err := c.stats.AddStats(ctx, *d); err != nil {
+			return storeError("flush stats", err)
+		}
+		c.inflight.Store(nil)
+	}
+	delta := Counters{
+		Hits:    c.pending.hits.Swap(0),
+		Misses:  c.pending.misses.Swap(0),
+		Sets:    c.pending.sets.Swap(0),
+		Deletes: c.pending.deletes.Swap(0),
+		Errors:  c.pending.errors.Swap(0),
+	}
+	if delta.IsZero() {
+		return nil
+	}
+	c.seq++
+	d := &StatsDelta{Source: c.source, Seq: c.seq, Counters: delta}
+	c.inflight.Store(d)
+	if err := c.stats.AddStats(ctx, *d); err != nil {
+		return storeError("flush stats", err)
+	}
+	c.inflight.Store(nil)
+	return nil
+}
+
+// Run flushes statistics every FlushInterval until ctx is done, then makes
+// a last flush bounded by the store timeout and returns its error (nil when
+// it succeeded). Errors of periodic flushes go to the flush error handler;
+// their counts are kept for the next flush. Call Run once per Cache; the
+// caller owns the goroutine that calls it and should wait for it.
+func (c *Cache) Run(ctx context.Context) error {
+	t := time.NewTicker(c.flushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.storeTimeout)
+			defer cancel()
+			return c.Flush(fctx)
+		case <-t.C:
+			fctx, cancel := context.WithTimeout(ctx, c.storeTimeout)
+			err := c.Flush(fctx)
+			cancel()
+			if err != nil && c.onFlushError != nil {
+				c.onFlushError(err)
+			}
+		}
+	}
+}
+
+func (c *Cache) flightKey(key string) string {
+	return strconv.FormatUint(c.epoch.Load(), 36) + "\x00" + key
+}
+
+func checkKey(key string) error {
+	switch {
+	case key == "":
+		return &ArgumentError{Field: "key", Reason: "key is empty"}
+	case len(key) > MaxKeyBytes:
+		return &ArgumentError{Field: "key", Reason: fmt.Sprintf("key is %d bytes, above the %d-byte limit", len(key), MaxKeyBytes)}
+	}
+	return nil
+}
+
+func storeError(op string, err error) error {
+	return fmt.Errorf("%w: %s: %w", ErrStoreUnavailable, op, err)
+}
+
+// localStats keeps statistics in process for a Store that is not a
+// StatsStore.
+type localStats struct {
+	mu    sync.Mutex // protects the fields below
+	total Counters
+	seqs  map[string]uint64
+}
+
+func (l *localStats) AddStats(_ context.Context, d StatsDelta) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if d.Seq != 0 && d.Seq <= l.seqs[d.Source] {
+		return nil
+	}
+	l.seqs[d.Source] = d.Seq
+	l.total = l.total.Add(d.Counters)
+	return nil
+}
+
+func (l *localStats) LoadStats(context.Context) (Counters, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.total, nil
+}

@@ -1,0 +1,43 @@
+// Package limiter is a token-bucket rate limiter built on GCRA (the generic
+// cell rate algorithm), with pluggable storage so that many replicas can share
+// one bucket per key.
+//
+// # Model
+//
+// A [Limit] describes a bucket that holds at most Burst tokens (Burst 0 means
+// MaxCalls) and refills at MaxCalls tokens per Window. A call of cost n takes n
+// tokens. GCRA keeps a single number per bucket, the theoretical arrival time
+// (TAT): the instant at which the bucket will be full again. Admitting cost n
+// moves the TAT n emission intervals (Window/MaxCalls) into the future, and a
+// call is admitted when the TAT after admission is no further ahead of now than
+// Burst emission intervals.
+//
+// The arithmetic is exact: time is counted in whole microseconds and the
+// emission interval, which need not be a whole number of microseconds, is kept
+// as a fraction, so over any interval of length t the admitted cost of one key
+// is at most Burst + rate*t, and a call is denied only when admitting it would
+// break that bound. A denied call consumes nothing.
+//
+// # Answers
+//
+// Every decision returns a [Result]: whether the call is allowed, the whole
+// tokens left, the exact time until the requested tokens are there (on a
+// denial) and until the bucket is full again. A caller that is willing to wait
+// passes a maximum wait: when the tokens will be there in time, they are
+// reserved (first come, first served) and the Result says how long to wait
+// before proceeding. [Store.Peek] answers as Take would without changing
+// anything.
+//
+// # Stores and the Limiter
+//
+// A [Store] keeps the buckets. [MemoryStore] keeps them in process (exact on
+// one replica); package limiter/redisstore keeps them in Redis, one Lua script
+// per decision with Redis TIME as the only clock, so every replica shares
+// them. Package limiter/storetest is the conformance suite every Store passes.
+//
+// A [Limiter] sits in front of a Store. It validates requests, answers repeated
+// denials from a small local cache without asking the store, and applies a
+// [FailurePolicy] when the store fails: decide with a local fallback bucket
+// (the answer says Degraded) or fail with [ErrStoreUnavailable]. A store error
+// is never reported as a denial.
+package limiter

@@ -1,0 +1,188 @@
+package limiter
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Limit is a rate-limit policy: a token bucket that holds at most Burst tokens
+// and refills at MaxCalls tokens per Window.
+//
+// Every store computes exactly in integers (see [Params]); Validate keeps the
+// numbers within reach: Burst * Window/gcd(MaxCalls, Window in µs) must be at
+// most 2^51 µs. That is 71 years of bucket depth when MaxCalls divides Window
+// into whole microseconds (100000 per day, 7 per second, 12345 per hour are
+// all fine); an awkward pair such as 99991 per day allows a burst of at most
+// 26062.
+//
+// The zero value is not a valid limit; check a Limit with [Limit.Validate]
+// before use (every Store and the Limiter do). A Limit is a plain value, safe
+// to copy and to share between goroutines.
+type Limit struct {
+	// MaxCalls is the number of tokens added per Window. Must be > 0.
+	MaxCalls int64
+	// Window is the refill period. Must be > 0 and a whole number of
+	// microseconds (the resolution of every store's clock).
+	Window time.Duration
+	// Burst is the bucket capacity: the most tokens that can be spent at
+	// once. Must be >= 0; 0 means MaxCalls.
+	Burst int64
+}
+
+// maxScaled bounds the numbers the GCRA arithmetic works with (see params), so
+// that the Redis store's Lua, whose numbers are IEEE doubles, computes them
+// exactly: 3*maxScaled < 2^53.
+const maxScaled = 1 << 51
+
+// Errors returned for invalid input. Errors from [Limit.Validate] and
+// [ValidateCall] are *[InvalidArgumentError] values that match
+// ErrInvalidArgument with errors.Is; a cost above the burst also matches
+// ErrCostExceedsBurst.
+var (
+	ErrInvalidArgument  = errors.New("limiter: invalid argument")
+	ErrCostExceedsBurst = errors.New("limiter: cost exceeds burst")
+)
+
+// ErrStoreUnavailable reports that a Store could not decide (Redis
+// unreachable, timed out, or a malformed reply). It is never a denial. The
+// Limiter wraps store errors with it when the request's FailurePolicy is
+// Deny; the Redis store wraps its errors with it too.
+var ErrStoreUnavailable = errors.New("limiter: store unavailable")
+
+// InvalidArgumentError reports a bad input field. Field is the wire name of the
+// offending field (max_calls, time_window, burst, cost or max_wait) so that a
+// server can pass it through as INVALID_ARGUMENT; Error returns a message like
+// "limiter: max_calls must be > 0, got 0".
+//
+// errors.Is(err, ErrInvalidArgument) holds for every InvalidArgumentError, and
+// errors.Is(err, Err) for its cause when set (such as ErrCostExceedsBurst).
+type InvalidArgumentError struct {
+	Field  string // wire name of the field: max_calls, time_window, burst, cost, max_wait
+	Reason string // what is wrong, e.g. "must be > 0, got 0"
+	Err    error  // optional sentinel cause, e.g. ErrCostExceedsBurst
+}
+
+// Error implements error.
+func (e *InvalidArgumentError) Error() string {
+	return "limiter: " + e.Field + " " + e.Reason
+}
+
+// Is reports whether target is ErrInvalidArgument.
+func (e *InvalidArgumentError) Is(target error) bool { return target == ErrInvalidArgument }
+
+// Unwrap returns the sentinel cause, if any.
+func (e *InvalidArgumentError) Unwrap() error { return e.Err }
+
+func invalid(field, format string, args ...any) error {
+	return &InvalidArgumentError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// Validate reports whether l is a usable limit. The error is an
+// *InvalidArgumentError naming the first offending field.
+func (l Limit) Validate() error {
+	if l.MaxCalls <= 0 {
+		return invalid("max_calls", "must be > 0, got %d", l.MaxCalls)
+	}
+	if l.Window <= 0 {
+		return invalid("time_window", "must be > 0, got %v", l.Window)
+	}
+	if l.Window%time.Microsecond != 0 {
+		return invalid("time_window", "must be a whole number of microseconds, got %v", l.Window)
+	}
+	if l.Burst < 0 {
+		return invalid("burst", "must be >= 0 (0 means max_calls), got %d", l.Burst)
+	}
+	p := l.params()
+	if p.m > maxScaled {
+		return invalid("max_calls", "too large for time_window %v: must be <= %d, got %d", l.Window, maxScaled, l.MaxCalls)
+	}
+	if maxBurst := int64(maxScaled) / p.w; p.b > maxBurst {
+		if l.Burst == 0 {
+			return invalid("max_calls", "too large to be the burst for time_window %v (set burst <= %d), got %d", l.Window, maxBurst, l.MaxCalls)
+		}
+		return invalid("burst", "must be <= %d for %d calls per %v, got %d", maxBurst, l.MaxCalls, l.Window, l.Burst)
+	}
+	return nil
+}
+
+// ValidateCall reports whether a call of cost with maxWait may be made under
+// l: l must be valid, cost must be in [1, burst] and maxWait in [0, the largest
+// wait l can represent]. The error is an *InvalidArgumentError naming the
+// field; a cost above the burst also matches ErrCostExceedsBurst.
+func ValidateCall(l Limit, cost int64, maxWait time.Duration) error {
+	if err := l.Validate(); err != nil {
+		return err
+	}
+	if cost <= 0 {
+		return invalid("cost", "must be > 0, got %d", cost)
+	}
+	if b := l.burst(); cost > b {
+		return &InvalidArgumentError{Field: "cost", Reason: fmt.Sprintf("must be <= burst (%d), got %d", b, cost), Err: ErrCostExceedsBurst}
+	}
+	if maxWait < 0 {
+		return invalid("max_wait", "must be >= 0, got %v", maxWait)
+	}
+	if max := l.MaxWait(); maxWait > max {
+		return invalid("max_wait", "must be <= %v for this limit, got %v", max, maxWait)
+	}
+	return nil
+}
+
+// MaxWait is the longest max_wait a call under l may ask for: 2^51 units of
+// 1/M microsecond (see [Params]), so that every store's arithmetic stays
+// exact. It is hours for the most awkward limits and years for most. l must be
+// valid.
+func (l Limit) MaxWait() time.Duration {
+	return time.Duration(int64(maxScaled)/l.params().m) * time.Microsecond
+}
+
+// burst is the effective capacity.
+func (l Limit) burst() int64 {
+	if l.Burst == 0 {
+		return l.MaxCalls
+	}
+	return l.Burst
+}
+
+// Normalized returns l with Burst set to its effective value (MaxCalls when
+// Burst is 0). Two limits with the same normalized form are the same policy.
+func (l Limit) Normalized() Limit {
+	l.Burst = l.burst()
+	return l
+}
+
+// Params is the integer form of a valid Limit used by the GCRA arithmetic, for
+// stores that run it elsewhere (the Redis store passes it to its Lua script).
+//
+// Time is counted in units of 1/M microsecond: one token is W units and the
+// bucket holds B*W units. M/W is MaxCalls per Window in lowest terms.
+type Params struct {
+	M int64 // refill: M tokens per W microseconds, in lowest terms
+	W int64 // microseconds per M tokens, in lowest terms
+	B int64 // capacity in tokens (the effective burst)
+}
+
+// Params returns the integer form of l. l must be valid.
+func (l Limit) Params() Params {
+	p := l.params()
+	return Params{M: p.m, W: p.w, B: p.b}
+}
+
+type params struct{ m, w, b int64 }
+
+func (l Limit) params() params {
+	w := int64(l.Window / time.Microsecond)
+	g := gcd(l.MaxCalls, w)
+	if g == 0 {
+		g = 1
+	}
+	return params{m: l.MaxCalls / g, w: w / g, b: l.burst()}
+}
+
+func gcd(a, b int64) int64 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}

@@ -1,0 +1,109 @@
+package limiter
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// MemoryStore is a [Store] that keeps buckets in process memory. It is exact
+// for one process: use it when there is one replica, as the Limiter's local
+// fallback, or in tests.
+//
+// Memory is bounded by the number of busy keys: a bucket is dropped once it is
+// full again (its TAT is not ahead of now), by a sweep that runs lazily inside
+// Take once the number of decisions since the last sweep reaches the number of
+// buckets, so its cost is amortised to O(1) per decision. No goroutine is
+// started.
+//
+// Create one with [NewMemoryStore]; the zero value is not usable. A
+// MemoryStore is safe for concurrent use.
+type MemoryStore struct {
+	now func() time.Time
+
+	mu         sync.Mutex // protects the fields below
+	buckets    map[string]bucket
+	sinceSweep int // decisions since the last sweep
+}
+
+var _ Store = (*MemoryStore)(nil)
+
+// MemoryOption configures a MemoryStore.
+type MemoryOption func(*memoryOptions)
+
+type memoryOptions struct {
+	now func() time.Time
+}
+
+// WithMemoryClock sets the clock the store reads (default time.Now), for
+// tests.
+func WithMemoryClock(now func() time.Time) MemoryOption {
+	return func(o *memoryOptions) { o.now = now }
+}
+
+// NewMemoryStore returns an empty MemoryStore.
+func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
+	o := memoryOptions{now: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return &MemoryStore{now: o.now, buckets: make(map[string]bucket)}
+}
+
+// minSweep is the fewest decisions between sweeps.
+const minSweep = 64
+
+// Take implements Store.
+func (s *MemoryStore) Take(ctx context.Context, key string, lim Limit, cost int64, maxWait time.Duration) (Result, error) {
+	if err := ValidateCall(lim, cost, maxWait); err != nil {
+		return Result{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, res, changed := gcra(s.buckets[key], now, lim, cost, maxWait, true)
+	if changed {
+		s.buckets[key] = st
+	}
+	s.sinceSweep++
+	if s.sinceSweep >= max(len(s.buckets), minSweep) {
+		s.sweepLocked(now.UnixMicro())
+	}
+	return res, nil
+}
+
+// Peek implements Store.
+func (s *MemoryStore) Peek(ctx context.Context, key string, lim Limit, cost int64) (Result, error) {
+	if err := ValidateCall(lim, cost, 0); err != nil {
+		return Result{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
+	now := s.now()
+	s.mu.Lock()
+	st := s.buckets[key]
+	s.mu.Unlock()
+	_, res, _ := gcra(st, now, lim, cost, 0, false)
+	return res, nil
+}
+
+// Len returns the number of buckets held, full ones not yet swept included.
+func (s *MemoryStore) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.buckets)
+}
+
+// sweepLocked drops the buckets that are full at nowUS.
+func (s *MemoryStore) sweepLocked(nowUS int64) {
+	for k, b := range s.buckets {
+		if b.idleAt(nowUS) {
+			delete(s.buckets, k)
+		}
+	}
+	s.sinceSweep = 0
+}

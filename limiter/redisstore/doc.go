@@ -1,0 +1,16 @@
+// Package redisstore is a limiter.Store that keeps token buckets in Redis, so
+// that every replica of the service shares them.
+//
+// Each decision is one Lua script (gcra.lua) run atomically on one key,
+// <prefix>rl:{<key>}, in one round trip (EVALSHA, falling back to EVAL). The
+// script reads redis.call("TIME") as its only clock, so the clocks of the
+// replicas never matter. The key holds the bucket's TAT in microseconds and
+// expires when the bucket is full again, so idle buckets vanish. The limit is
+// passed with every call: a changed limit applies from the next decision.
+//
+// The key's hash tag {<key>} puts the bucket in one Redis Cluster slot; a
+// prefix must not contain braces.
+//
+// Errors from Redis (unreachable, timeout, malformed reply) are returned
+// wrapped with limiter.ErrStoreUnavailable and are never a denial.
+package redisstore

@@ -1,0 +1,101 @@
+-- gcra.lua: one GCRA decision on one token bucket (package limiter, gcra.go,
+-- is the reference; this mirrors gcraStep line for line).
+--
+-- KEYS[1]  the bucket key, <prefix>rl:{<key>}. Its value is "tat:rem:m": the
+--          TAT (instant the bucket is full again) as tat + rem/m microseconds
+--          since the Unix epoch. The key expires when the bucket is full.
+-- ARGV[1]  m: refill is m tokens per w microseconds, in lowest terms
+-- ARGV[2]  w
+-- ARGV[3]  b: capacity in tokens (the effective burst)
+-- ARGV[4]  cost in tokens, 1 <= cost <= b
+-- ARGV[5]  max_wait in whole microseconds (0: answer now, never reserve)
+-- ARGV[6]  mode: "take" (decide and record) or "peek" (decide, change nothing)
+-- ARGV[7]  now in microseconds since the Unix epoch, FOR TESTS ONLY; empty in
+--          production, where the clock is redis.call("TIME") and nothing else
+--
+-- Quantities are integers in units of 1/m microsecond ("scaled"): one token
+-- is w units, the bucket holds b*w. The caller keeps them below 2^53 so that
+-- Lua's doubles hold them exactly.
+--
+-- Reply: {allowed (0|1), remaining tokens, retry_after_us, reset_after_us, wait_us}
+
+local key = KEYS[1]
+local m = tonumber(ARGV[1])
+local w = tonumber(ARGV[2])
+local b = tonumber(ARGV[3])
+local cost = tonumber(ARGV[4])
+local max_wait = tonumber(ARGV[5])
+local mode = ARGV[6]
+
+local now
+if ARGV[7] ~= "" then
+  now = tonumber(ARGV[7])
+else
+  local t = redis.call("TIME")
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+-- floordiv and ceildiv divide exact integers a >= 0, b > 0; the corrections
+-- undo any rounding of the floating-point quotient.
+local function floordiv(a, d)
+  local q = math.floor(a / d)
+  while q * d > a do q = q - 1 end
+  while (q + 1) * d <= a do q = q + 1 end
+  return q
+end
+
+local function ceildiv(a, d)
+  local q = floordiv(a, d)
+  if q * d < a then q = q + 1 end
+  return q
+end
+
+local tat, rem = 0, 0
+local v = redis.call("GET", key)
+if v then
+  local s_tat, s_rem, s_m = string.match(v, "^(%d+):(%d+):(%d+)$")
+  if not s_tat then
+    return redis.error_reply("limiter: malformed bucket value at " .. key)
+  end
+  tat, rem = tonumber(s_tat), tonumber(s_rem)
+  if tonumber(s_m) ~= m then
+    -- The limit changed: round the TAT up to a whole microsecond.
+    if rem > 0 then tat = tat + 1 end
+    rem = 0
+  end
+end
+
+local debt = 0
+if tat >= now then debt = (tat - now) * m + rem end
+local capacity = b * w
+local inc = cost * w
+
+local allowed, retry, wait = 0, 0, 0
+local after = debt
+local need = debt + inc - capacity
+if need <= 0 then
+  allowed = 1
+  after = debt + inc
+else
+  local t = ceildiv(need, m)
+  if mode == "take" and t <= max_wait then
+    allowed = 1
+    wait = t
+    -- Admitted at now+t: refill the full bucket had no room for is lost.
+    after = math.max(debt, t * m) + inc
+  else
+    retry = t
+  end
+end
+
+local remaining = 0
+if capacity > after then remaining = floordiv(capacity - after, w) end
+local reset = ceildiv(after, m)
+
+if mode == "take" and allowed == 1 then
+  local q = floordiv(after, m)
+  redis.call("SET", key, string.format("%.0f:%.0f:%.0f", now + q, after - q * m, m),
+    "PX", math.max(ceildiv(reset, 1000), 1))
+end
+
+return {allowed, remaining, retry, reset, wait}

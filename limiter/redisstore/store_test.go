@@ -1,0 +1,213 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/topdeck/resilience/internal/redistest"
+	"github.com/topdeck/resilience/limiter"
+	"github.com/topdeck/resilience/limiter/redisstore"
+	"github.com/topdeck/resilience/limiter/storetest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func TestConformance(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.Client()
+	var n atomic.Int64
+	storetest.Run(t, func(t *testing.T, now func() time.Time) limiter.Store {
+		// One server for the suite; a fresh prefix gives each test an empty store.
+		prefix := fmt.Sprintf("test%d:", n.Add(1))
+		return redisstore.New(client, redisstore.WithPrefix(prefix), redisstore.WithClockForTesting(now))
+	})
+}
+
+// TestKeyLayout checks the key name, the stored TAT and that the key expires
+// when the bucket is full again.
+func TestKeyLayout(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.Client()
+	ctx := context.Background()
+	clock := storetest.NewClock(time.Unix(1_700_000_000, 0))
+	s := redisstore.New(client, redisstore.WithPrefix("p:"), redisstore.WithClockForTesting(clock.Now))
+	if got, want := s.Key("user:1"), "p:rl:{user:1}"; got != want {
+		t.Fatalf("Key = %q, want %q", got, want)
+	}
+	lim := limiter.Limit{MaxCalls: 3, Window: time.Second} // 1/3 s per token
+	if _, err := s.Take(ctx, "user:1", lim, 2, 0); err != nil {
+		t.Fatal(err)
+	}
+	v, err := client.Get(ctx, "p:rl:{user:1}").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// TAT = now + 2/3 s = now + 666666µs + 2/3µs.
+	if want := fmt.Sprintf("%d:2:3", clock.Now().UnixMicro()+666666); v != want {
+		t.Errorf("stored value = %q, want %q", v, want)
+	}
+	ttl, err := client.PTTL(ctx, "p:rl:{user:1}").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl <= 600*time.Millisecond || ttl > 667*time.Millisecond {
+		t.Errorf("PTTL = %v, want about 667ms (the time until the bucket is full)", ttl)
+	}
+	// A peek and a denial write nothing.
+	if _, err := s.Peek(ctx, "other", lim, 1); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := client.Exists(ctx, "p:rl:{other}").Result(); err != nil || n != 0 {
+		t.Errorf("after Peek, EXISTS = %d, %v; want 0, nil", n, err)
+	}
+	if n, err := client.DBSize(ctx).Result(); err != nil || n != 1 {
+		t.Errorf("DBSIZE = %d, %v; want 1 (only p:rl:{user:1}), nil", n, err)
+	}
+}
+
+// TestMalformedValue checks that a corrupt bucket is an error, not a decision.
+func TestMalformedValue(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.Client()
+	ctx := context.Background()
+	s := redisstore.New(client)
+	if err := client.Set(ctx, s.Key("k"), "garbage", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Take(ctx, "k", limiter.Limit{MaxCalls: 1, Window: time.Second}, 1, 0)
+	if !errors.Is(err, limiter.ErrStoreUnavailable) {
+		t.Errorf("Take on a malformed bucket: error = %v, want one wrapping ErrStoreUnavailable", err)
+	}
+}
+
+// TestRealTimeConcurrent runs many goroutines against one key with Redis TIME
+// as the clock and checks the admitted count against the bound both ways.
+func TestRealTimeConcurrent(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.Client()
+	s := redisstore.New(client)
+	lim := limiter.Limit{MaxCalls: 200, Window: time.Second, Burst: 20}
+	const workers = 16
+	const period = 600 * time.Millisecond
+
+	var admitted, calls atomic.Int64
+	ctx := context.Background()
+	begin := time.Now()
+	var g errgroup.Group
+	for range workers {
+		g.Go(func() error {
+			for time.Since(begin) < period {
+				res, err := s.Take(ctx, "hot", lim, 1, 0)
+				if err != nil {
+					return err
+				}
+				calls.Add(1)
+				if res.Allowed {
+					admitted.Add(1)
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	elapsed := time.Since(begin) // covers every Redis decision
+	upper := lim.Burst + int64(float64(lim.MaxCalls)*elapsed.Seconds())
+	t.Logf("%d workers, %v: %d calls, %d admitted, bound %d", workers, elapsed, calls.Load(), admitted.Load(), upper)
+	if got := admitted.Load(); got > upper {
+		t.Errorf("admitted %d in %v, want <= burst + rate*elapsed = %d", got, elapsed, upper)
+	}
+	// Demand far exceeds the rate, so the bucket should have been kept busy:
+	// at least the burst plus half the refill over the period.
+	if calls.Load() > 4*upper {
+		lower := lim.Burst + int64(float64(lim.MaxCalls)*period.Seconds()/2)
+		if got := admitted.Load(); got < lower {
+			t.Errorf("admitted %d of %d calls in %v, want >= %d (under-admission)", got, calls.Load(), elapsed, lower)
+		}
+	} else {
+		t.Logf("demand too low (%d calls) to check the lower bound", calls.Load())
+	}
+}
+
+// TestOutage checks that a dead Redis gives an error (never a denial), soon,
+// and that the store works again once Redis is back.
+func TestOutage(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.Client()
+	s := redisstore.New(client)
+	ctx := context.Background()
+	lim := limiter.Limit{MaxCalls: 10, Window: time.Second}
+	if _, err := s.Take(ctx, "k", lim, 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	srv.Kill()
+	begin := time.Now()
+	for _, op := range []string{"Take", "Peek"} {
+		var res limiter.Result
+		var err error
+		if op == "Take" {
+			res, err = s.Take(ctx, "k", lim, 1, 0)
+		} else {
+			res, err = s.Peek(ctx, "k", lim, 1)
+		}
+		if !errors.Is(err, limiter.ErrStoreUnavailable) {
+			t.Errorf("%s with Redis down: (%+v, %v), want an error wrapping ErrStoreUnavailable", op, res, err)
+		}
+	}
+	// A hang detector, not a speed test: the client's timeouts are 200-500ms.
+	if d := time.Since(begin); d > 10*time.Second {
+		t.Errorf("calls with Redis down took %v, want them to fail fast", d)
+	}
+
+	// Degraded decisions through a Limiter, by policy.
+	l := limiter.New(s)
+	res, err := l.Acquire(ctx, limiter.Request{Key: "k", Limit: lim, Cost: 1})
+	if err != nil || !res.Allowed || !res.Degraded {
+		t.Errorf("Acquire(AllowLocal) with Redis down = (%+v, %v), want allowed and degraded", res, err)
+	}
+	_, err = l.Acquire(ctx, limiter.Request{Key: "k", Limit: lim, Cost: 1, OnStoreFailure: limiter.Deny})
+	if !errors.Is(err, limiter.ErrStoreUnavailable) {
+		t.Errorf("Acquire(Deny) with Redis down: error = %v, want ErrStoreUnavailable", err)
+	}
+
+	srv.Restart()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, err := s.Take(ctx, "k", lim, 1, 0)
+		if err == nil {
+			// The restarted Redis lost its data: a fresh bucket.
+			if want := int64(9); !res.Allowed || res.Remaining != want {
+				t.Errorf("Take after restart = %+v, want allowed with %d remaining", res, want)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Take still failing 10s after restart: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond) // broken pooled connections are dropped one by one
+	}
+}
+
+// TestContextCanceled checks that a canceled context comes back from the
+// Limiter as the context's error, not as a store failure.
+func TestContextCanceled(t *testing.T) {
+	srv := redistest.Start(t)
+	s := redisstore.New(srv.Client())
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	l := limiter.New(s)
+	_, err := l.Acquire(ctx, limiter.Request{Key: "k", Limit: limiter.Limit{MaxCalls: 1, Window: time.Second}, Cost: 1})
+	if !errors.Is(err, context.Canceled) || errors.Is(err, limiter.ErrStoreUnavailable) {
+		t.Errorf("Acquire with a canceled context: error = %v, want context.Canceled only", err)
+	}
+}

@@ -1,0 +1,551 @@
+// Package storetest is the conformance suite for limiter.Store
+// implementations: every store must give the answers it checks, which are the
+// exact GCRA answers of package limiter.
+//
+// A store's tests call [Run] with a constructor that builds a fresh store
+// reading the given clock:
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T, now func() time.Time) limiter.Store {
+//			return limiter.NewMemoryStore(limiter.WithMemoryClock(now))
+//		})
+//	}
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/topdeck/resilience/limiter"
+)
+
+// NewStoreFunc builds a fresh, empty store for one test, reading now as its
+// only clock.
+type NewStoreFunc func(t *testing.T, now func() time.Time) limiter.Store
+
+// Run runs the conformance suite against the stores newStore builds. Each
+// subtest builds its own store and clock.
+func Run(t *testing.T, newStore NewStoreFunc) {
+	t.Helper()
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, newStore NewStoreFunc)
+	}{
+		{"BurstThenDeny", testBurstThenDeny},
+		{"Refill", testRefill},
+		{"Cost", testCost},
+		{"RetryAfterExact", testRetryAfterExact},
+		{"FractionalIntervalIsExact", testFractionalIntervalIsExact},
+		{"DeniedNotCharged", testDeniedNotCharged},
+		{"Reservations", testReservations},
+		{"PeekChangesNothing", testPeekChangesNothing},
+		{"KeysIndependent", testKeysIndependent},
+		{"LimitChange", testLimitChange},
+		{"InvalidInput", testInvalidInput},
+		{"RandomBound", testRandomBound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore) })
+	}
+}
+
+// Clock is a manual clock, safe for concurrent use. The zero value is not
+// usable; use NewClock.
+type Clock struct {
+	mu  sync.Mutex // protects now
+	now time.Time
+}
+
+// NewClock returns a clock reading start.
+func NewClock(start time.Time) *Clock { return &Clock{now: start} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// start is the suite's epoch: a whole second, like most real clocks are not.
+var start = time.Unix(1_700_000_000, 0).Add(123456 * time.Microsecond)
+
+const us = time.Microsecond
+const ms = time.Millisecond
+
+// Limits used by the step tests.
+var (
+	tenPerSecBurst5 = limiter.Limit{MaxCalls: 10, Window: time.Second, Burst: 5} // one token per 100ms
+	threePerSec     = limiter.Limit{MaxCalls: 3, Window: time.Second}            // one token per 333333.3µs
+	tenPerSecBurst1 = limiter.Limit{MaxCalls: 10, Window: time.Second, Burst: 1}
+)
+
+// step is one call in a step test: advance the clock, then Take (or Peek)
+// and compare the whole Result.
+type step struct {
+	advance time.Duration
+	peek    bool
+	key     string // default "k"
+	lim     limiter.Limit
+	cost    int64 // default 1
+	maxWait time.Duration
+	want    limiter.Result
+}
+
+func allowed(remaining int64, reset time.Duration) limiter.Result {
+	return limiter.Result{Allowed: true, Remaining: remaining, ResetAfter: reset}
+}
+
+func reserved(wait, reset time.Duration) limiter.Result {
+	return limiter.Result{Allowed: true, Wait: wait, ResetAfter: reset}
+}
+
+func denied(remaining int64, retry, reset time.Duration) limiter.Result {
+	return limiter.Result{Remaining: remaining, RetryAfter: retry, ResetAfter: reset}
+}
+
+func runSteps(t *testing.T, newStore NewStoreFunc, steps []step) {
+	t.Helper()
+	clock := NewClock(start)
+	s := newStore(t, clock.Now)
+	for i, st := range steps {
+		clock.Advance(st.advance)
+		key := st.key
+		if key == "" {
+			key = "k"
+		}
+		cost := st.cost
+		if cost == 0 {
+			cost = 1
+		}
+		op := "Take"
+		var got limiter.Result
+		var err error
+		if st.peek {
+			op = "Peek"
+			got, err = s.Peek(context.Background(), key, st.lim, cost)
+		} else {
+			got, err = s.Take(context.Background(), key, st.lim, cost, st.maxWait)
+		}
+		if err != nil {
+			t.Fatalf("step %d: %s(%q, %+v, cost %d, maxWait %v) at +%v: %v", i, op, key, st.lim, cost, st.maxWait, clock.Now().Sub(start), err)
+		}
+		if got != st.want {
+			t.Errorf("step %d: %s(%q, %+v, cost %d, maxWait %v) at +%v:\n got %+v\nwant %+v", i, op, key, st.lim, cost, st.maxWait, clock.Now().Sub(start), got, st.want)
+		}
+	}
+}
+
+func testBurstThenDeny(t *testing.T, newStore NewStoreFunc) {
+	l := tenPerSecBurst5
+	runSteps(t, newStore, []step{
+		{lim: l, want: allowed(4, 100*ms)},
+		{lim: l, want: allowed(3, 200*ms)},
+		{lim: l, want: allowed(2, 300*ms)},
+		{lim: l, want: allowed(1, 400*ms)},
+		{lim: l, want: allowed(0, 500*ms)},
+		{lim: l, want: denied(0, 100*ms, 500*ms)},
+		{lim: l, want: denied(0, 100*ms, 500*ms)},
+	})
+}
+
+func testRefill(t *testing.T, newStore NewStoreFunc) {
+	l := tenPerSecBurst5
+	runSteps(t, newStore, []step{
+		{lim: l, cost: 5, want: allowed(0, 500*ms)},
+		{lim: l, want: denied(0, 100*ms, 500*ms)},
+		{advance: 40 * ms, lim: l, want: denied(0, 60*ms, 460*ms)},
+		{advance: 60 * ms, lim: l, want: allowed(0, 500*ms)},
+		{lim: l, want: denied(0, 100*ms, 500*ms)},
+		{advance: 250 * ms, lim: l, want: allowed(1, 350*ms)},
+		// Long idle: the bucket holds burst tokens, not more.
+		{advance: 10 * time.Second, lim: l, want: allowed(4, 100*ms)},
+		{lim: l, cost: 4, want: allowed(0, 500*ms)},
+		{lim: l, want: denied(0, 100*ms, 500*ms)},
+	})
+}
+
+func testCost(t *testing.T, newStore NewStoreFunc) {
+	l := tenPerSecBurst5
+	runSteps(t, newStore, []step{
+		{lim: l, cost: 3, want: allowed(2, 300*ms)},
+		{lim: l, cost: 3, want: denied(2, 100*ms, 300*ms)},
+		{lim: l, cost: 2, want: allowed(0, 500*ms)},
+		{advance: 250 * ms, lim: l, cost: 3, want: denied(2, 50*ms, 250*ms)},
+		{lim: l, cost: 2, want: allowed(0, 450*ms)},
+		{advance: 450 * ms, lim: l, cost: 5, want: allowed(0, 500*ms)},
+	})
+}
+
+func testRetryAfterExact(t *testing.T, newStore NewStoreFunc) {
+	l := threePerSec
+	runSteps(t, newStore, []step{
+		{lim: l, want: allowed(2, 333334*us)},
+		{lim: l, want: allowed(1, 666667*us)},
+		{lim: l, want: allowed(0, time.Second)},
+		{lim: l, want: denied(0, 333334*us, time.Second)},
+		// One microsecond early: still denied, one microsecond to go.
+		{advance: 333333 * us, lim: l, want: denied(0, 1*us, 666667*us)},
+		{advance: 1 * us, lim: l, want: allowed(0, time.Second)},
+		// Cost 2 after a drain: exactly 2/3 s.
+		{lim: l, cost: 2, want: denied(0, 666666*us, time.Second)},
+		{advance: 666665 * us, lim: l, cost: 2, want: denied(1, 1*us, 333335*us)},
+		{advance: 1 * us, lim: l, cost: 2, want: allowed(0, time.Second)},
+	})
+}
+
+// testFractionalIntervalIsExact checks that emission intervals that are not
+// whole microseconds do not accumulate rounding: three single calls at 3/s
+// leave the bucket full exactly one second later.
+func testFractionalIntervalIsExact(t *testing.T, newStore NewStoreFunc) {
+	l := threePerSec
+	runSteps(t, newStore, []step{
+		{lim: l, want: allowed(2, 333334*us)},
+		{lim: l, want: allowed(1, 666667*us)},
+		{lim: l, want: allowed(0, time.Second)},
+		{advance: time.Second - us, lim: l, cost: 3, want: denied(2, 1*us, 1*us)},
+		{advance: us, lim: l, cost: 3, want: allowed(0, time.Second)},
+	})
+}
+
+func ceil(a, b int64) int64 { return (a + b - 1) / b }
+
+func testDeniedNotCharged(t *testing.T, newStore NewStoreFunc) {
+	l := tenPerSecBurst1
+	steps := []step{{lim: l, want: allowed(0, 100*ms)}}
+	for range 20 {
+		steps = append(steps, step{lim: l, want: denied(0, 100*ms, 100*ms)})
+	}
+	for range 10 {
+		steps = append(steps, step{advance: 5 * ms, lim: l, want: denied(0, 0, 0)}) // filled in below
+	}
+	for i := 21; i < len(steps); i++ {
+		left := 100*ms - time.Duration(i-20)*5*ms
+		steps[i].want = denied(0, left, left)
+	}
+	steps = append(steps, step{advance: 50 * ms, lim: l, want: allowed(0, 100*ms)})
+	runSteps(t, newStore, steps)
+}
+
+func testReservations(t *testing.T, newStore NewStoreFunc) {
+	l := tenPerSecBurst1
+	runSteps(t, newStore, []step{
+		{lim: l, maxWait: time.Second, want: allowed(0, 100*ms)},
+		// Each reserver queues behind the previous one.
+		{lim: l, maxWait: time.Second, want: reserved(100*ms, 200*ms)},
+		{lim: l, maxWait: time.Second, want: reserved(200*ms, 300*ms)},
+		// A caller that will not wait cannot overtake them...
+		{lim: l, want: denied(0, 300*ms, 300*ms)},
+		// ...and one that would wait, but not long enough, takes nothing.
+		{lim: l, maxWait: 300*ms - us, want: denied(0, 300*ms, 300*ms)},
+		{lim: l, maxWait: 300 * ms, want: reserved(300*ms, 400*ms)},
+		{advance: 150 * ms, lim: l, want: denied(0, 250*ms, 250*ms)},
+		{peek: true, lim: l, want: denied(0, 250*ms, 250*ms)},
+		{lim: l, maxWait: time.Second, want: reserved(250*ms, 350*ms)},
+		// Once every reservation is due, the bucket refills as usual.
+		{advance: 350 * ms, lim: l, want: allowed(0, 100*ms)},
+	})
+	// Reservations with cost: three tokens at 10/s, burst 5.
+	l = tenPerSecBurst5
+	t.Run("cost", func(t *testing.T) {
+		runSteps(t, newStore, []step{
+			{lim: l, cost: 4, want: allowed(1, 400*ms)},
+			{lim: l, cost: 3, maxWait: time.Second, want: reserved(200*ms, 700*ms)},
+			{lim: l, cost: 1, maxWait: time.Second, want: reserved(300*ms, 800*ms)},
+			{lim: l, cost: 5, want: denied(0, 800*ms, 800*ms)},
+		})
+	})
+}
+
+func testPeekChangesNothing(t *testing.T, newStore NewStoreFunc) {
+	l := tenPerSecBurst5
+	clock := NewClock(start)
+	s := newStore(t, clock.Now)
+	ctx := context.Background()
+	plan := []struct {
+		advance time.Duration
+		cost    int64
+	}{{0, 1}, {0, 3}, {0, 1}, {0, 1}, {0, 2}, {30 * ms, 1}, {100 * ms, 2}, {0, 5}, {2 * time.Second, 5}, {0, 1}}
+	for i, p := range plan {
+		clock.Advance(p.advance)
+		p1, err := s.Peek(ctx, "k", l, p.cost)
+		if err != nil {
+			t.Fatalf("step %d: Peek: %v", i, err)
+		}
+		p2, err := s.Peek(ctx, "k", l, p.cost)
+		if err != nil {
+			t.Fatalf("step %d: Peek: %v", i, err)
+		}
+		got, err := s.Take(ctx, "k", l, p.cost, 0)
+		if err != nil {
+			t.Fatalf("step %d: Take: %v", i, err)
+		}
+		if p1 != p2 {
+			t.Errorf("step %d: second Peek = %+v, want the first %+v", i, p2, p1)
+		}
+		if p1 != got {
+			t.Errorf("step %d (cost %d): Peek = %+v, want what Take answered: %+v", i, p.cost, p1, got)
+		}
+	}
+	// A bucket only ever peeked stays full.
+	for range 10 {
+		if _, err := s.Peek(ctx, "fresh", l, 5); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Take(ctx, "fresh", l, 5, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := allowed(0, 500*ms); got != want {
+		t.Errorf("Take after peeks = %+v, want %+v", got, want)
+	}
+}
+
+func testKeysIndependent(t *testing.T, newStore NewStoreFunc) {
+	l := tenPerSecBurst5
+	runSteps(t, newStore, []step{
+		{key: "a", lim: l, cost: 5, want: allowed(0, 500*ms)},
+		{key: "a", lim: l, want: denied(0, 100*ms, 500*ms)},
+		{key: "b", lim: l, want: allowed(4, 100*ms)},
+		{key: "a{b}", lim: l, want: allowed(4, 100*ms)},
+		{key: "", lim: l, cost: 2, want: allowed(3, 200*ms)},
+		{key: "a", lim: l, want: denied(0, 100*ms, 500*ms)},
+	})
+}
+
+func testLimitChange(t *testing.T, newStore NewStoreFunc) {
+	runSteps(t, newStore, []step{
+		{lim: tenPerSecBurst5, cost: 5, want: allowed(0, 500*ms)},
+		// 1/s, burst 1: the 500ms of debt plus 1s for the call, 1s capacity.
+		{lim: limiter.Limit{MaxCalls: 1, Window: time.Second}, want: denied(0, 500*ms, 500*ms)},
+		// 100/s, burst 100: 49 tokens left after this call.
+		{lim: limiter.Limit{MaxCalls: 100, Window: time.Second}, want: allowed(49, 510*ms)},
+		{lim: tenPerSecBurst5, want: denied(0, 110*ms, 510*ms)},
+	})
+	// From a fractional TAT (3/s) to a whole one: rounds up by under 1µs.
+	t.Run("fractional", func(t *testing.T) {
+		runSteps(t, newStore, []step{
+			{lim: threePerSec, want: allowed(2, 333334*us)},
+			{lim: tenPerSecBurst5, want: allowed(0, 433334*us)},
+			{lim: tenPerSecBurst5, cost: 1, want: denied(0, 33334*us, 433334*us)},
+		})
+	})
+}
+
+func testInvalidInput(t *testing.T, newStore NewStoreFunc) {
+	clock := NewClock(start)
+	s := newStore(t, clock.Now)
+	ctx := context.Background()
+	tests := []struct {
+		lim     limiter.Limit
+		cost    int64
+		maxWait time.Duration
+		field   string
+	}{
+		{limiter.Limit{MaxCalls: 0, Window: time.Second}, 1, 0, "max_calls"},
+		{limiter.Limit{MaxCalls: 1, Window: 0}, 1, 0, "time_window"},
+		{limiter.Limit{MaxCalls: 1, Window: time.Nanosecond}, 1, 0, "time_window"},
+		{limiter.Limit{MaxCalls: 1, Window: time.Second, Burst: -1}, 1, 0, "burst"},
+		{limiter.Limit{MaxCalls: 1, Window: time.Second}, 0, 0, "cost"},
+		{limiter.Limit{MaxCalls: 1, Window: time.Second}, 2, 0, "cost"},
+		{limiter.Limit{MaxCalls: 1, Window: time.Second}, 1, -1, "max_wait"},
+	}
+	for _, tt := range tests {
+		_, err := s.Take(ctx, "k", tt.lim, tt.cost, tt.maxWait)
+		var ia *limiter.InvalidArgumentError
+		if !asInvalid(err, &ia) || ia.Field != tt.field {
+			t.Errorf("Take(%+v, cost %d, maxWait %v) error = %v, want an InvalidArgumentError for %s", tt.lim, tt.cost, tt.maxWait, err, tt.field)
+		}
+		_, err = s.Peek(ctx, "k", tt.lim, tt.cost)
+		if tt.field != "max_wait" && (!asInvalid(err, &ia) || ia.Field != tt.field) {
+			t.Errorf("Peek(%+v, cost %d) error = %v, want an InvalidArgumentError for %s", tt.lim, tt.cost, err, tt.field)
+		}
+	}
+}
+
+func asInvalid(err error, target **limiter.InvalidArgumentError) bool {
+	return errors.As(err, target)
+}
+
+// admission is one admitted call: cost tokens at te (now + wait), in
+// microseconds since start.
+type admission struct{ te, cost int64 }
+
+// testRandomBound drives a store with random limits, clock steps, costs and
+// waits, and checks every answer against the definition of a token bucket
+// rather than against GCRA's own arithmetic:
+//   - over every interval [a, b] the admitted cost is at most burst + rate*(b-a);
+//   - whenever no reservation is pending, a call is denied exactly when
+//     admitting it would break that bound, RetryAfter is the first instant at
+//     which it would not, and Remaining and ResetAfter match the bucket level.
+func testRandomBound(t *testing.T, newStore NewStoreFunc) {
+	for seed := range uint64(6) {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 42))
+			lim := limiter.Limit{
+				MaxCalls: 1 + rng.Int64N(12),
+				Window:   time.Duration(1000+rng.Int64N(2_000_000)) * us,
+			}
+			if rng.IntN(2) == 0 {
+				lim.Burst = 1 + rng.Int64N(2*lim.MaxCalls)
+			}
+			checkRandom(t, newStore, rng, lim, 300)
+		})
+	}
+}
+
+func checkRandom(t *testing.T, newStore NewStoreFunc, rng *rand.Rand, lim limiter.Limit, n int) {
+	t.Helper()
+	p := lim.Params()
+	tokenUS := p.W / p.M // roughly
+	clock := NewClock(start)
+	s := newStore(t, clock.Now)
+	ctx := context.Background()
+	var hist []admission
+	var nowUS int64
+	for i := range n {
+		switch r := rng.IntN(10); {
+		case r < 3:
+		case r < 9:
+			nowUS += rng.Int64N(2*tokenUS + 2)
+		default:
+			nowUS += rng.Int64N(3*p.B*tokenUS + 2)
+		}
+		clock.Advance(time.Duration(nowUS)*us - clock.Now().Sub(start))
+		cost := 1 + rng.Int64N(p.B)
+		if rng.IntN(3) > 0 {
+			cost = 1 + rng.Int64N(min(p.B, 2))
+		}
+		var maxWait time.Duration
+		if rng.IntN(4) == 0 {
+			maxWait = time.Duration(rng.Int64N(3*tokenUS*cost+2)) * us
+		}
+		peek, err := s.Peek(ctx, "k", lim, cost)
+		if err != nil {
+			t.Fatalf("call %d: Peek: %v", i, err)
+		}
+		res, err := s.Take(ctx, "k", lim, cost, maxWait)
+		if err != nil {
+			t.Fatalf("call %d: Take: %v", i, err)
+		}
+		what := fmt.Sprintf("call %d at +%dµs (limit %+v, cost %d, maxWait %v)", i, nowUS, lim, cost, maxWait)
+		if peek.Allowed != (res.Allowed && res.Wait == 0) {
+			t.Fatalf("%s: Peek = %+v but Take = %+v", what, peek, res)
+		}
+		pending := len(hist) > 0 && hist[len(hist)-1].te > nowUS
+		if !pending {
+			checkAnswer(t, what, p, hist, nowUS, cost, maxWait, res)
+		}
+		if res.Allowed {
+			hist = append(hist, admission{te: nowUS + int64(res.Wait/us), cost: cost})
+		}
+	}
+	checkBound(t, p, hist)
+}
+
+// level returns the bucket level at nowUS in units of 1/M µs, from the
+// history alone: min(B*W, min over admissions i of B*W + M*(now-te_i) - W*A)
+// where A is the cost admitted in [te_i, now].
+func level(p limiter.Params, hist []admission, nowUS int64) int64 {
+	lvl := p.B * p.W
+	var a int64
+	for i := len(hist) - 1; i >= 0; i-- {
+		if hist[i].te > nowUS {
+			continue
+		}
+		a += hist[i].cost
+		lvl = min(lvl, p.B*p.W+p.M*(nowUS-hist[i].te)-p.W*a)
+	}
+	return lvl
+}
+
+// firstLevel returns the first instant >= nowUS at which the level is at
+// least need, with no admissions after nowUS: the latest of the instants at
+// which each term of level reaches need.
+func firstLevel(p limiter.Params, hist []admission, nowUS, need int64) int64 {
+	at := nowUS
+	var a int64
+	for i := len(hist) - 1; i >= 0; i-- {
+		a += hist[i].cost
+		if x := need - p.B*p.W + p.W*a; x > 0 {
+			at = max(at, hist[i].te+ceil(x, p.M))
+		}
+	}
+	return at
+}
+
+func checkAnswer(t *testing.T, what string, p limiter.Params, hist []admission, nowUS, cost int64, maxWait time.Duration, res limiter.Result) {
+	t.Helper()
+	lvl := level(p, hist, nowUS)
+	need := cost * p.W
+	if res.Allowed && res.Wait == 0 {
+		if lvl < need {
+			t.Fatalf("%s: allowed with %d/%d units in the bucket (%d needed): over-admission", what, lvl, p.W, need)
+		}
+		lvl -= need
+	} else {
+		if lvl >= need {
+			t.Fatalf("%s: got %+v with %d units in the bucket (%d needed): under-admission", what, res, lvl, need)
+		}
+		retry := firstLevel(p, hist, nowUS, need) - nowUS
+		if res.Allowed {
+			if got := int64(res.Wait / us); got != retry {
+				t.Fatalf("%s: reserved with Wait %v, want %dµs", what, res.Wait, retry)
+			}
+			if time.Duration(retry)*us > maxWait {
+				t.Fatalf("%s: reserved with Wait %v > maxWait", what, res.Wait)
+			}
+			return
+		}
+		if got := int64(res.RetryAfter / us); got != retry {
+			t.Fatalf("%s: RetryAfter %v, want %dµs", what, res.RetryAfter, retry)
+		}
+		if time.Duration(retry)*us <= maxWait {
+			t.Fatalf("%s: denied with RetryAfter %v within maxWait", what, res.RetryAfter)
+		}
+	}
+	if want := lvl / p.W; res.Remaining != want {
+		t.Fatalf("%s: got %+v, want Remaining %d", what, res, want)
+	}
+	if want := time.Duration(ceil(p.B*p.W-lvl, p.M)) * us; res.ResetAfter != want {
+		t.Fatalf("%s: got %+v, want ResetAfter %v", what, res, want)
+	}
+}
+
+// checkBound checks that over every interval the admitted cost is at most
+// burst + rate * length.
+func checkBound(t *testing.T, p limiter.Params, hist []admission) {
+	t.Helper()
+	sort.SliceStable(hist, func(i, j int) bool { return hist[i].te < hist[j].te })
+	// Merge admissions at the same instant.
+	var merged []admission
+	for _, a := range hist {
+		if n := len(merged); n > 0 && merged[n-1].te == a.te {
+			merged[n-1].cost += a.cost
+			continue
+		}
+		merged = append(merged, a)
+	}
+	for i := range merged {
+		var sum int64
+		for j := i; j < len(merged); j++ {
+			sum += merged[j].cost
+			if sum*p.W > p.B*p.W+p.M*(merged[j].te-merged[i].te) {
+				t.Fatalf("admitted %d tokens in [%dµs, %dµs], more than burst %d + %d/%dµs * %dµs", sum, merged[i].te, merged[j].te, p.B, p.M, p.W, merged[j].te-merged[i].te)
+			}
+		}
+	}
+}
