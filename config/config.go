@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/topdeck/resilience/limiter"
 )
 
 // Config is the whole configuration file. The zero value, after
@@ -50,6 +52,19 @@ type Limit struct {
 	// "allow_local" (default: decide with a local bucket, answer degraded)
 	// or "deny" (answer UNAVAILABLE).
 	OnStoreFailure string `yaml:"on_store_failure"`
+}
+
+// Limiter returns l as the limiter's Limit.
+func (l Limit) Limiter() limiter.Limit {
+	return limiter.Limit{MaxCalls: l.MaxCalls, Window: l.TimeWindow.D(), Burst: l.Burst}
+}
+
+// FailurePolicy returns l's OnStoreFailure as the limiter's policy.
+func (l Limit) FailurePolicy() limiter.FailurePolicy {
+	if l.OnStoreFailure == Deny {
+		return limiter.Deny
+	}
+	return limiter.AllowLocal
 }
 
 // The values of Limit.OnStoreFailure.
@@ -221,6 +236,13 @@ func (c *Config) validate() []fieldError {
 		}
 		if l.Burst < 0 {
 			add(fmt.Sprintf("must not be negative, got %d", l.Burst), "limits", name, "burst")
+		}
+		if l.MaxCalls > 0 && l.TimeWindow > 0 && l.Burst >= 0 {
+			// The limiter's own rules (whole microseconds, exact arithmetic).
+			var ie *limiter.InvalidArgumentError
+			if err := l.Limiter().Validate(); errors.As(err, &ie) {
+				add(ie.Reason, "limits", name, ie.Field)
+			}
 		}
 		switch l.OnStoreFailure {
 		case "", AllowLocal, Deny:

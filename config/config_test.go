@@ -72,6 +72,7 @@ func TestParseErrorsNameFileLineField(t *testing.T) {
 		{"negative threshold", "breakers:\n  x:\n    failure_threshold: -1\n", []string{"bad.yaml:3", "breakers.x.failure_threshold"}},
 		{"bad mode", "breakers:\n  x:\n    mode: sometimes\n", []string{"bad.yaml:3", "breakers.x.mode"}},
 		{"rate above one", "breakers:\n  x:\n    failure_rate_threshold: 1.5\n", []string{"bad.yaml:3", "failure_rate_threshold"}},
+		{"window below a microsecond", "limits:\n  a:\n    max_calls: 5\n    time_window: 1500ns\n", []string{"bad.yaml:4", "limits.a.time_window", "microseconds"}},
 		{"negative ttl", "cache:\n  default_ttl: -1s\n", []string{"bad.yaml:2", "cache.default_ttl"}},
 		{"hash tag in prefix", "redis_key_prefix: \"a{b}\"\n", []string{"bad.yaml:1", "redis_key_prefix"}},
 	}

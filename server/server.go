@@ -36,7 +36,6 @@ type Server struct {
 // options are the settings of New.
 type options struct {
 	logger *slog.Logger
-	deps   Deps
 	extra  []grpc.ServerOption
 }
 
@@ -46,16 +45,14 @@ type Option func(*options)
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
-// WithDeps sets the domain components the handlers use.
-func WithDeps(d Deps) Option { return func(o *options) { o.deps = d } }
-
 // WithGRPCOptions adds options to the underlying grpc.Server.
 func WithGRPCOptions(opts ...grpc.ServerOption) Option {
 	return func(o *options) { o.extra = append(o.extra, opts...) }
 }
 
-// New returns a server with the configuration cfg. It does not listen yet.
-func New(cfg *config.Config, opts ...Option) *Server {
+// New returns a server with the configuration cfg whose handlers use b. It
+// does not listen yet.
+func New(cfg *config.Config, b *Backends, opts ...Option) *Server {
 	o := options{logger: slog.Default()}
 	for _, opt := range opts {
 		opt(&o)
@@ -64,8 +61,8 @@ func New(cfg *config.Config, opts ...Option) *Server {
 	s.cfg.Store(cfg)
 	gopts := append(interceptors(o.logger), o.extra...)
 	s.grpc = grpc.NewServer(gopts...)
-	resiliencev1.RegisterResilienceServiceServer(s.grpc, &resilienceServer{srv: s, deps: o.deps})
-	resiliencev1.RegisterCacheServiceServer(s.grpc, &cacheServer{srv: s, deps: o.deps})
+	resiliencev1.RegisterResilienceServiceServer(s.grpc, &resilienceServer{srv: s, b: b})
+	resiliencev1.RegisterCacheServiceServer(s.grpc, &cacheServer{srv: s, b: b})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	for _, name := range []string{"", resiliencev1.ResilienceService_ServiceDesc.ServiceName, resiliencev1.CacheService_ServiceDesc.ServiceName} {

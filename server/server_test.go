@@ -61,7 +61,7 @@ func startServer(t *testing.T, cfg *config.Config, opts ...Option) *testEnv {
 	}
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
-	srv := New(cfg, append([]Option{WithLogger(logger)}, opts...)...)
+	srv := New(cfg, memoryBackends(t, cfg), append([]Option{WithLogger(logger)}, opts...)...)
 	lis := bufconn.Listen(1 << 20)
 	done := make(chan struct{})
 	go func() {
@@ -82,6 +82,16 @@ func startServer(t *testing.T, cfg *config.Config, opts ...Option) *testEnv {
 		<-done
 	})
 	return &testEnv{srv: srv, conn: conn, logs: logs}
+}
+
+// memoryBackends returns backends on the embedded stores.
+func memoryBackends(t *testing.T, cfg *config.Config) *Backends {
+	t.Helper()
+	b, err := NewBackends(cfg, nil, slog.New(slog.NewJSONHandler(&syncBuffer{}, nil)))
+	if err != nil {
+		t.Fatalf("NewBackends: %v", err)
+	}
+	return b
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -354,7 +364,7 @@ func (panicHealth) Check(context.Context, *healthpb.HealthCheckRequest) (*health
 }
 
 func TestShutdownMarksNotServing(t *testing.T) {
-	srv := New(config.Default(), WithLogger(slog.New(slog.NewJSONHandler(&syncBuffer{}, nil))))
+	srv := New(config.Default(), memoryBackends(t, config.Default()), WithLogger(slog.New(slog.NewJSONHandler(&syncBuffer{}, nil))))
 	lis := bufconn.Listen(1 << 16)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(lis) }()

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -136,41 +137,53 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		}
 	}
 
-	var rdb redis.UniversalClient
-	storeName := "memory"
+	var (
+		rdb  redis.UniversalClient
+		kind = redisconn.Kind("memory")
+	)
 	if f.RedisURL != "" {
-		var kind redisconn.Kind
 		rdb, kind, err = redisconn.Open(f.RedisURL, redisconn.Timeouts{})
 		if err != nil {
 			return fmt.Errorf("%w: --redis-url: %v", errUsage, err)
 		}
 		defer rdb.Close()
-		storeName = "redis-" + string(kind)
 	}
 
-	srv := server.New(cfg, server.WithLogger(log))
+	backends, err := server.NewBackends(cfg, rdb, log)
+	if err != nil {
+		return err
+	}
+	srv := server.New(cfg, backends, server.WithLogger(log))
 	lis, err := net.Listen("tcp", f.Listen)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", f.Listen, err)
 	}
 
-	probeCtx, stopProbe := context.WithCancel(ctx)
-	probeDone := make(chan struct{})
+	// Background work: the store probe and the backends' own loops. They
+	// stop after the server has drained, before Redis is closed.
+	bgCtx, stopBackground := context.WithCancel(context.Background())
+	var bg sync.WaitGroup
+	bg.Add(1)
 	go func() {
-		defer close(probeDone)
-		if rdb != nil {
-			(&storeProbe{client: rdb, srv: srv, log: log, every: time.Second}).Run(probeCtx)
-		}
+		defer bg.Done()
+		backends.Run(bgCtx)
 	}()
+	if rdb != nil {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			(&storeProbe{client: rdb, srv: srv, log: log, every: time.Second}).Run(bgCtx)
+		}()
+	}
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(lis) }()
-	log.Info("resilienced started", "listen", lis.Addr().String(), "store", storeName, "config", f.ConfigPath)
+	log.Info("resilienced started", "listen", lis.Addr().String(), "store", string(kind), "config", f.ConfigPath)
 
 	select {
 	case err = <-serveErr:
-		stopProbe()
-		<-probeDone
+		stopBackground()
+		bg.Wait()
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
@@ -179,8 +192,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	defer cancel()
 	srv.Shutdown(sctx)
 	<-serveErr
-	stopProbe()
-	<-probeDone
+	stopBackground()
+	bg.Wait()
 	log.Info("stopped")
 	return nil
 }

@@ -1,0 +1,199 @@
+package breaker
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// LocalGenerationBit is set in the generations that Breaker returns when its
+// local fallback decided (Degraded answers). Report routes an outcome with
+// this bit to the local breaker, so local and shared generations never mix.
+const LocalGenerationBit uint64 = 1 << 63
+
+// localPermitPrefix marks the permits of the local fallback.
+const localPermitPrefix = "local:"
+
+// DefaultStoreRetryInterval is how long Breaker decides locally after a
+// store error before it tries the store again.
+const DefaultStoreRetryInterval = time.Second
+
+// Breaker is the entry point of the domain: a Store with a local fallback.
+// When the store is unavailable (an error wrapping ErrStoreUnavailable) it
+// decides with a per-replica MemoryStore and marks its answers Degraded: it
+// never reports OPEN because Redis is down, only what the local breaker saw.
+// After a store error it keeps deciding locally for the retry interval
+// (WithStoreRetryInterval), then uses the shared state again as soon as the
+// store answers.
+//
+// Breaker implements Store. Reset, List and Watch have no fallback: they
+// return the store's error. Create it with New; the zero value is not usable.
+// It is safe for concurrent use and starts no goroutine.
+type Breaker struct {
+	store Store
+	local *MemoryStore // nil without fallback
+	now   func() time.Time
+	retry time.Duration
+
+	downUntil atomic.Int64 // UnixNano until which the store is skipped
+}
+
+var _ Store = (*Breaker)(nil)
+
+// Option configures a Breaker.
+type Option func(*breakerOptions)
+
+type breakerOptions struct {
+	now      func() time.Time
+	retry    time.Duration
+	fallback bool
+}
+
+// WithClock sets the clock of the local fallback and of the retry interval
+// (default time.Now).
+func WithClock(now func() time.Time) Option { return func(o *breakerOptions) { o.now = now } }
+
+// WithStoreRetryInterval sets how long to decide locally after a store error
+// before trying the store again (default 1s; 0 tries the store every call).
+func WithStoreRetryInterval(d time.Duration) Option {
+	return func(o *breakerOptions) { o.retry = d }
+}
+
+// WithoutLocalFallback makes the Breaker return store errors instead of
+// deciding locally (fail closed: the caller decides what an error means).
+func WithoutLocalFallback() Option { return func(o *breakerOptions) { o.fallback = false } }
+
+// New returns a Breaker on store.
+func New(store Store, opts ...Option) *Breaker {
+	o := breakerOptions{now: time.Now, retry: DefaultStoreRetryInterval, fallback: true}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	b := &Breaker{store: store, now: o.now, retry: o.retry}
+	if o.fallback {
+		b.local = NewMemoryStore(WithMemoryClock(o.now))
+	}
+	return b
+}
+
+// useStore reports whether to ask the store (false while it is considered down).
+func (b *Breaker) useStore() bool {
+	return b.local == nil || b.now().UnixNano() >= b.downUntil.Load()
+}
+
+// fallback reports whether err allows a local decision, and if so marks the
+// store down for the retry interval.
+func (b *Breaker) fallback(ctx context.Context, err error) bool {
+	if b.local == nil || ctx.Err() != nil || !errors.Is(err, ErrStoreUnavailable) {
+		return false
+	}
+	b.downUntil.Store(b.now().Add(b.retry).UnixNano())
+	return true
+}
+
+func isLocal(gen uint64, permit string) bool {
+	return gen&LocalGenerationBit != 0 || strings.HasPrefix(permit, localPermitPrefix)
+}
+
+// Allow implements Store.
+func (b *Breaker) Allow(ctx context.Context, name string, s Settings) (Admission, error) {
+	if b.useStore() {
+		a, err := b.store.Allow(ctx, name, s)
+		if err == nil || !b.fallback(ctx, err) {
+			return a, err
+		}
+	}
+	a, err := b.local.Allow(ctx, name, s)
+	if err != nil {
+		return Admission{}, err
+	}
+	a.Generation |= LocalGenerationBit
+	if a.PermitID != "" {
+		a.PermitID = localPermitPrefix + a.PermitID
+	}
+	a.Degraded = true
+	return a, nil
+}
+
+// Report implements Store. Outcomes of locally admitted calls go to the local
+// breaker. When the store is unavailable, an outcome of a call the store
+// admitted counts in the local breaker at its current generation.
+func (b *Breaker) Report(ctx context.Context, name string, s Settings, o Outcome, generation uint64, permitID string) (ReportResult, error) {
+	if b.local != nil && isLocal(generation, permitID) {
+		return b.localReport(ctx, name, s, o, generation&^LocalGenerationBit, strings.TrimPrefix(permitID, localPermitPrefix))
+	}
+	if b.useStore() {
+		r, err := b.store.Report(ctx, name, s, o, generation, permitID)
+		if err == nil || !b.fallback(ctx, err) {
+			return r, err
+		}
+	}
+	return b.localReport(ctx, name, s, o, 0, "")
+}
+
+func (b *Breaker) localReport(ctx context.Context, name string, s Settings, o Outcome, gen uint64, permit string) (ReportResult, error) {
+	r, err := b.local.Report(ctx, name, s, o, gen, permit)
+	if err != nil {
+		return ReportResult{}, err
+	}
+	r.Generation |= LocalGenerationBit
+	r.Degraded = true
+	return r, nil
+}
+
+// Status implements Store; it falls back to the local breaker's status.
+func (b *Breaker) Status(ctx context.Context, name string, s Settings) (Status, error) {
+	if b.useStore() {
+		st, err := b.store.Status(ctx, name, s)
+		if err == nil || !b.fallback(ctx, err) {
+			return st, err
+		}
+	}
+	st, err := b.local.Status(ctx, name, s)
+	if err != nil {
+		return Status{}, err
+	}
+	st.Generation |= LocalGenerationBit
+	st.Degraded = true
+	return st, nil
+}
+
+// Reset implements Store. It has no fallback: an operator must know that the
+// shared state was not changed. The local breaker is left alone: it only
+// reflects what this replica saw while the store was down.
+func (b *Breaker) Reset(ctx context.Context, name string, s Settings, to State) (Status, error) {
+	return b.store.Reset(ctx, name, s, to)
+}
+
+// Release implements Store. A store error is ignored when the fallback is on:
+// the lease expires by itself after ProbeTimeout.
+func (b *Breaker) Release(ctx context.Context, name string, permitID string) error {
+	if b.local != nil && strings.HasPrefix(permitID, localPermitPrefix) {
+		return b.local.Release(ctx, name, strings.TrimPrefix(permitID, localPermitPrefix))
+	}
+	err := b.store.Release(ctx, name, permitID)
+	if err != nil && b.fallback(ctx, err) {
+		return nil
+	}
+	return err
+}
+
+// List implements Store (the store's List, no fallback).
+func (b *Breaker) List(ctx context.Context, prefix string, pageSize int, pageToken string) ([]Status, string, error) {
+	return b.store.List(ctx, prefix, pageSize, pageToken)
+}
+
+// Watch implements Store (the store's Watch, no fallback).
+func (b *Breaker) Watch(ctx context.Context, prefix string) (<-chan Event, error) {
+	return b.store.Watch(ctx, prefix)
+}
+
+// Close releases the local fallback. It does not close the store.
+func (b *Breaker) Close() error {
+	if b.local != nil {
+		return b.local.Close()
+	}
+	return nil
+}

@@ -1,0 +1,53 @@
+// Package breaker is a fleet-wide circuit breaker.
+//
+// A breaker is named (for example after the upstream it protects) and moves
+// through three states:
+//
+//	CLOSED --(failures)--> OPEN --(recovery_timeout)--> HALF_OPEN --(probes succeed)--> CLOSED
+//	                                                       |
+//	                                                       +--(a probe fails)--> OPEN
+//
+// In CLOSED every call is admitted. In the default consecutive mode,
+// Settings.FailureThreshold failures in a row open the breaker (a success
+// resets the count). In the failure-rate mode (Settings.Mode =
+// ModeFailureRate, as in resilience4j or Polly) the breaker opens when, over
+// the rolling Settings.Window, at least Settings.MinimumCalls outcomes were
+// reported and the share of failures reached Settings.FailureRateThreshold.
+// The window is kept as 10 buckets of Window/10 each.
+//
+// In OPEN no call is admitted; Admission.RetryAfter says when a probe may go
+// (opened_at + recovery_timeout - now). The first Allow after that moves the
+// breaker to HALF_OPEN and admits a probe.
+//
+// In HALF_OPEN at most Settings.HalfOpenMaxCalls probes are in flight,
+// fleet-wide. Each probe holds a lease: a PermitID with a deadline of
+// now + Settings.ProbeTimeout. A lease that is neither reported nor released
+// before its deadline is reclaimed at the next decision, so a lost probe never
+// leaves the breaker stuck half-open. Settings.SuccessThreshold successful
+// probes close the breaker; one failed probe opens it again. A permit counts
+// once: a second report with the same permit is ignored.
+//
+// # Generations
+//
+// Every state change increments the breaker's generation (a breaker that has
+// never been written to is CLOSED at generation 1). Allow returns the
+// generation and Report takes it back: an outcome whose generation is not the
+// current one is ignored and answered with ReportResult.Ignored (never an
+// error), so a slow call admitted before the breaker opened cannot count
+// against the next state. Generation 0 means "unknown" and applies to the
+// current generation. In HALF_OPEN only reports that carry a live permit
+// count.
+//
+// # Stores
+//
+// The state lives in a Store. MemoryStore is exact on one replica;
+// the redisstore sub-package shares the state between replicas through Redis,
+// with one atomic Lua script per decision and Redis TIME as the only clock.
+// Both pass the storetest conformance suite.
+//
+// Breaker wraps a Store and falls back to a per-replica MemoryStore when the
+// store is unavailable, marking its answers Degraded. StateCache keeps, per
+// replica, the last state of each breaker as published by Store.Watch.
+//
+// Every transition is published as an Event (Store.Watch).
+package breaker

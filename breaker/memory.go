@@ -1,0 +1,235 @@
+package breaker
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// MemoryStore is a Store that keeps every breaker in the memory of one
+// process. It is exact for one replica and is the embedded default when no
+// Redis is configured; Breaker also uses one as its local fallback.
+//
+// Create it with NewMemoryStore; the zero value is not usable. It is safe for
+// concurrent use. Breakers are never forgotten (memory grows with the number
+// of distinct names). Watch starts one goroutine per watcher, owned by the
+// store: it ends when the watcher's context ends or on Close.
+type MemoryStore struct {
+	now func() time.Time
+
+	mu       sync.Mutex // protects the fields below
+	machines map[string]*machine
+	watchers map[*memWatcher]struct{}
+	closed   bool
+
+	wg   sync.WaitGroup // watcher goroutines
+	done chan struct{}  // closed by Close
+}
+
+type memWatcher struct {
+	prefix string
+	ch     chan Event
+}
+
+// watchBuffer is the channel buffer of one watcher; events are dropped when
+// it is full.
+const watchBuffer = 256
+
+// MemoryOption configures a MemoryStore.
+type MemoryOption func(*MemoryStore)
+
+// WithMemoryClock sets the clock of a MemoryStore (default time.Now).
+func WithMemoryClock(now func() time.Time) MemoryOption {
+	return func(m *MemoryStore) { m.now = now }
+}
+
+// NewMemoryStore returns an empty MemoryStore. It starts no goroutine.
+func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
+	m := &MemoryStore{
+		now:      time.Now,
+		machines: map[string]*machine{},
+		watchers: map[*memWatcher]struct{}{},
+		done:     make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(m)
+	}
+	return m
+}
+
+var _ Store = (*MemoryStore)(nil)
+
+// machineLocked returns the machine of name, creating it.
+func (m *MemoryStore) machineLocked(name string, s Settings) *machine {
+	mc := m.machines[name]
+	if mc == nil {
+		mc = newMachine()
+		m.machines[name] = mc
+	}
+	mc.settings = s
+	return mc
+}
+
+// publishLocked sends events to matching watchers without blocking.
+func (m *MemoryStore) publishLocked(events []Event) {
+	for _, e := range events {
+		for w := range m.watchers {
+			if !strings.HasPrefix(e.Name, w.prefix) {
+				continue
+			}
+			select {
+			case w.ch <- e:
+			default: // the watcher is behind: drop, as documented on Store.Watch
+			}
+		}
+	}
+}
+
+// Allow implements Store.
+func (m *MemoryStore) Allow(ctx context.Context, name string, s Settings) (Admission, error) {
+	s, err := Prepare(name, s)
+	if err != nil {
+		return Admission{}, err
+	}
+	now := micros(m.now())
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	adm, events := m.machineLocked(name, s).allow(name, s, now)
+	m.publishLocked(events)
+	return adm, nil
+}
+
+// Report implements Store.
+func (m *MemoryStore) Report(ctx context.Context, name string, s Settings, o Outcome, generation uint64, permitID string) (ReportResult, error) {
+	s, err := Prepare(name, s)
+	if err != nil {
+		return ReportResult{}, err
+	}
+	if !o.Valid() {
+		return ReportResult{}, fmt.Errorf("%w: %d", ErrInvalidOutcome, o)
+	}
+	now := micros(m.now())
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	res, events := m.machineLocked(name, s).report(name, s, o, generation, permitID, now)
+	m.publishLocked(events)
+	return res, nil
+}
+
+// Status implements Store.
+func (m *MemoryStore) Status(ctx context.Context, name string, s Settings) (Status, error) {
+	s, err := Prepare(name, s)
+	if err != nil {
+		return Status{}, err
+	}
+	now := micros(m.now())
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.machineLocked(name, s).status(name, s, now), nil
+}
+
+// Reset implements Store.
+func (m *MemoryStore) Reset(ctx context.Context, name string, s Settings, to State) (Status, error) {
+	s, err := Prepare(name, s)
+	if err != nil {
+		return Status{}, err
+	}
+	if to != StateClosed && to != StateOpen {
+		return Status{}, fmt.Errorf("%w: reset to %s: only CLOSED or OPEN", ErrInvalidState, to)
+	}
+	now := micros(m.now())
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mc := m.machineLocked(name, s)
+	m.publishLocked([]Event{mc.reset(name, to, now)})
+	return mc.status(name, s, now), nil
+}
+
+// Release implements Store.
+func (m *MemoryStore) Release(ctx context.Context, name string, permitID string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if mc := m.machines[name]; mc != nil {
+		delete(mc.probes, permitID)
+	}
+	return nil
+}
+
+// List implements Store.
+func (m *MemoryStore) List(ctx context.Context, prefix string, pageSize int, pageToken string) ([]Status, string, error) {
+	size, err := NormalizePageSize(pageSize)
+	if err != nil {
+		return nil, "", err
+	}
+	after, err := DecodePageToken(pageToken)
+	if err != nil {
+		return nil, "", err
+	}
+	now := micros(m.now())
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var names []string
+	for n := range m.machines {
+		if strings.HasPrefix(n, prefix) && (pageToken == "" || n > after) {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	next := ""
+	if len(names) > size {
+		names = names[:size]
+		next = EncodePageToken(names[size-1])
+	}
+	out := make([]Status, 0, len(names))
+	for _, n := range names {
+		mc := m.machines[n]
+		out = append(out, mc.status(n, mc.settings, now))
+	}
+	return out, next, nil
+}
+
+// Watch implements Store. The goroutine that closes the channel belongs to
+// the store and ends with ctx or Close.
+func (m *MemoryStore) Watch(ctx context.Context, prefix string) (<-chan Event, error) {
+	w := &memWatcher{prefix: prefix, ch: make(chan Event, watchBuffer)}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, fmt.Errorf("breaker: watch: %w", errClosed)
+	}
+	m.watchers[w] = struct{}{}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		select {
+		case <-ctx.Done():
+		case <-m.done:
+		}
+		m.mu.Lock()
+		delete(m.watchers, w)
+		close(w.ch)
+		m.mu.Unlock()
+	}()
+	return w.ch, nil
+}
+
+var errClosed = fmt.Errorf("%w: store closed", ErrStoreUnavailable)
+
+// Close ends every watcher and waits for their goroutines. The store still
+// answers decisions afterwards; Watch fails.
+func (m *MemoryStore) Close() error {
+	m.mu.Lock()
+	if !m.closed {
+		m.closed = true
+		close(m.done)
+	}
+	m.mu.Unlock()
+	m.wg.Wait()
+	return nil
+}

@@ -1,0 +1,96 @@
+package redisstore_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/topdeck/resilience/breaker"
+	"github.com/topdeck/resilience/breaker/redisstore"
+	"github.com/topdeck/resilience/internal/redistest"
+)
+
+func TestBreakerFallsBackWhileRedisIsDown(t *testing.T) {
+	srv := redistest.Start(t)
+	store := newStore(t, srv)
+	b := breaker.New(store, breaker.WithStoreRetryInterval(0))
+	defer b.Close()
+	ctx := context.Background()
+
+	if _, err := b.Reset(ctx, "b", settings, breaker.StateOpen); err != nil {
+		t.Fatalf("Reset: %v", err)
+	}
+	if a, err := b.Allow(ctx, "b", settings); err != nil || a.Allowed || a.Degraded {
+		t.Fatalf("Allow with Redis up: got %+v, %v; want the shared OPEN state", a, err)
+	}
+
+	srv.Kill()
+	a, err := b.Allow(ctx, "b", settings)
+	if err != nil || !a.Degraded || !a.Allowed || a.State != breaker.StateClosed {
+		t.Fatalf("Allow with Redis down: got %+v, %v; want allowed by the local breaker, degraded (never OPEN because Redis is down)", a, err)
+	}
+	if r, err := b.Report(ctx, "b", settings, breaker.OutcomeFailure, a.Generation, a.PermitID); err != nil || !r.Degraded {
+		t.Fatalf("Report with Redis down: got %+v, %v; want degraded", r, err)
+	}
+
+	srv.Restart() // Redis lost its data: the shared breaker is CLOSED again
+	var got breaker.Admission
+	for i := 0; i < 50; i++ {
+		if got, err = b.Allow(ctx, "b", settings); err == nil && !got.Degraded {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil || got.Degraded || got.State != breaker.StateClosed || got.Generation != 1 {
+		t.Fatalf("Allow after Redis is back: got %+v, %v; want the shared state (CLOSED, generation 1), not degraded", got, err)
+	}
+}
+
+func BenchmarkAllowClosed(b *testing.B) {
+	srv := redistest.Start(b)
+	s := redisstore.New(srv.Client())
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.Allow(ctx, "bench", settings); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkReportSuccess(b *testing.B) {
+	srv := redistest.Start(b)
+	s := redisstore.New(srv.Client())
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.Report(ctx, "bench", settings, breaker.OutcomeSuccess, 0, ""); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkReportFailureRate(b *testing.B) {
+	srv := redistest.Start(b)
+	s := redisstore.New(srv.Client())
+	ctx := context.Background()
+	rate := breaker.Settings{Mode: breaker.ModeFailureRate, MinimumCalls: 1_000_000}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			o := breaker.OutcomeSuccess
+			if i%3 == 0 {
+				o = breaker.OutcomeFailure
+			}
+			i++
+			if _, err := s.Report(ctx, "bench", rate, o, 0, ""); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -1,0 +1,45 @@
+// Package redisstore is a breaker.Store kept in Redis, shared by every
+// replica of the service.
+//
+// Each decision is one Lua script (lua/allow.lua, report.lua, reset.lua,
+// status.lua, each prefixed with lua/lib.lua) over the keys of one breaker,
+// which share the hash tag {<name>} so the scripts also run on Redis Cluster:
+//
+//	<prefix>br:{<name>}:s   hash: st, gen, fail, opened, succ, seq, cfg
+//	<prefix>br:{<name>}:p   sorted set: probe permit -> lease deadline (µs)
+//	<prefix>br:{<name>}:w   hash: rolling-window buckets "<idx>c"/"<idx>f"
+//	<prefix>breakers        sorted set (score 0) of every name seen, for List
+//	<prefix>breaker-events  pub/sub channel of transitions (JSON)
+//
+// The default prefix is "resilience:". A breaker that has seen nothing has no
+// keys (it is CLOSED at generation 1); the happy path (Allow on a CLOSED
+// breaker, a success with no failures counted) writes nothing. Every write
+// sets a TTL of IdleTTL + RecoveryTimeout + ProbeTimeout (+ Window in
+// failure-rate mode) on the breaker's keys, so idle breakers go away but an
+// OPEN one always outlives its recovery timeout. When the keys expire the breaker is CLOSED again at
+// generation 1; outcomes carrying a generation other than the current one are
+// ignored, so old reports cannot count against it.
+//
+// The registry <prefix>breakers is written with ZADD as a separate command
+// the first time this Store sees a name (it lives in another Cluster slot).
+// Names stay in it after their keys expire; List shows them CLOSED.
+//
+// # Clock
+//
+// In production the scripts read time only from redis.call("TIME"), so
+// replica clocks never matter. WithClockForTesting replaces it with a Go
+// clock passed in ARGV: for tests only.
+//
+// # Errors
+//
+// A Redis error (connection refused, timeout, cancelled context, unexpected
+// reply) is returned wrapped with breaker.ErrStoreUnavailable and the
+// original error (both match errors.Is). It is never read as "no state" or as
+// OPEN.
+//
+// # Events
+//
+// The scripts PUBLISH every transition on <prefix>breaker-events (a plain
+// PUBLISH from a script reaches every node's subscribers on Cluster too).
+// Watch subscribes with a separate connection from the client's pool.
+package redisstore

@@ -1,0 +1,408 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/topdeck/resilience/breaker"
+)
+
+// Default values of the options.
+const (
+	DefaultPrefix  = "resilience:"
+	DefaultIdleTTL = 24 * time.Hour
+	// subscribeTimeout bounds the wait for Redis to confirm a Watch subscription.
+	subscribeTimeout = 3 * time.Second
+)
+
+// Store is a breaker.Store in Redis. Create it with New; the zero value is not
+// usable. It is safe for concurrent use. New starts no goroutine; each Watch
+// starts one, owned by the Store, that ends with the Watch context or Close.
+type Store struct {
+	client  redis.UniversalClient
+	prefix  string
+	idleTTL time.Duration
+	now     func() time.Time // nil: Redis TIME (production)
+
+	seen sync.Map // name -> struct{}: registered in <prefix>breakers by this Store
+
+	mu     sync.Mutex // protects closed
+	closed bool
+	done   chan struct{} // closed by Close
+	wg     sync.WaitGroup
+}
+
+var _ breaker.Store = (*Store)(nil)
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithPrefix sets the prefix of every key and of the events channel (default
+// "resilience:").
+func WithPrefix(p string) Option { return func(s *Store) { s.prefix = p } }
+
+// WithIdleTTL sets how long a breaker's keys live after its last write,
+// on top of RecoveryTimeout + ProbeTimeout (+ Window in failure-rate mode),
+// default 24h.
+func WithIdleTTL(d time.Duration) Option { return func(s *Store) { s.idleTTL = d } }
+
+// WithClockForTesting makes the scripts use now() (passed in ARGV) instead of
+// redis.call("TIME").
+//
+// FOR TESTS ONLY. In production the Redis server must be the only clock: with
+// this option each replica's clock decides, and replicas whose clocks differ
+// disagree about when a breaker may probe.
+func WithClockForTesting(now func() time.Time) Option { return func(s *Store) { s.now = now } }
+
+// New returns a Store on client (a *redis.Client, *redis.ClusterClient,
+// *redis.Ring or failover client; the caller owns and closes it).
+func New(client redis.UniversalClient, opts ...Option) *Store {
+	s := &Store{client: client, prefix: DefaultPrefix, idleTTL: DefaultIdleTTL, done: make(chan struct{})}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// keys returns the state, probes and window keys of name.
+func (s *Store) keys(name string) []string {
+	base := s.prefix + "br:{" + name + "}:"
+	return []string{base + "s", base + "p", base + "w"}
+}
+
+func (s *Store) registryKey() string { return s.prefix + "breakers" }
+
+// Channel is the pub/sub channel of transitions: <prefix>breaker-events.
+func (s *Store) Channel() string { return s.prefix + "breaker-events" }
+
+func (s *Store) nowArg() string {
+	if s.now == nil {
+		return ""
+	}
+	return strconv.FormatInt(s.now().UnixMicro(), 10)
+}
+
+// commonArgs returns ARGV[1..5] of lib.lua.
+func (s *Store) commonArgs(name string, st breaker.Settings) []any {
+	ttl := s.idleTTL + st.RecoveryTimeout + st.ProbeTimeout
+	if st.Mode == breaker.ModeFailureRate {
+		ttl += st.Window
+	}
+	return []any{s.nowArg(), encodeSettings(st), ttl.Milliseconds(), name, s.Channel()}
+}
+
+// fail wraps a Redis error. It forgets the registered names, so that they are
+// registered again once Redis is back (it may have lost its data).
+func (s *Store) fail(op, name string, err error) error {
+	if !errors.Is(err, errReply) {
+		s.seen.Clear()
+	}
+	return fmt.Errorf("%w: %s %q: %w", breaker.ErrStoreUnavailable, op, name, err)
+}
+
+// register adds name to the registry the first time this Store sees it.
+func (s *Store) register(ctx context.Context, name string) error {
+	if _, ok := s.seen.Load(name); ok {
+		return nil
+	}
+	if err := s.client.ZAddNX(ctx, s.registryKey(), redis.Z{Member: name}).Err(); err != nil {
+		return err
+	}
+	s.seen.Store(name, struct{}{})
+	return nil
+}
+
+// Allow implements breaker.Store.
+func (s *Store) Allow(ctx context.Context, name string, st breaker.Settings) (breaker.Admission, error) {
+	st, err := breaker.Prepare(name, st)
+	if err != nil {
+		return breaker.Admission{}, err
+	}
+	if err := s.register(ctx, name); err != nil {
+		return breaker.Admission{}, s.fail("allow", name, err)
+	}
+	v, err := allowScript.Run(ctx, s.client, s.keys(name), s.commonArgs(name, st)...).Result()
+	if err != nil {
+		return breaker.Admission{}, s.fail("allow", name, err)
+	}
+	adm, err := decodeAdmission(v)
+	if err != nil {
+		return breaker.Admission{}, s.fail("allow", name, err)
+	}
+	return adm, nil
+}
+
+// Report implements breaker.Store.
+func (s *Store) Report(ctx context.Context, name string, st breaker.Settings, o breaker.Outcome, generation uint64, permitID string) (breaker.ReportResult, error) {
+	st, err := breaker.Prepare(name, st)
+	if err != nil {
+		return breaker.ReportResult{}, err
+	}
+	if !o.Valid() {
+		return breaker.ReportResult{}, fmt.Errorf("%w: %d", breaker.ErrInvalidOutcome, o)
+	}
+	if err := s.register(ctx, name); err != nil {
+		return breaker.ReportResult{}, s.fail("report", name, err)
+	}
+	args := append(s.commonArgs(name, st), int(o), strconv.FormatUint(generation, 10), permitID)
+	v, err := reportScript.Run(ctx, s.client, s.keys(name), args...).Result()
+	if err != nil {
+		return breaker.ReportResult{}, s.fail("report", name, err)
+	}
+	res, err := decodeReport(v)
+	if err != nil {
+		return breaker.ReportResult{}, s.fail("report", name, err)
+	}
+	return res, nil
+}
+
+// Status implements breaker.Store. It writes nothing.
+func (s *Store) Status(ctx context.Context, name string, st breaker.Settings) (breaker.Status, error) {
+	st, err := breaker.Prepare(name, st)
+	if err != nil {
+		return breaker.Status{}, err
+	}
+	v, err := statusScript.Run(ctx, s.client, s.keys(name), s.commonArgs(name, st)...).Result()
+	if err != nil {
+		return breaker.Status{}, s.fail("status", name, err)
+	}
+	out, _, err := decodeStatus(name, v)
+	if err != nil {
+		return breaker.Status{}, s.fail("status", name, err)
+	}
+	out.Settings = st
+	return out, nil
+}
+
+// Reset implements breaker.Store.
+func (s *Store) Reset(ctx context.Context, name string, st breaker.Settings, to breaker.State) (breaker.Status, error) {
+	st, err := breaker.Prepare(name, st)
+	if err != nil {
+		return breaker.Status{}, err
+	}
+	if to != breaker.StateClosed && to != breaker.StateOpen {
+		return breaker.Status{}, fmt.Errorf("%w: reset to %s: only CLOSED or OPEN", breaker.ErrInvalidState, to)
+	}
+	if err := s.register(ctx, name); err != nil {
+		return breaker.Status{}, s.fail("reset", name, err)
+	}
+	args := append(s.commonArgs(name, st), int(to))
+	v, err := resetScript.Run(ctx, s.client, s.keys(name), args...).Result()
+	if err != nil {
+		return breaker.Status{}, s.fail("reset", name, err)
+	}
+	out, _, err := decodeStatus(name, v)
+	if err != nil {
+		return breaker.Status{}, s.fail("reset", name, err)
+	}
+	out.Settings = st
+	return out, nil
+}
+
+// Release implements breaker.Store: one ZREM of the permit.
+func (s *Store) Release(ctx context.Context, name string, permitID string) error {
+	if err := breaker.ValidateName(name); err != nil {
+		return err
+	}
+	if permitID == "" {
+		return nil
+	}
+	if err := s.client.ZRem(ctx, s.keys(name)[1], permitID).Err(); err != nil {
+		return s.fail("release", name, err)
+	}
+	return nil
+}
+
+// prefixEnd returns the exclusive ZRANGEBYLEX upper bound of names starting
+// with prefix ("+" when every name does).
+func prefixEnd(prefix string) string {
+	b := []byte(prefix)
+	for len(b) > 0 && b[len(b)-1] == 0xff {
+		b = b[:len(b)-1]
+	}
+	if len(b) == 0 {
+		return "+"
+	}
+	b[len(b)-1]++
+	return "(" + string(b)
+}
+
+// List implements breaker.Store: ZRANGEBYLEX on the registry, then one
+// pipelined status.lua per name with the settings stored in each breaker.
+func (s *Store) List(ctx context.Context, prefix string, pageSize int, pageToken string) ([]breaker.Status, string, error) {
+	size, err := breaker.NormalizePageSize(pageSize)
+	if err != nil {
+		return nil, "", err
+	}
+	after, err := breaker.DecodePageToken(pageToken)
+	if err != nil {
+		return nil, "", err
+	}
+	lo := "-"
+	if prefix != "" {
+		lo = "[" + prefix
+	}
+	if pageToken != "" && after >= prefix {
+		lo = "(" + after
+	}
+	names, err := s.client.ZRangeByLex(ctx, s.registryKey(), &redis.ZRangeBy{
+		Min: lo, Max: prefixEnd(prefix), Count: int64(size + 1),
+	}).Result()
+	if err != nil {
+		return nil, "", s.fail("list", prefix, err)
+	}
+	next := ""
+	if len(names) > size {
+		names = names[:size]
+		next = breaker.EncodePageToken(names[size-1])
+	}
+	if len(names) == 0 {
+		return nil, next, nil
+	}
+	out, err := s.statuses(ctx, names, false)
+	if err != nil && isNoScript(err) {
+		out, err = s.statuses(ctx, names, true)
+	}
+	if err != nil {
+		return nil, "", s.fail("list", prefix, err)
+	}
+	return out, next, nil
+}
+
+func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }
+
+// statuses runs status.lua for names in one pipeline (EVALSHA, or EVAL when
+// full is set).
+func (s *Store) statuses(ctx context.Context, names []string, full bool) ([]breaker.Status, error) {
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.Cmd, len(names))
+	for i, n := range names {
+		args := []any{s.nowArg(), "", 0, n, s.Channel()}
+		if full {
+			cmds[i] = statusScript.Eval(ctx, pipe, s.keys(n), args...)
+		} else {
+			cmds[i] = statusScript.EvalSha(ctx, pipe, s.keys(n), args...)
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, err
+	}
+	out := make([]breaker.Status, len(names))
+	for i, c := range cmds {
+		st, cfg, err := decodeStatus(names[i], c.Val())
+		if err != nil {
+			return nil, err
+		}
+		if st.Settings, err = decodeSettings(cfg); err != nil {
+			return nil, err
+		}
+		out[i] = st
+	}
+	return out, nil
+}
+
+// wireEvent is the JSON published by the scripts.
+type wireEvent struct {
+	Name   string `json:"n"`
+	From   uint8  `json:"f"`
+	To     uint8  `json:"t"`
+	Gen    uint64 `json:"g"`
+	AtUS   int64  `json:"a"`
+	Reason string `json:"r"`
+}
+
+// DecodeEvent parses one message of the events channel.
+func DecodeEvent(payload string) (breaker.Event, error) {
+	var w wireEvent
+	if err := json.Unmarshal([]byte(payload), &w); err != nil {
+		return breaker.Event{}, fmt.Errorf("%w: event %q: %v", errReply, payload, err)
+	}
+	from, to := breaker.State(w.From), breaker.State(w.To)
+	if !from.Valid() || !to.Valid() {
+		return breaker.Event{}, fmt.Errorf("%w: event %q: bad state", errReply, payload)
+	}
+	return breaker.Event{Name: w.Name, From: from, To: to, Generation: w.Gen, At: time.UnixMicro(w.AtUS), Reason: w.Reason}, nil
+}
+
+// Watch implements breaker.Store. It returns once Redis has confirmed the
+// subscription, so every transition after it is seen. After a reconnection
+// the channel carries an Event with breaker.ReasonResync (events may have
+// been missed). The goroutine belongs to the Store: it ends with ctx or Close.
+func (s *Store) Watch(ctx context.Context, prefix string) (<-chan breaker.Event, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, fmt.Errorf("%w: watch: store closed", breaker.ErrStoreUnavailable)
+	}
+	ps := s.client.Subscribe(ctx, s.Channel())
+	if _, err := ps.ReceiveTimeout(ctx, subscribeTimeout); err != nil {
+		_ = ps.Close()
+		return nil, s.fail("watch", prefix, err)
+	}
+	out := make(chan breaker.Event, 256)
+	s.wg.Add(1)
+	go s.watch(ctx, ps, prefix, out)
+	return out, nil
+}
+
+func (s *Store) watch(ctx context.Context, ps *redis.PubSub, prefix string, out chan<- breaker.Event) {
+	defer s.wg.Done()
+	defer close(out)
+	defer ps.Close()
+	ch := ps.ChannelWithSubscriptions(redis.WithChannelSize(256))
+	for {
+		var e breaker.Event
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.done:
+			return
+		case m, ok := <-ch:
+			if !ok {
+				return
+			}
+			switch m := m.(type) {
+			case *redis.Subscription:
+				if m.Kind != "subscribe" {
+					continue
+				}
+				e = breaker.Event{Reason: breaker.ReasonResync}
+			case *redis.Message:
+				var err error
+				if e, err = DecodeEvent(m.Payload); err != nil || !strings.HasPrefix(e.Name, prefix) {
+					continue
+				}
+			default:
+				continue
+			}
+		}
+		select {
+		case out <- e:
+		case <-ctx.Done():
+			return
+		case <-s.done:
+			return
+		}
+	}
+}
+
+// Close ends every Watch and waits for their goroutines. It does not close
+// the Redis client. Decisions still work afterwards.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.done)
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}

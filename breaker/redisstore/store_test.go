@@ -1,0 +1,248 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/topdeck/resilience/breaker"
+	"github.com/topdeck/resilience/breaker/redisstore"
+	"github.com/topdeck/resilience/breaker/storetest"
+	"github.com/topdeck/resilience/internal/redistest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var prefixSeq atomic.Int64
+
+// uniquePrefix gives each store its own key space on a shared server.
+func uniquePrefix() string { return fmt.Sprintf("t%d:", prefixSeq.Add(1)) }
+
+func newStore(t *testing.T, srv *redistest.Server, opts ...redisstore.Option) *redisstore.Store {
+	t.Helper()
+	s := redisstore.New(srv.Client(), append([]redisstore.Option{redisstore.WithPrefix(uniquePrefix())}, opts...)...)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	srv := redistest.Start(t)
+	storetest.Run(t, func(t *testing.T, now func() time.Time) breaker.Store {
+		return newStore(t, srv, redisstore.WithClockForTesting(now))
+	})
+}
+
+var settings = breaker.Settings{FailureThreshold: 2, RecoveryTimeout: 30 * time.Second, ProbeTimeout: 5 * time.Second}
+
+func TestRedisTimeIsTheClock(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newStore(t, srv) // no test clock: Redis TIME
+	ctx := context.Background()
+	for i := 0; i < 2; i++ {
+		if _, err := s.Report(ctx, "b", settings, breaker.OutcomeFailure, 0, ""); err != nil {
+			t.Fatalf("Report: %v", err)
+		}
+	}
+	a, err := s.Allow(ctx, "b", settings)
+	if err != nil {
+		t.Fatalf("Allow: %v", err)
+	}
+	if a.Allowed || a.State != breaker.StateOpen || a.RetryAfter <= 0 || a.RetryAfter > settings.RecoveryTimeout {
+		t.Fatalf("Allow when open: got %+v, want denied with 0 < RetryAfter <= %v", a, settings.RecoveryTimeout)
+	}
+	st, err := s.Status(ctx, "b", settings)
+	if err != nil {
+		t.Fatalf("Status: %v", err)
+	}
+	if d := time.Since(st.OpenedAt); d < -time.Minute || d > time.Minute {
+		t.Fatalf("OpenedAt from Redis TIME: got %v, want within a minute of now", st.OpenedAt)
+	}
+}
+
+func TestKeysAndTTL(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client()
+	ctx := context.Background()
+	s := redisstore.New(c, redisstore.WithPrefix("p:"), redisstore.WithIdleTTL(time.Hour))
+	if _, err := s.Allow(ctx, "svc", settings); err != nil {
+		t.Fatalf("Allow: %v", err)
+	}
+	if _, err := s.Report(ctx, "svc", settings, breaker.OutcomeSuccess, 0, ""); err != nil {
+		t.Fatalf("Report: %v", err)
+	}
+	if n := c.Exists(ctx, "p:br:{svc}:s").Val(); n != 0 {
+		t.Fatalf("state key after only successes: got %d keys, want none (nothing stored until needed)", n)
+	}
+	if got := c.ZRange(ctx, "p:breakers", 0, -1).Val(); len(got) != 1 || got[0] != "svc" {
+		t.Fatalf("registry: got %v, want [svc]", got)
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := s.Report(ctx, "svc", settings, breaker.OutcomeFailure, 0, ""); err != nil {
+			t.Fatalf("Report: %v", err)
+		}
+	}
+	ttl := c.PTTL(ctx, "p:br:{svc}:s").Val()
+	min := time.Hour + settings.RecoveryTimeout
+	if ttl < min-time.Minute || ttl > min+time.Minute {
+		t.Fatalf("TTL of an OPEN breaker: got %v, want about idle TTL + recovery + probe timeout (>= %v)", ttl, min)
+	}
+}
+
+func TestOutageReturnsErrorsThenRecovers(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newStore(t, srv)
+	ctx := context.Background()
+	if _, err := s.Allow(ctx, "b", settings); err != nil {
+		t.Fatalf("Allow before outage: %v", err)
+	}
+	srv.Kill()
+	calls := []struct {
+		name string
+		fn   func() error
+	}{
+		{"Allow", func() error { _, err := s.Allow(ctx, "b", settings); return err }},
+		{"Report", func() error {
+			_, err := s.Report(ctx, "b", settings, breaker.OutcomeFailure, 0, "")
+			return err
+		}},
+		{"Status", func() error { _, err := s.Status(ctx, "b", settings); return err }},
+		{"Reset", func() error { _, err := s.Reset(ctx, "b", settings, breaker.StateOpen); return err }},
+		{"Release", func() error { return s.Release(ctx, "b", "1.1") }},
+		{"List", func() error { _, _, err := s.List(ctx, "", 10, ""); return err }},
+		{"Watch", func() error { _, err := s.Watch(ctx, ""); return err }},
+	}
+	for _, c := range calls {
+		start := time.Now()
+		err := c.fn()
+		if !errors.Is(err, breaker.ErrStoreUnavailable) {
+			t.Fatalf("%s during outage: got error %v, want ErrStoreUnavailable", c.name, err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("%s during outage took %v, want a quick error", c.name, d)
+		}
+	}
+	srv.Restart()
+	// Redis lost its data: the breaker is CLOSED again, and the name is
+	// registered again for List.
+	var a breaker.Admission
+	var err error
+	for i := 0; i < 50; i++ {
+		if a, err = s.Allow(ctx, "b", settings); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil || !a.Allowed || a.State != breaker.StateClosed {
+		t.Fatalf("Allow after restart: got %+v, %v; want allowed CLOSED", a, err)
+	}
+	sts, _, err := s.List(ctx, "", 10, "")
+	if err != nil || len(sts) != 1 || sts[0].Name != "b" {
+		t.Fatalf("List after restart: got %v, %v; want [b]", sts, err)
+	}
+}
+
+func TestWatchAcrossClientsAndStores(t *testing.T) {
+	srv := redistest.Start(t)
+	prefix := uniquePrefix()
+	clock := storetest.NewClock(storetest.Epoch)
+	writer := redisstore.New(srv.Client(), redisstore.WithPrefix(prefix), redisstore.WithClockForTesting(clock.Now))
+	watcher := redisstore.New(srv.Client(), redisstore.WithPrefix(prefix))
+	t.Cleanup(func() { _ = watcher.Close() })
+	other := redisstore.New(srv.Client(), redisstore.WithPrefix(uniquePrefix()))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, err := watcher.Watch(ctx, "")
+	if err != nil {
+		t.Fatalf("Watch: %v", err)
+	}
+	if _, err := other.Reset(ctx, "x", settings, breaker.StateOpen); err != nil { // another prefix: unseen
+		t.Fatalf("Reset: %v", err)
+	}
+	if _, err := writer.Reset(ctx, "svc", settings, breaker.StateOpen); err != nil {
+		t.Fatalf("Reset: %v", err)
+	}
+	storetest.WantEvent(t, storetest.NextEvent(t, ch, 5*time.Second), breaker.Event{
+		Name: "svc", From: breaker.StateClosed, To: breaker.StateOpen, Generation: 2, Reason: breaker.ReasonReset, At: storetest.Epoch,
+	})
+	if err := watcher.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	for range ch { // Close ends the watch: the channel closes
+	}
+}
+
+func TestNamesWithBraces(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newStore(t, srv)
+	ctx := context.Background()
+	for _, n := range []string{"a}b", "{x}", "ünï/cødé", "sp ace"} {
+		if _, err := s.Reset(ctx, n, settings, breaker.StateOpen); err != nil {
+			t.Fatalf("Reset(%q): %v", n, err)
+		}
+		st, err := s.Status(ctx, n, settings)
+		if err != nil || st.State != breaker.StateOpen {
+			t.Fatalf("Status(%q): got %+v, %v; want OPEN", n, st, err)
+		}
+	}
+	sts, _, err := s.List(ctx, "", 0, "")
+	if err != nil || len(sts) != 4 {
+		t.Fatalf("List: got %d, %v; want 4", len(sts), err)
+	}
+}
+
+func TestListPrefixBounds(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newStore(t, srv)
+	ctx := context.Background()
+	names := []string{"a", "a\xff", "a\xff\xffz", "ab", "b"}
+	for _, n := range names {
+		if _, err := s.Allow(ctx, n, settings); err != nil {
+			t.Fatalf("Allow: %v", err)
+		}
+	}
+	sts, _, err := s.List(ctx, "a\xff", 0, "")
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	var got []string
+	for _, st := range sts {
+		got = append(got, st.Name)
+	}
+	if want := "a\xff,a\xff\xffz"; strings.Join(got, ",") != want {
+		t.Fatalf("List with prefix a\\xff: got %q, want %q", got, want)
+	}
+}
+
+func TestWatchSurvivesRestartWithResync(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newStore(t, srv)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, err := s.Watch(ctx, "")
+	if err != nil {
+		t.Fatalf("Watch: %v", err)
+	}
+	srv.Kill()
+	srv.Restart()
+	select {
+	case e := <-ch:
+		if e.Reason != breaker.ReasonResync || e.Name != "" {
+			t.Fatalf("first event after a restart: got %v, want a resync marker", e)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no resync marker within 20s of a restart")
+	}
+	if _, err := s.Reset(ctx, "b", settings, breaker.StateOpen); err != nil {
+		t.Fatalf("Reset: %v", err)
+	}
+	storetest.WantEvent(t, storetest.NextEvent(t, ch, 5*time.Second), breaker.Event{
+		Name: "b", From: breaker.StateClosed, To: breaker.StateOpen, Generation: 2, Reason: breaker.ReasonReset,
+	})
+}

@@ -1,0 +1,190 @@
+package breaker
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// Mode selects what opens a CLOSED breaker. The zero value is ModeConsecutive.
+type Mode uint8
+
+const (
+	// ModeConsecutive opens after FailureThreshold failures in a row.
+	ModeConsecutive Mode = 0
+	// ModeFailureRate opens when, over the rolling Window, at least
+	// MinimumCalls outcomes were reported and failures/calls >=
+	// FailureRateThreshold. FailureThreshold is not used in this mode.
+	ModeFailureRate Mode = 1
+)
+
+// String returns "consecutive" or "failure_rate".
+func (m Mode) String() string {
+	switch m {
+	case ModeConsecutive:
+		return "consecutive"
+	case ModeFailureRate:
+		return "failure_rate"
+	}
+	return fmt.Sprintf("Mode(%d)", uint8(m))
+}
+
+// Default values that WithDefaults puts in zero fields.
+const (
+	DefaultFailureThreshold     = 5
+	DefaultFailureRateThreshold = 0.5
+	DefaultWindow               = 60 * time.Second
+	DefaultMinimumCalls         = 20
+	DefaultRecoveryTimeout      = 30 * time.Second
+	DefaultHalfOpenMaxCalls     = 1
+	DefaultSuccessThreshold     = 1
+	DefaultProbeTimeout         = 10 * time.Second
+)
+
+// Upper bounds checked by Validate.
+const (
+	maxCount    = 1_000_000
+	maxDuration = 366 * 24 * time.Hour
+	minDuration = time.Millisecond
+	// WindowBuckets is the number of buckets of the rolling window in
+	// ModeFailureRate; each bucket spans Window/WindowBuckets.
+	WindowBuckets = 10
+)
+
+// Settings is the policy of one breaker. It is passed on every call, so a
+// changed policy applies at once. A zero field means its default (see
+// WithDefaults); a negative or out-of-range field is an error from Validate.
+// The zero value is a valid policy: consecutive mode with every default.
+//
+// Settings is a plain value, safe to copy and to share read-only.
+type Settings struct {
+	// Mode selects consecutive-failure or failure-rate tripping.
+	// Default ModeConsecutive.
+	Mode Mode
+	// FailureThreshold is the number of consecutive failures that opens a
+	// CLOSED breaker in ModeConsecutive. Default 5, at most 1,000,000.
+	FailureThreshold int
+	// FailureRateThreshold is the share of failed calls, in (0, 1], over the
+	// Window that opens the breaker in ModeFailureRate. Default 0.5.
+	FailureRateThreshold float64
+	// Window is the rolling time window of ModeFailureRate, kept as 10
+	// buckets. Default 60s, at least 10ms.
+	Window time.Duration
+	// MinimumCalls is the number of outcomes in the Window below which the
+	// failure rate cannot open the breaker. Default 20.
+	MinimumCalls int
+	// RecoveryTimeout is how long the breaker stays OPEN before a probe may
+	// go. Default 30s, at least 1ms.
+	RecoveryTimeout time.Duration
+	// HalfOpenMaxCalls is the number of probes in flight at once, fleet-wide,
+	// in HALF_OPEN. Default 1.
+	HalfOpenMaxCalls int
+	// SuccessThreshold is the number of successful probes that closes a
+	// HALF_OPEN breaker. Default 1.
+	SuccessThreshold int
+	// ProbeTimeout is the lease of one probe: a probe neither reported nor
+	// released within it is reclaimed. Default 10s, at least 1ms.
+	ProbeTimeout time.Duration
+}
+
+// WithDefaults returns s with every zero field set to its default.
+func (s Settings) WithDefaults() Settings {
+	if s.FailureThreshold == 0 {
+		s.FailureThreshold = DefaultFailureThreshold
+	}
+	if s.FailureRateThreshold == 0 {
+		s.FailureRateThreshold = DefaultFailureRateThreshold
+	}
+	if s.Window == 0 {
+		s.Window = DefaultWindow
+	}
+	if s.MinimumCalls == 0 {
+		s.MinimumCalls = DefaultMinimumCalls
+	}
+	if s.RecoveryTimeout == 0 {
+		s.RecoveryTimeout = DefaultRecoveryTimeout
+	}
+	if s.HalfOpenMaxCalls == 0 {
+		s.HalfOpenMaxCalls = DefaultHalfOpenMaxCalls
+	}
+	if s.SuccessThreshold == 0 {
+		s.SuccessThreshold = DefaultSuccessThreshold
+	}
+	if s.ProbeTimeout == 0 {
+		s.ProbeTimeout = DefaultProbeTimeout
+	}
+	return s
+}
+
+// Validate reports the first invalid field of s.WithDefaults() as an error
+// wrapping ErrInvalidSettings whose message names the field in snake_case
+// (mode, failure_threshold, failure_rate_threshold, window, minimum_calls,
+// recovery_timeout, half_open_max_calls, success_threshold, probe_timeout).
+// Zero fields are valid: they mean the default.
+func (s Settings) Validate() error {
+	d := s.WithDefaults()
+	if d.Mode != ModeConsecutive && d.Mode != ModeFailureRate {
+		return invalid("mode", "must be consecutive (0) or failure_rate (1), got %d", d.Mode)
+	}
+	for _, c := range []struct {
+		name string
+		v    int
+	}{
+		{"failure_threshold", d.FailureThreshold},
+		{"minimum_calls", d.MinimumCalls},
+		{"half_open_max_calls", d.HalfOpenMaxCalls},
+		{"success_threshold", d.SuccessThreshold},
+	} {
+		if c.v < 1 || c.v > maxCount {
+			return invalid(c.name, "must be between 1 and %d, got %d", maxCount, c.v)
+		}
+	}
+	if r := d.FailureRateThreshold; math.IsNaN(r) || r <= 0 || r > 1 {
+		return invalid("failure_rate_threshold", "must be in (0, 1], got %v", r)
+	}
+	for _, c := range []struct {
+		name string
+		v    time.Duration
+		min  time.Duration
+	}{
+		{"window", d.Window, WindowBuckets * minDuration},
+		{"recovery_timeout", d.RecoveryTimeout, minDuration},
+		{"probe_timeout", d.ProbeTimeout, minDuration},
+	} {
+		if c.v < c.min || c.v > maxDuration {
+			return invalid(c.name, "must be between %v and %v, got %v", c.min, maxDuration, c.v)
+		}
+	}
+	return nil
+}
+
+func invalid(field, format string, args ...any) error {
+	return fmt.Errorf("%w: %s %s", ErrInvalidSettings, field, fmt.Sprintf(format, args...))
+}
+
+// maxNameLen is the longest breaker name accepted.
+const maxNameLen = 256
+
+// ValidateName returns an error wrapping ErrInvalidName when name is empty or
+// longer than 256 bytes. Stores call it; callers may call it earlier.
+func ValidateName(name string) error {
+	if name == "" {
+		return fmt.Errorf("%w: name must not be empty", ErrInvalidName)
+	}
+	if len(name) > maxNameLen {
+		return fmt.Errorf("%w: name longer than %d bytes", ErrInvalidName, maxNameLen)
+	}
+	return nil
+}
+
+// Prepare validates name and s and returns s.WithDefaults(). Stores call it at
+// the start of every method that takes Settings.
+func Prepare(name string, s Settings) (Settings, error) {
+	if err := ValidateName(name); err != nil {
+		return Settings{}, err
+	}
+	if err := s.Validate(); err != nil {
+		return Settings{}, err
+	}
+	return s.WithDefaults(), nil
+}

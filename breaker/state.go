@@ -1,0 +1,110 @@
+package breaker
+
+import (
+	"fmt"
+	"strings"
+)
+
+// State is the state of a breaker. The zero value is StateClosed.
+type State uint8
+
+// The states of a breaker. The numeric values are part of the Redis encoding
+// and of the event encoding: do not reorder.
+const (
+	// StateClosed admits every call and counts failures.
+	StateClosed State = 0
+	// StateOpen admits no call until the recovery timeout has passed.
+	StateOpen State = 1
+	// StateHalfOpen admits at most HalfOpenMaxCalls leased probes.
+	StateHalfOpen State = 2
+)
+
+// String returns "CLOSED", "OPEN" or "HALF_OPEN".
+func (s State) String() string {
+	switch s {
+	case StateClosed:
+		return "CLOSED"
+	case StateOpen:
+		return "OPEN"
+	case StateHalfOpen:
+		return "HALF_OPEN"
+	}
+	return fmt.Sprintf("State(%d)", uint8(s))
+}
+
+// Valid reports whether s is one of the three states.
+func (s State) Valid() bool { return s <= StateHalfOpen }
+
+// ParseState parses "CLOSED", "OPEN" or "HALF_OPEN" (case-insensitive,
+// "half-open" accepted). It returns an error wrapping ErrInvalidState
+// otherwise.
+func ParseState(v string) (State, error) {
+	switch strings.ToUpper(strings.ReplaceAll(v, "-", "_")) {
+	case "CLOSED":
+		return StateClosed, nil
+	case "OPEN":
+		return StateOpen, nil
+	case "HALF_OPEN":
+		return StateHalfOpen, nil
+	}
+	return 0, fmt.Errorf("%w: %q", ErrInvalidState, v)
+}
+
+// Outcome is the result of a call that the breaker admitted. The zero value is
+// invalid, so that a forgotten outcome is an error rather than a success.
+type Outcome uint8
+
+const (
+	// OutcomeSuccess is a call that the upstream answered well.
+	OutcomeSuccess Outcome = 1
+	// OutcomeFailure is a call that the upstream failed. A call that the
+	// caller never made (denied by a limiter, cancelled before it went) is not
+	// a failure: release its permit with Store.Release instead.
+	OutcomeFailure Outcome = 2
+)
+
+// String returns "SUCCESS" or "FAILURE".
+func (o Outcome) String() string {
+	switch o {
+	case OutcomeSuccess:
+		return "SUCCESS"
+	case OutcomeFailure:
+		return "FAILURE"
+	}
+	return fmt.Sprintf("Outcome(%d)", uint8(o))
+}
+
+// Valid reports whether o is OutcomeSuccess or OutcomeFailure.
+func (o Outcome) Valid() bool { return o == OutcomeSuccess || o == OutcomeFailure }
+
+// Reasons given in Event.Reason for a transition.
+const (
+	// ReasonFailureThreshold: FailureThreshold consecutive failures (CLOSED -> OPEN).
+	ReasonFailureThreshold = "failure_threshold"
+	// ReasonFailureRate: the failure rate over the window reached the threshold (CLOSED -> OPEN).
+	ReasonFailureRate = "failure_rate"
+	// ReasonRecoveryTimeout: the recovery timeout passed and a probe was asked for (OPEN -> HALF_OPEN).
+	ReasonRecoveryTimeout = "recovery_timeout"
+	// ReasonProbeSucceeded: SuccessThreshold probes succeeded (HALF_OPEN -> CLOSED).
+	ReasonProbeSucceeded = "probe_succeeded"
+	// ReasonProbeFailed: a probe failed (HALF_OPEN -> OPEN).
+	ReasonProbeFailed = "probe_failed"
+	// ReasonReset: an operator forced the state with Store.Reset.
+	ReasonReset = "reset"
+	// ReasonResync is not a transition: a Watch channel sends an Event with an
+	// empty Name and this reason when it may have missed events (the
+	// subscription was re-established after a connection loss). Consumers that
+	// cache states should drop them.
+	ReasonResync = "resync"
+)
+
+// Reasons given in ReportResult.IgnoredReason when an outcome did not count.
+const (
+	// IgnoredStaleGeneration: the outcome's generation is not the current one.
+	IgnoredStaleGeneration = "stale_generation"
+	// IgnoredNoPermit: in HALF_OPEN, the report carried no live permit (none,
+	// unknown, already reported, released or expired).
+	IgnoredNoPermit = "no_permit"
+	// IgnoredOpen: the breaker is OPEN (possible only with generation 0).
+	IgnoredOpen = "open"
+)

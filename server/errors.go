@@ -1,0 +1,48 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/topdeck/resilience/cache"
+	"github.com/topdeck/resilience/limiter"
+)
+
+// toStatus maps a domain error to a gRPC status. It is the one place where
+// domain errors become codes.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	var lie *limiter.InvalidArgumentError
+	var cae *cache.ArgumentError
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return status.FromContextError(err).Err()
+	case errors.As(err, &lie):
+		return invalid(limiterField(lie.Field), "%s", lie.Reason)
+	case errors.As(err, &cae):
+		return invalid(cae.Field, "%s", strings.TrimPrefix(cae.Reason, cae.Field+" "))
+	case errors.Is(err, limiter.ErrStoreUnavailable):
+		return status.Error(codes.Unavailable, "shared store unavailable and the limit says on_store_failure: deny: "+err.Error())
+	default:
+		return status.Error(codes.Internal, err.Error())
+	}
+}
+
+// limiterField gives the API name of a limiter field: the limit's own fields
+// live under "limit." in AcquireRequest.
+func limiterField(f string) string {
+	switch f {
+	case "max_calls", "time_window", "burst":
+		return "limit." + f
+	}
+	return f
+}
