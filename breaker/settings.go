@@ -158,8 +158,24 @@ func (s Settings) Validate() error {
 	return nil
 }
 
+// SettingsError reports an invalid field of Settings. It matches
+// ErrInvalidSettings with errors.Is; Field is the snake_case name of the
+// field, as in configuration files and the API.
+type SettingsError struct {
+	Field  string // e.g. "failure_threshold"
+	Reason string // e.g. "must be between 1 and 1000000, got 0"
+}
+
+// Error returns "breaker: invalid settings: <field> <reason>".
+func (e *SettingsError) Error() string {
+	return ErrInvalidSettings.Error() + ": " + e.Field + " " + e.Reason
+}
+
+// Is reports whether target is ErrInvalidSettings.
+func (e *SettingsError) Is(target error) bool { return target == ErrInvalidSettings }
+
 func invalid(field, format string, args ...any) error {
-	return fmt.Errorf("%w: %s %s", ErrInvalidSettings, field, fmt.Sprintf(format, args...))
+	return &SettingsError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }
 
 // maxNameLen is the longest breaker name accepted.

@@ -19,6 +19,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/topdeck/resilience/breaker"
 	"github.com/topdeck/resilience/limiter"
 )
 
@@ -73,28 +74,29 @@ const (
 	Deny       = "deny"
 )
 
-// Breaker is a breaker policy. Zero fields take the defaults documented on
-// each field (see DefaultBreaker).
+// Breaker is a breaker policy. Zero fields take the "default" entry's
+// values, whose own zero fields take the breaker package's defaults (see
+// DefaultBreaker).
 type Breaker struct {
 	// Mode is "consecutive" (default) or "failure_rate".
 	Mode string `yaml:"mode"`
 	// FailureThreshold consecutive failures open a closed breaker (default 5).
-	FailureThreshold int64 `yaml:"failure_threshold"`
+	FailureThreshold int `yaml:"failure_threshold"`
 	// FailureRateThreshold (failure_rate mode) is the failure ratio in
 	// (0, 1] that opens the breaker (default 0.5).
 	FailureRateThreshold float64 `yaml:"failure_rate_threshold"`
 	// Window (failure_rate mode) is the rolling window of the rate (default 60s).
 	Window Duration `yaml:"window"`
 	// MinimumCalls (failure_rate mode) is how many calls the window needs
-	// before the rate can open the breaker (default 10).
-	MinimumCalls int64 `yaml:"minimum_calls"`
+	// before the rate can open the breaker (default 20).
+	MinimumCalls int `yaml:"minimum_calls"`
 	// RecoveryTimeout is how long an open breaker refuses calls (default 30s).
 	RecoveryTimeout Duration `yaml:"recovery_timeout"`
 	// HalfOpenMaxCalls is how many probes may be in flight at once,
 	// fleet-wide, while half-open (default 1).
-	HalfOpenMaxCalls int64 `yaml:"half_open_max_calls"`
+	HalfOpenMaxCalls int `yaml:"half_open_max_calls"`
 	// SuccessThreshold successful probes close a half-open breaker (default 1).
-	SuccessThreshold int64 `yaml:"success_threshold"`
+	SuccessThreshold int `yaml:"success_threshold"`
 	// ProbeTimeout is a probe's lease: an unreported probe is reclaimed after
 	// it (default 10s).
 	ProbeTimeout Duration `yaml:"probe_timeout"`
@@ -106,17 +108,40 @@ const (
 	ModeFailureRate = "failure_rate"
 )
 
-// DefaultBreaker is the policy used for fields left zero.
-var DefaultBreaker = Breaker{
-	Mode:                 ModeConsecutive,
-	FailureThreshold:     5,
-	FailureRateThreshold: 0.5,
-	Window:               Duration(60 * time.Second),
-	MinimumCalls:         10,
-	RecoveryTimeout:      Duration(30 * time.Second),
-	HalfOpenMaxCalls:     1,
-	SuccessThreshold:     1,
-	ProbeTimeout:         Duration(10 * time.Second),
+// Settings returns b as the breaker package's Settings.
+func (b Breaker) Settings() breaker.Settings {
+	s := breaker.Settings{
+		FailureThreshold:     b.FailureThreshold,
+		FailureRateThreshold: b.FailureRateThreshold,
+		Window:               b.Window.D(),
+		MinimumCalls:         b.MinimumCalls,
+		RecoveryTimeout:      b.RecoveryTimeout.D(),
+		HalfOpenMaxCalls:     b.HalfOpenMaxCalls,
+		SuccessThreshold:     b.SuccessThreshold,
+		ProbeTimeout:         b.ProbeTimeout.D(),
+	}
+	if b.Mode == ModeFailureRate {
+		s.Mode = breaker.ModeFailureRate
+	}
+	return s
+}
+
+// DefaultBreaker is the policy used for fields left zero: the breaker
+// package's defaults.
+var DefaultBreaker = breakerFromSettings(breaker.Settings{}.WithDefaults())
+
+func breakerFromSettings(s breaker.Settings) Breaker {
+	return Breaker{
+		Mode:                 s.Mode.String(),
+		FailureThreshold:     s.FailureThreshold,
+		FailureRateThreshold: s.FailureRateThreshold,
+		Window:               Duration(s.Window),
+		MinimumCalls:         s.MinimumCalls,
+		RecoveryTimeout:      Duration(s.RecoveryTimeout),
+		HalfOpenMaxCalls:     s.HalfOpenMaxCalls,
+		SuccessThreshold:     s.SuccessThreshold,
+		ProbeTimeout:         Duration(s.ProbeTimeout),
+	}
 }
 
 // Cache holds the cache service's settings.
@@ -260,33 +285,10 @@ func (c *Config) validate() []fieldError {
 		default:
 			add(fmt.Sprintf("must be %q or %q, got %q", ModeConsecutive, ModeFailureRate, b.Mode), "breakers", name, "mode")
 		}
-		for _, f := range []struct {
-			field string
-			v     int64
-		}{
-			{"failure_threshold", b.FailureThreshold},
-			{"minimum_calls", b.MinimumCalls},
-			{"half_open_max_calls", b.HalfOpenMaxCalls},
-			{"success_threshold", b.SuccessThreshold},
-		} {
-			if f.v < 0 {
-				add(fmt.Sprintf("must not be negative, got %d", f.v), "breakers", name, f.field)
-			}
-		}
-		for _, f := range []struct {
-			field string
-			v     Duration
-		}{
-			{"recovery_timeout", b.RecoveryTimeout},
-			{"probe_timeout", b.ProbeTimeout},
-			{"window", b.Window},
-		} {
-			if f.v < 0 {
-				add(fmt.Sprintf("must not be negative, got %s", f.v.D()), "breakers", name, f.field)
-			}
-		}
-		if b.FailureRateThreshold < 0 || b.FailureRateThreshold > 1 {
-			add(fmt.Sprintf("must be in (0, 1], got %g", b.FailureRateThreshold), "breakers", name, "failure_rate_threshold")
+		// Zero fields mean "inherit"; the breaker package checks the rest.
+		var se *breaker.SettingsError
+		if err := b.Settings().Validate(); errors.As(err, &se) {
+			add(se.Reason, "breakers", name, se.Field)
 		}
 	}
 	if c.Cache.DefaultTTL < 0 {

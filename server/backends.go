@@ -9,6 +9,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/topdeck/resilience/breaker"
+	breakerredis "github.com/topdeck/resilience/breaker/redisstore"
 	"github.com/topdeck/resilience/cache"
 	cacheredis "github.com/topdeck/resilience/cache/redisstore"
 	"github.com/topdeck/resilience/config"
@@ -26,10 +28,23 @@ type Backends struct {
 	Limiter *limiter.Limiter
 	// Cache serves CacheService.
 	Cache *cache.Cache
+	// Breaker decides and records breaker state, with a per-replica
+	// fallback while the shared store is down.
+	Breaker *breaker.Breaker
+	// States is this replica's view of breaker states, fed by the shared
+	// store's events, so that CLOSED breakers cost no store round trip.
+	States *breaker.StateCache
 	// Store names the shared store: "memory" or "redis".
 	Store string
 
-	log *slog.Logger
+	log          *slog.Logger
+	breakerStore breakerStore
+}
+
+// breakerStore is a breaker.Store that holds resources (watchers).
+type breakerStore interface {
+	breaker.Store
+	Close() error
 }
 
 // cacheStoreTimeout bounds each cache store call, so that a dead Redis gives a
@@ -47,6 +62,7 @@ func NewBackends(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger
 	var (
 		lstore limiter.Store
 		cstore cache.Store
+		bstore breakerStore
 	)
 	if rdb == nil {
 		b.Store = "memory"
@@ -56,11 +72,16 @@ func NewBackends(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger
 			return nil, fmt.Errorf("server: cache memory store: %w", err)
 		}
 		cstore = ms
+		bstore = breaker.NewMemoryStore()
 	} else {
 		b.Store = "redis"
 		lstore = limiterredis.New(rdb, limiterredis.WithPrefix(cfg.RedisKeyPrefix))
 		cstore = cacheredis.New(rdb, cacheredis.WithPrefix(cfg.RedisKeyPrefix))
+		bstore = breakerredis.New(rdb, breakerredis.WithPrefix(cfg.RedisKeyPrefix))
 	}
+	b.breakerStore = bstore
+	b.Breaker = breaker.New(bstore)
+	b.States = breaker.NewStateCache()
 	b.Limiter = limiter.New(lstore)
 	c, err := cache.New(cstore,
 		cache.WithDefaultTTL(cfg.Cache.DefaultTTL.D()),
@@ -77,14 +98,50 @@ func NewBackends(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger
 	return b, nil
 }
 
-// Run does the components' background work until ctx is done, then returns
-// after a last bounded flush of the cache statistics.
+// Run does the components' background work until ctx is done: the cache
+// statistics flush (with a last bounded flush at the end) and the breaker
+// state cache's subscription to the shared store's events (re-established
+// while the store is unreachable). Run returns when all of it has stopped;
+// then call Close.
 func (b *Backends) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		_ = b.Cache.Run(ctx)
 	}()
+	go func() {
+		defer wg.Done()
+		b.watchStates(ctx)
+	}()
 	wg.Wait()
+}
+
+// watchRetry is the pause before re-subscribing to breaker events.
+const watchRetry = time.Second
+
+func (b *Backends) watchStates(ctx context.Context) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := b.States.Run(ctx, b.Breaker, ""); err != nil && ctx.Err() == nil {
+			b.log.Debug("breaker events unavailable; retrying", "error", err.Error())
+		}
+		t.Reset(watchRetry)
+	}
+}
+
+// Close releases the components' resources (breaker watchers). It does not
+// close the Redis client. Call it after Run has returned.
+func (b *Backends) Close() error {
+	err := b.Breaker.Close()
+	if cerr := b.breakerStore.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

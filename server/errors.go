@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/topdeck/resilience/breaker"
 	"github.com/topdeck/resilience/cache"
 	"github.com/topdeck/resilience/limiter"
 )
@@ -23,6 +24,7 @@ func toStatus(err error) error {
 	}
 	var lie *limiter.InvalidArgumentError
 	var cae *cache.ArgumentError
+	var bse *breaker.SettingsError
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return status.FromContextError(err).Err()
@@ -30,6 +32,14 @@ func toStatus(err error) error {
 		return invalid(limiterField(lie.Field), "%s", lie.Reason)
 	case errors.As(err, &cae):
 		return invalid(cae.Field, "%s", strings.TrimPrefix(cae.Reason, cae.Field+" "))
+	case errors.As(err, &bse):
+		return status.Error(codes.FailedPrecondition, "breaker policy in the server configuration is invalid: "+err.Error())
+	case errors.Is(err, breaker.ErrInvalidArgument):
+		return invalid("page_token", "%v", err)
+	case errors.Is(err, breaker.ErrInvalidName):
+		return invalid("breaker", "%v", err)
+	case errors.Is(err, breaker.ErrStoreUnavailable):
+		return status.Error(codes.Unavailable, "shared store unavailable: "+err.Error())
 	case errors.Is(err, limiter.ErrStoreUnavailable):
 		return status.Error(codes.Unavailable, "shared store unavailable and the limit says on_store_failure: deny: "+err.Error())
 	default:

@@ -4,11 +4,9 @@ import (
 	"context"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/topdeck/resilience/breaker"
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
 	"github.com/topdeck/resilience/limiter"
 )
@@ -21,12 +19,32 @@ type resilienceServer struct {
 }
 
 func (r *resilienceServer) Acquire(ctx context.Context, req *resiliencev1.AcquireRequest) (*resiliencev1.AcquireResponse, error) {
-	a, err := parseAcquire(r.srv.Config(), req)
+	cfg := r.srv.Config()
+	a, err := parseAcquire(cfg, req)
 	if err != nil {
 		return nil, err
 	}
+	resp := &resiliencev1.AcquireResponse{Allowed: true, Reason: resiliencev1.AcquireReason_ACQUIRE_REASON_ALLOWED}
+
+	// The breaker first: a call refused by an open breaker takes no tokens.
+	var adm breaker.Admission
+	if a.breaker != "" {
+		if adm, err = r.b.admitBreaker(ctx, cfg, a.breaker); err != nil {
+			return nil, toStatus(err)
+		}
+		resp.BreakerState = circuitState(adm.State)
+		resp.BreakerGeneration = adm.Generation
+		resp.Degraded = adm.Degraded
+		if !adm.Allowed {
+			resp.Allowed = false
+			resp.Reason = resiliencev1.AcquireReason_ACQUIRE_REASON_CIRCUIT_OPEN
+			resp.RetryAfter = breakerRetry(adm)
+			return resp, nil
+		}
+		resp.PermitId = adm.PermitID
+	}
 	if a.key == "" {
-		return nil, status.Error(codes.Unimplemented, "Acquire with only a breaker is not implemented yet")
+		return resp, nil
 	}
 	// A caller whose deadline comes before the tokens would is told at
 	// once: never reserve tokens for a wait the caller cannot sit out.
@@ -43,16 +61,18 @@ func (r *resilienceServer) Acquire(ctx context.Context, req *resiliencev1.Acquir
 		OnStoreFailure: a.limit.FailurePolicy(),
 	})
 	if err != nil {
+		r.b.releaseProbe(ctx, a.breaker, adm.PermitID)
 		return nil, toStatus(err)
 	}
-	resp := &resiliencev1.AcquireResponse{
-		Allowed:    res.Allowed,
-		Reason:     resiliencev1.AcquireReason_ACQUIRE_REASON_ALLOWED,
-		Remaining:  res.Remaining,
-		ResetAfter: durationpb.New(res.ResetAfter),
-		Degraded:   res.Degraded,
-	}
+	resp.Remaining = res.Remaining
+	resp.ResetAfter = durationpb.New(res.ResetAfter)
+	resp.Degraded = resp.Degraded || res.Degraded
 	if !res.Allowed {
+		// Refused by the limiter: not an upstream failure, and a probe
+		// lease the call will not use goes back at once.
+		r.b.releaseProbe(ctx, a.breaker, adm.PermitID)
+		resp.Allowed = false
+		resp.PermitId = ""
 		resp.Reason = resiliencev1.AcquireReason_ACQUIRE_REASON_RATE_LIMITED
 		resp.RetryAfter = durationpb.New(res.RetryAfter)
 		return resp, nil
@@ -64,6 +84,7 @@ func (r *resilienceServer) Acquire(ctx context.Context, req *resiliencev1.Acquir
 		select {
 		case <-t.C:
 		case <-ctx.Done():
+			r.b.releaseProbe(ctx, a.breaker, adm.PermitID)
 			return nil, toStatus(ctx.Err())
 		}
 		resp.Waited = durationpb.New(res.Wait)
@@ -74,41 +95,3 @@ func (r *resilienceServer) Acquire(ctx context.Context, req *resiliencev1.Acquir
 // deadlineMargin is kept between the end of a reservation's wait and the
 // caller's deadline, for the answer to travel back.
 const deadlineMargin = 5 * time.Millisecond
-
-func (r *resilienceServer) ReportOutcome(ctx context.Context, req *resiliencev1.ReportOutcomeRequest) (*resiliencev1.ReportOutcomeResponse, error) {
-	if _, err := parseReport(req); err != nil {
-		return nil, err
-	}
-	return nil, status.Error(codes.Unimplemented, "ReportOutcome is not implemented yet")
-}
-
-func (r *resilienceServer) BreakerState(ctx context.Context, req *resiliencev1.BreakerStateRequest) (*resiliencev1.BreakerStateResponse, error) {
-	if err := checkName("breaker", req.GetBreaker(), true); err != nil {
-		return nil, err
-	}
-	return nil, status.Error(codes.Unimplemented, "BreakerState is not implemented yet")
-}
-
-func (r *resilienceServer) ListBreakers(ctx context.Context, req *resiliencev1.ListBreakersRequest) (*resiliencev1.ListBreakersResponse, error) {
-	if _, _, _, err := parseList(req); err != nil {
-		return nil, err
-	}
-	return nil, status.Error(codes.Unimplemented, "ListBreakers is not implemented yet")
-}
-
-func (r *resilienceServer) WatchBreakers(req *resiliencev1.WatchBreakersRequest, stream resiliencev1.ResilienceService_WatchBreakersServer) error {
-	if err := checkName("prefix", req.GetPrefix(), false); err != nil {
-		return err
-	}
-	return status.Error(codes.Unimplemented, "WatchBreakers is not implemented yet")
-}
-
-func (r *resilienceServer) ResetBreaker(ctx context.Context, req *resiliencev1.ResetBreakerRequest) (*resiliencev1.ResetBreakerResponse, error) {
-	if err := checkName("breaker", req.GetBreaker(), true); err != nil {
-		return nil, err
-	}
-	if _, err := parseResetState(req.GetState()); err != nil {
-		return nil, err
-	}
-	return nil, status.Error(codes.Unimplemented, "ResetBreaker is not implemented yet")
-}

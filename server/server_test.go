@@ -91,6 +91,7 @@ func memoryBackends(t *testing.T, cfg *config.Config) *Backends {
 	if err != nil {
 		t.Fatalf("NewBackends: %v", err)
 	}
+	t.Cleanup(func() { _ = b.Close() })
 	return b
 }
 

@@ -153,6 +153,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer backends.Close()
 	srv := server.New(cfg, backends, server.WithLogger(log))
 	lis, err := net.Listen("tcp", f.Listen)
 	if err != nil {

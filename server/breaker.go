@@ -1,0 +1,203 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/topdeck/resilience/breaker"
+	"github.com/topdeck/resilience/config"
+	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
+)
+
+// admitBreaker asks the breaker called name to admit one call. When this
+// replica knows the breaker is CLOSED (from the shared store's events, see
+// breaker.StateCache), it admits without a store round trip: CLOSED admits
+// every call, and the generation from the cache makes a late outcome of a
+// call admitted just before a transition count as stale, as it would.
+func (b *Backends) admitBreaker(ctx context.Context, cfg *config.Config, name string) (breaker.Admission, error) {
+	if st, gen, ok := b.States.Lookup(name); ok && st == breaker.StateClosed {
+		return breaker.Admission{Allowed: true, State: st, Generation: gen}, nil
+	}
+	pol, _ := cfg.BreakerPolicy(name)
+	adm, err := b.Breaker.Allow(ctx, name, pol.Settings())
+	if err == nil && !adm.Degraded {
+		b.States.Observe(name, adm.State, adm.Generation)
+	}
+	return adm, err
+}
+
+// releaseProbe gives back a probe lease the call will not use (the limiter
+// refused the call after the breaker admitted it). It never fails the call:
+// an unreleased lease expires after probe_timeout by itself.
+func (b *Backends) releaseProbe(ctx context.Context, name, permit string) {
+	if permit == "" {
+		return
+	}
+	if err := b.Breaker.Release(context.WithoutCancel(ctx), name, permit); err != nil {
+		b.log.WarnContext(ctx, "cannot release an unused probe lease; it will expire", "breaker", name, "error", err.Error())
+	}
+}
+
+func (r *resilienceServer) ReportOutcome(ctx context.Context, req *resiliencev1.ReportOutcomeRequest) (*resiliencev1.ReportOutcomeResponse, error) {
+	a, err := parseReport(req)
+	if err != nil {
+		return nil, err
+	}
+	pol, _ := r.srv.Config().BreakerPolicy(a.breaker)
+	o := breaker.OutcomeFailure
+	if a.success {
+		o = breaker.OutcomeSuccess
+	}
+	res, err := r.b.Breaker.Report(ctx, a.breaker, pol.Settings(), o, a.generation, a.permitID)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if !res.Degraded {
+		r.b.States.Observe(a.breaker, res.State, res.Generation)
+	}
+	return &resiliencev1.ReportOutcomeResponse{
+		State:    circuitState(res.State),
+		Ignored:  res.Ignored,
+		Degraded: res.Degraded,
+	}, nil
+}
+
+func (r *resilienceServer) BreakerState(ctx context.Context, req *resiliencev1.BreakerStateRequest) (*resiliencev1.BreakerStateResponse, error) {
+	if err := checkName("breaker", req.GetBreaker(), true); err != nil {
+		return nil, err
+	}
+	cfg := r.srv.Config()
+	pol, _ := cfg.BreakerPolicy(req.GetBreaker())
+	st, err := r.b.Breaker.Status(ctx, req.GetBreaker(), pol.Settings())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &resiliencev1.BreakerStateResponse{Status: breakerStatus(cfg, st)}, nil
+}
+
+func (r *resilienceServer) ListBreakers(ctx context.Context, req *resiliencev1.ListBreakersRequest) (*resiliencev1.ListBreakersResponse, error) {
+	prefix, size, token, err := parseList(req)
+	if err != nil {
+		return nil, err
+	}
+	sts, next, err := r.b.Breaker.List(ctx, prefix, size, token)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	cfg := r.srv.Config()
+	resp := &resiliencev1.ListBreakersResponse{NextPageToken: next}
+	for _, st := range sts {
+		resp.Breakers = append(resp.Breakers, breakerStatus(cfg, st))
+	}
+	return resp, nil
+}
+
+func (r *resilienceServer) WatchBreakers(req *resiliencev1.WatchBreakersRequest, stream resiliencev1.ResilienceService_WatchBreakersServer) error {
+	if err := checkName("prefix", req.GetPrefix(), false); err != nil {
+		return err
+	}
+	ctx := stream.Context()
+	events, err := r.b.Breaker.Watch(ctx, req.GetPrefix())
+	if err != nil {
+		return toStatus(err)
+	}
+	// Send the headers now, so the caller knows the watch is in place.
+	if err := stream.SendHeader(nil); err != nil {
+		return err
+	}
+	for e := range events {
+		if e.Name == "" { // a resync marker: events may have been missed
+			r.srv.log.WarnContext(ctx, "breaker events may have been missed (store reconnected)")
+			continue
+		}
+		if err := stream.Send(&resiliencev1.WatchBreakersResponse{Event: &resiliencev1.BreakerEvent{
+			Breaker:    e.Name,
+			From:       circuitState(e.From),
+			To:         circuitState(e.To),
+			At:         timestamppb.New(e.At),
+			Reason:     e.Reason,
+			Generation: e.Generation,
+		}}); err != nil {
+			return err
+		}
+	}
+	return toStatus(ctx.Err())
+}
+
+func (r *resilienceServer) ResetBreaker(ctx context.Context, req *resiliencev1.ResetBreakerRequest) (*resiliencev1.ResetBreakerResponse, error) {
+	if err := checkName("breaker", req.GetBreaker(), true); err != nil {
+		return nil, err
+	}
+	open, err := parseResetState(req.GetState())
+	if err != nil {
+		return nil, err
+	}
+	to := breaker.StateClosed
+	if open {
+		to = breaker.StateOpen
+	}
+	cfg := r.srv.Config()
+	pol, _ := cfg.BreakerPolicy(req.GetBreaker())
+	st, err := r.b.Breaker.Reset(ctx, req.GetBreaker(), pol.Settings(), to)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	r.b.States.Observe(req.GetBreaker(), st.State, st.Generation)
+	return &resiliencev1.ResetBreakerResponse{Status: breakerStatus(cfg, st)}, nil
+}
+
+// circuitState maps a breaker state to the API's.
+func circuitState(s breaker.State) resiliencev1.CircuitState {
+	switch s {
+	case breaker.StateClosed:
+		return resiliencev1.CircuitState_CIRCUIT_STATE_CLOSED
+	case breaker.StateOpen:
+		return resiliencev1.CircuitState_CIRCUIT_STATE_OPEN
+	case breaker.StateHalfOpen:
+		return resiliencev1.CircuitState_CIRCUIT_STATE_HALF_OPEN
+	}
+	return resiliencev1.CircuitState_CIRCUIT_STATE_UNSPECIFIED
+}
+
+// breakerStatus maps a status to the API's, with the policy the
+// configuration puts in force for the breaker now.
+func breakerStatus(cfg *config.Config, st breaker.Status) *resiliencev1.BreakerStatus {
+	pol, from := cfg.BreakerPolicy(st.Name)
+	out := &resiliencev1.BreakerStatus{
+		Name:                st.Name,
+		State:               circuitState(st.State),
+		ConsecutiveFailures: st.ConsecutiveFailures,
+		Generation:          st.Generation,
+		ProbesInFlight:      st.ProbesInFlight,
+		Degraded:            st.Degraded,
+		WindowCalls:         st.WindowCalls,
+		WindowFailures:      st.WindowFailures,
+		Policy: &resiliencev1.BreakerPolicy{
+			Name:                 from,
+			Mode:                 pol.Mode,
+			FailureThreshold:     int64(pol.FailureThreshold),
+			FailureRateThreshold: pol.FailureRateThreshold,
+			Window:               durationpb.New(pol.Window.D()),
+			MinimumCalls:         int64(pol.MinimumCalls),
+			RecoveryTimeout:      durationpb.New(pol.RecoveryTimeout.D()),
+			HalfOpenMaxCalls:     int64(pol.HalfOpenMaxCalls),
+			SuccessThreshold:     int64(pol.SuccessThreshold),
+			ProbeTimeout:         durationpb.New(pol.ProbeTimeout.D()),
+		},
+	}
+	if !st.OpenedAt.IsZero() {
+		out.OpenedAt = timestamppb.New(st.OpenedAt)
+	}
+	if !st.NextProbeAt.IsZero() && st.State != breaker.StateClosed {
+		out.NextProbeAt = timestamppb.New(st.NextProbeAt)
+	}
+	return out
+}
+
+// breakerRetry is the retry_after of a breaker denial.
+func breakerRetry(adm breaker.Admission) *durationpb.Duration {
+	return durationpb.New(max(adm.RetryAfter, time.Duration(0)))
+}
