@@ -279,7 +279,11 @@ type AcquireRequest struct {
 	// `waited` set. Unset or 0: answer at once.
 	MaxWait *durationpb.Duration `protobuf:"bytes,5,opt,name=max_wait,json=maxWait,proto3" json:"max_wait,omitempty"`
 	// Optional breaker that must also admit the call. At most 256 bytes.
-	Breaker       string `protobuf:"bytes,6,opt,name=breaker,proto3" json:"breaker,omitempty"`
+	Breaker string `protobuf:"bytes,6,opt,name=breaker,proto3" json:"breaker,omitempty"`
+	// Answer as Acquire would now, but change nothing: no tokens taken, no
+	// probe admitted, no wait (max_wait is ignored). For operators checking a
+	// limit (`resilctl limits check`).
+	DryRun        bool `protobuf:"varint,7,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -354,6 +358,13 @@ func (x *AcquireRequest) GetBreaker() string {
 		return x.Breaker
 	}
 	return ""
+}
+
+func (x *AcquireRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
 }
 
 // AcquireResponse is the decision for one call.
@@ -1403,14 +1414,15 @@ const file_topdeck_resilience_v1_resilience_proto_rawDesc = "" +
 	"\tmax_calls\x18\x01 \x01(\x03R\bmaxCalls\x12:\n" +
 	"\vtime_window\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"timeWindow\x12\x14\n" +
-	"\x05burst\x18\x03 \x01(\x03R\x05burst\"\xd6\x01\n" +
+	"\x05burst\x18\x03 \x01(\x03R\x05burst\"\xef\x01\n" +
 	"\x0eAcquireRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x126\n" +
 	"\x05limit\x18\x02 \x01(\v2 .topdeck.resilience.v1.RateLimitR\x05limit\x12\x16\n" +
 	"\x06policy\x18\x03 \x01(\tR\x06policy\x12\x12\n" +
 	"\x04cost\x18\x04 \x01(\x03R\x04cost\x124\n" +
 	"\bmax_wait\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\amaxWait\x12\x18\n" +
-	"\abreaker\x18\x06 \x01(\tR\abreaker\"\xe4\x03\n" +
+	"\abreaker\x18\x06 \x01(\tR\abreaker\x12\x17\n" +
+	"\adry_run\x18\a \x01(\bR\x06dryRun\"\xe4\x03\n" +
 	"\x0fAcquireResponse\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12<\n" +
 	"\x06reason\x18\x02 \x01(\x0e2$.topdeck.resilience.v1.AcquireReasonR\x06reason\x12\x1c\n" +
