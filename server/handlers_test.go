@@ -314,3 +314,27 @@ func TestBreakerOnlyAcquireNeedsNoLimit(t *testing.T) {
 		t.Errorf("got %v, want INVALID_ARGUMENT", err)
 	}
 }
+
+func TestAcquireDryRunChangesNothing(t *testing.T) {
+	c, _ := newClients(t)
+	ctx := ctxT(t)
+	lim := &resiliencev1.RateLimit{MaxCalls: 2, TimeWindow: durationpb.New(time.Hour)}
+	for i := 0; i < 5; i++ {
+		resp := mustAcquire(t, c, &resiliencev1.AcquireRequest{Key: "dry", Limit: lim, DryRun: true, Breaker: "dryb"})
+		if !resp.GetAllowed() || resp.GetRemaining() != 1 || resp.GetBreakerState() != resiliencev1.CircuitState_CIRCUIT_STATE_CLOSED {
+			t.Fatalf("dry run %d: got %v, want allowed with remaining 1 (nothing taken)", i, resp)
+		}
+	}
+	mustAcquire(t, c, &resiliencev1.AcquireRequest{Key: "dry", Limit: lim})
+	mustAcquire(t, c, &resiliencev1.AcquireRequest{Key: "dry", Limit: lim})
+	if resp := mustAcquire(t, c, &resiliencev1.AcquireRequest{Key: "dry", Limit: lim, DryRun: true}); resp.GetAllowed() || resp.GetRetryAfter().AsDuration() <= 0 {
+		t.Errorf("dry run on an empty bucket: got %v, want denied with retry_after", resp)
+	}
+	if _, err := c.ResetBreaker(ctx, &resiliencev1.ResetBreakerRequest{Breaker: "dryb", State: resiliencev1.CircuitState_CIRCUIT_STATE_OPEN}); err != nil {
+		t.Fatal(err)
+	}
+	resp := mustAcquire(t, c, &resiliencev1.AcquireRequest{Breaker: "dryb", DryRun: true})
+	if resp.GetAllowed() || resp.GetReason() != resiliencev1.AcquireReason_ACQUIRE_REASON_CIRCUIT_OPEN || resp.GetRetryAfter().AsDuration() <= 0 {
+		t.Errorf("dry run on an open breaker: got %v, want CIRCUIT_OPEN with retry_after", resp)
+	}
+}

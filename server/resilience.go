@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/topdeck/resilience/breaker"
+	"github.com/topdeck/resilience/config"
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
 	"github.com/topdeck/resilience/limiter"
 )
@@ -23,6 +24,9 @@ func (r *resilienceServer) Acquire(ctx context.Context, req *resiliencev1.Acquir
 	a, err := parseAcquire(cfg, req)
 	if err != nil {
 		return nil, err
+	}
+	if req.GetDryRun() {
+		return r.peek(ctx, cfg, a)
 	}
 	resp := &resiliencev1.AcquireResponse{Allowed: true, Reason: resiliencev1.AcquireReason_ACQUIRE_REASON_ALLOWED}
 
@@ -95,3 +99,58 @@ func (r *resilienceServer) Acquire(ctx context.Context, req *resiliencev1.Acquir
 // deadlineMargin is kept between the end of a reservation's wait and the
 // caller's deadline, for the answer to travel back.
 const deadlineMargin = 5 * time.Millisecond
+
+// peek answers a dry-run Acquire: what the breaker and the limiter would
+// say now, changing nothing.
+func (r *resilienceServer) peek(ctx context.Context, cfg *config.Config, a acquireArgs) (*resiliencev1.AcquireResponse, error) {
+	resp := &resiliencev1.AcquireResponse{Allowed: true, Reason: resiliencev1.AcquireReason_ACQUIRE_REASON_ALLOWED}
+	if a.breaker != "" {
+		pol, _ := cfg.BreakerPolicy(a.breaker)
+		st, err := r.b.Breaker.Status(ctx, a.breaker, pol.Settings())
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		resp.BreakerState = circuitState(st.State)
+		resp.BreakerGeneration = st.Generation
+		resp.Degraded = st.Degraded
+		if wait := wouldWait(st, time.Now()); wait > 0 {
+			resp.Allowed = false
+			resp.Reason = resiliencev1.AcquireReason_ACQUIRE_REASON_CIRCUIT_OPEN
+			resp.RetryAfter = durationpb.New(wait)
+			return resp, nil
+		}
+	}
+	if a.key == "" {
+		return resp, nil
+	}
+	res, err := r.b.Limiter.Peek(ctx, limiter.Request{
+		Key: a.key, Limit: a.limit.Limiter(), Cost: a.cost, OnStoreFailure: a.limit.FailurePolicy(),
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp.Remaining = res.Remaining
+	resp.ResetAfter = durationpb.New(res.ResetAfter)
+	resp.Degraded = resp.Degraded || res.Degraded
+	if !res.Allowed {
+		resp.Allowed = false
+		resp.Reason = resiliencev1.AcquireReason_ACQUIRE_REASON_RATE_LIMITED
+		resp.RetryAfter = durationpb.New(res.RetryAfter)
+	}
+	return resp, nil
+}
+
+// wouldWait is how long a breaker in status st would refuse a call at now:
+// 0 when it would admit one (CLOSED, or a free probe slot).
+func wouldWait(st breaker.Status, now time.Time) time.Duration {
+	switch st.State {
+	case breaker.StateOpen:
+		return max(st.NextProbeAt.Sub(now), 0)
+	case breaker.StateHalfOpen:
+		if st.ProbesInFlight < int64(st.Settings.HalfOpenMaxCalls) {
+			return 0
+		}
+		return max(st.NextProbeAt.Sub(now), time.Millisecond)
+	}
+	return 0
+}

@@ -1,0 +1,247 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
+)
+
+// callFunc makes one call and says what the answer was: bit i of the mask
+// set counts one for the target's outcomes[i]. A callFunc belongs to one
+// caller goroutine.
+type callFunc func(ctx context.Context) (outcomes uint8, err error)
+
+// callerFactory returns the callFunc of caller number worker, which uses conn.
+// It is called once per caller, before the run starts.
+type callerFactory func(conn *grpc.ClientConn, worker int) callFunc
+
+// target is one RPC that resilbench can load.
+type target struct {
+	name string
+	// outcomes names the counters of what the answers said (at most 8).
+	outcomes []string
+	// prefill, when set, prepares the server before the run (not measured).
+	prefill func(ctx context.Context, cfg config, conns []*grpc.ClientConn) error
+	// build prepares what the callers share (requests, values) and returns
+	// their factory.
+	build func(cfg config) callerFactory
+}
+
+// Outcome bits shared by the targets.
+const (
+	bit0 uint8 = 1 << iota
+	bit1
+	bit2
+)
+
+// targets lists every RPC, in the order of the usage text.
+var targets = []*target{
+	{name: "health", outcomes: []string{"serving", "not_serving"}, build: buildHealth},
+	{name: "acquire", outcomes: acquireOutcomes, build: buildAcquire(false)},
+	{name: "acquire-denied", outcomes: acquireOutcomes, build: buildAcquireDenied},
+	{name: "acquire-breaker", outcomes: acquireOutcomes, build: buildAcquire(true)},
+	{name: "cache-get", outcomes: []string{"hit", "miss", "degraded"}, prefill: prefillCache, build: buildCacheGet},
+	{name: "cache-set", outcomes: []string{"stored", "not_stored", "degraded"}, build: buildCacheSet},
+}
+
+var acquireOutcomes = []string{"allowed", "denied", "degraded"}
+
+// lookupTarget returns the target named name, or nil.
+func lookupTarget(name string) *target {
+	for _, t := range targets {
+		if t.name == name {
+			return t
+		}
+	}
+	return nil
+}
+
+// targetNames lists the names of every target.
+func targetNames() []string {
+	names := make([]string, len(targets))
+	for i, t := range targets {
+		names[i] = t.name
+	}
+	return names
+}
+
+// Limits of the Acquire targets.
+var (
+	// hugeLimit admits everything: 10^9 calls per second, burst 10^9.
+	hugeLimit = &resiliencev1.RateLimit{MaxCalls: 1_000_000_000, TimeWindow: durationpb.New(time.Second)}
+	// tinyLimit denies nearly everything: 1 call per hour, burst 1.
+	tinyLimit = &resiliencev1.RateLimit{MaxCalls: 1, TimeWindow: durationpb.New(time.Hour), Burst: 1}
+)
+
+// keyName returns the i-th key of a kind ("acquire", "breaker", "cache").
+func keyName(cfg config, kind string, i int) string {
+	return cfg.keyPrefix + kind + "/" + strconv.Itoa(i)
+}
+
+func buildHealth(config) callerFactory {
+	req := &healthpb.HealthCheckRequest{}
+	return func(conn *grpc.ClientConn, _ int) callFunc {
+		c := healthpb.NewHealthClient(conn)
+		return func(ctx context.Context) (uint8, error) {
+			resp, err := c.Check(ctx, req)
+			if err != nil {
+				return 0, err
+			}
+			if resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+				return bit0, nil
+			}
+			return bit1, nil
+		}
+	}
+}
+
+// acquireOutcome maps an AcquireResponse to acquireOutcomes.
+func acquireOutcome(resp *resiliencev1.AcquireResponse) uint8 {
+	m := bit1
+	if resp.GetAllowed() {
+		m = bit0
+	}
+	if resp.GetDegraded() {
+		m |= bit2
+	}
+	return m
+}
+
+// buildAcquire spreads admitted Acquire calls over cfg.keys keys and, with
+// breaker, as many breakers. Caller w starts at key w and moves one key on
+// per call.
+func buildAcquire(breaker bool) func(cfg config) callerFactory {
+	return func(cfg config) callerFactory {
+		reqs := make([]*resiliencev1.AcquireRequest, cfg.keys)
+		for i := range reqs {
+			reqs[i] = &resiliencev1.AcquireRequest{Key: keyName(cfg, "acquire", i), Limit: hugeLimit}
+			if breaker {
+				reqs[i].Breaker = keyName(cfg, "breaker", i)
+			}
+		}
+		return func(conn *grpc.ClientConn, worker int) callFunc {
+			c := resiliencev1.NewResilienceServiceClient(conn)
+			next := worker % len(reqs)
+			return func(ctx context.Context) (uint8, error) {
+				req := reqs[next]
+				next = (next + 1) % len(reqs)
+				resp, err := c.Acquire(ctx, req)
+				if err != nil {
+					return 0, err
+				}
+				return acquireOutcome(resp), nil
+			}
+		}
+	}
+}
+
+// buildAcquireDenied sends every call to one key limited to one call an
+// hour: all but (at most) the first are denied.
+func buildAcquireDenied(cfg config) callerFactory {
+	req := &resiliencev1.AcquireRequest{Key: cfg.keyPrefix + "denied", Limit: tinyLimit}
+	return func(conn *grpc.ClientConn, _ int) callFunc {
+		c := resiliencev1.NewResilienceServiceClient(conn)
+		return func(ctx context.Context) (uint8, error) {
+			resp, err := c.Acquire(ctx, req)
+			if err != nil {
+				return 0, err
+			}
+			return acquireOutcome(resp), nil
+		}
+	}
+}
+
+// cacheTTL is how long the values written by cache-get's prefill and by
+// cache-set live: past the end of the run, then they clean themselves up.
+func cacheTTL(cfg config) *durationpb.Duration {
+	return durationpb.New(cfg.warmup + cfg.duration + 5*time.Minute)
+}
+
+// prefillCache sets cfg.keys cache keys (as cache-set names them) so that
+// cache-get finds them, with up to cfg.concurrency calls at once over every
+// connection. Any call error fails the prefill; values the server could not
+// store (degraded) show later as misses.
+func prefillCache(ctx context.Context, cfg config, conns []*grpc.ClientConn) error {
+	value := bytes.Repeat([]byte{'x'}, cfg.valueSize)
+	ttl := cacheTTL(cfg)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(cfg.concurrency)
+	for i := range cfg.keys {
+		c := resiliencev1.NewCacheServiceClient(conns[i%len(conns)])
+		req := &resiliencev1.SetRequest{Key: keyName(cfg, "cache", i), Value: value, Ttl: ttl}
+		g.Go(func() error {
+			cctx, cancel := context.WithTimeout(gctx, cfg.timeout)
+			defer cancel()
+			if _, err := c.Set(cctx, req); err != nil {
+				return fmt.Errorf("prefill: Set %q: %w", req.Key, err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+func buildCacheGet(cfg config) callerFactory {
+	reqs := make([]*resiliencev1.GetRequest, cfg.keys)
+	for i := range reqs {
+		reqs[i] = &resiliencev1.GetRequest{Key: keyName(cfg, "cache", i)}
+	}
+	return func(conn *grpc.ClientConn, worker int) callFunc {
+		c := resiliencev1.NewCacheServiceClient(conn)
+		next := worker % len(reqs)
+		return func(ctx context.Context) (uint8, error) {
+			req := reqs[next]
+			next = (next + 1) % len(reqs)
+			resp, err := c.Get(ctx, req)
+			if err != nil {
+				return 0, err
+			}
+			m := bit1
+			if resp.GetFound() {
+				m = bit0
+			}
+			if resp.GetDegraded() {
+				m |= bit2
+			}
+			return m, nil
+		}
+	}
+}
+
+func buildCacheSet(cfg config) callerFactory {
+	value := bytes.Repeat([]byte{'x'}, cfg.valueSize)
+	ttl := cacheTTL(cfg)
+	reqs := make([]*resiliencev1.SetRequest, cfg.keys)
+	for i := range reqs {
+		reqs[i] = &resiliencev1.SetRequest{Key: keyName(cfg, "cache", i), Value: value, Ttl: ttl}
+	}
+	return func(conn *grpc.ClientConn, worker int) callFunc {
+		c := resiliencev1.NewCacheServiceClient(conn)
+		next := worker % len(reqs)
+		return func(ctx context.Context) (uint8, error) {
+			req := reqs[next]
+			next = (next + 1) % len(reqs)
+			resp, err := c.Set(ctx, req)
+			if err != nil {
+				return 0, err
+			}
+			m := bit1
+			if resp.GetStored() {
+				m = bit0
+			}
+			if resp.GetDegraded() {
+				m |= bit2
+			}
+			return m, nil
+		}
+	}
+}
