@@ -51,8 +51,9 @@ const (
 type Cache struct {
 	store         Store
 	stats         StatsStore
-	defaultTTL    time.Duration
-	maxValueBytes int
+	defaultTTL    time.Duration // as configured by New; see limits
+	maxValueBytes int           // as configured by New; see limits
+	limits        atomic.Pointer[limits]
 	storeTimeout  time.Duration
 	flushInterval time.Duration
 	onFlushError  func(error)
@@ -68,6 +69,25 @@ type Cache struct {
 
 	flushMu sync.Mutex // serialises Flush; protects seq
 	seq     uint64
+}
+
+// limits are the settings SetLimits can change while the Cache is in use.
+type limits struct {
+	defaultTTL    time.Duration
+	maxValueBytes int
+}
+
+// SetLimits replaces the default TTL and the largest value size (both > 0)
+// for the Sets that start after it returns, for a configuration reload.
+func (c *Cache) SetLimits(defaultTTL time.Duration, maxValueBytes int) error {
+	switch {
+	case defaultTTL <= 0:
+		return &ArgumentError{Field: "default_ttl", Reason: fmt.Sprintf("default_ttl is %v, must be positive", defaultTTL)}
+	case maxValueBytes <= 0:
+		return &ArgumentError{Field: "max_value_bytes", Reason: fmt.Sprintf("max_value_bytes is %d, must be positive", maxValueBytes)}
+	}
+	c.limits.Store(&limits{defaultTTL: defaultTTL, maxValueBytes: maxValueBytes})
+	return nil
 }
 
 // Option configures a Cache.
@@ -120,6 +140,7 @@ func New(store Store, opts ...Option) (*Cache, error) {
 	case c.flushInterval <= 0:
 		return nil, &ArgumentError{Field: "flush_interval", Reason: fmt.Sprintf("flush_interval is %v, must be positive", c.flushInterval)}
 	}
+	c.limits.Store(&limits{defaultTTL: c.defaultTTL, maxValueBytes: c.maxValueBytes})
 	if ss, ok := store.(StatsStore); ok {
 		c.stats = ss
 	} else {
@@ -236,11 +257,12 @@ func (c *Cache) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	if ttl < 0 {
 		return SetResult{}, &ArgumentError{Field: "ttl", Reason: fmt.Sprintf("ttl is %v, must not be negative", ttl)}
 	}
+	lim := c.limits.Load()
 	if ttl == 0 {
-		ttl = c.defaultTTL
+		ttl = lim.defaultTTL
 	}
-	if len(value) > c.maxValueBytes {
-		return SetResult{}, &ArgumentError{Field: "value", Reason: fmt.Sprintf("value is %d bytes, above max_value_bytes %d", len(value), c.maxValueBytes)}
+	if len(value) > lim.maxValueBytes {
+		return SetResult{}, &ArgumentError{Field: "value", Reason: fmt.Sprintf("value is %d bytes, above max_value_bytes %d", len(value), lim.maxValueBytes)}
 	}
 	if err := ctx.Err(); err != nil {
 		return SetResult{}, err

@@ -437,3 +437,33 @@ func TestCacheStatsWithoutStatsStore(t *testing.T) {
 		t.Errorf("Stats: got %+v, %v, want %+v", st, err, want)
 	}
 }
+
+func TestSetLimitsAppliesToLaterSets(t *testing.T) {
+	store, err := cache.NewMemoryStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cache.New(store, cache.WithMaxValueBytes(4), cache.WithDefaultTTL(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := c.Set(ctx, "k", []byte("12345"), 0); !errors.Is(err, cache.ErrInvalidArgument) {
+		t.Fatalf("5 bytes over a limit of 4: got %v, want an invalid argument", err)
+	}
+	if err := c.SetLimits(time.Hour, 8); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Set(ctx, "k", []byte("12345"), 0)
+	if err != nil || !res.Stored || res.TTL != time.Hour {
+		t.Errorf("after SetLimits(1h, 8): got %+v, %v; want stored with ttl 1h", res, err)
+	}
+	for _, bad := range []struct {
+		ttl time.Duration
+		n   int
+	}{{0, 8}, {time.Hour, 0}} {
+		if err := c.SetLimits(bad.ttl, bad.n); !errors.Is(err, cache.ErrInvalidArgument) {
+			t.Errorf("SetLimits(%v, %d): got %v, want an invalid argument", bad.ttl, bad.n, err)
+		}
+	}
+}

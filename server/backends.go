@@ -38,8 +38,15 @@ type Backends struct {
 	Store string
 
 	log          *slog.Logger
+	metrics      *Metrics // nil: none
 	breakerStore breakerStore
 }
+
+// BackendOption configures NewBackends.
+type BackendOption func(*Backends)
+
+// WithBackendMetrics records breaker transitions and states in m.
+func WithBackendMetrics(m *Metrics) BackendOption { return func(b *Backends) { b.metrics = m } }
 
 // breakerStore is a breaker.Store that holds resources (watchers).
 type breakerStore interface {
@@ -54,11 +61,14 @@ const cacheStoreTimeout = 200 * time.Millisecond
 // NewBackends builds the components for cfg. With rdb nil they run on the
 // embedded memory stores; otherwise on Redis through rdb, which the caller
 // owns and closes after Run has returned.
-func NewBackends(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger) (*Backends, error) {
+func NewBackends(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger, opts ...BackendOption) (*Backends, error) {
 	if log == nil {
 		log = slog.Default()
 	}
 	b := &Backends{log: log}
+	for _, o := range opts {
+		o(b)
+	}
 	var (
 		lstore limiter.Store
 		cstore cache.Store
@@ -129,11 +139,27 @@ func (b *Backends) watchStates(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if err := b.States.Run(ctx, b.Breaker, ""); err != nil && ctx.Err() == nil {
+		if err := b.followEvents(ctx); err != nil && ctx.Err() == nil {
 			b.log.Debug("breaker events unavailable; retrying", "error", err.Error())
 		}
 		t.Reset(watchRetry)
 	}
+}
+
+// followEvents feeds every breaker transition, made by any replica, to the
+// state cache and the metrics until ctx ends or the subscription fails. The
+// state cache is cleared when it returns: no events keep it right then.
+func (b *Backends) followEvents(ctx context.Context) error {
+	defer b.States.Clear()
+	events, err := b.Breaker.Watch(ctx, "")
+	if err != nil {
+		return err
+	}
+	for e := range events {
+		b.States.Apply(e)
+		b.metrics.observeEvent(e)
+	}
+	return nil
 }
 
 // Close releases the components' resources (breaker watchers). It does not

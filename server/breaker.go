@@ -25,6 +25,7 @@ func (b *Backends) admitBreaker(ctx context.Context, cfg *config.Config, name st
 	adm, err := b.Breaker.Allow(ctx, name, pol.Settings())
 	if err == nil && !adm.Degraded {
 		b.States.Observe(name, adm.State, adm.Generation)
+		b.metrics.observeBreaker(name, adm.State)
 	}
 	return adm, err
 }
@@ -55,8 +56,11 @@ func (r *resilienceServer) ReportOutcome(ctx context.Context, req *resiliencev1.
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if !res.Degraded {
+	if res.Degraded {
+		r.srv.metrics.observeDegraded("breaker")
+	} else {
 		r.b.States.Observe(a.breaker, res.State, res.Generation)
+		r.b.metrics.observeBreaker(a.breaker, res.State)
 	}
 	return &resiliencev1.ReportOutcomeResponse{
 		State:    circuitState(res.State),

@@ -39,6 +39,7 @@ func (c *cacheServer) Get(ctx context.Context, req *resiliencev1.GetRequest) (*r
 		return nil, toStatus(err)
 	}
 	c.logDegraded(ctx, "get", res.Err)
+	c.srv.metrics.observeCache("get", cacheResult(res.Degraded, res.Found, "hit", "miss"))
 	resp := &resiliencev1.GetResponse{Found: res.Found, Value: res.Value, Degraded: res.Degraded}
 	if res.Found && res.TTL > 0 {
 		resp.Ttl = durationpb.New(res.TTL)
@@ -59,6 +60,7 @@ func (c *cacheServer) Set(ctx context.Context, req *resiliencev1.SetRequest) (*r
 		return nil, toStatus(err)
 	}
 	c.logDegraded(ctx, "set", res.Err)
+	c.srv.metrics.observeCache("set", cacheResult(res.Degraded, res.Stored, "stored", "not_stored"))
 	return &resiliencev1.SetResponse{Stored: res.Stored, Degraded: res.Degraded}, nil
 }
 
@@ -71,6 +73,7 @@ func (c *cacheServer) Delete(ctx context.Context, req *resiliencev1.DeleteReques
 		return nil, toStatus(err)
 	}
 	c.logDegraded(ctx, "delete", res.Err)
+	c.srv.metrics.observeCache("delete", cacheResult(res.Degraded, true, "ok", ""))
 	return &resiliencev1.DeleteResponse{Deleted: res.Deleted, Degraded: res.Degraded}, nil
 }
 
@@ -89,6 +92,7 @@ func (c *cacheServer) DeletePattern(ctx context.Context, req *resiliencev1.Delet
 		return nil, toStatus(err)
 	}
 	c.logDegraded(ctx, "delete_pattern", res.Err)
+	c.srv.metrics.observeCache("delete_pattern", cacheResult(res.Degraded, true, "ok", ""))
 	return &resiliencev1.DeletePatternResponse{Deleted: res.Deleted, Degraded: res.Degraded}, nil
 }
 
@@ -104,6 +108,7 @@ func (c *cacheServer) GetStats(ctx context.Context, req *resiliencev1.GetStatsRe
 		c.logDegraded(ctx, "stats", err)
 		degraded = true
 	}
+	c.srv.metrics.observeCache("stats", cacheResult(degraded, true, "ok", ""))
 	return &resiliencev1.GetStatsResponse{
 		Hits:     st.Hits,
 		Misses:   st.Misses,
@@ -114,6 +119,17 @@ func (c *cacheServer) GetStats(ctx context.Context, req *resiliencev1.GetStatsRe
 		Keys:     st.Keys,
 		Degraded: degraded,
 	}, nil
+}
+
+// cacheResult is the result label of a cache answer.
+func cacheResult(degraded, ok bool, yes, no string) string {
+	switch {
+	case degraded:
+		return "degraded"
+	case ok:
+		return yes
+	}
+	return no
 }
 
 // withDefaultTimeout bounds ctx by d unless it already has a deadline.

@@ -2,11 +2,13 @@ package server
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -336,5 +338,55 @@ func TestAcquireDryRunChangesNothing(t *testing.T) {
 	resp := mustAcquire(t, c, &resiliencev1.AcquireRequest{Breaker: "dryb", DryRun: true})
 	if resp.GetAllowed() || resp.GetReason() != resiliencev1.AcquireReason_ACQUIRE_REASON_CIRCUIT_OPEN || resp.GetRetryAfter().AsDuration() <= 0 {
 		t.Errorf("dry run on an open breaker: got %v, want CIRCUIT_OPEN with retry_after", resp)
+	}
+}
+
+func TestMetricsAfterTraffic(t *testing.T) {
+	cfg, err := config.Parse("t.yaml", []byte(handlersConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	b, err := NewBackends(cfg, nil, slog.New(slog.NewJSONHandler(&syncBuffer{}, nil)), WithBackendMetrics(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); b.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	env := startServerWith(t, cfg, b, WithMetrics(m))
+	c := resiliencev1.NewResilienceServiceClient(env.conn)
+	cc := resiliencev1.NewCacheServiceClient(env.conn)
+
+	mustAcquire(t, c, &resiliencev1.AcquireRequest{Key: "secret-customer-key", Policy: "small"})
+	mustAcquire(t, c, &resiliencev1.AcquireRequest{Key: "k", Limit: &resiliencev1.RateLimit{MaxCalls: 1, TimeWindow: durationpb.New(time.Hour)}})
+	mustAcquire(t, c, &resiliencev1.AcquireRequest{Key: "k", Limit: &resiliencev1.RateLimit{MaxCalls: 1, TimeWindow: durationpb.New(time.Hour)}})
+	time.Sleep(50 * time.Millisecond) // let the watch subscribe before the transition
+	if _, err := c.ResetBreaker(ctxT(t), &resiliencev1.ResetBreakerRequest{Breaker: "ado", State: resiliencev1.CircuitState_CIRCUIT_STATE_OPEN}); err != nil {
+		t.Fatal(err)
+	}
+	mustAcquire(t, c, &resiliencev1.AcquireRequest{Breaker: "ado"})
+	_, _ = cc.Get(ctxT(t), &resiliencev1.GetRequest{Key: "nothing"})
+
+	want := map[string][]string{
+		`resilience_acquire_total`:             {`policy="small"`, `reason="allowed"`, `policy="inline"`, `reason="rate_limited"`, `reason="circuit_open"`, `policy="none"`, `degraded="false"`},
+		`resilience_breaker_transitions_total`: {`breaker="ado"`, `from="closed"`, `to="open"`, `reason="reset"`},
+		`resilience_breaker_state`:             {`breaker="ado"`, `state="open"`},
+		`resilience_cache_requests_total`:      {`op="get"`, `result="miss"`},
+		`resilience_config_generation`:         nil,
+		`resilience_config_reloads_total`:      {`result="failure"`},
+		`grpc_server_handled_total`:            {`grpc_method="Acquire"`, `grpc_code="OK"`},
+		`grpc_server_handling_seconds_bucket`:  {`grpc_method="Acquire"`},
+	}
+	eventually(t, 2*time.Second, func() bool { return len(missingSeries(t, reg, want)) == 0 })
+	if miss := missingSeries(t, reg, want); len(miss) > 0 {
+		t.Errorf("missing series or labels: %v", miss)
+	}
+	text := gatherText(t, reg)
+	if strings.Contains(text, "secret-customer-key") {
+		t.Errorf("a caller's key appears in the metrics:\n%s", text)
 	}
 }

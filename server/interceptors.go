@@ -8,6 +8,7 @@ import (
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -63,7 +64,11 @@ func loggingOptions() []logging.Option {
 	return []logging.Option{
 		logging.WithLogOnEvents(logging.FinishCall),
 		logging.WithFieldsFromContext(func(ctx context.Context) logging.Fields {
-			return logging.Fields{"correlation_id", correlation.FromContext(ctx)}
+			f := logging.Fields{"correlation_id", correlation.FromContext(ctx)}
+			if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
+				f = append(f, "trace_id", sc.TraceID().String())
+			}
+			return f
 		}),
 		logging.WithDurationField(logging.DurationToTimeMillisFields),
 	}
@@ -82,19 +87,20 @@ func recoveryHandler(l *slog.Logger) recovery.Option {
 }
 
 // interceptors returns the server's interceptor chain, outermost first:
-// correlation id, logging, panic recovery.
-func interceptors(l *slog.Logger) []grpc.ServerOption {
+// correlation id, metrics (when m is not nil), logging, panic recovery.
+func interceptors(l *slog.Logger, m *Metrics) []grpc.ServerOption {
 	lg := slogLogger(l)
-	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(
-			unaryCorrelation,
-			logging.UnaryServerInterceptor(lg, loggingOptions()...),
-			recovery.UnaryServerInterceptor(recoveryHandler(l)),
-		),
-		grpc.ChainStreamInterceptor(
-			streamCorrelation,
-			logging.StreamServerInterceptor(lg, loggingOptions()...),
-			recovery.StreamServerInterceptor(recoveryHandler(l)),
-		),
+	unary := []grpc.UnaryServerInterceptor{unaryCorrelation}
+	stream := []grpc.StreamServerInterceptor{streamCorrelation}
+	if m != nil {
+		unary = append(unary, m.grpc.UnaryServerInterceptor())
+		stream = append(stream, m.grpc.StreamServerInterceptor())
 	}
+	unary = append(unary,
+		logging.UnaryServerInterceptor(lg, loggingOptions()...),
+		recovery.UnaryServerInterceptor(recoveryHandler(l)))
+	stream = append(stream,
+		logging.StreamServerInterceptor(lg, loggingOptions()...),
+		recovery.StreamServerInterceptor(recoveryHandler(l)))
+	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)}
 }

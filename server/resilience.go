@@ -28,6 +28,39 @@ func (r *resilienceServer) Acquire(ctx context.Context, req *resiliencev1.Acquir
 	if req.GetDryRun() {
 		return r.peek(ctx, cfg, a)
 	}
+	resp, err := r.decide(ctx, cfg, a)
+	r.srv.metrics.observeAcquire(acquireReason(resp, err), policyLabel(a), resp.GetDegraded())
+	return resp, err
+}
+
+// acquireReason is the reason label of an Acquire answer.
+func acquireReason(resp *resiliencev1.AcquireResponse, err error) string {
+	switch {
+	case err != nil:
+		return "error"
+	case resp.GetReason() == resiliencev1.AcquireReason_ACQUIRE_REASON_RATE_LIMITED:
+		return "rate_limited"
+	case resp.GetReason() == resiliencev1.AcquireReason_ACQUIRE_REASON_CIRCUIT_OPEN:
+		return "circuit_open"
+	}
+	return "allowed"
+}
+
+// policyLabel names the limit of a for metrics: its configured name,
+// "inline" or "none"; never the caller's key.
+func policyLabel(a acquireArgs) string {
+	switch {
+	case a.policy != "":
+		return a.policy
+	case a.key != "":
+		return "inline"
+	}
+	return "none"
+}
+
+// decide makes the Acquire decision for validated arguments.
+func (r *resilienceServer) decide(ctx context.Context, cfg *config.Config, a acquireArgs) (*resiliencev1.AcquireResponse, error) {
+	var err error
 	resp := &resiliencev1.AcquireResponse{Allowed: true, Reason: resiliencev1.AcquireReason_ACQUIRE_REASON_ALLOWED}
 
 	// The breaker first: a call refused by an open breaker takes no tokens.
@@ -39,6 +72,9 @@ func (r *resilienceServer) Acquire(ctx context.Context, req *resiliencev1.Acquir
 		resp.BreakerState = circuitState(adm.State)
 		resp.BreakerGeneration = adm.Generation
 		resp.Degraded = adm.Degraded
+		if adm.Degraded {
+			r.srv.metrics.observeDegraded("breaker")
+		}
 		if !adm.Allowed {
 			resp.Allowed = false
 			resp.Reason = resiliencev1.AcquireReason_ACQUIRE_REASON_CIRCUIT_OPEN

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -27,16 +29,20 @@ const StoreHealthName = "redis"
 // Create it with New, start it with Serve and stop it with Shutdown. Its
 // methods are safe for concurrent use.
 type Server struct {
-	log    *slog.Logger
-	cfg    atomic.Pointer[config.Config]
-	grpc   *grpc.Server
-	health *health.Server
+	log      *slog.Logger
+	cfg      atomic.Pointer[config.Config]
+	grpc     *grpc.Server
+	health   *health.Server
+	metrics  *Metrics // nil: none
+	stopping atomic.Bool
 }
 
 // options are the settings of New.
 type options struct {
-	logger *slog.Logger
-	extra  []grpc.ServerOption
+	logger  *slog.Logger
+	metrics *Metrics
+	tracer  trace.TracerProvider
+	extra   []grpc.ServerOption
 }
 
 // Option configures New.
@@ -44,6 +50,13 @@ type Option func(*options)
 
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithMetrics records gRPC and domain metrics in m (default: none).
+func WithMetrics(m *Metrics) Option { return func(o *options) { o.metrics = m } }
+
+// WithTracerProvider traces every RPC with OpenTelemetry through tp (default:
+// no tracing, at no cost). Log lines of a traced call carry its trace_id.
+func WithTracerProvider(tp trace.TracerProvider) Option { return func(o *options) { o.tracer = tp } }
 
 // WithGRPCOptions adds options to the underlying grpc.Server.
 func WithGRPCOptions(opts ...grpc.ServerOption) Option {
@@ -57,10 +70,13 @@ func New(cfg *config.Config, b *Backends, opts ...Option) *Server {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	s := &Server{log: o.logger, health: health.NewServer()}
+	s := &Server{log: o.logger, health: health.NewServer(), metrics: o.metrics}
 	s.cfg.Store(cfg)
-	gopts := append(interceptors(o.logger), o.extra...)
-	s.grpc = grpc.NewServer(gopts...)
+	gopts := interceptors(o.logger, o.metrics)
+	if o.tracer != nil {
+		gopts = append(gopts, grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(o.tracer))))
+	}
+	s.grpc = grpc.NewServer(append(gopts, o.extra...)...)
 	resiliencev1.RegisterResilienceServiceServer(s.grpc, &resilienceServer{srv: s, b: b})
 	resiliencev1.RegisterCacheServiceServer(s.grpc, &cacheServer{srv: s, b: b})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -69,8 +85,14 @@ func New(cfg *config.Config, b *Backends, opts ...Option) *Server {
 		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
 	s.SetStoreHealthy(true)
+	if o.metrics != nil {
+		o.metrics.grpc.InitializeMetrics(s.grpc)
+	}
 	return s
 }
+
+// Serving reports whether the server takes calls: true until Shutdown.
+func (s *Server) Serving() bool { return !s.stopping.Load() }
 
 // Config returns the configuration in force.
 func (s *Server) Config() *config.Config { return s.cfg.Load() }
@@ -97,6 +119,7 @@ func (s *Server) Serve(lis net.Listener) error { return s.grpc.Serve(lis) }
 // until ctx is done, then stops the server hard. Streams (WatchBreakers)
 // end at once, since they would never finish on their own.
 func (s *Server) Shutdown(ctx context.Context) {
+	s.stopping.Store(true)
 	s.health.Shutdown()
 	done := make(chan struct{})
 	go func() {

@@ -59,9 +59,15 @@ func startServer(t *testing.T, cfg *config.Config, opts ...Option) *testEnv {
 	if cfg == nil {
 		cfg = config.Default()
 	}
+	return startServerWith(t, cfg, memoryBackends(t, cfg), opts...)
+}
+
+// startServerWith runs a Server on b over bufconn.
+func startServerWith(t *testing.T, cfg *config.Config, b *Backends, opts ...Option) *testEnv {
+	t.Helper()
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
-	srv := New(cfg, memoryBackends(t, cfg), append([]Option{WithLogger(logger)}, opts...)...)
+	srv := New(cfg, b, append([]Option{WithLogger(logger)}, opts...)...)
 	lis := bufconn.Listen(1 << 20)
 	done := make(chan struct{})
 	go func() {
@@ -324,7 +330,7 @@ func TestCorrelationIDAndLogging(t *testing.T) {
 func TestPanicBecomesInternal(t *testing.T) {
 	logs := &syncBuffer{}
 	l := slog.New(slog.NewJSONHandler(logs, nil))
-	srv := grpc.NewServer(interceptors(l)...)
+	srv := grpc.NewServer(interceptors(l, nil)...)
 	healthpb.RegisterHealthServer(srv, panicHealth{})
 	lis := bufconn.Listen(1 << 16)
 	done := make(chan struct{})

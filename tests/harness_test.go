@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 	binDir = dir
 	code := func() int {
 		defer os.RemoveAll(dir)
-		for _, cmd := range []string{"resilienced"} {
+		for _, cmd := range []string{"resilienced", "resilctl"} {
 			out, err := exec.Command("go", "build", "-race", "-o", filepath.Join(dir, cmd), "../cmd/"+cmd).CombinedOutput()
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "tests: cannot build %s: %v\n%s", cmd, err, out)
@@ -48,10 +48,11 @@ func TestMain(m *testing.M) {
 
 // replica is one resilienced process.
 type replica struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	addr string
-	conn *grpc.ClientConn
+	t           *testing.T
+	cmd         *exec.Cmd
+	addr        string
+	metricsAddr string // host:port of /metrics, /healthz, /readyz
+	conn        *grpc.ClientConn
 
 	mu   sync.Mutex // protects logs
 	logs strings.Builder
@@ -64,8 +65,16 @@ type replica struct {
 // port) and waits until it listens. It is stopped when the test ends.
 func startReplica(t *testing.T, args ...string) *replica {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, "resilienced"), append([]string{"--listen", "127.0.0.1:0"}, args...)...)
-	cmd.Env = append(os.Environ(), "RESILIENCE_LISTEN=", "RESILIENCE_REDIS_URL=", "RESILIENCE_CONFIG=")
+	return startReplicaEnv(t, nil, args...)
+}
+
+// startReplicaEnv is startReplica with extra environment variables
+// ("NAME=value").
+func startReplicaEnv(t *testing.T, env []string, args ...string) *replica {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "resilienced"), append([]string{"--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"}, args...)...)
+	cmd.Env = append(os.Environ(), "RESILIENCE_LISTEN=", "RESILIENCE_REDIS_URL=", "RESILIENCE_CONFIG=", "RESILIENCE_METRICS_LISTEN=")
+	cmd.Env = append(cmd.Env, env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -75,11 +84,12 @@ func startReplica(t *testing.T, args ...string) *replica {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start resilienced: %v", err)
 	}
-	addrCh := make(chan string, 1)
+	addrCh := make(chan [2]string, 1)
 	go r.readLogs(stdout, addrCh)
 	go func() { r.err = cmd.Wait(); close(r.exited) }()
 	select {
-	case r.addr = <-addrCh:
+	case a := <-addrCh:
+		r.addr, r.metricsAddr = a[0], a[1]
 	case <-r.exited:
 		t.Fatalf("resilienced exited before listening (%v); output:\n%s", r.err, r.Logs())
 	case <-time.After(15 * time.Second):
@@ -100,7 +110,7 @@ func startReplica(t *testing.T, args ...string) *replica {
 	return r
 }
 
-func (r *replica) readLogs(stdout io.Reader, addrCh chan<- string) {
+func (r *replica) readLogs(stdout io.Reader, addrCh chan<- [2]string) {
 	sc := bufio.NewScanner(stdout)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	sent := false
@@ -111,11 +121,12 @@ func (r *replica) readLogs(stdout io.Reader, addrCh chan<- string) {
 		r.mu.Unlock()
 		if !sent {
 			var l struct {
-				Msg    string `json:"msg"`
-				Listen string `json:"listen"`
+				Msg     string `json:"msg"`
+				Listen  string `json:"listen"`
+				Metrics string `json:"metrics"`
 			}
 			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "resilienced started" {
-				addrCh <- l.Listen
+				addrCh <- [2]string{l.Listen, l.Metrics}
 				sent = true
 			}
 		}

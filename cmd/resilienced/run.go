@@ -13,7 +13,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -34,6 +38,11 @@ type Flags struct {
 	LogLevel        string
 	LogFormat       string
 	ShutdownTimeout time.Duration
+	// MetricsListen is the HTTP address of /metrics, /healthz, /readyz
+	// ("" disables it).
+	MetricsListen string
+	// Pprof adds /debug/pprof/ to the metrics endpoint.
+	Pprof bool
 	// HealthProbe makes the process check the gRPC health of a server
 	// listening on Listen and exit, for container HEALTHCHECKs.
 	HealthProbe bool
@@ -57,6 +66,8 @@ var envVars = []env{
 	{"log-level", "RESILIENCE_LOG_LEVEL"},
 	{"log-format", "RESILIENCE_LOG_FORMAT"},
 	{"shutdown-timeout", "RESILIENCE_SHUTDOWN_TIMEOUT"},
+	{"metrics-listen", "RESILIENCE_METRICS_LISTEN"},
+	{"pprof", "RESILIENCE_PPROF"},
 }
 
 // ParseFlags reads args, with environment variables as defaults. A flag on
@@ -71,6 +82,8 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) (Flags, err
 	fs.StringVar(&f.LogLevel, "log-level", "info", "debug, info, warn or error (env RESILIENCE_LOG_LEVEL)")
 	fs.StringVar(&f.LogFormat, "log-format", "json", "json or text (env RESILIENCE_LOG_FORMAT)")
 	fs.DurationVar(&f.ShutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "how long in-flight calls may finish on SIGTERM (env RESILIENCE_SHUTDOWN_TIMEOUT)")
+	fs.StringVar(&f.MetricsListen, "metrics-listen", ":9090", "HTTP address of /metrics, /healthz and /readyz; empty disables it (env RESILIENCE_METRICS_LISTEN)")
+	fs.BoolVar(&f.Pprof, "pprof", false, "serve /debug/pprof/ on --metrics-listen (env RESILIENCE_PPROF)")
 	fs.BoolVar(&f.HealthProbe, "health-probe", false, "check the health of the server on --listen (exit 0 when SERVING, 1 otherwise) and exit; for container HEALTHCHECKs")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: resilienced [flags]\n\nThe TopDeck resilience service (gRPC).\n\nFlags:\n")
@@ -131,10 +144,30 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg := config.Default()
+	var cfgData []byte
 	if f.ConfigPath != "" {
-		if cfg, err = config.Load(f.ConfigPath); err != nil {
+		if cfgData, err = os.ReadFile(f.ConfigPath); err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+		if cfg, err = config.Parse(f.ConfigPath, cfgData); err != nil {
 			return err
 		}
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := server.NewMetrics(reg)
+
+	var tp *sdktrace.TracerProvider
+	if tracingEnabled(os.Getenv) {
+		if tp, err = newTracerProvider(ctx); err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = tp.Shutdown(sctx)
+		}()
 	}
 
 	var (
@@ -147,55 +180,108 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 			return fmt.Errorf("%w: --redis-url: %v", errUsage, err)
 		}
 		defer rdb.Close()
+		rdb.AddHook(metrics.RedisHook())
+		if tp != nil {
+			if err := redisotel.InstrumentTracing(rdb, redisotel.WithTracerProvider(tp)); err != nil {
+				return fmt.Errorf("redis tracing: %w", err)
+			}
+		}
 	}
 
-	backends, err := server.NewBackends(cfg, rdb, log)
+	backends, err := server.NewBackends(cfg, rdb, log, server.WithBackendMetrics(metrics))
 	if err != nil {
 		return err
 	}
 	defer backends.Close()
-	srv := server.New(cfg, backends, server.WithLogger(log))
+	opts := []server.Option{server.WithLogger(log), server.WithMetrics(metrics)}
+	if tp != nil {
+		opts = append(opts, server.WithTracerProvider(tp))
+	}
+	srv := server.New(cfg, backends, opts...)
 	lis, err := net.Listen("tcp", f.Listen)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", f.Listen, err)
 	}
+	defer lis.Close()
+	var ops *opsServer
+	if f.MetricsListen != "" {
+		if ops, err = newOpsServer(f.MetricsListen, reg, srv.Serving, f.Pprof, log); err != nil {
+			return fmt.Errorf("cannot listen on --metrics-listen %s: %w", f.MetricsListen, err)
+		}
+	}
 
-	// Background work: the store probe and the backends' own loops. They
-	// stop after the server has drained, before Redis is closed.
+	// Background work: the store probe, the backends' own loops, config
+	// reloads and the metrics endpoint. They stop after the gRPC server has
+	// drained, before Redis is closed.
 	bgCtx, stopBackground := context.WithCancel(context.Background())
 	var bg sync.WaitGroup
-	bg.Add(1)
-	go func() {
-		defer bg.Done()
-		backends.Run(bgCtx)
-	}()
-	if rdb != nil {
+	goBackground := func(fn func(context.Context)) {
 		bg.Add(1)
 		go func() {
 			defer bg.Done()
-			(&storeProbe{client: rdb, srv: srv, log: log, every: time.Second}).Run(bgCtx)
+			fn(bgCtx)
 		}()
+	}
+	goBackground(backends.Run)
+	if rdb != nil {
+		goBackground((&storeProbe{client: rdb, srv: srv, log: log, every: time.Second}).Run)
+	}
+	if f.ConfigPath != "" {
+		apply := func(next *config.Config) error { return applyConfig(srv, backends, next, log) }
+		goBackground(newReloader(f.ConfigPath, cfgData, log, apply, metrics.ConfigReloaded).Run)
+	}
+	metricsAddr := ""
+	if ops != nil {
+		metricsAddr = ops.lis.Addr().String()
+		goBackground(func(context.Context) { ops.Run() })
 	}
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(lis) }()
-	log.Info("resilienced started", "listen", lis.Addr().String(), "store", string(kind), "config", f.ConfigPath)
+	log.Info("resilienced started", "listen", lis.Addr().String(), "metrics", metricsAddr,
+		"store", string(kind), "config", f.ConfigPath, "tracing", tp != nil)
 
 	select {
 	case err = <-serveErr:
-		stopBackground()
-		bg.Wait()
-		return fmt.Errorf("serve: %w", err)
+		err = fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
+		log.Info("shutting down", "timeout", f.ShutdownTimeout.String())
+		sctx, cancel := context.WithTimeout(context.Background(), f.ShutdownTimeout)
+		defer cancel()
+		srv.Shutdown(sctx)
+		<-serveErr
+		err = nil
 	}
-	log.Info("shutting down", "timeout", f.ShutdownTimeout.String())
-	sctx, cancel := context.WithTimeout(context.Background(), f.ShutdownTimeout)
-	defer cancel()
-	srv.Shutdown(sctx)
-	<-serveErr
+	if ops != nil {
+		octx, cancel := context.WithTimeout(context.Background(), time.Second)
+		ops.Close(octx)
+		cancel()
+	}
 	stopBackground()
 	bg.Wait()
-	log.Info("stopped")
+	if err == nil {
+		log.Info("stopped")
+	}
+	return err
+}
+
+// applyConfig puts a reloaded configuration in force. Settings that shape
+// the stores (redis_key_prefix, cache.max_memory_entries) need a restart:
+// they keep their running values, with a warning.
+func applyConfig(srv *server.Server, b *server.Backends, next *config.Config, log *slog.Logger) error {
+	cur := srv.Config()
+	if next.RedisKeyPrefix != cur.RedisKeyPrefix {
+		log.Warn("redis_key_prefix changes need a restart; keeping the running prefix", "running", cur.RedisKeyPrefix, "file", next.RedisKeyPrefix)
+		next.RedisKeyPrefix = cur.RedisKeyPrefix
+	}
+	if next.Cache.MaxMemoryEntries != cur.Cache.MaxMemoryEntries {
+		log.Warn("cache.max_memory_entries changes need a restart; keeping the running bound")
+		next.Cache.MaxMemoryEntries = cur.Cache.MaxMemoryEntries
+	}
+	if err := b.Cache.SetLimits(next.Cache.DefaultTTL.D(), int(next.Cache.MaxValueBytes)); err != nil {
+		return err
+	}
+	srv.SetConfig(next)
 	return nil
 }
 

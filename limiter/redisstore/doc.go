@@ -2,15 +2,22 @@
 // that every replica of the service shares them.
 //
 // Each decision is one Lua script (gcra.lua) run atomically on one key,
-// <prefix>rl:{<key>}, in one round trip (EVALSHA, falling back to EVAL). The
-// script reads redis.call("TIME") as its only clock, so the clocks of the
-// replicas never matter. The key holds the bucket's TAT in microseconds and
-// expires when the bucket is full again, so idle buckets vanish. The limit is
-// passed with every call: a changed limit applies from the next decision.
+// <prefix>rl:{<key>} (EVALSHA, falling back to EVAL). The script reads
+// redis.call("TIME") as its only clock, so the clocks of the replicas never
+// matter. The key holds the bucket's TAT in microseconds and expires when the
+// bucket is full again, so idle buckets vanish. The limit is passed with every
+// call: a changed limit applies from the next decision.
+//
+// Concurrent decisions are batched by default: while one pipeline of
+// decisions is in flight, new ones queue up and go together in the next
+// pipeline (still one EVALSHA each), so that under load many decisions share
+// a round trip. The callers send the batches themselves; the Store starts no
+// goroutine. See New and WithBatching.
 //
 // The key's hash tag {<key>} puts the bucket in one Redis Cluster slot; a
 // prefix must not contain braces.
 //
 // Errors from Redis (unreachable, timeout, malformed reply) are returned
-// wrapped with limiter.ErrStoreUnavailable and are never a denial.
+// wrapped with limiter.ErrStoreUnavailable and are never a denial. A context
+// that ends first gives its own error, ctx.Err().
 package redisstore

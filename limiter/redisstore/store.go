@@ -3,8 +3,10 @@ package redisstore
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -21,16 +23,36 @@ var gcraScript = redis.NewScript(gcraSource)
 // DefaultPrefix is the default key prefix.
 const DefaultPrefix = "resilience:"
 
+// DefaultMaxBatch is the default largest number of decisions sent in one
+// pipeline.
+const DefaultMaxBatch = 128
+
+// DefaultTimeout is the default bound on one batch's round trip.
+const DefaultTimeout = 100 * time.Millisecond
+
 // Store is a limiter.Store backed by Redis. Create one with New; the zero
-// value is not usable. A Store is safe for concurrent use; it holds no state
-// besides its options.
+// value is not usable. A Store is safe for concurrent use. It starts no
+// goroutine: batches are sent by the callers themselves (see New).
 type Store struct {
-	client redis.Scripter
-	prefix string
-	now    func() time.Time // nil in production: Redis TIME is the clock
+	client   redis.Scripter
+	prefix   string
+	now      func() time.Time // nil in production: Redis TIME is the clock
+	batching bool
+	maxBatch int
+	timeout  time.Duration
+	sha      string    // of gcra.lua
+	calls    sync.Pool // of *call, reused when no leader can still see them
+	batcher  *batcher  // nil when decisions are not batched
 }
 
 var _ limiter.Store = (*Store)(nil)
+
+// Pipeliner is what a client needs, besides redis.Scripter, for the Store to
+// batch decisions: *redis.Client, *redis.ClusterClient, *redis.Ring and every
+// redis.UniversalClient have it.
+type Pipeliner interface {
+	Pipeline() redis.Pipeliner
+}
 
 // Option configures a Store.
 type Option func(*Store)
@@ -39,6 +61,37 @@ type Option func(*Store)
 // not contain '{' or '}'.
 func WithPrefix(prefix string) Option {
 	return func(s *Store) { s.prefix = prefix }
+}
+
+// WithBatching turns the batching of concurrent decisions into one pipeline
+// on or off (default on). Off, every decision is its own round trip
+// (EVALSHA, falling back to EVAL) under the caller's context. Batching needs
+// a client that implements Pipeliner; with any other redis.Scripter the
+// Store never batches.
+func WithBatching(on bool) Option {
+	return func(s *Store) { s.batching = on }
+}
+
+// WithMaxBatch sets the largest number of decisions sent in one pipeline
+// (default DefaultMaxBatch); n < 1 means 1.
+func WithMaxBatch(n int) Option {
+	return func(s *Store) { s.maxBatch = max(n, 1) }
+}
+
+// WithTimeout bounds the round trip of one batch (default DefaultTimeout):
+// the batch's context has this deadline, or the latest deadline of the
+// callers in the batch when all of them have one and it comes sooner.
+// go-redis applies context deadlines to the connection only when the
+// client's ContextTimeoutEnabled option is set; otherwise its ReadTimeout and
+// WriteTimeout bound the round trip. A d <= 0 means DefaultTimeout. Unbatched
+// decisions run under the caller's context alone.
+func WithTimeout(d time.Duration) Option {
+	return func(s *Store) {
+		if d <= 0 {
+			d = DefaultTimeout
+		}
+		s.timeout = d
+	}
 }
 
 // WithClockForTesting makes the store send now() to the script instead of
@@ -55,10 +108,45 @@ func WithClockForTesting(now func() time.Time) Option {
 // New returns a Store using client, which may be a *redis.Client,
 // *redis.ClusterClient, *redis.Ring or any redis.UniversalClient. The caller
 // owns the client and closes it.
+//
+// # Batching
+//
+// When client implements Pipeliner (and WithBatching(false) is not given),
+// concurrent decisions share round trips: a caller that finds no batch in
+// flight sends its own decision at once, as the leader of a batch; callers
+// that arrive meanwhile queue up, and when the batch ends the oldest of them
+// leads the next, sending up to WithMaxBatch queued decisions in one
+// pipeline. Each decision is still one EVALSHA of gcra.lua, atomic on its own
+// key; a pipeline is not a transaction, and on Redis Cluster go-redis splits
+// it per node. A lone caller pays one round trip, as without batching. If
+// Redis answers NOSCRIPT (it restarted or its scripts were flushed), the
+// script is loaded again (SCRIPT LOAD) and those decisions are retried once
+// with EVAL.
+//
+// A batch runs under its own context (see WithTimeout), never cancelled by
+// one caller. A caller whose context ends while it waits returns ctx.Err()
+// at once, except the leader, which returns when its batch's round trip ends.
+// A Take that returned ctx.Err() may or may not have taken tokens, as with
+// any network call: its decision may already be on its way to Redis.
 func New(client redis.Scripter, opts ...Option) *Store {
-	s := &Store{client: client, prefix: DefaultPrefix}
+	s := &Store{
+		client:   client,
+		prefix:   DefaultPrefix,
+		batching: true,
+		maxBatch: DefaultMaxBatch,
+		timeout:  DefaultTimeout,
+		sha:      gcraScript.Hash(),
+	}
 	for _, opt := range opts {
 		opt(s)
+	}
+	s.calls.New = func() any { return s.newCall() }
+	if p, ok := client.(Pipeliner); ok && s.batching {
+		s.batcher = &batcher{
+			exec:     func(ctx context.Context, batch []*call) { s.exec(ctx, p, batch) },
+			maxBatch: s.maxBatch,
+			timeout:  s.timeout,
+		}
 	}
 	return s
 }
@@ -68,42 +156,141 @@ func (s *Store) Key(key string) string {
 	return s.prefix + "rl:{" + key + "}"
 }
 
-// Take implements limiter.Store.
+// Take implements limiter.Store. When ctx ends before the decision is known,
+// a batched Take returns ctx.Err() itself (a decision that arrived anyway is
+// returned instead); an unbatched one returns go-redis's error wrapped with
+// limiter.ErrStoreUnavailable. See New for what that means for the tokens.
 func (s *Store) Take(ctx context.Context, key string, lim limiter.Limit, cost int64, maxWait time.Duration) (limiter.Result, error) {
 	if err := limiter.ValidateCall(lim, cost, maxWait); err != nil {
 		return limiter.Result{}, err
 	}
-	return s.run(ctx, "take", key, lim, cost, maxWait)
+	return s.run(ctx, modeTake, key, lim, cost, maxWait)
 }
 
-// Peek implements limiter.Store.
+// Peek implements limiter.Store, with the context errors of Take.
 func (s *Store) Peek(ctx context.Context, key string, lim limiter.Limit, cost int64) (limiter.Result, error) {
 	if err := limiter.ValidateCall(lim, cost, 0); err != nil {
 		return limiter.Result{}, err
 	}
-	return s.run(ctx, "peek", key, lim, cost, 0)
+	return s.run(ctx, modePeek, key, lim, cost, 0)
 }
+
+const (
+	modeTake = "take"
+	modePeek = "peek"
+)
 
 func (s *Store) run(ctx context.Context, mode, key string, lim limiter.Limit, cost int64, maxWait time.Duration) (limiter.Result, error) {
-	keys, args := s.scriptArgs(mode, key, lim, cost, maxWait)
-	v, err := gcraScript.Run(ctx, s.client, keys, args...).Result()
-	if err != nil {
-		return limiter.Result{}, fmt.Errorf("redisstore: %s %q: %w: %w", mode, key, limiter.ErrStoreUnavailable, err)
+	c := s.calls.Get().(*call)
+	s.fill(c, mode, key, lim, cost, maxWait)
+	var res limiter.Result
+	var err error
+	reuse := true
+	if s.batcher != nil {
+		res, err, reuse = s.batcher.do(ctx, c)
+	} else {
+		// One round trip (EVALSHA, falling back to EVAL) under ctx.
+		var v any
+		v, err = gcraScript.Run(ctx, s.client, []string{c.rkey}, c.argv[4:]...).Result()
+		res, err = decodeReply(c, v, err)
 	}
-	res, err := decodeResult(v)
-	if err != nil {
-		return limiter.Result{}, fmt.Errorf("redisstore: %s %q: %w: %w", mode, key, limiter.ErrStoreUnavailable, err)
+	if reuse {
+		s.calls.Put(c)
 	}
-	return res, nil
+	return res, err
 }
 
-func (s *Store) scriptArgs(mode, key string, lim limiter.Limit, cost int64, maxWait time.Duration) ([]string, []any) {
+// newCall returns a call whose argv points at its own fields.
+func (s *Store) newCall() *call {
+	c := &call{wake: make(chan bool, 1)}
+	c.argv = [11]any{"evalsha", &s.sha, "1", &c.rkey,
+		&c.nums[0], &c.nums[1], &c.nums[2], &c.nums[3], &c.nums[4], &c.mode, &c.now}
+	return c
+}
+
+// fill sets c up for one decision.
+func (s *Store) fill(c *call, mode, key string, lim limiter.Limit, cost int64, maxWait time.Duration) {
 	p := lim.Params()
-	now := ""
+	c.mode, c.key, c.rkey = mode, key, s.Key(key)
+	c.nums = [5]int64{p.M, p.W, p.B, cost, int64(maxWait / time.Microsecond)}
+	c.now = ""
 	if s.now != nil {
-		now = strconv.FormatInt(s.now().UnixMicro(), 10)
+		c.now = strconv.FormatInt(s.now().UnixMicro(), 10)
 	}
-	return []string{s.Key(key)}, []any{p.M, p.W, p.B, cost, int64(maxWait / time.Microsecond), mode, now}
+	c.res, c.err = limiter.Result{}, nil
+}
+
+// exec sends batch as one pipeline of EVALSHAs and sets every call's result.
+// A NOSCRIPT reply loads the script and retries those calls once with EVAL.
+func (s *Store) exec(ctx context.Context, p Pipeliner, batch []*call) {
+	pipe := p.Pipeline()
+	cmds := make([]*redis.Cmd, len(batch))
+	for i, c := range batch {
+		cmds[i] = redis.NewCmd(ctx, c.argv[:]...)
+		cmds[i].SetFirstKeyPos(3)
+		_ = pipe.Process(ctx, cmds[i])
+	}
+	_, execErr := pipe.Exec(ctx)
+
+	var retry []*call
+	for i, c := range batch {
+		v, err := cmds[i].Result()
+		if err == nil && v == nil {
+			err = execErr // never read a missing reply as a malformed one
+		}
+		if isNoScript(err) {
+			retry = append(retry, c)
+			continue
+		}
+		c.res, c.err = decodeReply(c, v, err)
+	}
+	if len(retry) == 0 {
+		return
+	}
+
+	if err := gcraScript.Load(ctx, s.client).Err(); err != nil {
+		err = fmt.Errorf("cannot load script after NOSCRIPT: %w", err)
+		for _, c := range retry {
+			c.res, c.err = decodeReply(c, nil, err)
+		}
+		return
+	}
+	pipe = p.Pipeline()
+	cmds = cmds[:0]
+	for _, c := range retry {
+		argv := c.argv // a copy: "eval" and the source replace "evalsha" and the SHA
+		argv[0], argv[1] = "eval", &gcraSource
+		cmd := redis.NewCmd(ctx, argv[:]...)
+		cmd.SetFirstKeyPos(3)
+		_ = pipe.Process(ctx, cmd)
+		cmds = append(cmds, cmd)
+	}
+	_, execErr = pipe.Exec(ctx)
+	for i, c := range retry {
+		v, err := cmds[i].Result()
+		if err == nil && v == nil {
+			err = execErr
+		}
+		c.res, c.err = decodeReply(c, v, err)
+	}
+}
+
+// isNoScript reports whether err is Redis's NOSCRIPT reply, raw or
+// normalised to redis.ErrNoScript.
+func isNoScript(err error) bool {
+	return err != nil && (errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT"))
+}
+
+// decodeReply turns the script's reply to c, or the error in its place, into
+// a decision; every error wraps limiter.ErrStoreUnavailable.
+func decodeReply(c *call, v any, err error) (limiter.Result, error) {
+	if err == nil {
+		var res limiter.Result
+		if res, err = decodeResult(v); err == nil {
+			return res, nil
+		}
+	}
+	return limiter.Result{}, fmt.Errorf("redisstore: %s %q: %w: %w", c.mode, c.key, limiter.ErrStoreUnavailable, err)
 }
 
 // decodeResult decodes the script's reply {allowed, remaining, retry_after_us,

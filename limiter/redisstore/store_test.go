@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 	"golang.org/x/sync/errgroup"
 
@@ -21,15 +22,33 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// scripterOnly hides every method of a client but redis.Scripter's, so the
+// Store cannot batch.
+type scripterOnly struct{ redis.Scripter }
+
 func TestConformance(t *testing.T) {
 	srv := redistest.Start(t)
 	client := srv.Client()
 	var n atomic.Int64
-	storetest.Run(t, func(t *testing.T, now func() time.Time) limiter.Store {
-		// One server for the suite; a fresh prefix gives each test an empty store.
-		prefix := fmt.Sprintf("test%d:", n.Add(1))
-		return redisstore.New(client, redisstore.WithPrefix(prefix), redisstore.WithClockForTesting(now))
-	})
+	tests := []struct {
+		name   string
+		client redis.Scripter
+		opts   []redisstore.Option
+	}{
+		{"batching", client, nil},
+		{"no batching", client, []redisstore.Option{redisstore.WithBatching(false)}},
+		{"Scripter only", scripterOnly{client}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			storetest.Run(t, func(t *testing.T, now func() time.Time) limiter.Store {
+				// One server for the suite; a fresh prefix gives each test an empty store.
+				prefix := fmt.Sprintf("test%d:", n.Add(1))
+				opts := append([]redisstore.Option{redisstore.WithPrefix(prefix), redisstore.WithClockForTesting(now)}, tt.opts...)
+				return redisstore.New(tt.client, opts...)
+			})
+		})
+	}
 }
 
 // TestKeyLayout checks the key name, the stored TAT and that the key expires

@@ -1,0 +1,236 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/topdeck/resilience/limiter"
+)
+
+// call is one decision on its way through a batch. Calls are reused
+// through Store.calls; argv points into the call's own fields, so that
+// building a decision boxes nothing.
+type call struct {
+	mode     string    // "take" or "peek"
+	key      string    // the caller's key, for error messages
+	rkey     string    // the bucket's Redis key
+	nums     [5]int64  // m w b cost max_wait (see gcra.lua)
+	now      string    // FOR TESTS ONLY: the injected clock, else ""
+	deadline time.Time // the caller's deadline; zero when it has none
+
+	// argv is the EVALSHA command: evalsha sha 1 rkey m w b cost max_wait
+	// mode now, with pointers to the fields above (go-redis writes *string
+	// and *int64 as their values).
+	argv [11]any
+
+	// wake receives at most one signal per use, true to lead the next batch
+	// or false when res and err are set. It is buffered, so the sender never
+	// blocks, even for a caller that has given up.
+	wake chan bool
+
+	state callState // protected by batcher.mu
+
+	// res and err are written by the leader before it sets state to
+	// stateDone (under batcher.mu) and signals wake.
+	res limiter.Result
+	err error
+}
+
+// callState is where a call is; it changes only under batcher.mu.
+type callState uint8
+
+const (
+	stateQueued    callState = iota // in batcher.queue
+	stateLeading                    // chosen to lead the next batch
+	stateSent                       // in a batch being executed
+	stateDone                       // res and err set
+	stateAbandoned                  // its caller returned early; never executed
+)
+
+// execFunc executes one batch: it sets res and err of every call in batch.
+// ctx is the batch's own context, which no caller can cancel.
+type execFunc func(ctx context.Context, batch []*call)
+
+// batcher groups concurrent decisions into batches, one batch in flight at a
+// time, without a goroutine of its own ("leader batching"): a caller that
+// finds no batch in flight leads one, taking up to maxBatch queued calls;
+// callers that arrive while a batch is in flight queue up, and when it ends
+// the oldest of them leads the next. Each caller waits for its own result or
+// its own context.
+//
+// A batcher is safe for concurrent use. The zero value is not usable.
+type batcher struct {
+	exec     execFunc
+	maxBatch int
+	timeout  time.Duration
+
+	mu    sync.Mutex // protects the fields below
+	busy  bool       // a batch is being led
+	queue []*call    // waiting for a batch, oldest first; may hold abandoned calls
+
+	// batch is the leader's scratch slice: only the current leader uses it,
+	// and leadership passes under mu.
+	batch []*call
+}
+
+// do decides c, batched with whatever other decisions are waiting. It
+// returns ctx.Err() as soon as ctx ends, except in the caller that is
+// sending the batch, which returns when the batch's round trip ends (bounded
+// by the batch context's deadline) with its own decision.
+//
+// reuse reports that the batcher is done with c; when false, a leader may
+// still write to c (or find it in the queue), and c must not be reused.
+func (b *batcher) do(ctx context.Context, c *call) (res limiter.Result, err error, reuse bool) {
+	if err := ctx.Err(); err != nil {
+		return limiter.Result{}, err, true
+	}
+	c.deadline = time.Time{}
+	if d, ok := ctx.Deadline(); ok {
+		c.deadline = d
+	}
+	b.mu.Lock()
+	if !b.busy {
+		b.busy = true
+		c.state = stateLeading
+		b.mu.Unlock()
+		b.lead(ctx, c)
+		return c.res, c.err, true
+	}
+	c.state = stateQueued
+	b.queue = append(b.queue, c)
+	b.mu.Unlock()
+
+	select {
+	case lead := <-c.wake:
+		if !lead {
+			return c.res, c.err, true
+		}
+		if err := ctx.Err(); err != nil {
+			// Chosen to lead but no longer wanted: pass the lead on.
+			b.mu.Lock()
+			c.state = stateAbandoned
+			b.handOffLocked()
+			b.mu.Unlock()
+			return limiter.Result{}, err, true
+		}
+		b.lead(ctx, c)
+		return c.res, c.err, true
+	case <-ctx.Done():
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		switch c.state {
+		case stateDone:
+			<-c.wake                  // sent with the state change: empty it for reuse
+			return c.res, c.err, true // decided anyway: the truth beats the error
+		case stateLeading:
+			c.state = stateAbandoned
+			b.handOffLocked()
+			<-c.wake // the lead signal, sent with the state change
+			return limiter.Result{}, ctx.Err(), true
+		case stateQueued:
+			// The leader will skip it, so it is never executed, but the queue
+			// still holds it.
+			c.state = stateAbandoned
+			return limiter.Result{}, ctx.Err(), false
+		default: // stateSent
+			// Redis may still execute the decision; the leader will write
+			// its result, which nobody reads.
+			return limiter.Result{}, ctx.Err(), false
+		}
+	}
+}
+
+// errBatchAborted is the error of the calls of a batch whose execution
+// panicked.
+var errBatchAborted = fmt.Errorf("redisstore: batch aborted: %w", limiter.ErrStoreUnavailable)
+
+// lead collects a batch behind first (which the caller owns and which is in
+// state stateLeading), executes it, delivers the results and hands the lead
+// on, even if exec panics.
+func (b *batcher) lead(ctx context.Context, first *call) {
+	b.mu.Lock()
+	batch := append(b.batch[:0], first)
+	first.state = stateSent
+	n := 0
+	for i, c := range b.queue {
+		if len(batch) == b.maxBatch {
+			n = i
+			break
+		}
+		n = i + 1
+		if c.state == stateAbandoned {
+			continue
+		}
+		c.state = stateSent
+		batch = append(batch, c)
+	}
+	rest := copy(b.queue, b.queue[n:])
+	clear(b.queue[rest:])
+	b.queue = b.queue[:rest]
+	b.mu.Unlock()
+
+	defer b.finish(batch)
+	for _, c := range batch {
+		c.err = errBatchAborted // until exec says otherwise
+	}
+	bctx, cancel := b.context(ctx, batch)
+	defer cancel()
+	b.exec(bctx, batch)
+}
+
+// finish delivers the results of batch, whose first call belongs to the
+// leader, and hands the lead on.
+func (b *batcher) finish(batch []*call) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, c := range batch[1:] {
+		c.state = stateDone
+		c.wake <- false
+	}
+	batch[0].state = stateDone
+	b.handOffLocked()
+	clear(batch)
+	b.batch = batch[:0]
+}
+
+// handOffLocked makes the oldest queued call the next leader, or marks the
+// batcher idle when nothing is queued.
+func (b *batcher) handOffLocked() {
+	for len(b.queue) > 0 {
+		c := b.queue[0]
+		rest := copy(b.queue, b.queue[1:])
+		b.queue[rest] = nil
+		b.queue = b.queue[:rest]
+		if c.state == stateAbandoned {
+			continue
+		}
+		c.state = stateLeading
+		c.wake <- true
+		return
+	}
+	b.busy = false
+}
+
+// context returns the batch's context: it keeps the values of ctx (the
+// leader's) but not its cancellation, and its deadline is b.timeout from now
+// or, when every call in the batch has a deadline, the latest of them if that
+// comes sooner.
+func (b *batcher) context(ctx context.Context, batch []*call) (context.Context, context.CancelFunc) {
+	deadline := time.Now().Add(b.timeout)
+	var latest time.Time
+	for _, c := range batch {
+		if c.deadline.IsZero() {
+			latest = time.Time{}
+			break
+		}
+		if c.deadline.After(latest) {
+			latest = c.deadline
+		}
+	}
+	if !latest.IsZero() && latest.Before(deadline) {
+		deadline = latest
+	}
+	return context.WithDeadline(context.WithoutCancel(ctx), deadline)
+}

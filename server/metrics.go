@@ -1,0 +1,239 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/topdeck/resilience/breaker"
+)
+
+// Metrics are the server's Prometheus metrics: gRPC requests by method and
+// code with latency histograms, and the domain series, all named
+// resilience_... Labels never carry caller-chosen keys; breaker names are
+// capped (see MaxBreakerLabels).
+//
+// A nil *Metrics records nothing, so components work without metrics.
+// Create it with NewMetrics; it is safe for concurrent use.
+type Metrics struct {
+	grpc *grpcprom.ServerMetrics
+
+	acquire            *prometheus.CounterVec
+	breakerState       *prometheus.GaugeVec
+	breakerTransitions *prometheus.CounterVec
+	cacheRequests      *prometheus.CounterVec
+	storeDuration      *prometheus.HistogramVec
+	storeErrors        *prometheus.CounterVec
+	degraded           *prometheus.CounterVec
+	configGeneration   prometheus.Gauge
+	configReloads      *prometheus.CounterVec
+
+	mu       sync.Mutex // protects breakers
+	breakers map[string]bool
+}
+
+// MaxBreakerLabels bounds the distinct breaker names used as label values;
+// further breakers are counted under the name "_other".
+const MaxBreakerLabels = 1000
+
+// NewMetrics creates the metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	latency := []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
+	m := &Metrics{
+		grpc: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(grpcprom.WithHistogramBuckets(latency))),
+		acquire: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "resilience_acquire_total",
+			Help: "Acquire decisions by reason (allowed, rate_limited, circuit_open, error), named policy (\"inline\" for inline limits, \"none\" for breaker-only calls) and whether they were made without the shared store.",
+		}, []string{"reason", "policy", "degraded"}),
+		breakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "resilience_breaker_state",
+			Help: "1 for the state each breaker is in (closed, open, half_open), 0 for the others, as last seen by this replica.",
+		}, []string{"breaker", "state"}),
+		breakerTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "resilience_breaker_transitions_total",
+			Help: "Breaker state transitions seen by this replica (made by any replica), by breaker, from, to and reason.",
+		}, []string{"breaker", "from", "to", "reason"}),
+		cacheRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "resilience_cache_requests_total",
+			Help: "Cache requests by operation (get, set, delete, delete_pattern, stats) and result (hit, miss, stored, ok, degraded, error).",
+		}, []string{"op", "result"}),
+		storeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "resilience_store_duration_seconds",
+			Help:    "Latency of shared-store (Redis) commands by command (pipelines as \"pipeline\").",
+			Buckets: latency,
+		}, []string{"op"}),
+		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "resilience_store_errors_total",
+			Help: "Failed shared-store (Redis) commands and dials by command.",
+		}, []string{"op"}),
+		degraded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "resilience_degraded_total",
+			Help: "Answers made without the shared store, by component (limiter, breaker, cache).",
+		}, []string{"component"}),
+		configGeneration: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "resilience_config_generation",
+			Help: "Generation of the configuration in force: 1 at start, +1 on each successful reload.",
+		}),
+		configReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "resilience_config_reloads_total",
+			Help: "Configuration reloads by result (success, failure).",
+		}, []string{"result"}),
+		breakers: map[string]bool{},
+	}
+	reg.MustRegister(m.grpc, m.acquire, m.breakerState, m.breakerTransitions, m.cacheRequests,
+		m.storeDuration, m.storeErrors, m.degraded, m.configGeneration, m.configReloads)
+	m.configGeneration.Set(1)
+	for _, r := range []string{"success", "failure"} {
+		m.configReloads.WithLabelValues(r)
+	}
+	return m
+}
+
+func boolLabel(b bool) string { return strconv.FormatBool(b) }
+
+// observeAcquire counts one Acquire answer.
+func (m *Metrics) observeAcquire(reason, policy string, degraded bool) {
+	if m == nil {
+		return
+	}
+	m.acquire.WithLabelValues(reason, policy, boolLabel(degraded)).Inc()
+	if degraded {
+		m.degraded.WithLabelValues("limiter").Inc()
+	}
+}
+
+// observeDegraded counts one answer of component made without the store.
+func (m *Metrics) observeDegraded(component string) {
+	if m == nil {
+		return
+	}
+	m.degraded.WithLabelValues(component).Inc()
+}
+
+// observeCache counts one cache request.
+func (m *Metrics) observeCache(op, result string) {
+	if m == nil {
+		return
+	}
+	m.cacheRequests.WithLabelValues(op, result).Inc()
+	if result == "degraded" {
+		m.degraded.WithLabelValues("cache").Inc()
+	}
+}
+
+// breakerLabel returns name, or "_other" once MaxBreakerLabels names are in use.
+func (m *Metrics) breakerLabel(name string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.breakers[name] {
+		return name
+	}
+	if len(m.breakers) >= MaxBreakerLabels {
+		return "_other"
+	}
+	m.breakers[name] = true
+	return name
+}
+
+func stateLabel(s breaker.State) string { return strings.ToLower(s.String()) }
+
+// observeBreaker records a breaker's state as seen in an answer.
+func (m *Metrics) observeBreaker(name string, st breaker.State) {
+	if m == nil {
+		return
+	}
+	b := m.breakerLabel(name)
+	if b == "_other" {
+		return // a gauge of many breakers' states is meaningless
+	}
+	for _, s := range []breaker.State{breaker.StateClosed, breaker.StateOpen, breaker.StateHalfOpen} {
+		v := 0.0
+		if s == st {
+			v = 1
+		}
+		m.breakerState.WithLabelValues(b, stateLabel(s)).Set(v)
+	}
+}
+
+// observeEvent records a breaker transition.
+func (m *Metrics) observeEvent(e breaker.Event) {
+	if m == nil || e.Name == "" {
+		return
+	}
+	m.breakerTransitions.WithLabelValues(m.breakerLabel(e.Name), stateLabel(e.From), stateLabel(e.To), e.Reason).Inc()
+	m.observeBreaker(e.Name, e.To)
+}
+
+// ConfigReloaded records a reload attempt.
+func (m *Metrics) ConfigReloaded(ok bool) {
+	if m == nil {
+		return
+	}
+	if ok {
+		m.configReloads.WithLabelValues("success").Inc()
+		m.configGeneration.Inc()
+		return
+	}
+	m.configReloads.WithLabelValues("failure").Inc()
+}
+
+// RedisHook returns a go-redis hook that records command latency and errors
+// in m. Add it with client.AddHook before the client is used.
+func (m *Metrics) RedisHook() redis.Hook { return redisHook{m} }
+
+type redisHook struct{ m *Metrics }
+
+func (h redisHook) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := next(ctx, network, addr)
+		if err != nil {
+			h.m.storeErrors.WithLabelValues("dial").Inc()
+		}
+		return conn, err
+	}
+}
+
+func (h redisHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		start := time.Now()
+		err := next(ctx, cmd)
+		h.record(cmd.Name(), start, err)
+		return err
+	}
+}
+
+func (h redisHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		start := time.Now()
+		err := next(ctx, cmds)
+		h.record("pipeline", start, err)
+		return err
+	}
+}
+
+// storeOps are the command names recorded as themselves; others are "other",
+// so that the label stays bounded whatever a script or a library sends.
+var storeOps = map[string]bool{
+	"evalsha": true, "eval": true, "get": true, "set": true, "unlink": true, "del": true, "scan": true,
+	"hincrby": true, "hmget": true, "zadd": true, "zrangebylex": true, "ping": true, "script": true,
+	"pipeline": true, "subscribe": true, "psubscribe": true, "publish": true, "exists": true,
+}
+
+func (h redisHook) record(op string, start time.Time, err error) {
+	op = strings.ToLower(op)
+	if !storeOps[op] {
+		op = "other"
+	}
+	h.m.storeDuration.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	if err != nil && !errors.Is(err, redis.Nil) {
+		h.m.storeErrors.WithLabelValues(op).Inc()
+	}
+}
