@@ -141,6 +141,7 @@ type comparison struct {
 	RPC                 string  `json:"rpc"`
 	ThroughputRatio     float64 `json:"throughput_ratio"` // rpc / baseline; 0 when the baseline has none
 	P99Ratio            float64 `json:"p99_ratio"`        // rpc / baseline; 0 when the baseline has none
+	P50Ratio            float64 `json:"p50_ratio"`        // rpc / baseline; 0 when the baseline has none
 	GoalThroughputRatio float64 `json:"goal_throughput_ratio"`
 	GoalP99Ratio        float64 `json:"goal_p99_ratio"`
 	ThroughputGoalMet   bool    `json:"throughput_goal_met"`
@@ -161,6 +162,9 @@ func compareRuns(base, rpc *runResult) comparison {
 	}
 	if base.Latency.P99 > 0 {
 		c.P99Ratio = rpc.Latency.P99 / base.Latency.P99
+	}
+	if base.Latency.P50 > 0 {
+		c.P50Ratio = rpc.Latency.P50 / base.Latency.P50
 	}
 	c.ThroughputGoalMet = base.Throughput > 0 && c.ThroughputRatio >= goalThroughputRatio
 	c.P99GoalMet = base.Latency.P99 > 0 && c.P99Ratio <= goalP99Ratio
@@ -210,6 +214,7 @@ func writeCompareText(w io.Writer, c comparison) {
 	fmt.Fprintf(w, "compare %s / %s\n", c.RPC, c.Baseline)
 	fmt.Fprintf(w, "  throughput ratio  %.3f  (goal >= %.2f: %s)\n", c.ThroughputRatio, c.GoalThroughputRatio, met(c.ThroughputGoalMet))
 	fmt.Fprintf(w, "  p99 ratio         %.3f  (goal <= %.2f: %s)\n", c.P99Ratio, c.GoalP99Ratio, met(c.P99GoalMet))
+	fmt.Fprintf(w, "  p50 ratio         %.3f\n", c.P50Ratio)
 }
 
 // writeJSON writes rep as one indented JSON document.

@@ -46,6 +46,8 @@ type config struct {
 	timeout     time.Duration
 	output      string
 	compare     bool
+	baseline    string
+	redisAddr   string
 	valueSize   int
 	keyPrefix   string
 	allowRemote bool
@@ -67,6 +69,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "deadline of each call")
 	fs.StringVar(&c.output, "output", "text", "report format: text or json")
 	fs.BoolVar(&c.compare, "compare", false, "run health first, then --rpc, and report the ratios (goal: throughput >= 0.60x, p99 <= 2x)")
+	fs.StringVar(&c.baseline, "baseline", "health", "the run --compare measures --rpc against (e.g. redis-get for cache-get)")
+	fs.StringVar(&c.redisAddr, "redis-addr", "127.0.0.1:6379", "Redis host:port for the redis-get and redis-set targets (direct go-redis calls, no resilienced)")
 	fs.IntVar(&c.valueSize, "value-size", 64, "bytes per value for cache-set and the cache-get prefill")
 	fs.StringVar(&c.keyPrefix, "key-prefix", "resilbench/", "prefix of every key and breaker name used")
 	fs.BoolVar(&c.allowRemote, "allow-remote", false, "allow a non-loopback --addr")
@@ -94,6 +98,8 @@ func (c config) validate() error {
 	switch {
 	case lookupTarget(c.rpc) == nil:
 		return bad("--rpc %q: want one of %s", c.rpc, strings.Join(targetNames(), ", "))
+	case lookupTarget(c.baseline) == nil:
+		return bad("--baseline %q: want one of %s", c.baseline, strings.Join(targetNames(), ", "))
 	case c.concurrency < 1:
 		return bad("--concurrency must be >= 1, got %d", c.concurrency)
 	case c.conns < 1:
@@ -112,6 +118,9 @@ func (c config) validate() error {
 		return bad("--value-size must be >= 0, got %d", c.valueSize)
 	case len(c.keyPrefix) > 200:
 		return bad("--key-prefix must be at most 200 bytes (keys are at most 256), got %d", len(c.keyPrefix))
+	}
+	if err := checkAddr(c.redisAddr, c.allowRemote); err != nil {
+		return fmt.Errorf("--redis-addr: %w", err)
 	}
 	return checkAddr(c.addr, c.allowRemote)
 }
@@ -157,7 +166,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	targets := []*target{lookupTarget(cfg.rpc)}
 	if cfg.compare {
-		targets = []*target{lookupTarget("health"), targets[0]}
+		targets = []*target{lookupTarget(cfg.baseline), targets[0]}
 	}
 	rep := report{}
 	var runErr error

@@ -297,7 +297,7 @@ func TestParseFlags(t *testing.T) {
 	}
 	want := config{addr: "127.0.0.1:50051", rpc: "health", concurrency: 64, conns: 4, keys: 100,
 		duration: 10 * time.Second, warmup: 2 * time.Second, timeout: 5 * time.Second,
-		output: "text", valueSize: 64, keyPrefix: "resilbench/"}
+		output: "text", baseline: "health", redisAddr: "127.0.0.1:6379", valueSize: 64, keyPrefix: "resilbench/"}
 	if c != want {
 		t.Errorf("defaults: got %+v, want %+v", c, want)
 	}

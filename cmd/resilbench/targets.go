@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -51,6 +53,8 @@ var targets = []*target{
 	{name: "acquire-breaker", outcomes: acquireOutcomes, build: buildAcquire(true)},
 	{name: "cache-get", outcomes: []string{"hit", "miss", "degraded"}, prefill: prefillCache, build: buildCacheGet},
 	{name: "cache-set", outcomes: []string{"stored", "not_stored", "degraded"}, build: buildCacheSet},
+	{name: "redis-get", outcomes: []string{"hit", "miss"}, prefill: prefillRedis, build: buildRedisGet},
+	{name: "redis-set", outcomes: []string{"stored"}, build: buildRedisSet},
 }
 
 var acquireOutcomes = []string{"allowed", "denied", "degraded"}
@@ -242,6 +246,67 @@ func buildCacheSet(cfg config) callerFactory {
 				m |= bit2
 			}
 			return m, nil
+		}
+	}
+}
+
+// The redis-get and redis-set targets call Redis directly with go-redis (no
+// resilienced in between): the baseline of the cache targets. Their keys
+// live under "resilbench-direct:", apart from anything the service writes.
+
+// newRedisClient returns a client for cfg.redisAddr sized for the callers.
+func newRedisClient(cfg config) *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: cfg.redisAddr, PoolSize: cfg.concurrency, MaxRetries: -1})
+}
+
+func directKey(cfg config, i int) string { return "resilbench-direct:" + keyName(cfg, "cache", i) }
+
+func prefillRedis(ctx context.Context, cfg config, _ []*grpc.ClientConn) error {
+	c := newRedisClient(cfg)
+	defer c.Close()
+	pipe := c.Pipeline()
+	value := bytes.Repeat([]byte("v"), cfg.valueSize)
+	for i := 0; i < cfg.keys; i++ {
+		pipe.Set(ctx, directKey(cfg, i), value, cfg.warmup+cfg.duration+5*time.Minute)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("prefill redis %s: %w", cfg.redisAddr, err)
+	}
+	return nil
+}
+
+func buildRedisGet(cfg config) callerFactory {
+	c := newRedisClient(cfg) // shared by the callers, closed with the process
+	return func(_ *grpc.ClientConn, worker int) callFunc {
+		next := worker % cfg.keys
+		return func(ctx context.Context) (uint8, error) {
+			key := directKey(cfg, next)
+			next = (next + 1) % cfg.keys
+			_, err := c.Get(ctx, key).Bytes()
+			switch {
+			case errors.Is(err, redis.Nil):
+				return bit1, nil
+			case err != nil:
+				return 0, err
+			}
+			return bit0, nil
+		}
+	}
+}
+
+func buildRedisSet(cfg config) callerFactory {
+	c := newRedisClient(cfg)
+	value := bytes.Repeat([]byte("v"), cfg.valueSize)
+	ttl := cfg.warmup + cfg.duration + 5*time.Minute
+	return func(_ *grpc.ClientConn, worker int) callFunc {
+		next := worker % cfg.keys
+		return func(ctx context.Context) (uint8, error) {
+			key := directKey(cfg, next)
+			next = (next + 1) % cfg.keys
+			if err := c.Set(ctx, key, value, ttl).Err(); err != nil {
+				return 0, err
+			}
+			return bit0, nil
 		}
 	}
 }
