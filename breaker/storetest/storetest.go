@@ -21,35 +21,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/topdeck/resilience/internal/clocktest"
+
 	"github.com/topdeck/resilience/breaker"
 )
 
 // NewStoreFunc builds a fresh, empty store whose clock is now.
 type NewStoreFunc func(t *testing.T, now func() time.Time) breaker.Store
 
-// Clock is a manual clock for tests. The zero value is not usable: use
-// NewClock. It is safe for concurrent use.
-type Clock struct {
-	mu sync.Mutex // protects t
-	t  time.Time
-}
+// Clock is a manual clock, safe for concurrent use: time moves only on
+// Advance. The zero value is not usable; use NewClock.
+type Clock = clocktest.Clock
 
-// NewClock returns a clock at t.
-func NewClock(t time.Time) *Clock { return &Clock{t: t} }
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-// Advance moves the clock forward by d.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// NewClock returns a clock reading start.
+func NewClock(start time.Time) *Clock { return clocktest.New(start) }
 
 // Epoch is where the suite's clocks start: a fixed instant with whole
 // microseconds, far from the real time so that a store that reads the real

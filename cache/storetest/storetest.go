@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/topdeck/resilience/internal/clocktest"
+
 	"github.com/topdeck/resilience/cache"
 )
 
@@ -42,8 +44,8 @@ func Run(t *testing.T, newStore NewStoreFunc) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := &harness{t: t, clock: time.Now()}
-			h.store = newStore(t, h.now)
+			h := &harness{t: t, clock: clocktest.New(time.Now())}
+			h.store = newStore(t, h.clock.Now)
 			tt.fn(t, h)
 		})
 	}
@@ -53,24 +55,14 @@ func Run(t *testing.T, newStore NewStoreFunc) {
 type harness struct {
 	t     *testing.T
 	store cache.Store
-
-	mu    sync.Mutex // protects clock
-	clock time.Time
+	clock *clocktest.Clock
 }
 
-func (h *harness) now() time.Time {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.clock
-}
+func (h *harness) now() time.Time { return h.clock.Now() }
 
 // advance moves the fake clock forward by d. Stores on real time ignore it;
 // callers then poll with eventually.
-func (h *harness) advance(d time.Duration) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.clock = h.clock.Add(d)
-}
+func (h *harness) advance(d time.Duration) { h.clock.Advance(d) }
 
 func (h *harness) set(key string, value []byte, ttl time.Duration) {
 	h.t.Helper()

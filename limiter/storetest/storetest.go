@@ -18,9 +18,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/topdeck/resilience/internal/clocktest"
 
 	"github.com/topdeck/resilience/limiter"
 )
@@ -55,29 +56,12 @@ func Run(t *testing.T, newStore NewStoreFunc) {
 	}
 }
 
-// Clock is a manual clock, safe for concurrent use. The zero value is not
-// usable; use NewClock.
-type Clock struct {
-	mu  sync.Mutex // protects now
-	now time.Time
-}
+// Clock is a manual clock, safe for concurrent use: time moves only on
+// Advance. The zero value is not usable; use NewClock.
+type Clock = clocktest.Clock
 
 // NewClock returns a clock reading start.
-func NewClock(start time.Time) *Clock { return &Clock{now: start} }
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Advance moves the clock forward by d.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+func NewClock(start time.Time) *Clock { return clocktest.New(start) }
 
 // start is the suite's epoch: a whole second, like most real clocks are not.
 var start = time.Unix(1_700_000_000, 0).Add(123456 * time.Microsecond)
