@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/topdeck/resilience/breaker"
+	"github.com/topdeck/resilience/envoyrls"
 	"github.com/topdeck/resilience/limiter"
 )
 
@@ -38,6 +39,10 @@ type Config struct {
 	Breakers map[string]Breaker `yaml:"breakers"`
 	// Cache holds the cache service's settings.
 	Cache Cache `yaml:"cache"`
+	// EnvoyRateLimit configures Envoy's rate limit service: a list of domain
+	// documents, each exactly as one file of Envoy's reference ratelimit
+	// service (nil: no domains, every request is OK).
+	EnvoyRateLimit *envoyrls.Config `yaml:"envoy_ratelimit"`
 }
 
 // Limit is a named rate limit: a token bucket of capacity Burst refilled at

@@ -14,6 +14,7 @@ import (
 	"github.com/topdeck/resilience/cache"
 	cacheredis "github.com/topdeck/resilience/cache/redisstore"
 	"github.com/topdeck/resilience/config"
+	"github.com/topdeck/resilience/envoyrls"
 	"github.com/topdeck/resilience/limiter"
 	limiterredis "github.com/topdeck/resilience/limiter/redisstore"
 )
@@ -31,6 +32,8 @@ type Backends struct {
 	// Breaker decides and records breaker state, with a per-replica
 	// fallback while the shared store is down.
 	Breaker *breaker.Breaker
+	// EnvoyRLS serves Envoy's rate limit protocol on the same limiter.
+	EnvoyRLS *envoyrls.Server
 	// States is this replica's view of breaker states, fed by the shared
 	// store's events, so that CLOSED breakers cost no store round trip.
 	States *breaker.StateCache
@@ -93,6 +96,11 @@ func NewBackends(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger
 	b.Breaker = breaker.New(bstore)
 	b.States = breaker.NewStateCache()
 	b.Limiter = limiter.New(lstore)
+	rls, err := envoyrls.New(b.Limiter, cfg.EnvoyRateLimit)
+	if err != nil {
+		return nil, fmt.Errorf("server: envoy_ratelimit: %w", err)
+	}
+	b.EnvoyRLS = rls
 	c, err := cache.New(cstore,
 		cache.WithDefaultTTL(cfg.Cache.DefaultTTL.D()),
 		cache.WithMaxValueBytes(int(cfg.Cache.MaxValueBytes)),

@@ -79,9 +79,10 @@ func New(cfg *config.Config, b *Backends, opts ...Option) *Server {
 	s.grpc = grpc.NewServer(append(gopts, o.extra...)...)
 	resiliencev1.RegisterResilienceServiceServer(s.grpc, &resilienceServer{srv: s, b: b})
 	resiliencev1.RegisterCacheServiceServer(s.grpc, &cacheServer{srv: s, b: b})
+	b.EnvoyRLS.Register(s.grpc)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
-	for _, name := range []string{"", resiliencev1.ResilienceService_ServiceDesc.ServiceName, resiliencev1.CacheService_ServiceDesc.ServiceName} {
+	for _, name := range []string{"", resiliencev1.ResilienceService_ServiceDesc.ServiceName, resiliencev1.CacheService_ServiceDesc.ServiceName, envoyRLSName} {
 		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
 	s.SetStoreHealthy(true)
@@ -108,6 +109,9 @@ func (s *Server) SetStoreHealthy(ok bool) {
 	}
 	s.health.SetServingStatus(StoreHealthName, st)
 }
+
+// envoyRLSName is the health name of Envoy's rate limit service.
+const envoyRLSName = "envoy.service.ratelimit.v3.RateLimitService"
 
 // GRPC returns the underlying grpc.Server, to register more services.
 func (s *Server) GRPC() *grpc.Server { return s.grpc }

@@ -278,6 +278,11 @@ func applyConfig(srv *server.Server, b *server.Backends, next *config.Config, lo
 		log.Warn("cache.max_memory_entries changes need a restart; keeping the running bound")
 		next.Cache.MaxMemoryEntries = cur.Cache.MaxMemoryEntries
 	}
+	// Both steps only fail on values config.Parse already rejects; the
+	// envoy swap goes first because it is the one that validates more.
+	if err := b.EnvoyRLS.SetConfig(next.EnvoyRateLimit); err != nil {
+		return err
+	}
 	if err := b.Cache.SetLimits(next.Cache.DefaultTTL.D(), int(next.Cache.MaxValueBytes)); err != nil {
 		return err
 	}
