@@ -57,9 +57,10 @@ type breakerStore interface {
 	Close() error
 }
 
-// cacheStoreTimeout bounds each cache store call, so that a dead Redis gives a
-// degraded answer well within 250 ms.
-const cacheStoreTimeout = 200 * time.Millisecond
+// storeTimeout bounds each limiter decision batch and each cache call on
+// Redis, on top of the client's own timeouts (internal/redisconn): a dead
+// Redis fails at dial long before it, a hung one is given up after it.
+const storeTimeout = 200 * time.Millisecond
 
 // NewBackends builds the components for cfg. With rdb nil they run on the
 // embedded memory stores; otherwise on Redis through rdb, which the caller
@@ -88,7 +89,7 @@ func NewBackends(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger
 		bstore = breaker.NewMemoryStore()
 	} else {
 		b.Store = "redis"
-		lstore = limiterredis.New(rdb, limiterredis.WithPrefix(cfg.RedisKeyPrefix))
+		lstore = limiterredis.New(rdb, limiterredis.WithPrefix(cfg.RedisKeyPrefix), limiterredis.WithTimeout(storeTimeout))
 		cstore = cacheredis.New(rdb, cacheredis.WithPrefix(cfg.RedisKeyPrefix))
 		bstore = breakerredis.New(rdb, breakerredis.WithPrefix(cfg.RedisKeyPrefix))
 	}
@@ -104,7 +105,7 @@ func NewBackends(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger
 	c, err := cache.New(cstore,
 		cache.WithDefaultTTL(cfg.Cache.DefaultTTL.D()),
 		cache.WithMaxValueBytes(int(cfg.Cache.MaxValueBytes)),
-		cache.WithStoreTimeout(cacheStoreTimeout),
+		cache.WithStoreTimeout(storeTimeout),
 		cache.WithFlushErrorHandler(func(err error) {
 			log.Debug("cache statistics flush failed; will retry", "error", err.Error())
 		}),

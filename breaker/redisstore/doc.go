@@ -41,5 +41,11 @@
 //
 // The scripts PUBLISH every transition on <prefix>breaker-events (a plain
 // PUBLISH from a script reaches every node's subscribers on Cluster too).
-// Watch subscribes with a separate connection from the client's pool.
+// Watch subscribes with a separate connection from the client's pool. It also
+// publishes a heartbeat every second on a channel of its own
+// (<prefix>breaker-events:hb:<random>) and subscribes again on a new
+// connection when none has come back for 3s: after a Sentinel failover that
+// leaves the old master running, go-redis would otherwise keep the
+// subscription on the old master, which hears nothing, until Sentinel
+// demotes it (about 10s). A re-subscription sends a ReasonResync event.
 package redisstore

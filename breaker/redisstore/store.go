@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +22,12 @@ const (
 	DefaultIdleTTL = 24 * time.Hour
 	// subscribeTimeout bounds the wait for Redis to confirm a Watch subscription.
 	subscribeTimeout = 3 * time.Second
+	// heartbeatEvery is how often a Watch publishes a heartbeat on its own
+	// channel through the client (so to the current master);
+	// heartbeatTimeout is how long it goes without receiving one before it
+	// subscribes again on a new connection.
+	heartbeatEvery   = time.Second
+	heartbeatTimeout = 3 * time.Second
 )
 
 // Store is a breaker.Store in Redis. Create it with New; the zero value is not
@@ -342,22 +349,32 @@ func (s *Store) Watch(ctx context.Context, prefix string) (<-chan breaker.Event,
 	if s.closed {
 		return nil, fmt.Errorf("%w: watch: store closed", breaker.ErrStoreUnavailable)
 	}
-	ps := s.client.Subscribe(ctx, s.Channel())
+	hb := s.Channel() + ":hb:" + strconv.FormatUint(rand.Uint64(), 36)
+	ps := s.client.Subscribe(ctx, s.Channel(), hb)
 	if _, err := ps.ReceiveTimeout(ctx, subscribeTimeout); err != nil {
 		_ = ps.Close()
 		return nil, s.fail("watch", prefix, err)
 	}
 	out := make(chan breaker.Event, 256)
 	s.wg.Add(1)
-	go s.watch(ctx, ps, prefix, out)
+	go s.watch(ctx, ps, hb, prefix, out)
 	return out, nil
 }
 
-func (s *Store) watch(ctx context.Context, ps *redis.PubSub, prefix string, out chan<- breaker.Event) {
+// watch forwards the events of ps to out. Every heartbeatEvery it publishes
+// on hb, its own channel: when no heartbeat has come back for
+// heartbeatTimeout, the subscription's connection no longer hears the master
+// (after a Sentinel failover that left the old master running, go-redis
+// keeps the subscription on it), so it subscribes again on a new connection,
+// which reaches the current master; the new subscription sends a resync.
+func (s *Store) watch(ctx context.Context, ps *redis.PubSub, hb, prefix string, out chan<- breaker.Event) {
 	defer s.wg.Done()
 	defer close(out)
-	defer ps.Close()
+	defer func() { _ = ps.Close() }()
 	ch := ps.ChannelWithSubscriptions(redis.WithChannelSize(256))
+	tick := time.NewTicker(heartbeatEvery)
+	defer tick.Stop()
+	lastBeat := time.Now()
 	for {
 		var e breaker.Event
 		select {
@@ -365,17 +382,32 @@ func (s *Store) watch(ctx context.Context, ps *redis.PubSub, prefix string, out 
 			return
 		case <-s.done:
 			return
+		case <-tick.C:
+			if time.Since(lastBeat) > heartbeatTimeout {
+				_ = ps.Close()
+				ps = s.client.Subscribe(ctx, s.Channel(), hb)
+				ch = ps.ChannelWithSubscriptions(redis.WithChannelSize(256))
+				lastBeat = time.Now()
+			}
+			pctx, cancel := context.WithTimeout(ctx, heartbeatEvery/2)
+			_ = s.client.Publish(pctx, hb, "").Err() // a failure shows as a missing heartbeat
+			cancel()
+			continue
 		case m, ok := <-ch:
 			if !ok {
 				return
 			}
 			switch m := m.(type) {
 			case *redis.Subscription:
-				if m.Kind != "subscribe" {
+				if m.Kind != "subscribe" || m.Channel != s.Channel() {
 					continue
 				}
 				e = breaker.Event{Reason: breaker.ReasonResync}
 			case *redis.Message:
+				if m.Channel == hb {
+					lastBeat = time.Now()
+					continue
+				}
 				var err error
 				if e, err = DecodeEvent(m.Payload); err != nil || !strings.HasPrefix(e.Name, prefix) {
 					continue

@@ -246,3 +246,45 @@ func TestWatchSurvivesRestartWithResync(t *testing.T) {
 		Name: "b", From: breaker.StateClosed, To: breaker.StateOpen, Generation: 2, Reason: breaker.ReasonReset,
 	})
 }
+
+// A Sentinel failover that leaves the old master running (SENTINEL FAILOVER)
+// does not close the watch's connection to it: the heartbeat notices that the
+// watch no longer hears the master, subscribes again (a resync) and events
+// flow again within seconds.
+func TestWatchFollowsSentinelFailover(t *testing.T) {
+	sen := redistest.StartSentinel(t)
+	s := redisstore.New(sen.Client(), redisstore.WithPrefix(uniquePrefix()))
+	t.Cleanup(func() { _ = s.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, err := s.Watch(ctx, "")
+	if err != nil {
+		t.Fatalf("Watch: %v", err)
+	}
+	sen.Failover()
+	start := time.Now()
+	// Without the heartbeat the watch stays deaf until Sentinel demotes the
+	// old master, about 10s after the failover.
+	deadline := start.Add(7 * time.Second)
+	for i := 0; ; i++ {
+		name := fmt.Sprintf("b%d", i)
+		if _, err := s.Reset(ctx, name, settings, breaker.StateOpen); err == nil {
+			wait := time.After(500 * time.Millisecond)
+		drain:
+			for {
+				select {
+				case e := <-ch:
+					if e.Name == name {
+						t.Logf("event from the new master %s after the failover", time.Since(start).Round(time.Millisecond))
+						return
+					}
+				case <-wait:
+					break drain
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no event from the new master within 7s of a failover")
+		}
+	}
+}

@@ -24,23 +24,29 @@ import (
 // Timeouts bound every Redis call so that a dead or slow Redis makes calls
 // fail in a fraction of a second instead of hanging. The zero value means
 // DefaultTimeouts.
+//
+// A dead Redis (connection refused, or a host that does not answer within
+// Dial) fails a call within Dial; a hung one within Read. Read is longer
+// than Dial because a live but busy Redis, or a starved replica, must not
+// be mistaken for a dead one: that would turn exact answers into degraded
+// ones.
 type Timeouts struct {
 	// Dial bounds establishing one connection (default 100ms).
 	Dial time.Duration
-	// Read bounds reading one reply (default 100ms).
+	// Read bounds reading one reply (default 200ms).
 	Read time.Duration
-	// Write bounds writing one command (default 100ms).
+	// Write bounds writing one command (default 200ms).
 	Write time.Duration
-	// Pool bounds waiting for a free connection (default 100ms).
+	// Pool bounds waiting for a free connection (default 200ms).
 	Pool time.Duration
 }
 
 // DefaultTimeouts are the timeouts used when a field of Timeouts is zero.
 var DefaultTimeouts = Timeouts{
 	Dial:  100 * time.Millisecond,
-	Read:  100 * time.Millisecond,
-	Write: 100 * time.Millisecond,
-	Pool:  100 * time.Millisecond,
+	Read:  200 * time.Millisecond,
+	Write: 200 * time.Millisecond,
+	Pool:  200 * time.Millisecond,
 }
 
 func (t Timeouts) withDefaults() Timeouts {
@@ -58,6 +64,10 @@ func (t Timeouts) withDefaults() Timeouts {
 	}
 	return t
 }
+
+// ClusterStateReload is how often a Cluster client refreshes its slot map, and
+// so about how long after a failover it keeps calling the dead master.
+const ClusterStateReload = time.Second
 
 // Kind names the Redis deployment a URL points at.
 type Kind string
@@ -111,6 +121,12 @@ func Open(rawURL string, t Timeouts) (redis.UniversalClient, Kind, error) {
 		// attempts; each is bounded by the timeouts above.
 		opt.MaxRetries = 2
 		opt.MaxRedirects = 3
+		// go-redis refreshes its slot map on MOVED/ASK replies only, and
+		// otherwise every 60s: after a master dies (no reply at all) it
+		// would keep sending that master's slots to the dead address for
+		// up to a minute. Refresh it every second instead (one CLUSTER
+		// SLOTS, in the background, and only while there is traffic).
+		opt.ClusterStateReloadInterval = ClusterStateReload
 		opt.DialerRetries = 1
 		opt.DialerRetryTimeout = 10 * time.Millisecond
 		opt.ContextTimeoutEnabled = true

@@ -81,3 +81,21 @@ func TestDeadRedisFailsFast(t *testing.T) {
 	}
 	var _ redis.UniversalClient = c
 }
+
+// A cluster client must refresh its slot map often: go-redis otherwise keeps
+// sending a dead master's slots to it for a minute after a failover (see
+// tests/scale_test.go for the behaviour).
+func TestClusterRefreshesSlots(t *testing.T) {
+	c, _, err := Open("redis://127.0.0.1:7000?addr=127.0.0.1:7001", Timeouts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cc, ok := c.(*redis.ClusterClient)
+	if !ok {
+		t.Fatalf("Open: got %T, want *redis.ClusterClient", c)
+	}
+	if got := cc.Options().ClusterStateReloadInterval; got != ClusterStateReload {
+		t.Errorf("ClusterStateReloadInterval: got %s, want %s", got, ClusterStateReload)
+	}
+}

@@ -35,7 +35,9 @@ type Server struct {
 	bin  string
 	dir  string
 	port int
-	url  string // set when REDIS_URL is used; Kill and Restart are then refused
+	url  string   // set when REDIS_URL is used; Kill and Restart are then refused
+	conf string   // config file given as the first argument, if any (sentinels)
+	args []string // extra command-line arguments (cluster nodes, sentinels, replicas)
 
 	mu  sync.Mutex // protects cmd
 	cmd *exec.Cmd
@@ -55,11 +57,25 @@ func Start(tb testing.TB) *Server {
 		}
 		return s
 	}
+	return startProcess(tb, lookBinary(tb), tb.TempDir(), freePort(tb), "")
+}
+
+// lookBinary returns the path of redis-server or fails tb.
+func lookBinary(tb testing.TB) string {
+	tb.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		tb.Fatalf("redistest: redis-server not found in PATH (%v); install it with `sudo apt-get install -y redis-server` or set REDIS_URL", err)
 	}
-	s := &Server{tb: tb, bin: bin, dir: tb.TempDir(), port: freePort(tb)}
+	return bin
+}
+
+// startProcess starts redis-server on port with its files in dir, conf (if
+// not empty) as its config file and args appended to the usual flags, and
+// registers its shutdown with tb.Cleanup.
+func startProcess(tb testing.TB, bin, dir string, port int, conf string, args ...string) *Server {
+	tb.Helper()
+	s := &Server{tb: tb, bin: bin, dir: dir, port: port, conf: conf, args: args}
 	s.launch()
 	tb.Cleanup(s.Kill)
 	return s
@@ -116,6 +132,14 @@ func (s *Server) Kill() {
 	s.cmd = nil
 }
 
+// Running reports whether the server process is running (started and not
+// killed).
+func (s *Server) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd != nil || s.url != ""
+}
+
 // Restart starts the server again on the same port after Kill. The data is
 // gone: the server keeps nothing on disk, like a Redis that lost its memory.
 func (s *Server) Restart() {
@@ -133,7 +157,11 @@ func (s *Server) launch() {
 	if s.cmd != nil {
 		return
 	}
-	cmd := exec.Command(s.bin,
+	var args []string
+	if s.conf != "" {
+		args = append(args, s.conf)
+	}
+	args = append(args,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
@@ -141,6 +169,7 @@ func (s *Server) launch() {
 		"--dir", s.dir,
 		"--logfile", filepath.Join(s.dir, "redis.log"),
 	)
+	cmd := exec.Command(s.bin, append(args, s.args...)...)
 	if err := cmd.Start(); err != nil {
 		s.tb.Fatalf("redistest: cannot start redis-server: %v", err)
 	}
