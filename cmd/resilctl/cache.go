@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
+)
+
+var (
+	cacheGet = &command{
+		name: "cache get", args: "KEY [--raw]",
+		short: "read a value",
+		long: `Reads one key. Table: key, found, value (as text when it is printable
+UTF-8, Go-quoted otherwise), size, ttl. JSON: GetResponse (value in
+base64). --raw writes the value's bytes only, nothing else, whatever
+--output says; a miss then writes nothing to stdout and a note to stderr.
+A miss is an answer: exit 0.`,
+	}
+	cacheSet = &command{
+		name: "cache set", args: "KEY VALUE [--ttl D]",
+		short: `write a value (VALUE "-": read stdin)`,
+		long: `Writes VALUE under KEY for --ttl (0: the server's default_ttl). VALUE "-"
+reads the value from stdin (binary safe); a value that starts with "-"
+goes after "--". JSON: SetResponse.`,
+	}
+	cacheDel = &command{
+		name: "cache del", args: "KEY...",
+		short: "delete keys",
+		long:  `Deletes the keys and prints how many existed. JSON: DeleteResponse.`,
+	}
+	cacheDeletePattern = &command{
+		name: "cache delete-pattern", args: "PATTERN",
+		short: "delete every key matching a glob",
+		long: `Deletes every key matching PATTERN, a glob: * any run, ? one character,
+[...] a class, \ escapes. Quote it for the shell. JSON: DeletePatternResponse.`,
+	}
+	cacheStats = &command{
+		name: "cache stats", args: "",
+		short: "fleet-wide cache statistics",
+		long:  `Prints the fleet-wide cache statistics. JSON: GetStatsResponse.`,
+	}
+)
+
+// CacheCommand runs "resilctl cache ...". Not safe for concurrent use.
+type CacheCommand struct {
+	g *globals
+}
+
+// Run runs the subcommand named by args[0] with the rest of args.
+func (c *CacheCommand) Run(ctx context.Context, args []string) error {
+	sub, rest, err := dispatch(cacheGroup, c.g.stdout, args)
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "get":
+		return c.get(ctx, rest)
+	case "set":
+		return c.set(ctx, rest)
+	case "del":
+		return c.del(ctx, rest)
+	case "delete-pattern":
+		return c.deletePattern(ctx, rest)
+	default: // "stats"
+		return c.stats(ctx, rest)
+	}
+}
+
+func (c *CacheCommand) get(ctx context.Context, args []string) error {
+	fs := newFlagSet("get")
+	raw := fs.Bool("raw", false, "write the value's bytes only")
+	pos, err := parseArgs(cacheGet, fs, c.g.stdout, args, 1, 1, "KEY")
+	if err != nil {
+		return err
+	}
+	cs, err := c.g.cache()
+	if err != nil {
+		return err
+	}
+	rctx, cancel := c.g.rpcContext(ctx)
+	defer cancel()
+	resp, err := cs.Get(rctx, &resiliencev1.GetRequest{Key: pos[0]})
+	if err != nil {
+		return err
+	}
+	switch {
+	case *raw:
+		if !resp.GetFound() {
+			fmt.Fprintf(c.g.stderr, "resilctl: cache get: %q not found\n", pos[0])
+		}
+		_, err = c.g.stdout.Write(resp.GetValue())
+		return err
+	case c.g.json():
+		return writeJSON(c.g.stdout, resp)
+	default:
+		c.g.warnDegraded(resp.GetDegraded())
+		return writeKV(c.g.stdout, getRows(pos[0], resp))
+	}
+}
+
+func (c *CacheCommand) set(ctx context.Context, args []string) error {
+	fs := newFlagSet("set")
+	ttl := fs.Duration("ttl", 0, "time to live (0: the server's default_ttl)")
+	pos, err := parseArgs(cacheSet, fs, c.g.stdout, args, 2, 2, "KEY and VALUE")
+	if err != nil {
+		return err
+	}
+	value := []byte(pos[1])
+	if pos[1] == "-" {
+		if value, err = io.ReadAll(c.g.stdin); err != nil {
+			return fmt.Errorf("cannot read the value from stdin: %w", err)
+		}
+	}
+	req := &resiliencev1.SetRequest{Key: pos[0], Value: value}
+	if *ttl != 0 {
+		req.Ttl = durationpb.New(*ttl)
+	}
+	cs, err := c.g.cache()
+	if err != nil {
+		return err
+	}
+	rctx, cancel := c.g.rpcContext(ctx)
+	defer cancel()
+	resp, err := cs.Set(rctx, req)
+	if err != nil {
+		return err
+	}
+	if c.g.json() {
+		return writeJSON(c.g.stdout, resp)
+	}
+	c.g.warnDegraded(resp.GetDegraded())
+	return writeKV(c.g.stdout, []kv{
+		{"key", pos[0]},
+		{"stored", strconv.FormatBool(resp.GetStored())},
+		{"size", fmt.Sprintf("%d bytes", len(value))},
+		{"degraded", strconv.FormatBool(resp.GetDegraded())},
+	})
+}
+
+func (c *CacheCommand) del(ctx context.Context, args []string) error {
+	fs := newFlagSet("del")
+	keys, err := parseArgs(cacheDel, fs, c.g.stdout, args, 1, -1, "KEY")
+	if err != nil {
+		return err
+	}
+	cs, err := c.g.cache()
+	if err != nil {
+		return err
+	}
+	rctx, cancel := c.g.rpcContext(ctx)
+	defer cancel()
+	resp, err := cs.Delete(rctx, &resiliencev1.DeleteRequest{Keys: keys})
+	if err != nil {
+		return err
+	}
+	if c.g.json() {
+		return writeJSON(c.g.stdout, resp)
+	}
+	c.g.warnDegraded(resp.GetDegraded())
+	return writeKV(c.g.stdout, []kv{
+		{"deleted", strconv.FormatInt(resp.GetDeleted(), 10)},
+		{"degraded", strconv.FormatBool(resp.GetDegraded())},
+	})
+}
+
+func (c *CacheCommand) deletePattern(ctx context.Context, args []string) error {
+	fs := newFlagSet("delete-pattern")
+	pos, err := parseArgs(cacheDeletePattern, fs, c.g.stdout, args, 1, 1, "PATTERN")
+	if err != nil {
+		return err
+	}
+	cs, err := c.g.cache()
+	if err != nil {
+		return err
+	}
+	rctx, cancel := c.g.rpcContext(ctx)
+	defer cancel()
+	resp, err := cs.DeletePattern(rctx, &resiliencev1.DeletePatternRequest{Pattern: pos[0]})
+	if err != nil {
+		return err
+	}
+	if c.g.json() {
+		return writeJSON(c.g.stdout, resp)
+	}
+	c.g.warnDegraded(resp.GetDegraded())
+	return writeKV(c.g.stdout, []kv{
+		{"pattern", pos[0]},
+		{"deleted", strconv.FormatInt(resp.GetDeleted(), 10)},
+		{"degraded", strconv.FormatBool(resp.GetDegraded())},
+	})
+}
+
+func (c *CacheCommand) stats(ctx context.Context, args []string) error {
+	fs := newFlagSet("stats")
+	if _, err := parseArgs(cacheStats, fs, c.g.stdout, args, 0, 0, ""); err != nil {
+		return err
+	}
+	cs, err := c.g.cache()
+	if err != nil {
+		return err
+	}
+	rctx, cancel := c.g.rpcContext(ctx)
+	defer cancel()
+	resp, err := cs.GetStats(rctx, &resiliencev1.GetStatsRequest{})
+	if err != nil {
+		return err
+	}
+	if c.g.json() {
+		return writeJSON(c.g.stdout, resp)
+	}
+	c.g.warnDegraded(resp.GetDegraded())
+	return writeKV(c.g.stdout, statsRows(resp))
+}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"io"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
+)
+
+var limitsCheck = &command{
+	name: "limits check", args: "KEY (--policy NAME | --max-calls N --window D [--burst N]) [--cost N]",
+	short: "would a call be admitted now? (consumes nothing)",
+	long: `Asks whether a call of --cost tokens on KEY would be admitted now, under
+the configured limit --policy or the inline limit --max-calls per --window
+(capacity --burst, default max-calls). It is a dry run (AcquireRequest.dry_run):
+no token is taken. A denial is an answer (exit 0): see allowed, reason and
+retry after. JSON: AcquireResponse.`,
+}
+
+// LimitsCommand runs "resilctl limits ...". Not safe for concurrent use.
+type LimitsCommand struct {
+	g *globals
+}
+
+// Run runs the subcommand named by args[0] with the rest of args.
+func (c *LimitsCommand) Run(ctx context.Context, args []string) error {
+	_, rest, err := dispatch(limitsGroup, c.g.stdout, args)
+	if err != nil {
+		return err
+	}
+	return c.check(ctx, rest) // the only subcommand
+}
+
+// parseCheck parses "limits check" into its request (dry_run set).
+func parseCheck(w io.Writer, args []string) (*resiliencev1.AcquireRequest, error) {
+	fs := newFlagSet("check")
+	policy := fs.String("policy", "", "the `NAME` of a limit in the server configuration")
+	maxCalls := fs.Int64("max-calls", 0, "inline limit: calls per --window")
+	window := fs.Duration("window", 0, "inline limit: the window over which max-calls refill")
+	burst := fs.Int64("burst", 0, "inline limit: bucket capacity (0: max-calls)")
+	cost := fs.Int64("cost", 0, "tokens the call would take (0: 1)")
+	pos, err := parseArgs(limitsCheck, fs, w, args, 1, 1, "KEY")
+	if err != nil {
+		return nil, err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	req := &resiliencev1.AcquireRequest{Key: pos[0], Cost: *cost, DryRun: true}
+	inline := set["max-calls"] || set["window"] || set["burst"]
+	switch {
+	case set["policy"] && inline:
+		return nil, &usageError{cmd: limitsCheck, msg: "--policy and --max-calls/--window/--burst exclude each other"}
+	case set["policy"]:
+		req.Policy = *policy
+	case !inline:
+		return nil, &usageError{cmd: limitsCheck, msg: "missing --policy NAME or --max-calls N --window D"}
+	case !set["max-calls"]:
+		return nil, &usageError{cmd: limitsCheck, msg: "missing --max-calls N (the inline limit needs --max-calls and --window)"}
+	case !set["window"]:
+		return nil, &usageError{cmd: limitsCheck, msg: "missing --window D (the inline limit needs --max-calls and --window)"}
+	default:
+		req.Limit = &resiliencev1.RateLimit{MaxCalls: *maxCalls, TimeWindow: durationpb.New(*window), Burst: *burst}
+	}
+	return req, nil
+}
+
+func (c *LimitsCommand) check(ctx context.Context, args []string) error {
+	req, err := parseCheck(c.g.stdout, args)
+	if err != nil {
+		return err
+	}
+	rs, err := c.g.resilience()
+	if err != nil {
+		return err
+	}
+	rctx, cancel := c.g.rpcContext(ctx)
+	defer cancel()
+	resp, err := rs.Acquire(rctx, req)
+	if err != nil {
+		return err
+	}
+	if c.g.json() {
+		return writeJSON(c.g.stdout, resp)
+	}
+	c.g.warnDegraded(resp.GetDegraded())
+	return writeKV(c.g.stdout, acquireRows(req.GetKey(), resp))
+}
