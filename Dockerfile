@@ -8,12 +8,12 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w" -o /out/resilienced ./cmd/resilienced
+RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w" -o /out/ ./cmd/resilienced ./cmd/resilctl
 
 FROM gcr.io/distroless/static-debian12:nonroot
-COPY --from=build /out/resilienced /usr/local/bin/resilienced
+COPY --from=build /out/resilienced /out/resilctl /usr/local/bin/
 USER nonroot:nonroot
-EXPOSE 50051
+EXPOSE 50051 9090
 ENV RESILIENCE_LISTEN=:50051 \
     RESILIENCE_LOG_FORMAT=json
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
