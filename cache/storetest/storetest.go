@@ -58,8 +58,6 @@ type harness struct {
 	clock *clocktest.Clock
 }
 
-func (h *harness) now() time.Time { return h.clock.Now() }
-
 // advance moves the fake clock forward by d. Stores on real time ignore it;
 // callers then poll with eventually.
 func (h *harness) advance(d time.Duration) { h.clock.Advance(d) }
