@@ -76,6 +76,10 @@ func New(cfg *config.Config, b *Backends, opts ...Option) *Server {
 	if o.tracer != nil {
 		gopts = append(gopts, grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(o.tracer))))
 	}
+	// A pool of long-lived stream workers: their stacks have grown to what a
+	// handler needs once, instead of growing (and being copied) on every
+	// call. Calls beyond the pool still get a goroutine of their own.
+	gopts = append(gopts, grpc.NumStreamWorkers(streamWorkers))
 	s.grpc = grpc.NewServer(append(gopts, o.extra...)...)
 	resiliencev1.RegisterResilienceServiceServer(s.grpc, &resilienceServer{srv: s, b: b})
 	resiliencev1.RegisterCacheServiceServer(s.grpc, &cacheServer{srv: s, b: b})
@@ -138,6 +142,9 @@ func (s *Server) Shutdown(ctx context.Context) {
 		<-done
 	}
 }
+
+// streamWorkers is the number of gRPC stream workers (see New).
+const streamWorkers = 128
 
 // DefaultShutdownTimeout is how long cmd/resilienced lets in-flight calls
 // finish on SIGTERM.

@@ -53,27 +53,34 @@ const (
 // ctx is the batch's own context, which no caller can cancel.
 type execFunc func(ctx context.Context, batch []*call)
 
-// batcher groups concurrent decisions into batches, one batch in flight at a
-// time, without a goroutine of its own ("leader batching"): a caller that
-// finds no batch in flight leads one, taking up to maxBatch queued calls;
-// callers that arrive while a batch is in flight queue up, and when it ends
-// the oldest of them leads the next. Each caller waits for its own result or
-// its own context.
+// batcher groups concurrent decisions into batches, up to maxInFlight
+// batches in flight at a time, without a goroutine of its own ("leader
+// batching"): a caller that finds fewer than maxInFlight batches in flight
+// leads one, taking up to maxBatch queued calls; callers that arrive while
+// all the slots are taken queue up, and when a batch ends the oldest of them
+// leads the next. Each caller waits for its own result or its own context.
+//
+// Several batches in flight keep the Redis connection pool busy while one
+// batch's round trip is under way; one alone would make every caller wait
+// for the batch before its own.
 //
 // A batcher is safe for concurrent use. The zero value is not usable.
 type batcher struct {
-	exec     execFunc
-	maxBatch int
-	timeout  time.Duration
+	exec        execFunc
+	maxBatch    int
+	maxInFlight int // 0 means 1
+	timeout     time.Duration
 
-	mu    sync.Mutex // protects the fields below
-	busy  bool       // a batch is being led
-	queue []*call    // waiting for a batch, oldest first; may hold abandoned calls
-
-	// batch is the leader's scratch slice: only the current leader uses it,
-	// and leadership passes under mu.
-	batch []*call
+	mu      sync.Mutex // protects the fields below
+	leaders int        // batches being led
+	queue   []*call    // waiting for a batch, oldest first; may hold abandoned calls
 }
+
+// batches recycles the leaders' batch slices.
+var batches = sync.Pool{New: func() any { s := make([]*call, 0, DefaultMaxBatch); return &s }}
+
+// busy reports whether no more batch may start now. b.mu must be held.
+func (b *batcher) busyLocked() bool { return b.leaders >= max(b.maxInFlight, 1) }
 
 // do decides c, batched with whatever other decisions are waiting. It
 // returns ctx.Err() as soon as ctx ends, except in the caller that is
@@ -91,12 +98,12 @@ func (b *batcher) do(ctx context.Context, c *call) (res limiter.Result, err erro
 		c.deadline = d
 	}
 	b.mu.Lock()
-	if !b.busy {
-		b.busy = true
+	if !b.busyLocked() {
+		b.leaders++
 		c.state = stateLeading
 		b.mu.Unlock()
 		b.lead(ctx, c)
-		return c.res, c.err, true
+		return c.res, callErr(ctx, c), true
 	}
 	c.state = stateQueued
 	b.queue = append(b.queue, c)
@@ -105,18 +112,19 @@ func (b *batcher) do(ctx context.Context, c *call) (res limiter.Result, err erro
 	select {
 	case lead := <-c.wake:
 		if !lead {
-			return c.res, c.err, true
+			return c.res, callErr(ctx, c), true
 		}
 		if err := ctx.Err(); err != nil {
 			// Chosen to lead but no longer wanted: pass the lead on.
 			b.mu.Lock()
 			c.state = stateAbandoned
+			b.leaders--
 			b.handOffLocked()
 			b.mu.Unlock()
 			return limiter.Result{}, err, true
 		}
 		b.lead(ctx, c)
-		return c.res, c.err, true
+		return c.res, callErr(ctx, c), true
 	case <-ctx.Done():
 		b.mu.Lock()
 		defer b.mu.Unlock()
@@ -126,6 +134,7 @@ func (b *batcher) do(ctx context.Context, c *call) (res limiter.Result, err erro
 			return c.res, c.err, true // decided anyway: the truth beats the error
 		case stateLeading:
 			c.state = stateAbandoned
+			b.leaders--
 			b.handOffLocked()
 			<-c.wake // the lead signal, sent with the state change
 			return limiter.Result{}, ctx.Err(), true
@@ -142,6 +151,23 @@ func (b *batcher) do(ctx context.Context, c *call) (res limiter.Result, err erro
 	}
 }
 
+// callErr is the error of a caller's call c: when its batch failed after the
+// caller's deadline had passed (a batch's deadline is at most its latest
+// caller's), the caller's deadline is the cause, even if ctx's timer has not
+// fired yet.
+func callErr(ctx context.Context, c *call) error {
+	if c.err == nil {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
+		return context.DeadlineExceeded
+	}
+	return c.err
+}
+
 // errBatchAborted is the error of the calls of a batch whose execution
 // panicked.
 var errBatchAborted = fmt.Errorf("redisstore: batch aborted: %w", limiter.ErrStoreUnavailable)
@@ -150,8 +176,9 @@ var errBatchAborted = fmt.Errorf("redisstore: batch aborted: %w", limiter.ErrSto
 // state stateLeading), executes it, delivers the results and hands the lead
 // on, even if exec panics.
 func (b *batcher) lead(ctx context.Context, first *call) {
+	bp := batches.Get().(*[]*call)
 	b.mu.Lock()
-	batch := append(b.batch[:0], first)
+	batch := append((*bp)[:0], first)
 	first.state = stateSent
 	n := 0
 	for i, c := range b.queue {
@@ -171,7 +198,11 @@ func (b *batcher) lead(ctx context.Context, first *call) {
 	b.queue = b.queue[:rest]
 	b.mu.Unlock()
 
-	defer b.finish(batch)
+	defer func() {
+		b.finish(batch)
+		*bp = batch[:0]
+		batches.Put(bp)
+	}()
 	for _, c := range batch {
 		c.err = errBatchAborted // until exec says otherwise
 	}
@@ -190,15 +221,15 @@ func (b *batcher) finish(batch []*call) {
 		c.wake <- false
 	}
 	batch[0].state = stateDone
+	b.leaders--
 	b.handOffLocked()
 	clear(batch)
-	b.batch = batch[:0]
 }
 
-// handOffLocked makes the oldest queued call the next leader, or marks the
-// batcher idle when nothing is queued.
+// handOffLocked makes the oldest queued call the leader of a new batch when a
+// slot is free.
 func (b *batcher) handOffLocked() {
-	for len(b.queue) > 0 {
+	for len(b.queue) > 0 && !b.busyLocked() {
 		c := b.queue[0]
 		rest := copy(b.queue, b.queue[1:])
 		b.queue[rest] = nil
@@ -207,10 +238,10 @@ func (b *batcher) handOffLocked() {
 			continue
 		}
 		c.state = stateLeading
+		b.leaders++
 		c.wake <- true
 		return
 	}
-	b.busy = false
 }
 
 // context returns the batch's context: it keeps the values of ctx (the

@@ -148,8 +148,8 @@ func TestBatcherGroupsWaitingCallers(t *testing.T) {
 			}
 		}
 	}
-	if b.busy || len(b.queue) != 0 {
-		t.Errorf("after all calls: busy %v, queue %d; want idle and empty", b.busy, len(b.queue))
+	if b.leaders != 0 || len(b.queue) != 0 {
+		t.Errorf("after all calls: %d leaders, queue %d; want idle and empty", b.leaders, len(b.queue))
 	}
 }
 
@@ -186,8 +186,8 @@ func TestBatcherQueuedCallerCancels(t *testing.T) {
 				}
 			}
 		}
-		if b.busy {
-			t.Fatalf("after all calls: busy, want idle")
+		if b.leaders != 0 {
+			t.Fatalf("after all calls: %d leaders, want idle", b.leaders)
 		}
 	}
 }

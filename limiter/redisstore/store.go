@@ -27,6 +27,9 @@ const DefaultPrefix = "resilience:"
 // pipeline.
 const DefaultMaxBatch = 128
 
+// DefaultMaxInFlight is the default number of batches in flight at once.
+const DefaultMaxInFlight = 4
+
 // DefaultTimeout is the default bound on one batch's round trip.
 const DefaultTimeout = 100 * time.Millisecond
 
@@ -40,9 +43,11 @@ type Store struct {
 	batching bool
 	maxBatch int
 	timeout  time.Duration
-	sha      string    // of gcra.lua
-	calls    sync.Pool // of *call, reused when no leader can still see them
-	batcher  *batcher  // nil when decisions are not batched
+	sha      string // of gcra.lua
+	// maxInFlight bounds the batches in flight at once.
+	maxInFlight int
+	calls       sync.Pool // of *call, reused when no leader can still see them
+	batcher     *batcher  // nil when decisions are not batched
 }
 
 var _ limiter.Store = (*Store)(nil)
@@ -76,6 +81,13 @@ func WithBatching(on bool) Option {
 // (default DefaultMaxBatch); n < 1 means 1.
 func WithMaxBatch(n int) Option {
 	return func(s *Store) { s.maxBatch = max(n, 1) }
+}
+
+// WithMaxInFlight sets how many batches may be in flight at once, each on
+// its own connection (default DefaultMaxInFlight); n < 1 means 1. More than
+// one keeps Redis busy while a batch's round trip is under way.
+func WithMaxInFlight(n int) Option {
+	return func(s *Store) { s.maxInFlight = max(n, 1) }
 }
 
 // WithTimeout bounds the round trip of one batch (default DefaultTimeout):
@@ -113,10 +125,10 @@ func WithClockForTesting(now func() time.Time) Option {
 //
 // When client implements Pipeliner (and WithBatching(false) is not given),
 // concurrent decisions share round trips: a caller that finds no batch in
-// flight sends its own decision at once, as the leader of a batch; callers
-// that arrive meanwhile queue up, and when the batch ends the oldest of them
-// leads the next, sending up to WithMaxBatch queued decisions in one
-// pipeline. Each decision is still one EVALSHA of gcra.lua, atomic on its own
+// flight (or fewer than WithMaxInFlight batches) sends its own decision at
+// once, as the leader of a batch; callers that arrive while every slot is
+// taken queue up, and when a batch ends the oldest of them leads the next,
+// sending up to WithMaxBatch queued decisions in one pipeline. Each decision is still one EVALSHA of gcra.lua, atomic on its own
 // key; a pipeline is not a transaction, and on Redis Cluster go-redis splits
 // it per node. A lone caller pays one round trip, as without batching. If
 // Redis answers NOSCRIPT (it restarted or its scripts were flushed), the
@@ -130,12 +142,13 @@ func WithClockForTesting(now func() time.Time) Option {
 // any network call: its decision may already be on its way to Redis.
 func New(client redis.Scripter, opts ...Option) *Store {
 	s := &Store{
-		client:   client,
-		prefix:   DefaultPrefix,
-		batching: true,
-		maxBatch: DefaultMaxBatch,
-		timeout:  DefaultTimeout,
-		sha:      gcraScript.Hash(),
+		client:      client,
+		prefix:      DefaultPrefix,
+		batching:    true,
+		maxBatch:    DefaultMaxBatch,
+		maxInFlight: DefaultMaxInFlight,
+		timeout:     DefaultTimeout,
+		sha:         gcraScript.Hash(),
 	}
 	for _, opt := range opts {
 		opt(s)
@@ -143,9 +156,10 @@ func New(client redis.Scripter, opts ...Option) *Store {
 	s.calls.New = func() any { return s.newCall() }
 	if p, ok := client.(Pipeliner); ok && s.batching {
 		s.batcher = &batcher{
-			exec:     func(ctx context.Context, batch []*call) { s.exec(ctx, p, batch) },
-			maxBatch: s.maxBatch,
-			timeout:  s.timeout,
+			exec:        func(ctx context.Context, batch []*call) { s.exec(ctx, p, batch) },
+			maxBatch:    s.maxBatch,
+			maxInFlight: s.maxInFlight,
+			timeout:     s.timeout,
 		}
 	}
 	return s
