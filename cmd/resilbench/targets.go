@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	commonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -53,6 +55,7 @@ var targets = []*target{
 	{name: "acquire-breaker", outcomes: acquireOutcomes, build: buildAcquire(true)},
 	{name: "cache-get", outcomes: []string{"hit", "miss", "degraded"}, prefill: prefillCache, build: buildCacheGet},
 	{name: "cache-set", outcomes: []string{"stored", "not_stored", "degraded"}, build: buildCacheSet},
+	{name: "envoy", outcomes: []string{"ok", "over_limit"}, build: buildEnvoy},
 	{name: "redis-get", outcomes: []string{"hit", "miss"}, prefill: prefillRedis, build: buildRedisGet},
 	{name: "redis-set", outcomes: []string{"stored"}, build: buildRedisSet},
 }
@@ -305,6 +308,37 @@ func buildRedisSet(cfg config) callerFactory {
 			next = (next + 1) % cfg.keys
 			if err := c.Set(ctx, key, value, ttl).Err(); err != nil {
 				return 0, err
+			}
+			return bit0, nil
+		}
+	}
+}
+
+// buildEnvoy sends Envoy's ShouldRateLimit for domain "resilbench" (which the
+// server's configuration must define; see scripts/bench) with one
+// descriptor {client: <key>} spread over cfg.keys values.
+func buildEnvoy(cfg config) callerFactory {
+	reqs := make([]*ratelimitv3.RateLimitRequest, cfg.keys)
+	for i := range reqs {
+		reqs[i] = &ratelimitv3.RateLimitRequest{
+			Domain: "resilbench",
+			Descriptors: []*commonv3.RateLimitDescriptor{{
+				Entries: []*commonv3.RateLimitDescriptor_Entry{{Key: "client", Value: keyName(cfg, "envoy", i)}},
+			}},
+		}
+	}
+	return func(conn *grpc.ClientConn, worker int) callFunc {
+		c := ratelimitv3.NewRateLimitServiceClient(conn)
+		next := worker % len(reqs)
+		return func(ctx context.Context) (uint8, error) {
+			req := reqs[next]
+			next = (next + 1) % len(reqs)
+			resp, err := c.ShouldRateLimit(ctx, req)
+			if err != nil {
+				return 0, err
+			}
+			if resp.GetOverallCode() == ratelimitv3.RateLimitResponse_OVER_LIMIT {
+				return bit1, nil
 			}
 			return bit0, nil
 		}
