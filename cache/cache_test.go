@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/topdeck/resilience/internal/clocktest"
+
 	"go.uber.org/goleak"
 
 	"github.com/topdeck/resilience/cache"
@@ -169,7 +171,7 @@ func TestNewRefusesBadOptions(t *testing.T) {
 
 func TestCacheDefaultTTL(t *testing.T) {
 	ctx := context.Background()
-	clk := &fakeClock{t: time.Unix(0, 0)}
+	clk := clocktest.New(time.Unix(0, 0))
 	c := newCache(t, newMemory(t, cache.WithClock(clk.Now)), cache.WithDefaultTTL(time.Hour))
 	r, err := c.Set(ctx, "k", []byte("v"), 0)
 	if err != nil || !r.Stored || r.TTL != time.Hour {

@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/topdeck/resilience/internal/clocktest"
 
 	"github.com/topdeck/resilience/cache"
 	"github.com/topdeck/resilience/cache/storetest"
@@ -27,27 +28,9 @@ func newMemory(t *testing.T, opts ...cache.MemoryOption) *cache.MemoryStore {
 	return s
 }
 
-// fakeClock is a settable clock for tests.
-type fakeClock struct {
-	mu sync.Mutex // protects t
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 func TestMemoryStoreExpiryBoundary(t *testing.T) {
 	ctx := context.Background()
-	clk := &fakeClock{t: time.Unix(1000, 0)}
+	clk := clocktest.New(time.Unix(1000, 0))
 	s := newMemory(t, cache.WithClock(clk.Now))
 	if err := s.Set(ctx, "k", []byte("v"), time.Second); err != nil {
 		t.Fatal(err)

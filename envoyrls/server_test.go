@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/topdeck/resilience/internal/clocktest"
+
 	commonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
@@ -34,24 +36,9 @@ func TestMain(m *testing.M) {
 }
 
 // clock is a settable clock for the memory limiter.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+type clock = clocktest.Clock
 
-func newClock() *clock { return &clock{now: time.Unix(1_700_000_000, 0)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+func newClock() *clock { return clocktest.New(time.Unix(1_700_000_000, 0)) }
 
 func memoryLimiter(c *clock) *limiter.Limiter {
 	return limiter.New(limiter.NewMemoryStore(limiter.WithMemoryClock(c.Now)), limiter.WithClock(c.Now))

@@ -1,6 +1,9 @@
 package tests
 
 import (
+	"context"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,4 +52,60 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// flood is the result of floodOneKey.
+type flood struct {
+	allowed, denied int64
+	elapsed         time.Duration
+}
+
+// floodOneKey has callers call Acquire(key, policy) in a loop for runFor,
+// caller g through client(g), and checks that the fleet admitted at most
+// burst + rate*t and no more than 0.2 s worth of calls fewer (the flood
+// starts within the first 200 ms and keeps the bucket empty), that the flood
+// reached the limit, and that no answer was degraded (Redis is up).
+func floodOneKey(t *testing.T, client func(g int) resiliencev1.ResilienceServiceClient, key, policy string, burst, rate float64, callers int, runFor time.Duration) flood {
+	t.Helper()
+	var allowed, denied atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	stop := start.Add(runFor)
+	for g := 0; g < callers; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			c := client(g)
+			for time.Now().Before(stop) {
+				resp, err := c.Acquire(context.Background(), &resiliencev1.AcquireRequest{Key: key, Policy: policy})
+				if err != nil {
+					t.Errorf("Acquire: %v", err)
+					return
+				}
+				if resp.GetDegraded() {
+					t.Errorf("got a degraded answer with Redis up: %v", resp)
+					return
+				}
+				if resp.GetAllowed() {
+					allowed.Add(1)
+				} else {
+					denied.Add(1)
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	f := flood{allowed: allowed.Load(), denied: denied.Load(), elapsed: time.Since(start)}
+	upper := burst + rate*f.elapsed.Seconds()
+	lower := burst + rate*(f.elapsed.Seconds()-0.2)
+	t.Logf("%d callers for %s: %d allowed, %d denied; bound [%.0f, %.0f]", callers, f.elapsed.Round(time.Millisecond), f.allowed, f.denied, lower, upper)
+	if got := float64(f.allowed); got > upper {
+		t.Errorf("admitted %v, more than burst + rate*t = %.1f", got, upper)
+	} else if got < lower {
+		t.Errorf("admitted %v, fewer than %.1f: the limiter under-admits", got, lower)
+	}
+	if f.denied == 0 {
+		t.Errorf("no call was denied: the flood did not reach the limit")
+	}
+	return f
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,54 +129,7 @@ func runScaleChecks(t *testing.T, d *deployment, masters int) {
 // checkLimiterExact floods one key through both replicas: admitted <=
 // burst + rate*t and not far below.
 func checkLimiterExact(t *testing.T, d *deployment) {
-	const (
-		burst   = 20
-		rate    = 100.0
-		callers = 8
-		runFor  = 1500 * time.Millisecond
-	)
-	var allowed, denied atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	stop := start.Add(runFor)
-	for g := 0; g < callers; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			c := d.rs(g)
-			for time.Now().Before(stop) {
-				resp, err := c.Acquire(context.Background(), &resiliencev1.AcquireRequest{Key: "scale/exact", Policy: "shared"})
-				if err != nil {
-					t.Errorf("Acquire: %v", err)
-					return
-				}
-				if resp.GetDegraded() {
-					t.Errorf("got a degraded answer with Redis up: %v", resp)
-					return
-				}
-				if resp.GetAllowed() {
-					allowed.Add(1)
-				} else {
-					denied.Add(1)
-				}
-			}
-		}(g)
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	upper := burst + rate*elapsed.Seconds()
-	lower := burst + rate*(elapsed.Seconds()-0.2)
-	got := float64(allowed.Load())
-	t.Logf("%d callers on 2 replicas for %s: %d allowed, %d denied; bound [%.0f, %.0f]", callers, elapsed.Round(time.Millisecond), allowed.Load(), denied.Load(), lower, upper)
-	if got > upper {
-		t.Errorf("admitted %v, more than burst + rate*t = %.1f", got, upper)
-	}
-	if got < lower {
-		t.Errorf("admitted %v, fewer than %.1f: the limiter under-admits", got, lower)
-	}
-	if denied.Load() == 0 {
-		t.Errorf("no call was denied: the flood did not reach the limit")
-	}
+	floodOneKey(t, d.rs, "scale/exact", "shared", 20, 100, 8, 1500*time.Millisecond)
 }
 
 // watchBreakers opens WatchBreakers on rs and returns its events.

@@ -111,16 +111,39 @@ func buildHealth(config) callerFactory {
 	}
 }
 
-// acquireOutcome maps an AcquireResponse to acquireOutcomes.
-func acquireOutcome(resp *resiliencev1.AcquireResponse) uint8 {
+// cycle returns the callFunc of caller worker: it sends reqs[worker],
+// reqs[worker+1], ... in turn (wrapping around) through send, which makes
+// the call and maps its answer to outcome bits. Outcome bits are ignored
+// when send returns an error.
+func cycle[Req any](reqs []Req, worker int, send func(context.Context, Req) (uint8, error)) callFunc {
+	next := worker % len(reqs)
+	return func(ctx context.Context) (uint8, error) {
+		req := reqs[next]
+		next = (next + 1) % len(reqs)
+		m, err := send(ctx, req)
+		if err != nil {
+			return 0, err
+		}
+		return m, nil
+	}
+}
+
+// outcomeBits maps an answer to the usual outcomes: bit0 when ok, bit1
+// otherwise, plus bit2 when degraded.
+func outcomeBits(ok, degraded bool) uint8 {
 	m := bit1
-	if resp.GetAllowed() {
+	if ok {
 		m = bit0
 	}
-	if resp.GetDegraded() {
+	if degraded {
 		m |= bit2
 	}
 	return m
+}
+
+// acquireOutcome maps an AcquireResponse to acquireOutcomes.
+func acquireOutcome(resp *resiliencev1.AcquireResponse) uint8 {
+	return outcomeBits(resp.GetAllowed(), resp.GetDegraded())
 }
 
 // buildAcquire spreads admitted Acquire calls over cfg.keys keys and, with
@@ -137,16 +160,10 @@ func buildAcquire(breaker bool) func(cfg config) callerFactory {
 		}
 		return func(conn *grpc.ClientConn, worker int) callFunc {
 			c := resiliencev1.NewResilienceServiceClient(conn)
-			next := worker % len(reqs)
-			return func(ctx context.Context) (uint8, error) {
-				req := reqs[next]
-				next = (next + 1) % len(reqs)
+			return cycle(reqs, worker, func(ctx context.Context, req *resiliencev1.AcquireRequest) (uint8, error) {
 				resp, err := c.Acquire(ctx, req)
-				if err != nil {
-					return 0, err
-				}
-				return acquireOutcome(resp), nil
-			}
+				return acquireOutcome(resp), err
+			})
 		}
 	}
 }
@@ -154,16 +171,13 @@ func buildAcquire(breaker bool) func(cfg config) callerFactory {
 // buildAcquireDenied sends every call to one key limited to one call an
 // hour: all but (at most) the first are denied.
 func buildAcquireDenied(cfg config) callerFactory {
-	req := &resiliencev1.AcquireRequest{Key: cfg.keyPrefix + "denied", Limit: tinyLimit}
-	return func(conn *grpc.ClientConn, _ int) callFunc {
+	reqs := []*resiliencev1.AcquireRequest{{Key: cfg.keyPrefix + "denied", Limit: tinyLimit}}
+	return func(conn *grpc.ClientConn, worker int) callFunc {
 		c := resiliencev1.NewResilienceServiceClient(conn)
-		return func(ctx context.Context) (uint8, error) {
+		return cycle(reqs, worker, func(ctx context.Context, req *resiliencev1.AcquireRequest) (uint8, error) {
 			resp, err := c.Acquire(ctx, req)
-			if err != nil {
-				return 0, err
-			}
-			return acquireOutcome(resp), nil
-		}
+			return acquireOutcome(resp), err
+		})
 	}
 }
 
@@ -204,23 +218,10 @@ func buildCacheGet(cfg config) callerFactory {
 	}
 	return func(conn *grpc.ClientConn, worker int) callFunc {
 		c := resiliencev1.NewCacheServiceClient(conn)
-		next := worker % len(reqs)
-		return func(ctx context.Context) (uint8, error) {
-			req := reqs[next]
-			next = (next + 1) % len(reqs)
+		return cycle(reqs, worker, func(ctx context.Context, req *resiliencev1.GetRequest) (uint8, error) {
 			resp, err := c.Get(ctx, req)
-			if err != nil {
-				return 0, err
-			}
-			m := bit1
-			if resp.GetFound() {
-				m = bit0
-			}
-			if resp.GetDegraded() {
-				m |= bit2
-			}
-			return m, nil
-		}
+			return outcomeBits(resp.GetFound(), resp.GetDegraded()), err
+		})
 	}
 }
 
@@ -233,23 +234,10 @@ func buildCacheSet(cfg config) callerFactory {
 	}
 	return func(conn *grpc.ClientConn, worker int) callFunc {
 		c := resiliencev1.NewCacheServiceClient(conn)
-		next := worker % len(reqs)
-		return func(ctx context.Context) (uint8, error) {
-			req := reqs[next]
-			next = (next + 1) % len(reqs)
+		return cycle(reqs, worker, func(ctx context.Context, req *resiliencev1.SetRequest) (uint8, error) {
 			resp, err := c.Set(ctx, req)
-			if err != nil {
-				return 0, err
-			}
-			m := bit1
-			if resp.GetStored() {
-				m = bit0
-			}
-			if resp.GetDegraded() {
-				m |= bit2
-			}
-			return m, nil
-		}
+			return outcomeBits(resp.GetStored(), resp.GetDegraded()), err
+		})
 	}
 }
 
@@ -263,6 +251,15 @@ func newRedisClient(cfg config) *redis.Client {
 }
 
 func directKey(cfg config, i int) string { return "resilbench-direct:" + keyName(cfg, "cache", i) }
+
+// directKeys lists the keys of the direct Redis targets.
+func directKeys(cfg config) []string {
+	keys := make([]string, cfg.keys)
+	for i := range keys {
+		keys[i] = directKey(cfg, i)
+	}
+	return keys
+}
 
 func prefillRedis(ctx context.Context, cfg config, _ []*grpc.ClientConn) error {
 	c := newRedisClient(cfg)
@@ -280,37 +277,27 @@ func prefillRedis(ctx context.Context, cfg config, _ []*grpc.ClientConn) error {
 
 func buildRedisGet(cfg config) callerFactory {
 	c := newRedisClient(cfg) // shared by the callers, closed with the process
+	keys := directKeys(cfg)
 	return func(_ *grpc.ClientConn, worker int) callFunc {
-		next := worker % cfg.keys
-		return func(ctx context.Context) (uint8, error) {
-			key := directKey(cfg, next)
-			next = (next + 1) % cfg.keys
-			_, err := c.Get(ctx, key).Bytes()
-			switch {
-			case errors.Is(err, redis.Nil):
+		return cycle(keys, worker, func(ctx context.Context, key string) (uint8, error) {
+			err := c.Get(ctx, key).Err()
+			if errors.Is(err, redis.Nil) {
 				return bit1, nil
-			case err != nil:
-				return 0, err
 			}
-			return bit0, nil
-		}
+			return bit0, err
+		})
 	}
 }
 
 func buildRedisSet(cfg config) callerFactory {
 	c := newRedisClient(cfg)
+	keys := directKeys(cfg)
 	value := bytes.Repeat([]byte("v"), cfg.valueSize)
 	ttl := cfg.warmup + cfg.duration + 5*time.Minute
 	return func(_ *grpc.ClientConn, worker int) callFunc {
-		next := worker % cfg.keys
-		return func(ctx context.Context) (uint8, error) {
-			key := directKey(cfg, next)
-			next = (next + 1) % cfg.keys
-			if err := c.Set(ctx, key, value, ttl).Err(); err != nil {
-				return 0, err
-			}
-			return bit0, nil
-		}
+		return cycle(keys, worker, func(ctx context.Context, key string) (uint8, error) {
+			return bit0, c.Set(ctx, key, value, ttl).Err()
+		})
 	}
 }
 
@@ -329,18 +316,9 @@ func buildEnvoy(cfg config) callerFactory {
 	}
 	return func(conn *grpc.ClientConn, worker int) callFunc {
 		c := ratelimitv3.NewRateLimitServiceClient(conn)
-		next := worker % len(reqs)
-		return func(ctx context.Context) (uint8, error) {
-			req := reqs[next]
-			next = (next + 1) % len(reqs)
+		return cycle(reqs, worker, func(ctx context.Context, req *ratelimitv3.RateLimitRequest) (uint8, error) {
 			resp, err := c.ShouldRateLimit(ctx, req)
-			if err != nil {
-				return 0, err
-			}
-			if resp.GetOverallCode() == ratelimitv3.RateLimitResponse_OVER_LIMIT {
-				return bit1, nil
-			}
-			return bit0, nil
-		}
+			return outcomeBits(resp.GetOverallCode() != ratelimitv3.RateLimitResponse_OVER_LIMIT, false), err
+		})
 	}
 }
