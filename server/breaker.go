@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -103,7 +105,12 @@ func (r *resilienceServer) WatchBreakers(req *resiliencev1.WatchBreakersRequest,
 	if err := checkName("prefix", req.GetPrefix(), false); err != nil {
 		return err
 	}
-	ctx := stream.Context()
+	// The watch ends with the caller, or when the server shuts down: a
+	// stream never finishes on its own and would hold a graceful stop.
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	stop := context.AfterFunc(r.srv.streamsCtx, cancel)
+	defer stop()
 	events, err := r.b.Breaker.Watch(ctx, req.GetPrefix())
 	if err != nil {
 		return toStatus(err)
@@ -127,6 +134,9 @@ func (r *resilienceServer) WatchBreakers(req *resiliencev1.WatchBreakersRequest,
 		}}); err != nil {
 			return err
 		}
+	}
+	if r.srv.streamsCtx.Err() != nil && stream.Context().Err() == nil {
+		return status.Error(codes.Unavailable, "server shutting down; watch again on another replica")
 	}
 	return toStatus(ctx.Err())
 }

@@ -390,3 +390,27 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		t.Errorf("a caller's key appears in the metrics:\n%s", text)
 	}
 }
+
+// A watch stream never ends on its own; Shutdown must end it rather than
+// wait for its deadline, and tell the watcher to go elsewhere.
+func TestShutdownEndsWatches(t *testing.T) {
+	env := startServer(t, nil)
+	c := resiliencev1.NewResilienceServiceClient(env.conn)
+	watch, err := c.WatchBreakers(ctxT(t), &resiliencev1.WatchBreakersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := watch.Header(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	env.srv.Shutdown(ctx)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Shutdown with an open watch took %s: it waited for the stream", d)
+	}
+	if _, err := watch.Recv(); status.Code(err) != codes.Unavailable {
+		t.Errorf("watch after Shutdown: got %v, want UNAVAILABLE", err)
+	}
+}

@@ -35,6 +35,11 @@ type Server struct {
 	health   *health.Server
 	metrics  *Metrics // nil: none
 	stopping atomic.Bool
+
+	// streamsCtx ends when Shutdown starts, to end the streams that would
+	// otherwise hold a graceful stop until its deadline (WatchBreakers).
+	streamsCtx  context.Context
+	stopStreams context.CancelFunc
 }
 
 // options are the settings of New.
@@ -71,6 +76,7 @@ func New(cfg *config.Config, b *Backends, opts ...Option) *Server {
 		opt(&o)
 	}
 	s := &Server{log: o.logger, health: health.NewServer(), metrics: o.metrics}
+	s.streamsCtx, s.stopStreams = context.WithCancel(context.Background())
 	s.cfg.Store(cfg)
 	gopts := interceptors(o.logger, o.metrics)
 	if o.tracer != nil {
@@ -129,6 +135,7 @@ func (s *Server) Serve(lis net.Listener) error { return s.grpc.Serve(lis) }
 func (s *Server) Shutdown(ctx context.Context) {
 	s.stopping.Store(true)
 	s.health.Shutdown()
+	s.stopStreams()
 	done := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()
