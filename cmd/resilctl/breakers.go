@@ -110,13 +110,9 @@ func (c *BreakersCommand) get(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	rs, err := c.g.resilience()
-	if err != nil {
-		return err
-	}
-	rctx, cancel := c.g.rpcContext(ctx)
-	defer cancel()
-	resp, err := rs.BreakerState(rctx, &resiliencev1.BreakerStateRequest{Breaker: pos[0]})
+	resp, err := call(ctx, c.g, c.g.resilience, func(ctx context.Context, rs resiliencev1.ResilienceServiceClient) (*resiliencev1.BreakerStateResponse, error) {
+		return rs.BreakerState(ctx, &resiliencev1.BreakerStateRequest{Breaker: pos[0]})
+	})
 	if err != nil {
 		return err
 	}
@@ -130,17 +126,13 @@ func (c *BreakersCommand) reset(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	rs, err := c.g.resilience()
-	if err != nil {
-		return err
-	}
 	to := resiliencev1.CircuitState_CIRCUIT_STATE_CLOSED
 	if *open {
 		to = resiliencev1.CircuitState_CIRCUIT_STATE_OPEN
 	}
-	rctx, cancel := c.g.rpcContext(ctx)
-	defer cancel()
-	resp, err := rs.ResetBreaker(rctx, &resiliencev1.ResetBreakerRequest{Breaker: pos[0], State: to})
+	resp, err := call(ctx, c.g, c.g.resilience, func(ctx context.Context, rs resiliencev1.ResilienceServiceClient) (*resiliencev1.ResetBreakerResponse, error) {
+		return rs.ResetBreaker(ctx, &resiliencev1.ResetBreakerRequest{Breaker: pos[0], State: to})
+	})
 	if err != nil {
 		return err
 	}
@@ -148,11 +140,7 @@ func (c *BreakersCommand) reset(ctx context.Context, args []string) error {
 }
 
 func (c *BreakersCommand) printStatus(st *resiliencev1.BreakerStatus) error {
-	if c.g.json() {
-		return writeJSON(c.g.stdout, st)
-	}
-	c.g.warnDegraded(st.GetDegraded())
-	return writeKV(c.g.stdout, breakerRows(st))
+	return c.g.printAnswer(st, st.GetDegraded(), breakerRows(st))
 }
 
 func (c *BreakersCommand) watch(ctx context.Context, args []string) error {

@@ -78,13 +78,9 @@ func (c *CacheCommand) get(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cs, err := c.g.cache()
-	if err != nil {
-		return err
-	}
-	rctx, cancel := c.g.rpcContext(ctx)
-	defer cancel()
-	resp, err := cs.Get(rctx, &resiliencev1.GetRequest{Key: pos[0]})
+	resp, err := call(ctx, c.g, c.g.cache, func(ctx context.Context, cs resiliencev1.CacheServiceClient) (*resiliencev1.GetResponse, error) {
+		return cs.Get(ctx, &resiliencev1.GetRequest{Key: pos[0]})
+	})
 	if err != nil {
 		return err
 	}
@@ -120,21 +116,13 @@ func (c *CacheCommand) set(ctx context.Context, args []string) error {
 	if *ttl != 0 {
 		req.Ttl = durationpb.New(*ttl)
 	}
-	cs, err := c.g.cache()
+	resp, err := call(ctx, c.g, c.g.cache, func(ctx context.Context, cs resiliencev1.CacheServiceClient) (*resiliencev1.SetResponse, error) {
+		return cs.Set(ctx, req)
+	})
 	if err != nil {
 		return err
 	}
-	rctx, cancel := c.g.rpcContext(ctx)
-	defer cancel()
-	resp, err := cs.Set(rctx, req)
-	if err != nil {
-		return err
-	}
-	if c.g.json() {
-		return writeJSON(c.g.stdout, resp)
-	}
-	c.g.warnDegraded(resp.GetDegraded())
-	return writeKV(c.g.stdout, []kv{
+	return c.g.printAnswer(resp, resp.GetDegraded(), []kv{
 		{"key", pos[0]},
 		{"stored", strconv.FormatBool(resp.GetStored())},
 		{"size", fmt.Sprintf("%d bytes", len(value))},
@@ -148,21 +136,13 @@ func (c *CacheCommand) del(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cs, err := c.g.cache()
+	resp, err := call(ctx, c.g, c.g.cache, func(ctx context.Context, cs resiliencev1.CacheServiceClient) (*resiliencev1.DeleteResponse, error) {
+		return cs.Delete(ctx, &resiliencev1.DeleteRequest{Keys: keys})
+	})
 	if err != nil {
 		return err
 	}
-	rctx, cancel := c.g.rpcContext(ctx)
-	defer cancel()
-	resp, err := cs.Delete(rctx, &resiliencev1.DeleteRequest{Keys: keys})
-	if err != nil {
-		return err
-	}
-	if c.g.json() {
-		return writeJSON(c.g.stdout, resp)
-	}
-	c.g.warnDegraded(resp.GetDegraded())
-	return writeKV(c.g.stdout, []kv{
+	return c.g.printAnswer(resp, resp.GetDegraded(), []kv{
 		{"deleted", strconv.FormatInt(resp.GetDeleted(), 10)},
 		{"degraded", strconv.FormatBool(resp.GetDegraded())},
 	})
@@ -174,21 +154,13 @@ func (c *CacheCommand) deletePattern(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cs, err := c.g.cache()
+	resp, err := call(ctx, c.g, c.g.cache, func(ctx context.Context, cs resiliencev1.CacheServiceClient) (*resiliencev1.DeletePatternResponse, error) {
+		return cs.DeletePattern(ctx, &resiliencev1.DeletePatternRequest{Pattern: pos[0]})
+	})
 	if err != nil {
 		return err
 	}
-	rctx, cancel := c.g.rpcContext(ctx)
-	defer cancel()
-	resp, err := cs.DeletePattern(rctx, &resiliencev1.DeletePatternRequest{Pattern: pos[0]})
-	if err != nil {
-		return err
-	}
-	if c.g.json() {
-		return writeJSON(c.g.stdout, resp)
-	}
-	c.g.warnDegraded(resp.GetDegraded())
-	return writeKV(c.g.stdout, []kv{
+	return c.g.printAnswer(resp, resp.GetDegraded(), []kv{
 		{"pattern", pos[0]},
 		{"deleted", strconv.FormatInt(resp.GetDeleted(), 10)},
 		{"degraded", strconv.FormatBool(resp.GetDegraded())},
@@ -200,19 +172,11 @@ func (c *CacheCommand) stats(ctx context.Context, args []string) error {
 	if _, err := parseArgs(cacheStats, fs, c.g.stdout, args, 0, 0, ""); err != nil {
 		return err
 	}
-	cs, err := c.g.cache()
+	resp, err := call(ctx, c.g, c.g.cache, func(ctx context.Context, cs resiliencev1.CacheServiceClient) (*resiliencev1.GetStatsResponse, error) {
+		return cs.GetStats(ctx, &resiliencev1.GetStatsRequest{})
+	})
 	if err != nil {
 		return err
 	}
-	rctx, cancel := c.g.rpcContext(ctx)
-	defer cancel()
-	resp, err := cs.GetStats(rctx, &resiliencev1.GetStatsRequest{})
-	if err != nil {
-		return err
-	}
-	if c.g.json() {
-		return writeJSON(c.g.stdout, resp)
-	}
-	c.g.warnDegraded(resp.GetDegraded())
-	return writeKV(c.g.stdout, statsRows(resp))
+	return c.g.printAnswer(resp, resp.GetDegraded(), statsRows(resp))
 }

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/topdeck/resilience/correlation"
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
@@ -243,4 +244,27 @@ func codeName(c codes.Code) string {
 		return n
 	}
 	return fmt.Sprintf("CODE(%d)", uint32(c))
+}
+
+// call makes one RPC on the client newClient gives, under the per-RPC
+// timeout and with the correlation id.
+func call[C, R any](ctx context.Context, g *globals, newClient func() (C, error), rpc func(context.Context, C) (R, error)) (R, error) {
+	var zero R
+	client, err := newClient()
+	if err != nil {
+		return zero, err
+	}
+	rctx, cancel := g.rpcContext(ctx)
+	defer cancel()
+	return rpc(rctx, client)
+}
+
+// printAnswer writes resp as JSON, or as the aligned rows for people (with
+// a warning on stderr when the answer was degraded).
+func (g *globals) printAnswer(resp proto.Message, degraded bool, rows []kv) error {
+	if g.json() {
+		return writeJSON(g.stdout, resp)
+	}
+	g.warnDegraded(degraded)
+	return writeKV(g.stdout, rows)
 }

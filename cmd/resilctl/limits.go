@@ -72,19 +72,11 @@ func (c *LimitsCommand) check(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	rs, err := c.g.resilience()
+	resp, err := call(ctx, c.g, c.g.resilience, func(ctx context.Context, rs resiliencev1.ResilienceServiceClient) (*resiliencev1.AcquireResponse, error) {
+		return rs.Acquire(ctx, req)
+	})
 	if err != nil {
 		return err
 	}
-	rctx, cancel := c.g.rpcContext(ctx)
-	defer cancel()
-	resp, err := rs.Acquire(rctx, req)
-	if err != nil {
-		return err
-	}
-	if c.g.json() {
-		return writeJSON(c.g.stdout, resp)
-	}
-	c.g.warnDegraded(resp.GetDegraded())
-	return writeKV(c.g.stdout, acquireRows(req.GetKey(), resp))
+	return c.g.printAnswer(resp, resp.GetDegraded(), acquireRows(req.GetKey(), resp))
 }
