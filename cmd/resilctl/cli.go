@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/topdeck/resilience/correlation"
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
+	"github.com/topdeck/resilience/internal/tlsconfig"
 )
 
 // Defaults of the global flags.
@@ -60,6 +62,9 @@ type globals struct {
 	timeout       time.Duration
 	output        string
 	correlationID string
+	// TLS: off unless tls or one of the files is set.
+	tls                                   bool
+	tlsCA, tlsCert, tlsKey, tlsServerName string
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -76,7 +81,15 @@ func (g *globals) dial() (*grpc.ClientConn, error) {
 	if g.conn != nil {
 		return g.conn, nil
 	}
-	conn, err := grpc.NewClient(g.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if g.tls || g.tlsCA != "" || g.tlsCert != "" {
+		tcfg, err := tlsconfig.Client(g.tlsCA, g.tlsCert, g.tlsKey, g.tlsServerName, false)
+		if err != nil {
+			return nil, err
+		}
+		creds = credentials.NewTLS(tcfg)
+	}
+	conn, err := grpc.NewClient(g.addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, fmt.Errorf("--addr %q: %w", g.addr, err)
 	}
@@ -147,6 +160,11 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	fs.DurationVar(&g.timeout, "timeout", defaultTimeout, "deadline of each RPC (not for breakers watch)")
 	fs.StringVar(&g.output, "output", outputTable, "output `format`: table or json")
 	fs.StringVar(&g.correlationID, "correlation-id", "", "sent as x-correlation-id with every RPC, to find the calls in the server's logs")
+	fs.BoolVar(&g.tls, "tls", false, "connect with TLS, verifying the server against the system's CAs")
+	fs.StringVar(&g.tlsCA, "tls-ca", "", "PEM `file` of the CAs that sign the server's certificate (implies --tls)")
+	fs.StringVar(&g.tlsCert, "tls-cert", "", "PEM client certificate `file`, for servers that require one (implies --tls)")
+	fs.StringVar(&g.tlsKey, "tls-key", "", "PEM private key `file` of --tls-cert")
+	fs.StringVar(&g.tlsServerName, "tls-server-name", "", "the `name` to verify in the server's certificate (default: the host of --addr)")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -159,6 +177,9 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	case outputTable, outputJSON:
 	default:
 		return &usageError{cmd: rootCommand, msg: fmt.Sprintf("--output %q: want table or json", g.output)}
+	}
+	if (g.tlsCert == "") != (g.tlsKey == "") {
+		return &usageError{cmd: rootCommand, msg: "--tls-cert and --tls-key go together"}
 	}
 	if g.timeout <= 0 {
 		return &usageError{cmd: rootCommand, msg: fmt.Sprintf("--timeout %s: must be > 0", g.timeout)}

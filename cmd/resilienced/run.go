@@ -19,11 +19,13 @@ import (
 	"github.com/redis/go-redis/v9"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/topdeck/resilience/config"
 	"github.com/topdeck/resilience/internal/redisconn"
+	"github.com/topdeck/resilience/internal/tlsconfig"
 	"github.com/topdeck/resilience/server"
 )
 
@@ -43,6 +45,10 @@ type Flags struct {
 	MetricsListen string
 	// Pprof adds /debug/pprof/ to the metrics endpoint.
 	Pprof bool
+	// TLSCert and TLSKey, when set, make the gRPC port TLS-only.
+	TLSCert, TLSKey string
+	// TLSClientCA, when set, requires client certificates signed by it.
+	TLSClientCA string
 	// HealthProbe makes the process check the gRPC health of a server
 	// listening on Listen and exit, for container HEALTHCHECKs.
 	HealthProbe bool
@@ -68,6 +74,9 @@ var envVars = []env{
 	{"shutdown-timeout", "RESILIENCE_SHUTDOWN_TIMEOUT"},
 	{"metrics-listen", "RESILIENCE_METRICS_LISTEN"},
 	{"pprof", "RESILIENCE_PPROF"},
+	{"tls-cert", "RESILIENCE_TLS_CERT"},
+	{"tls-key", "RESILIENCE_TLS_KEY"},
+	{"tls-client-ca", "RESILIENCE_TLS_CLIENT_CA"},
 }
 
 // ParseFlags reads args, with environment variables as defaults. A flag on
@@ -84,6 +93,9 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) (Flags, err
 	fs.DurationVar(&f.ShutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "how long in-flight calls may finish on SIGTERM (env RESILIENCE_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&f.MetricsListen, "metrics-listen", ":9090", "HTTP address of /metrics, /healthz and /readyz; empty disables it (env RESILIENCE_METRICS_LISTEN)")
 	fs.BoolVar(&f.Pprof, "pprof", false, "serve /debug/pprof/ on --metrics-listen (env RESILIENCE_PPROF)")
+	fs.StringVar(&f.TLSCert, "tls-cert", "", "PEM certificate (chain) of the gRPC port; with --tls-key, the port speaks TLS only; re-read when the file changes (env RESILIENCE_TLS_CERT)")
+	fs.StringVar(&f.TLSKey, "tls-key", "", "PEM private key of --tls-cert (env RESILIENCE_TLS_KEY)")
+	fs.StringVar(&f.TLSClientCA, "tls-client-ca", "", "PEM CA certificates; clients must present a certificate they signed (mutual TLS) (env RESILIENCE_TLS_CLIENT_CA)")
 	fs.BoolVar(&f.HealthProbe, "health-probe", false, "check the health of the server on --listen (exit 0 when SERVING, 1 otherwise) and exit; for container HEALTHCHECKs")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: resilienced [flags]\n\nThe TopDeck resilience service (gRPC).\n\nFlags:\n")
@@ -107,6 +119,12 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) (Flags, err
 	}
 	if f.ShutdownTimeout <= 0 {
 		return f, fmt.Errorf("%w: --shutdown-timeout must be > 0", errUsage)
+	}
+	if (f.TLSCert == "") != (f.TLSKey == "") {
+		return f, fmt.Errorf("%w: --tls-cert and --tls-key go together", errUsage)
+	}
+	if f.TLSClientCA != "" && f.TLSCert == "" {
+		return f, fmt.Errorf("%w: --tls-client-ca needs --tls-cert and --tls-key", errUsage)
 	}
 	return f, nil
 }
@@ -137,7 +155,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	if f.HealthProbe {
-		return probeHealth(ctx, f.Listen)
+		return probeHealth(ctx, f)
 	}
 	log, err := newLogger(m.stdout, f.LogLevel, f.LogFormat)
 	if err != nil {
@@ -194,6 +212,13 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	}
 	defer backends.Close()
 	opts := []server.Option{server.WithLogger(log), server.WithMetrics(metrics)}
+	if f.TLSCert != "" {
+		tcfg, err := tlsconfig.Server(f.TLSCert, f.TLSKey, f.TLSClientCA)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, server.WithGRPCOptions(grpc.Creds(credentials.NewTLS(tcfg))))
+	}
 	if tp != nil {
 		opts = append(opts, server.WithTracerProvider(tp))
 	}
@@ -239,7 +264,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(lis) }()
 	log.Info("resilienced started", "listen", lis.Addr().String(), "metrics", metricsAddr,
-		"store", string(kind), "config", f.ConfigPath, "tracing", tp != nil)
+		"store", string(kind), "config", f.ConfigPath, "tracing", tp != nil, "tls", f.TLSCert != "", "mtls", f.TLSClientCA != "")
 
 	select {
 	case err = <-serveErr:
@@ -327,17 +352,32 @@ func (p *storeProbe) Run(ctx context.Context) {
 	}
 }
 
-// probeHealth asks the server on listen (an empty host means loopback) for
-// its overall gRPC health.
-func probeHealth(ctx context.Context, listen string) error {
-	host, port, err := net.SplitHostPort(listen)
+// probeHealth asks the server on f.Listen (an empty or wildcard host means
+// loopback) for its overall gRPC health. With TLS it connects over TLS
+// without verifying the server (it is a local liveness check) and, with
+// mutual TLS, presents the server's own certificate, which must then be
+// signed by the client CA.
+func probeHealth(ctx context.Context, f Flags) error {
+	host, port, err := net.SplitHostPort(f.Listen)
 	if err != nil {
-		return fmt.Errorf("%w: --listen %q: %v", errUsage, listen, err)
+		return fmt.Errorf("%w: --listen %q: %v", errUsage, f.Listen, err)
 	}
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1"
 	}
-	conn, err := grpc.NewClient(net.JoinHostPort(host, port), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if f.TLSCert != "" {
+		cert, key := "", ""
+		if f.TLSClientCA != "" {
+			cert, key = f.TLSCert, f.TLSKey
+		}
+		tcfg, err := tlsconfig.Client("", cert, key, "", true)
+		if err != nil {
+			return err
+		}
+		creds = credentials.NewTLS(tcfg)
+	}
+	conn, err := grpc.NewClient(net.JoinHostPort(host, port), grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return err
 	}
