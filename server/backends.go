@@ -48,7 +48,9 @@ type Backends struct {
 // BackendOption configures NewBackends.
 type BackendOption func(*Backends)
 
-// WithBackendMetrics records breaker transitions and states in m.
+// WithBackendMetrics records the metrics of the components, and of the
+// Server built on them (gRPC requests, Acquire decisions, cache requests),
+// in m (default: none).
 func WithBackendMetrics(m *Metrics) BackendOption { return func(b *Backends) { b.metrics = m } }
 
 // breakerStore is a breaker.Store that holds resources (watchers).

@@ -59,7 +59,7 @@ func (r *resilienceServer) ReportOutcome(ctx context.Context, req *resiliencev1.
 		return nil, toStatus(err)
 	}
 	if res.Degraded {
-		r.srv.metrics.observeDegraded("breaker")
+		r.b.metrics.observeDegraded("breaker")
 	} else {
 		r.b.States.Observe(a.breaker, res.State, res.Generation)
 		r.b.metrics.observeBreaker(a.breaker, res.State)

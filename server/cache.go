@@ -39,7 +39,7 @@ func (c *cacheServer) Get(ctx context.Context, req *resiliencev1.GetRequest) (*r
 		return nil, toStatus(err)
 	}
 	c.logDegraded(ctx, "get", res.Err)
-	c.srv.metrics.observeCache("get", cacheResult(res.Degraded, res.Found, "hit", "miss"))
+	c.b.metrics.observeCache("get", cacheResult(res.Degraded, res.Found, "hit", "miss"))
 	resp := &resiliencev1.GetResponse{Found: res.Found, Value: res.Value, Degraded: res.Degraded}
 	if res.Found && res.TTL > 0 {
 		resp.Ttl = durationpb.New(res.TTL)
@@ -60,7 +60,7 @@ func (c *cacheServer) Set(ctx context.Context, req *resiliencev1.SetRequest) (*r
 		return nil, toStatus(err)
 	}
 	c.logDegraded(ctx, "set", res.Err)
-	c.srv.metrics.observeCache("set", cacheResult(res.Degraded, res.Stored, "stored", "not_stored"))
+	c.b.metrics.observeCache("set", cacheResult(res.Degraded, res.Stored, "stored", "not_stored"))
 	return &resiliencev1.SetResponse{Stored: res.Stored, Degraded: res.Degraded}, nil
 }
 
@@ -73,7 +73,7 @@ func (c *cacheServer) Delete(ctx context.Context, req *resiliencev1.DeleteReques
 		return nil, toStatus(err)
 	}
 	c.logDegraded(ctx, "delete", res.Err)
-	c.srv.metrics.observeCache("delete", cacheResult(res.Degraded, true, "ok", ""))
+	c.b.metrics.observeCache("delete", cacheResult(res.Degraded, true, "ok", ""))
 	return &resiliencev1.DeleteResponse{Deleted: res.Deleted, Degraded: res.Degraded}, nil
 }
 
@@ -92,7 +92,7 @@ func (c *cacheServer) DeletePattern(ctx context.Context, req *resiliencev1.Delet
 		return nil, toStatus(err)
 	}
 	c.logDegraded(ctx, "delete_pattern", res.Err)
-	c.srv.metrics.observeCache("delete_pattern", cacheResult(res.Degraded, true, "ok", ""))
+	c.b.metrics.observeCache("delete_pattern", cacheResult(res.Degraded, true, "ok", ""))
 	return &resiliencev1.DeletePatternResponse{Deleted: res.Deleted, Degraded: res.Degraded}, nil
 }
 
@@ -108,7 +108,7 @@ func (c *cacheServer) GetStats(ctx context.Context, req *resiliencev1.GetStatsRe
 		c.logDegraded(ctx, "stats", err)
 		degraded = true
 	}
-	c.srv.metrics.observeCache("stats", cacheResult(degraded, true, "ok", ""))
+	c.b.metrics.observeCache("stats", cacheResult(degraded, true, "ok", ""))
 	return &resiliencev1.GetStatsResponse{
 		Hits:     st.Hits,
 		Misses:   st.Misses,

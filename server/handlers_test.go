@@ -357,7 +357,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); b.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	env := startServerWith(t, cfg, b, WithMetrics(m))
+	env := startServerWith(t, cfg, b)
 	c := resiliencev1.NewResilienceServiceClient(env.conn)
 	cc := resiliencev1.NewCacheServiceClient(env.conn)
 

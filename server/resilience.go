@@ -29,7 +29,7 @@ func (r *resilienceServer) Acquire(ctx context.Context, req *resiliencev1.Acquir
 		return r.peek(ctx, cfg, a)
 	}
 	resp, err := r.decide(ctx, cfg, a)
-	r.srv.metrics.observeAcquire(acquireReason(resp, err), policyLabel(a), resp.GetDegraded())
+	r.b.metrics.observeAcquire(acquireReason(resp, err), policyLabel(a), resp.GetDegraded())
 	return resp, err
 }
 
@@ -73,7 +73,7 @@ func (r *resilienceServer) decide(ctx context.Context, cfg *config.Config, a acq
 		resp.BreakerGeneration = adm.Generation
 		resp.Degraded = adm.Degraded
 		if adm.Degraded {
-			r.srv.metrics.observeDegraded("breaker")
+			r.b.metrics.observeDegraded("breaker")
 		}
 		if !adm.Allowed {
 			resp.Allowed = false

@@ -33,7 +33,6 @@ type Server struct {
 	cfg      atomic.Pointer[config.Config]
 	grpc     *grpc.Server
 	health   *health.Server
-	metrics  *Metrics // nil: none
 	stopping atomic.Bool
 
 	// streamsCtx ends when Shutdown starts, to end the streams that would
@@ -44,10 +43,9 @@ type Server struct {
 
 // options are the settings of New.
 type options struct {
-	logger  *slog.Logger
-	metrics *Metrics
-	tracer  trace.TracerProvider
-	extra   []grpc.ServerOption
+	logger *slog.Logger
+	tracer trace.TracerProvider
+	extra  []grpc.ServerOption
 }
 
 // Option configures New.
@@ -55,9 +53,6 @@ type Option func(*options)
 
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
-
-// WithMetrics records gRPC and domain metrics in m (default: none).
-func WithMetrics(m *Metrics) Option { return func(o *options) { o.metrics = m } }
 
 // WithTracerProvider traces every RPC with OpenTelemetry through tp (default:
 // no tracing, at no cost). Log lines of a traced call carry its trace_id.
@@ -69,16 +64,17 @@ func WithGRPCOptions(opts ...grpc.ServerOption) Option {
 }
 
 // New returns a server with the configuration cfg whose handlers use b. It
-// does not listen yet.
+// records its gRPC metrics in b's metrics (see WithBackendMetrics), when
+// there are any. It does not listen yet.
 func New(cfg *config.Config, b *Backends, opts ...Option) *Server {
 	o := options{logger: slog.Default()}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	s := &Server{log: o.logger, health: health.NewServer(), metrics: o.metrics}
+	s := &Server{log: o.logger, health: health.NewServer()}
 	s.streamsCtx, s.stopStreams = context.WithCancel(context.Background())
 	s.cfg.Store(cfg)
-	gopts := interceptors(o.logger, o.metrics)
+	gopts := interceptors(o.logger, b.metrics)
 	if o.tracer != nil {
 		gopts = append(gopts, grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(o.tracer))))
 	}
@@ -96,8 +92,8 @@ func New(cfg *config.Config, b *Backends, opts ...Option) *Server {
 		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
 	s.SetStoreHealthy(true)
-	if o.metrics != nil {
-		o.metrics.grpc.InitializeMetrics(s.grpc)
+	if b.metrics != nil {
+		b.metrics.grpc.InitializeMetrics(s.grpc)
 	}
 	return s
 }

@@ -211,7 +211,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer backends.Close()
-	opts := []server.Option{server.WithLogger(log), server.WithMetrics(metrics)}
+	opts := []server.Option{server.WithLogger(log)}
 	if f.TLSCert != "" {
 		tcfg, err := tlsconfig.Server(f.TLSCert, f.TLSKey, f.TLSClientCA)
 		if err != nil {
