@@ -258,21 +258,11 @@ func (c *Config) validate() []fieldError {
 		if name == "" || len(name) > MaxNameBytes {
 			add(fmt.Sprintf("name must be 1 to %d bytes", MaxNameBytes), "limits", name)
 		}
-		if l.MaxCalls <= 0 {
-			add(fmt.Sprintf("must be > 0, got %d", l.MaxCalls), "limits", name, "max_calls")
-		}
-		if l.TimeWindow <= 0 {
-			add(fmt.Sprintf("must be > 0, got %s", l.TimeWindow.D()), "limits", name, "time_window")
-		}
-		if l.Burst < 0 {
-			add(fmt.Sprintf("must not be negative, got %d", l.Burst), "limits", name, "burst")
-		}
-		if l.MaxCalls > 0 && l.TimeWindow > 0 && l.Burst >= 0 {
-			// The limiter's own rules (whole microseconds, exact arithmetic).
-			var ie *limiter.InvalidArgumentError
-			if err := l.Limiter().Validate(); errors.As(err, &ie) {
-				add(ie.Reason, "limits", name, ie.Field)
-			}
+		// The limiter's own rules: positive limits, whole microseconds,
+		// exact arithmetic.
+		var ie *limiter.InvalidArgumentError
+		if err := l.Limiter().Validate(); errors.As(err, &ie) {
+			add(ie.Reason, "limits", name, ie.Field)
 		}
 		switch l.OnStoreFailure {
 		case "", AllowLocal, Deny:

@@ -8,6 +8,7 @@ import (
 
 	"github.com/topdeck/resilience/config"
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
+	"github.com/topdeck/resilience/limiter"
 )
 
 // acquireArgs is a validated AcquireRequest with its limit resolved.
@@ -64,34 +65,23 @@ func parseAcquire(cfg *config.Config, req *resiliencev1.AcquireRequest) (acquire
 			return a, err
 		}
 	}
-	if a.cost > a.limit.Burst {
-		return a, invalid("cost", "%d is larger than the burst %d: it could never be admitted", a.cost, a.limit.Burst)
+	// The limiter's own rules: positive limits, whole microseconds, exact
+	// arithmetic, cost within the burst, a representable max_wait.
+	if err := limiter.ValidateCall(a.limit.Limiter(), a.cost, a.maxWait); err != nil {
+		return a, toStatus(err)
 	}
 	return a, nil
 }
 
-// parseRateLimit validates an inline limit. Inline limits fall back to a
-// local bucket when the shared store is down, like configured limits by
-// default.
+// parseRateLimit reads an inline limit; parseAcquire checks it with the
+// limiter's rules. Inline limits fall back to a local bucket when the shared
+// store is down, like configured limits by default.
 func parseRateLimit(l *resiliencev1.RateLimit) (config.Limit, error) {
-	var out config.Limit
-	if l.GetMaxCalls() <= 0 {
-		return out, invalid("limit.max_calls", "must be > 0, got %d", l.GetMaxCalls())
-	}
-	if l.GetTimeWindow() == nil {
-		return out, invalid("limit.time_window", "is required")
-	}
 	w, err := duration("limit.time_window", l.GetTimeWindow())
 	if err != nil {
-		return out, err
+		return config.Limit{}, err
 	}
-	if w <= 0 {
-		return out, invalid("limit.time_window", "must be > 0, got %s", w)
-	}
-	if l.GetBurst() < 0 {
-		return out, invalid("limit.burst", "must not be negative, got %d", l.GetBurst())
-	}
-	out = config.Limit{
+	out := config.Limit{
 		MaxCalls:       l.GetMaxCalls(),
 		TimeWindow:     config.Duration(w),
 		Burst:          l.GetBurst(),
