@@ -109,3 +109,45 @@ func floodOneKey(t *testing.T, client func(g int) resiliencev1.ResilienceService
 	}
 	return f
 }
+
+// acquireLoad starts 8 callers that call Acquire in a loop, 5 ms apart, each
+// call bounded at 5 s: even callers on policy "lenient" (allow_local), odd
+// ones on "strict" (deny), caller g through client(g) on key(policy). Every
+// answer goes to record, one at a time; errors of calls cut short by stop are
+// not recorded. stop ends the load and waits for the callers.
+func acquireLoad(client func(g int) resiliencev1.ResilienceServiceClient, key func(policy string) string,
+	record func(policy string, start, end time.Time, resp *resiliencev1.AcquireResponse, err error)) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var (
+		wg sync.WaitGroup
+		mu sync.Mutex // serialises record
+	)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			policy := "lenient"
+			if g%2 == 1 {
+				policy = "strict"
+			}
+			for ctx.Err() == nil {
+				callCtx, cc := context.WithTimeout(ctx, 5*time.Second)
+				start := time.Now()
+				resp, err := client(g).Acquire(callCtx, &resiliencev1.AcquireRequest{Key: key(policy), Policy: policy})
+				end := time.Now()
+				cc()
+				if err != nil && ctx.Err() != nil {
+					return
+				}
+				mu.Lock()
+				record(policy, start, end, resp, err)
+				mu.Unlock()
+				time.Sleep(5 * time.Millisecond)
+			}
+		}(g)
+	}
+	return func() {
+		cancel()
+		wg.Wait()
+	}
+}

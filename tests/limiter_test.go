@@ -3,7 +3,6 @@ package tests
 import (
 	"context"
 	"sort"
-	"sync"
 	"testing"
 	"time"
 
@@ -98,47 +97,27 @@ func TestMaxWaitOrderAcrossReplicas(t *testing.T) {
 func TestLimiterRedisOutage(t *testing.T) {
 	f := startFleet(t, 2, limiterConfig)
 	var (
-		mu         sync.Mutex
 		slowest    time.Duration
 		degraded   int
 		unavail    int
 		wrongDeny  int
 		otherError []error
 	)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var wg sync.WaitGroup
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			policy := "lenient"
-			if g%2 == 1 {
-				policy = "strict"
+	stop := acquireLoad(f.rs, func(policy string) string { return "outage/" + policy },
+		func(_ string, start, end time.Time, resp *resiliencev1.AcquireResponse, err error) {
+			slowest = max(slowest, end.Sub(start))
+			switch {
+			case err == nil && resp.GetDegraded():
+				degraded++
+			case err == nil && !resp.GetAllowed():
+				wrongDeny++
+			case status.Code(err) == codes.Unavailable:
+				unavail++
+			case err != nil:
+				otherError = append(otherError, err)
 			}
-			for ctx.Err() == nil {
-				callCtx, cc := context.WithTimeout(ctx, 5*time.Second)
-				t0 := time.Now()
-				resp, err := f.rs(g).Acquire(callCtx, &resiliencev1.AcquireRequest{Key: "outage/" + policy, Policy: policy})
-				d := time.Since(t0)
-				cc()
-				mu.Lock()
-				slowest = max(slowest, d)
-				switch {
-				case err == nil && resp.GetDegraded():
-					degraded++
-				case err == nil && !resp.GetAllowed():
-					wrongDeny++
-				case status.Code(err) == codes.Unavailable:
-					unavail++
-				case err != nil && ctx.Err() == nil:
-					otherError = append(otherError, err)
-				}
-				mu.Unlock()
-				time.Sleep(5 * time.Millisecond)
-			}
-		}(g)
-	}
+		})
+	defer stop()
 	time.Sleep(300 * time.Millisecond)
 	f.redis.Kill()
 	time.Sleep(1500 * time.Millisecond)
@@ -151,8 +130,7 @@ func TestLimiterRedisOutage(t *testing.T) {
 			return err == nil && resp.GetAllowed() && !resp.GetDegraded()
 		})
 	}
-	cancel()
-	wg.Wait()
+	stop()
 	t.Logf("outage: slowest call %s, %d degraded answers, %d UNAVAILABLE", slowest, degraded, unavail)
 	if degraded == 0 {
 		t.Errorf("no degraded answer for the allow_local limit during the outage")

@@ -321,48 +321,26 @@ func checkFailoverUnderLoad(t *testing.T, d *deployment) {
 			}
 		}
 	}
-	var (
-		mu      sync.Mutex
-		samples []sample
-	)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var wg sync.WaitGroup
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			policy := "lenient"
-			if g%2 == 1 {
-				policy = "strict"
+	var samples []sample
+	stop := acquireLoad(func(g int) resiliencev1.ResilienceServiceClient { return d.rs(g / 2) },
+		func(policy string) string { return keys[policy] },
+		func(policy string, start, end time.Time, resp *resiliencev1.AcquireResponse, err error) {
+			s := sample{start: start, end: end}
+			switch {
+			case err == nil && resp.GetDegraded():
+				s.kind = ansDegraded
+			case err == nil && !resp.GetAllowed():
+				s.kind = ansWrongDeny
+			case err == nil:
+				s.kind = ansExact
+			case status.Code(err) == codes.Unavailable && policy == "strict":
+				s.kind = ansUnavailable
+			default:
+				s.kind, s.err = ansError, err
 			}
-			for ctx.Err() == nil {
-				callCtx, cc := context.WithTimeout(ctx, 5*time.Second)
-				s := sample{start: time.Now()}
-				resp, err := d.rs(g/2).Acquire(callCtx, &resiliencev1.AcquireRequest{Key: keys[policy], Policy: policy})
-				s.end = time.Now()
-				cc()
-				switch {
-				case err == nil && resp.GetDegraded():
-					s.kind = ansDegraded
-				case err == nil && !resp.GetAllowed():
-					s.kind = ansWrongDeny
-				case err == nil:
-					s.kind = ansExact
-				case status.Code(err) == codes.Unavailable && policy == "strict":
-					s.kind = ansUnavailable
-				case ctx.Err() != nil:
-					return
-				default:
-					s.kind, s.err = ansError, err
-				}
-				mu.Lock()
-				samples = append(samples, s)
-				mu.Unlock()
-				time.Sleep(5 * time.Millisecond)
-			}
-		}(g)
-	}
+			samples = append(samples, s)
+		})
+	defer stop()
 	time.Sleep(300 * time.Millisecond)
 	killAt := time.Now()
 	took := d.failover(t, channel)
@@ -379,8 +357,7 @@ func checkFailoverUnderLoad(t *testing.T, d *deployment) {
 	recovered := time.Now()
 	// And it stays exact.
 	time.Sleep(500 * time.Millisecond)
-	cancel()
-	wg.Wait()
+	stop()
 
 	var (
 		slowest         time.Duration
