@@ -37,8 +37,6 @@ type Backends struct {
 	// States is this replica's view of breaker states, fed by the shared
 	// store's events, so that CLOSED breakers cost no store round trip.
 	States *breaker.StateCache
-	// Store names the shared store: "memory" or "redis".
-	Store string
 
 	log          *slog.Logger
 	metrics      *Metrics // nil: none
@@ -81,7 +79,6 @@ func NewBackends(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger
 		bstore breakerStore
 	)
 	if rdb == nil {
-		b.Store = "memory"
 		lstore = limiter.NewMemoryStore()
 		ms, err := cache.NewMemoryStore(cache.WithMaxEntries(int(cfg.Cache.MaxMemoryEntries)))
 		if err != nil {
@@ -90,7 +87,6 @@ func NewBackends(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger
 		cstore = ms
 		bstore = breaker.NewMemoryStore()
 	} else {
-		b.Store = "redis"
 		lstore = limiterredis.New(rdb, limiterredis.WithPrefix(cfg.RedisKeyPrefix), limiterredis.WithTimeout(storeTimeout))
 		cstore = cacheredis.New(rdb, cacheredis.WithPrefix(cfg.RedisKeyPrefix))
 		bstore = breakerredis.New(rdb, breakerredis.WithPrefix(cfg.RedisKeyPrefix))
