@@ -192,19 +192,34 @@ func TestStateCache(t *testing.T) {
 	if st, gen, ok := cache.Lookup("b"); !ok || st != breaker.StateClosed || gen != 1 {
 		t.Fatalf("Lookup after Observe: got %v %d %v, want CLOSED 1 true", st, gen, ok)
 	}
-	// Run subscribes asynchronously: reset until the cache sees an event.
+	// Run subscribes asynchronously: reset until the cache sees an event, and
+	// then until it has applied the last reset's event, so that no event is
+	// still in flight (a late one would refresh the entry's age below).
 	deadline := time.Now().Add(5 * time.Second)
+	var gen uint64
 	for {
-		store.Reset(ctx, "b", pol, breaker.StateOpen)
-		if st, _, _ := cache.Lookup("b"); st == breaker.StateOpen {
-			break
+		if gen == 0 {
+			if _, err := store.Reset(ctx, "b", pol, breaker.StateOpen); err != nil {
+				t.Fatalf("Reset: %v", err)
+			}
+		}
+		if st, g, _ := cache.Lookup("b"); st == breaker.StateOpen {
+			if gen == 0 {
+				status, err := store.Status(ctx, "b", pol)
+				if err != nil {
+					t.Fatalf("Status: %v", err)
+				}
+				gen = status.Generation
+			}
+			if g == gen {
+				break
+			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("cache never saw the OPEN event")
+			t.Fatalf("cache never saw the last OPEN event (want generation %d)", gen)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	_, gen, _ := cache.Lookup("b")
 	cache.Observe("b", breaker.StateClosed, 1) // an older answer arriving late
 	if st, g, _ := cache.Lookup("b"); st != breaker.StateOpen || g != gen {
 		t.Fatalf("Lookup after a stale observation: got %v %d, want OPEN %d", st, g, gen)
