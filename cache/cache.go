@@ -5,12 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/sync/singleflight"
 )
 
 // Limits and defaults of a Cache.
@@ -59,8 +56,7 @@ type Cache struct {
 	onFlushError  func(error)
 	source        string
 
-	group singleflight.Group
-	epoch atomic.Uint64 // bumped by DeletePattern so later Gets start new flights
+	flights flights // concurrent Gets of one key share one store call
 
 	pending struct{ hits, misses, sets, deletes, errors atomic.Int64 }
 	// inflight is a batch taken from pending whose AddStats has not yet
@@ -202,9 +198,12 @@ type Stats struct {
 }
 
 // Get returns the value under key. Concurrent Gets of one key on this Cache
-// share one store call; a caller whose ctx is done returns ctx.Err() at once
-// while the shared call goes on for the others (bounded by the store
-// timeout). A value written by this Cache's Set, Delete or DeletePattern
+// share one store call, made by the first of them with its own ctx (bounded
+// by the store timeout). A caller whose ctx is done returns ctx.Err(): at
+// once if it was waiting for another's call, as soon as the store notices
+// otherwise (the Redis store: at a deadline at once, at a plain cancellation
+// within the store timeout); the callers it leaves waiting then make the
+// call again. A value written by this Cache's Set, Delete or DeletePattern
 // that completed before Get started is never hidden by an older flight.
 func (c *Cache) Get(ctx context.Context, key string) (GetResult, error) {
 	if err := checkKey(key); err != nil {
@@ -213,38 +212,28 @@ func (c *Cache) Get(ctx context.Context, key string) (GetResult, error) {
 	if err := ctx.Err(); err != nil {
 		return GetResult{}, err
 	}
-	ch := c.group.DoChan(c.flightKey(key), func() (any, error) {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.storeTimeout)
+	f, shared, err := c.flights.get(ctx, key, func(ctx context.Context) (Entry, bool, error) {
+		sctx, cancel := context.WithTimeout(ctx, c.storeTimeout)
 		defer cancel()
-		e, ok, err := c.store.Get(sctx, key)
-		return getOutcome{entry: e, found: ok}, err
+		return c.store.Get(sctx, key)
 	})
-	var r singleflight.Result
-	select {
-	case <-ctx.Done():
-		return GetResult{}, ctx.Err()
-	case r = <-ch:
+	if err != nil {
+		return GetResult{}, err
 	}
-	if r.Err != nil {
+	if f.err != nil {
 		c.pending.errors.Add(1)
-		return GetResult{Degraded: true, Err: storeError("get", r.Err)}, nil
+		return GetResult{Degraded: true, Err: storeError("get", f.err)}, nil
 	}
-	out := r.Val.(getOutcome)
-	if !out.found {
+	if !f.found {
 		c.pending.misses.Add(1)
 		return GetResult{}, nil
 	}
 	c.pending.hits.Add(1)
-	v := out.entry.Value
-	if r.Shared {
+	v := f.entry.Value
+	if shared {
 		v = append([]byte(nil), v...)
 	}
-	return GetResult{Value: v, TTL: out.entry.TTL, Found: true}, nil
-}
-
-type getOutcome struct {
-	entry Entry
-	found bool
+	return GetResult{Value: v, TTL: f.entry.TTL, Found: true}, nil
 }
 
 // Set stores value under key for ttl; ttl 0 means the default TTL. It
@@ -270,7 +259,7 @@ func (c *Cache) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	sctx, cancel := context.WithTimeout(ctx, c.storeTimeout)
 	defer cancel()
 	err := c.store.Set(sctx, key, value, ttl)
-	c.group.Forget(c.flightKey(key))
+	c.flights.forget(key)
 	if err != nil {
 		if ctx.Err() != nil {
 			return SetResult{}, ctx.Err()
@@ -300,7 +289,7 @@ func (c *Cache) Delete(ctx context.Context, keys ...string) (DeleteResult, error
 	defer cancel()
 	n, err := c.store.Delete(sctx, keys...)
 	for _, k := range keys {
-		c.group.Forget(c.flightKey(k))
+		c.flights.forget(k)
 	}
 	return c.deleteResult(ctx, "delete", n, err)
 }
@@ -319,7 +308,7 @@ func (c *Cache) DeletePattern(ctx context.Context, pattern string) (DeleteResult
 		return DeleteResult{}, err
 	}
 	n, err := c.store.DeletePattern(ctx, pattern)
-	c.epoch.Add(1)
+	c.flights.forgetAll()
 	return c.deleteResult(ctx, "delete pattern", n, err)
 }
 
@@ -428,10 +417,6 @@ func (c *Cache) Run(ctx context.Context) error {
 			}
 		}
 	}
-}
-
-func (c *Cache) flightKey(key string) string {
-	return strconv.FormatUint(c.epoch.Load(), 36) + "\x00" + key
 }
 
 func checkKey(key string) error {

@@ -353,6 +353,50 @@ func TestCacheGetCancelledCallerReturnsAtOnce(t *testing.T) {
 	}
 }
 
+func TestCacheGetLeaderCancelledFollowersCallAgain(t *testing.T) {
+	s := newFaulty(t)
+	c := newCache(t, s, cache.WithStoreTimeout(time.Minute))
+	if _, err := c.Set(context.Background(), "k", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	release := s.gate()
+	defer release()
+
+	lctx, cancel := context.WithCancel(context.Background())
+	leader := make(chan error, 1)
+	go func() {
+		_, err := c.Get(lctx, "k")
+		leader <- err
+	}()
+	for s.gets.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	follower := make(chan cache.GetResult, 1)
+	go func() {
+		r, err := c.Get(context.Background(), "k")
+		if err != nil {
+			t.Errorf("follower Get: %v", err)
+		}
+		follower <- r
+	}()
+	time.Sleep(20 * time.Millisecond) // let the follower join the leader's flight
+	cancel()
+	if err := <-leader; !errors.Is(err, context.Canceled) {
+		t.Errorf("leader Get: got %v, want context.Canceled", err)
+	}
+	for s.gets.Load() < 2 { // the follower calls the store itself
+		time.Sleep(time.Millisecond)
+	}
+	release()
+	if r := <-follower; !r.Found || r.Degraded || string(r.Value) != "v" {
+		t.Errorf("follower Get: got %+v, want v (the leader's cancellation is not a store failure)", r)
+	}
+	st, _ := c.Stats(context.Background())
+	if st.Errors != 0 || st.Hits != 1 {
+		t.Errorf("Stats: got %+v, want 1 hit and no error", st.Counters)
+	}
+}
+
 func TestCacheStoreTimeoutDegrades(t *testing.T) {
 	s := newFaulty(t)
 	c := newCache(t, s, cache.WithStoreTimeout(20*time.Millisecond))
