@@ -25,10 +25,6 @@ const (
 )
 
 var (
-	//go:embed get.lua
-	getLua    string
-	getScript = redis.NewScript(getLua)
-
 	//go:embed addstats.lua
 	addStatsLua    string
 	addStatsScript = redis.NewScript(addStatsLua)
@@ -70,41 +66,40 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 // Key returns the Redis key of the cache key k.
 func (s *Store) Key(k string) string { return s.keyPfx + k }
 
-// Get reads the value and its PTTL in one round trip (one script).
+// Get reads the value and its PTTL in one round trip: GET and PTTL in one
+// pipeline. Redis runs a connection's commands in order, but another client's
+// command may come between the two: a key deleted or expired in between is a
+// miss; one overwritten in between gets the new value's TTL (the new TTL is
+// never longer than what a Set asked for, so nothing outlives its TTL).
 func (s *Store) Get(ctx context.Context, key string) (cache.Entry, bool, error) {
-	reply, err := getScript.Run(ctx, s.client, []string{s.Key(key)}).Result()
-	if errors.Is(err, redis.Nil) {
+	k := s.Key(key)
+	var (
+		get  *redis.StringCmd
+		pttl *redis.DurationCmd
+	)
+	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.Get(ctx, k)
+		pttl = p.PTTL(ctx, k)
+		return nil
+	})
+	if errors.Is(err, redis.Nil) && get.Err() == redis.Nil {
 		return cache.Entry{}, false, nil
 	}
 	if err != nil {
 		return cache.Entry{}, false, fmt.Errorf("redisstore: get: %w", err)
 	}
-	e, err := decodeGet(reply)
+	v, err := get.Bytes()
 	if err != nil {
 		return cache.Entry{}, false, fmt.Errorf("redisstore: get: %w", err)
 	}
-	return e, true, nil
-}
-
-// decodeGet decodes the {value, pttl} reply of get.lua.
-func decodeGet(reply any) (cache.Entry, error) {
-	arr, ok := reply.([]any)
-	if !ok || len(arr) != 2 {
-		return cache.Entry{}, fmt.Errorf("unexpected reply %T %v, want [value pttl]", reply, reply)
-	}
-	v, ok := arr[0].(string)
-	if !ok {
-		return cache.Entry{}, fmt.Errorf("unexpected value type %T, want string", arr[0])
-	}
-	pttl, ok := arr[1].(int64)
-	if !ok {
-		return cache.Entry{}, fmt.Errorf("unexpected pttl type %T, want integer", arr[1])
-	}
 	var ttl time.Duration
-	if pttl > 0 {
-		ttl = time.Duration(pttl) * time.Millisecond
+	switch d := pttl.Val(); {
+	case d == -2: // gone since the GET
+		return cache.Entry{}, false, nil
+	case d > 0:
+		ttl = d
 	}
-	return cache.Entry{Value: []byte(v), TTL: ttl}, nil
+	return cache.Entry{Value: v, TTL: ttl}, true, nil
 }
 
 // Set stores value with SET PX (ttl rounded up to a millisecond); ttl <= 0
