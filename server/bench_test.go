@@ -1,0 +1,111 @@
+package server
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/topdeck/resilience/config"
+	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
+	"github.com/topdeck/resilience/internal/redistest"
+)
+
+// BenchmarkCacheGetFloor puts a cache Get through the service next to what
+// bounds it from below, one caller at a time, all on TCP loopback and one
+// private redis-server:
+//
+//   - RedisGET: a go-redis GET (the yardstick);
+//   - BareGRPC: a health check on a grpc.Server with no interceptors, the
+//     cheapest unary gRPC round trip there is;
+//   - ServiceHealth: a health check on this package's Server (correlation,
+//     metrics, logging at warn, recovery);
+//   - ServiceCacheGet: a cache hit through this package's Server on Redis.
+//
+// Run: go test -run '^$' -bench CacheGetFloor -benchtime 3s -count 5 ./server/
+func BenchmarkCacheGetFloor(b *testing.B) {
+	ctx := context.Background()
+	rdb := redistest.Start(b).Client()
+	if err := rdb.Set(ctx, "plain", make([]byte, 256), time.Hour).Err(); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("RedisGET", func(b *testing.B) {
+		for b.Loop() {
+			if err := rdb.Get(ctx, "plain").Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+
+	bare := grpc.NewServer()
+	healthpb.RegisterHealthServer(bare, health.NewServer())
+	bareConn := serveTCP(b, bare)
+	b.Run("BareGRPC", func(b *testing.B) { benchHealth(b, bareConn) })
+
+	cfg := config.Default()
+	backends, err := NewBackends(cfg, rdb, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = backends.Close() })
+	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	srv := New(cfg, backends, WithLogger(logger))
+	conn := serveTCP(b, srv.GRPC())
+	b.Run("ServiceHealth", func(b *testing.B) { benchHealth(b, conn) })
+
+	cc := resiliencev1.NewCacheServiceClient(conn)
+	if _, err := cc.Set(ctx, &resiliencev1.SetRequest{Key: "k", Value: make([]byte, 256)}); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("ServiceCacheGet", func(b *testing.B) {
+		req := &resiliencev1.GetRequest{Key: "k"}
+		for b.Loop() {
+			r, err := cc.Get(ctx, req)
+			if err != nil || !r.GetFound() || r.GetDegraded() {
+				b.Fatal(r, err)
+			}
+		}
+	})
+}
+
+// serveTCP serves s on a loopback port until the benchmark ends and returns
+// a client connection to it.
+func serveTCP(b *testing.B, s *grpc.Server) *grpc.ClientConn {
+	b.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.Serve(lis)
+	}()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = conn.Close()
+		s.Stop()
+		<-done
+	})
+	return conn
+}
+
+func benchHealth(b *testing.B, conn *grpc.ClientConn) {
+	hc := healthpb.NewHealthClient(conn)
+	req := &healthpb.HealthCheckRequest{}
+	for b.Loop() {
+		if _, err := hc.Check(context.Background(), req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
