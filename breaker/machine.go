@@ -20,6 +20,7 @@ type machine struct {
 	probes    map[string]int64 // permit -> lease deadline (µs); expired when deadline <= now
 	buckets   map[int64]*bucket
 	settings  Settings // last settings used, for List
+	lastUsed  int64    // µs; MemoryStore forgets the machine when idle
 }
 
 type bucket struct{ calls, failures int64 }

@@ -14,16 +14,22 @@ import (
 // Redis is configured; Breaker also uses one as its local fallback.
 //
 // Create it with NewMemoryStore; the zero value is not usable. It is safe for
-// concurrent use. Breakers are never forgotten (memory grows with the number
-// of distinct names). Watch starts one goroutine per watcher, owned by the
-// store: it ends when the watcher's context ends or on Close.
+// concurrent use. A breaker that nothing used for its Settings.KeepFor(idle
+// TTL) is forgotten, as the Redis store's keys expire: memory is bounded by
+// the breakers in use, not by every name ever seen. The sweep runs lazily
+// inside the calls, once the calls since the last sweep reach the number of
+// breakers (O(1) per call amortised), and before each List. Watch starts one
+// goroutine per watcher, owned by the store: it ends when the watcher's
+// context ends or on Close.
 type MemoryStore struct {
-	now func() time.Time
+	now     func() time.Time
+	idleTTL time.Duration
 
-	mu       sync.Mutex // protects the fields below
-	machines map[string]*machine
-	watchers map[*memWatcher]struct{}
-	closed   bool
+	mu         sync.Mutex // protects the fields below
+	machines   map[string]*machine
+	watchers   map[*memWatcher]struct{}
+	closed     bool
+	sinceSweep int // calls since the last sweep
 
 	wg   sync.WaitGroup // watcher goroutines
 	done chan struct{}  // closed by Close
@@ -46,10 +52,17 @@ func WithMemoryClock(now func() time.Time) MemoryOption {
 	return func(m *MemoryStore) { m.now = now }
 }
 
+// WithMemoryIdleTTL sets how long an unused breaker is kept, on top of the
+// margins of Settings.KeepFor (default DefaultIdleTTL).
+func WithMemoryIdleTTL(d time.Duration) MemoryOption {
+	return func(m *MemoryStore) { m.idleTTL = d }
+}
+
 // NewMemoryStore returns an empty MemoryStore. It starts no goroutine.
 func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
 	m := &MemoryStore{
 		now:      time.Now,
+		idleTTL:  DefaultIdleTTL,
 		machines: map[string]*machine{},
 		watchers: map[*memWatcher]struct{}{},
 		done:     make(chan struct{}),
@@ -62,15 +75,33 @@ func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
 
 var _ Store = (*MemoryStore)(nil)
 
-// machineLocked returns the machine of name, creating it.
-func (m *MemoryStore) machineLocked(name string, s Settings) *machine {
+// minSweep is the fewest calls between two sweeps.
+const minSweep = 64
+
+// machineLocked returns the machine of name, creating it, and marks it used
+// at now.
+func (m *MemoryStore) machineLocked(name string, s Settings, now int64) *machine {
+	if m.sinceSweep++; m.sinceSweep >= max(len(m.machines), minSweep) {
+		m.sweepLocked(now)
+	}
 	mc := m.machines[name]
 	if mc == nil {
 		mc = newMachine()
 		m.machines[name] = mc
 	}
 	mc.settings = s
+	mc.lastUsed = now
 	return mc
+}
+
+// sweepLocked forgets the breakers unused for their KeepFor(idle TTL).
+func (m *MemoryStore) sweepLocked(now int64) {
+	m.sinceSweep = 0
+	for name, mc := range m.machines {
+		if now-mc.lastUsed > durMicros(mc.settings.KeepFor(m.idleTTL)) {
+			delete(m.machines, name)
+		}
+	}
 }
 
 // publishLocked sends events to matching watchers without blocking.
@@ -97,7 +128,7 @@ func (m *MemoryStore) Allow(ctx context.Context, name string, s Settings) (Admis
 	now := micros(m.now())
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	adm, events := m.machineLocked(name, s).allow(name, s, now)
+	adm, events := m.machineLocked(name, s, now).allow(name, s, now)
 	m.publishLocked(events)
 	return adm, nil
 }
@@ -114,7 +145,7 @@ func (m *MemoryStore) Report(ctx context.Context, name string, s Settings, o Out
 	now := micros(m.now())
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	res, events := m.machineLocked(name, s).report(name, s, o, generation, permitID, now)
+	res, events := m.machineLocked(name, s, now).report(name, s, o, generation, permitID, now)
 	m.publishLocked(events)
 	return res, nil
 }
@@ -128,7 +159,7 @@ func (m *MemoryStore) Status(ctx context.Context, name string, s Settings) (Stat
 	now := micros(m.now())
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.machineLocked(name, s).status(name, s, now), nil
+	return m.machineLocked(name, s, now).status(name, s, now), nil
 }
 
 // Reset implements Store.
@@ -143,7 +174,7 @@ func (m *MemoryStore) Reset(ctx context.Context, name string, s Settings, to Sta
 	now := micros(m.now())
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	mc := m.machineLocked(name, s)
+	mc := m.machineLocked(name, s, now)
 	m.publishLocked([]Event{mc.reset(name, to, now)})
 	return mc.status(name, s, now), nil
 }
@@ -174,6 +205,7 @@ func (m *MemoryStore) List(ctx context.Context, prefix string, pageSize int, pag
 	now := micros(m.now())
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.sweepLocked(now)
 	var names []string
 	for n := range m.machines {
 		if strings.HasPrefix(n, prefix) && (pageToken == "" || n > after) {

@@ -1,6 +1,7 @@
 package breaker_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -14,4 +15,38 @@ func TestMemoryStoreConformance(t *testing.T) {
 		t.Cleanup(func() { _ = s.Close() })
 		return s
 	})
+}
+
+func TestMemoryStoreForgetsIdleBreakers(t *testing.T) {
+	ctx := context.Background()
+	clock := storetest.NewClock(storetest.Epoch)
+	s := breaker.NewMemoryStore(breaker.WithMemoryClock(clock.Now), breaker.WithMemoryIdleTTL(time.Minute))
+	t.Cleanup(func() { _ = s.Close() })
+	keep := pol.KeepFor(time.Minute) // 1m + recovery 10s + probe 1s
+
+	for range pol.FailureThreshold {
+		if _, err := s.Report(ctx, "old", pol, breaker.OutcomeFailure, 0, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st, _ := s.Status(ctx, "old", pol); st.State != breaker.StateOpen {
+		t.Fatalf("old: got %v, want OPEN", st.State)
+	}
+	clock.Advance(keep - time.Second)
+	if _, err := s.Allow(ctx, "busy", pol); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(2 * time.Second) // old is now idle for keep+1s, busy for 2s
+
+	list, _, err := s.List(ctx, "", 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Name != "busy" {
+		t.Fatalf("List after old went idle: got %+v, want only busy", list)
+	}
+	st, err := s.Status(ctx, "old", pol)
+	if err != nil || st.State != breaker.StateClosed || st.Generation != 1 {
+		t.Fatalf("Status of a forgotten breaker: got %+v, %v, want CLOSED at generation 1", st, err)
+	}
 }

@@ -204,3 +204,20 @@ func Prepare(name string, s Settings) (Settings, error) {
 	}
 	return s.WithDefaults(), nil
 }
+
+// DefaultIdleTTL is how long the stores keep a breaker that nothing has used:
+// a breaker left alone for this long (plus KeepFor's margins) is forgotten
+// and is CLOSED at generation 1 again, as one never seen.
+const DefaultIdleTTL = 24 * time.Hour
+
+// KeepFor is how long a store keeps a breaker with these settings after its
+// last use (the Redis store: after its last write): idle plus the recovery
+// timeout, the probe timeout and, in failure-rate mode, the window, so that
+// an OPEN breaker always outlives its recovery timeout and a probe its lease.
+func (s Settings) KeepFor(idle time.Duration) time.Duration {
+	d := idle + s.RecoveryTimeout + s.ProbeTimeout
+	if s.Mode == ModeFailureRate {
+		d += s.Window
+	}
+	return d
+}
