@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -41,6 +42,7 @@ type Backends struct {
 	log          *slog.Logger
 	metrics      *Metrics // nil: none
 	breakerStore breakerStore
+	pruneEvery   time.Duration // the registry pruning period (pruneEvery)
 }
 
 // BackendOption configures NewBackends.
@@ -69,7 +71,7 @@ func NewBackends(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	b := &Backends{log: log}
+	b := &Backends{log: log, pruneEvery: pruneEvery}
 	for _, o := range opts {
 		o(b)
 	}
@@ -122,7 +124,7 @@ func NewBackends(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger
 // then call Close.
 func (b *Backends) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		_ = b.Cache.Run(ctx)
@@ -131,7 +133,53 @@ func (b *Backends) Run(ctx context.Context) {
 		defer wg.Done()
 		b.watchStates(ctx)
 	}()
+	go func() {
+		defer wg.Done()
+		b.pruneRegistry(ctx)
+	}()
 	wg.Wait()
+}
+
+// registryPruner is a breaker store with a shared registry of names to
+// prune (breaker/redisstore); the memory store forgets idle breakers itself.
+type registryPruner interface {
+	Prune(ctx context.Context, every time.Duration) (removed int, ran bool, err error)
+}
+
+// pruneEvery is how often the fleet prunes the breaker registry: each
+// replica tries four times per period, at jittered times, and the store's
+// lock lets one of them prune per period.
+const pruneEvery = time.Hour
+
+// pruneRegistry removes idle breaker names from the shared registry until
+// ctx ends (nothing to do on the memory store).
+func (b *Backends) pruneRegistry(ctx context.Context) {
+	p, ok := b.breakerStore.(registryPruner)
+	if !ok {
+		return
+	}
+	jittered := func() time.Duration { // a quarter of the period, ±20 %
+		q := b.pruneEvery / 4
+		return q - q/5 + rand.N(2*q/5)
+	}
+	t := time.NewTimer(jittered())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, ran, err := p.Prune(ctx, b.pruneEvery)
+		b.metrics.observePruned(n)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			b.log.Warn("pruning the breaker registry failed; will retry", "removed", n, "error", err.Error())
+		case ran:
+			b.log.Info("pruned the breaker registry", "removed", n)
+		}
+		t.Reset(jittered())
+	}
 }
 
 // watchRetry is the pause before re-subscribing to breaker events.

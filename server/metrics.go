@@ -35,6 +35,7 @@ type Metrics struct {
 	degraded           *prometheus.CounterVec
 	configGeneration   prometheus.Gauge
 	configReloads      *prometheus.CounterVec
+	breakersPruned     prometheus.Counter
 
 	mu       sync.Mutex // protects breakers
 	breakers map[string]bool
@@ -86,10 +87,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "resilience_config_reloads_total",
 			Help: "Configuration reloads by result (success, failure).",
 		}, []string{"result"}),
+		breakersPruned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "resilience_breaker_registry_pruned_total",
+			Help: "Breaker names removed from the shared registry (ListBreakers) by this replica because nothing used them for the idle TTL.",
+		}),
 		breakers: map[string]bool{},
 	}
 	reg.MustRegister(m.grpc, m.acquire, m.breakerState, m.breakerTransitions, m.cacheRequests,
-		m.storeDuration, m.storeErrors, m.degraded, m.configGeneration, m.configReloads)
+		m.storeDuration, m.storeErrors, m.degraded, m.configGeneration, m.configReloads, m.breakersPruned)
 	m.configGeneration.Set(1)
 	for _, r := range []string{"success", "failure"} {
 		m.configReloads.WithLabelValues(r)
@@ -170,6 +175,14 @@ func (m *Metrics) observeEvent(e breaker.Event) {
 	}
 	m.breakerTransitions.WithLabelValues(m.breakerLabel(e.Name), stateLabel(e.From), stateLabel(e.To), e.Reason).Inc()
 	m.observeBreaker(e.Name, e.To)
+}
+
+// observePruned counts names removed from the breaker registry.
+func (m *Metrics) observePruned(n int) {
+	if m == nil {
+		return
+	}
+	m.breakersPruned.Add(float64(n))
 }
 
 // ConfigReloaded records a reload attempt.

@@ -2,12 +2,17 @@ package server
 
 import (
 	"bytes"
+	"context"
+	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/topdeck/resilience/config"
 )
 
 // gatherText renders reg in the Prometheus text format.
@@ -67,5 +72,61 @@ func eventually(t *testing.T, d time.Duration, cond func() bool) {
 	deadline := time.Now().Add(d)
 	for !cond() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// prunerStore is a breaker store with a registry whose Prune removes 3 names
+// each time it runs.
+type prunerStore struct {
+	breakerStore
+	calls chan time.Duration
+}
+
+func (p *prunerStore) Prune(_ context.Context, every time.Duration) (int, bool, error) {
+	select {
+	case p.calls <- every:
+	default:
+	}
+	return 3, true, nil
+}
+
+func TestBackendsPruneTheBreakerRegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	b, err := NewBackends(config.Default(), nil, slog.New(slog.DiscardHandler), WithBackendMetrics(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	p := &prunerStore{breakerStore: b.breakerStore, calls: make(chan time.Duration, 1)}
+	b.breakerStore = p
+	b.pruneEvery = 40 * time.Millisecond
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.pruneRegistry(ctx)
+	}()
+	for i := 0; i < 2; i++ {
+		select {
+		case every := <-p.calls:
+			if every != b.pruneEvery {
+				t.Errorf("Prune period: got %v, want %v (the store's lock period)", every, b.pruneEvery)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("Prune was called %d times in 5s, want it called every ~10ms", i)
+		}
+	}
+	cancel()
+	<-done
+	var got float64 = -1
+	for _, l := range strings.Split(gatherText(t, reg), "\n") {
+		if v, ok := strings.CutPrefix(l, "resilience_breaker_registry_pruned_total "); ok {
+			got, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if got < 6 {
+		t.Errorf("resilience_breaker_registry_pruned_total: got %v, want at least 6 (3 per prune)", got)
 	}
 }

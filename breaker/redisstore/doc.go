@@ -8,7 +8,9 @@
 //	<prefix>br:{<name>}:s   hash: st, gen, fail, opened, succ, seq, cfg
 //	<prefix>br:{<name>}:p   sorted set: probe permit -> lease deadline (µs)
 //	<prefix>br:{<name>}:w   hash: rolling-window buckets "<idx>c"/"<idx>f"
-//	<prefix>breakers        sorted set (score 0) of every name seen, for List
+//	<prefix>br:{<name>}:r   string: registration marker (see below)
+//	<prefix>breakers        sorted set (score 0) of the names in use, for List
+//	<prefix>breakers:prune-lock  string: held by the replica pruning the registry
 //	<prefix>breaker-events  pub/sub channel of transitions (JSON)
 //
 // The default prefix is "resilience:". A breaker that has seen nothing has no
@@ -20,9 +22,16 @@
 // generation 1; outcomes carrying a generation other than the current one are
 // ignored, so old reports cannot count against it.
 //
-// The registry <prefix>breakers is written with ZADD as a separate command
-// the first time this Store sees a name (it lives in another Cluster slot).
-// Names stay in it after their keys expire; List shows them CLOSED.
+// The registry <prefix>breakers (another Cluster slot) lists the names for
+// List. A Store registers a name the first time it sees it and again every
+// quarter of the idle TTL (at most 6h) while it keeps using it: it sets the
+// name's marker to expire after IdleTTL plus that period, then ZADDs the name.
+// A listed name without state shows as CLOSED. Prune (which the server runs
+// about once an hour, one replica per hour) removes the names with neither
+// marker nor state, so the registry holds the breakers used within the idle
+// TTL, not every name ever seen; a pruned name that is used again is
+// registered again. The Store's own memory of the names it registered is
+// swept as often, so it is bounded the same way.
 //
 // # Clock
 //

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -19,7 +20,7 @@ import (
 // Default values of the options.
 const (
 	DefaultPrefix  = "resilience:"
-	DefaultIdleTTL = 24 * time.Hour
+	DefaultIdleTTL = breaker.DefaultIdleTTL
 	// subscribeTimeout bounds the wait for Redis to confirm a Watch subscription.
 	subscribeTimeout = 3 * time.Second
 	// heartbeatEvery is how often a Watch publishes a heartbeat on its own
@@ -39,7 +40,11 @@ type Store struct {
 	idleTTL time.Duration
 	now     func() time.Time // nil: Redis TIME (production)
 
-	seen sync.Map // name -> struct{}: registered in <prefix>breakers by this Store
+	// seen maps each name this Store registered (see register) to when it
+	// did, in Unix ns of the local clock; entries older than refreshEvery
+	// are swept (one sweep per refreshEvery), so it holds only names in use.
+	seen      sync.Map
+	lastSweep atomic.Int64 // Unix ns of the last sweep of seen
 
 	mu     sync.Mutex // protects closed
 	closed bool
@@ -87,6 +92,28 @@ func (s *Store) keys(name string) []string {
 
 func (s *Store) registryKey() string { return s.prefix + "breakers" }
 
+// markerKey is the key whose presence says that a Store registered name
+// within the last IdleTTL (see register).
+func (s *Store) markerKey(name string) string { return s.prefix + "br:{" + name + "}:r" }
+
+// pruneLockKey is held by the replica that prunes the registry (see Prune).
+func (s *Store) pruneLockKey() string { return s.prefix + "breakers:prune-lock" }
+
+// refreshEvery is how often a Store registers a name it keeps using again:
+// a quarter of the idle TTL, at most 6h (at least 1ms).
+func (s *Store) refreshEvery() time.Duration {
+	return max(min(s.idleTTL/4, 6*time.Hour), time.Millisecond)
+}
+
+// clock is the local clock of the registration bookkeeping (and the test
+// clock under WithClockForTesting); no decision depends on it.
+func (s *Store) clock() time.Time {
+	if s.now != nil {
+		return s.now()
+	}
+	return time.Now()
+}
+
 // Channel is the pub/sub channel of transitions: <prefix>breaker-events.
 func (s *Store) Channel() string { return s.prefix + "breaker-events" }
 
@@ -99,10 +126,7 @@ func (s *Store) nowArg() string {
 
 // commonArgs returns ARGV[1..5] of lib.lua.
 func (s *Store) commonArgs(name string, st breaker.Settings) []any {
-	ttl := s.idleTTL + st.RecoveryTimeout + st.ProbeTimeout
-	if st.Mode == breaker.ModeFailureRate {
-		ttl += st.Window
-	}
+	ttl := st.KeepFor(s.idleTTL)
 	return []any{s.nowArg(), encodeSettings(st), ttl.Milliseconds(), name, s.Channel()}
 }
 
@@ -115,16 +139,142 @@ func (s *Store) fail(op, name string, err error) error {
 	return fmt.Errorf("%w: %s %q: %w", breaker.ErrStoreUnavailable, op, name, err)
 }
 
-// register adds name to the registry the first time this Store sees it.
+// register puts name in the registry (for List) and sets its marker key to
+// expire after IdleTTL + refreshEvery. A Store does it the first time it
+// sees a name and again each refreshEvery while it keeps using it, so the
+// marker outlives the last use by at least IdleTTL; Prune drops the names
+// whose marker and state have both expired. The marker is written first, and
+// the registry entry only once Redis has confirmed it (two round trips, not a
+// pipeline, which Cluster may run on two nodes in either order): Prune relies
+// on that order.
 func (s *Store) register(ctx context.Context, name string) error {
-	if _, ok := s.seen.Load(name); ok {
+	now := s.clock().UnixNano()
+	every := s.refreshEvery()
+	if at, ok := s.seen.Load(name); ok && now-at.(int64) < int64(every) {
 		return nil
+	}
+	if err := s.client.Set(ctx, s.markerKey(name), "1", s.idleTTL+every).Err(); err != nil {
+		return err
 	}
 	if err := s.client.ZAddNX(ctx, s.registryKey(), redis.Z{Member: name}).Err(); err != nil {
 		return err
 	}
-	s.seen.Store(name, struct{}{})
+	s.seen.Store(name, now)
+	if last := s.lastSweep.Load(); now-last >= int64(every) && s.lastSweep.CompareAndSwap(last, now) {
+		s.seen.Range(func(k, at any) bool {
+			if now-at.(int64) >= int64(every) {
+				s.seen.Delete(k)
+			}
+			return true
+		})
+	}
 	return nil
+}
+
+// prunePage is how many registry names Prune checks per round trip.
+const prunePage = 500
+
+// Prune removes from the registry the names of breakers that are gone: no
+// state key (it expired IdleTTL after the breaker's last write, or it never
+// had one) and no marker (no Store registered the name within IdleTTL). It
+// walks the whole registry, prunePage names per round trip, and returns how
+// many names it removed.
+//
+// With every > 0 it first takes a lock for that long, so that of all the
+// replicas calling it on a schedule one prunes per period; when another
+// holds the lock it returns (0, false, nil). ran reports whether it walked
+// the registry.
+//
+// A name registered while Prune runs is never lost: Prune removes the names
+// it found gone, checks them again and puts back those that came back in
+// between (register writes the marker before the registry entry).
+func (s *Store) Prune(ctx context.Context, every time.Duration) (removed int, ran bool, err error) {
+	if every > 0 {
+		ok, err := s.client.SetNX(ctx, s.pruneLockKey(), "1", every).Result()
+		if err != nil {
+			return 0, false, s.fail("prune", "", err)
+		}
+		if !ok {
+			return 0, false, nil
+		}
+	}
+	lo := "-"
+	for {
+		names, err := s.client.ZRangeByLex(ctx, s.registryKey(), &redis.ZRangeBy{Min: lo, Max: "+", Count: prunePage}).Result()
+		if err != nil {
+			return removed, true, s.fail("prune", "", err)
+		}
+		if len(names) == 0 {
+			return removed, true, nil
+		}
+		n, err := s.prunePage(ctx, names)
+		removed += n
+		if err != nil {
+			return removed, true, s.fail("prune", "", err)
+		}
+		if len(names) < prunePage {
+			return removed, true, nil
+		}
+		lo = "(" + names[len(names)-1]
+	}
+}
+
+// prunePage removes the gone names among names and returns how many.
+func (s *Store) prunePage(ctx context.Context, names []string) (int, error) {
+	gone, err := s.gone(ctx, names)
+	if err != nil || len(gone) == 0 {
+		return 0, err
+	}
+	members := make([]any, len(gone))
+	for i, n := range gone {
+		members[i] = n
+	}
+	if err := s.client.ZRem(ctx, s.registryKey(), members...).Err(); err != nil {
+		return 0, err
+	}
+	still, err := s.gone(ctx, gone)
+	if err != nil {
+		return 0, err
+	}
+	if back := len(gone) - len(still); back > 0 {
+		isGone := make(map[string]bool, len(still))
+		for _, n := range still {
+			isGone[n] = true
+		}
+		zs := make([]redis.Z, 0, back)
+		for _, n := range gone {
+			if !isGone[n] {
+				zs = append(zs, redis.Z{Member: n})
+			}
+		}
+		if err := s.client.ZAddNX(ctx, s.registryKey(), zs...).Err(); err != nil {
+			return 0, err
+		}
+	}
+	return len(still), nil
+}
+
+// gone returns the names among names that have neither a state key nor a
+// marker, with one EXISTS per name (both keys share the name's hash tag) in
+// one pipeline.
+func (s *Store) gone(ctx context.Context, names []string) ([]string, error) {
+	cmds := make([]*redis.IntCmd, len(names))
+	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, n := range names {
+			cmds[i] = p.Exists(ctx, s.keys(n)[0], s.markerKey(n))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for i, c := range cmds {
+		if c.Val() == 0 {
+			out = append(out, names[i])
+		}
+	}
+	return out, nil
 }
 
 // Allow implements breaker.Store.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"github.com/topdeck/resilience/breaker"
@@ -81,6 +82,9 @@ func TestKeysAndTTL(t *testing.T) {
 	}
 	if got := c.ZRange(ctx, "p:breakers", 0, -1).Val(); len(got) != 1 || got[0] != "svc" {
 		t.Fatalf("registry: got %v, want [svc]", got)
+	}
+	if ttl := c.PTTL(ctx, "p:br:{svc}:r").Val(); ttl < time.Hour || ttl > time.Hour+15*time.Minute {
+		t.Fatalf("TTL of the registration marker: got %v, want idle TTL + a quarter of it (1h15m)", ttl)
 	}
 	for i := 0; i < 2; i++ {
 		if _, err := s.Report(ctx, "svc", settings, breaker.OutcomeFailure, 0, ""); err != nil {
@@ -175,6 +179,96 @@ func TestWatchAcrossClientsAndStores(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 	for range ch { // Close ends the watch: the channel closes
+	}
+}
+
+func TestPruneForgetsIdleNames(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client()
+	ctx := context.Background()
+	const idle = 200 * time.Millisecond
+	s := newStore(t, srv, redisstore.WithIdleTTL(idle))
+	other := redisstore.New(c, redisstore.WithPrefix("other:"), redisstore.WithIdleTTL(idle))
+	t.Cleanup(func() { _ = other.Close() })
+
+	// idle: used once, CLOSED (no state key). busy: used again just before
+	// the prune. open: OPEN with a recovery timeout that keeps its state.
+	for _, n := range []string{"idle", "busy"} {
+		if _, err := s.Allow(ctx, n, settings); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Reset(ctx, "open", settings, breaker.StateOpen); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Allow(ctx, "idle", settings); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(idle + idle/4 + 50*time.Millisecond) // every marker has expired
+	if _, err := s.Allow(ctx, "busy", settings); err != nil {
+		t.Fatal(err)
+	}
+
+	removed, ran, err := s.Prune(ctx, 0)
+	if err != nil || !ran || removed != 1 {
+		t.Fatalf("Prune: got %d removed, ran %v, %v; want 1 removed", removed, ran, err)
+	}
+	sts, _, err := s.List(ctx, "", 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, st := range sts {
+		names = append(names, st.Name)
+	}
+	if got := strings.Join(names, ","); got != "busy,open" {
+		t.Fatalf("List after Prune: got %s, want busy,open", got)
+	}
+	if got := c.ZRange(ctx, "other:breakers", 0, -1).Val(); len(got) != 1 {
+		t.Fatalf("another prefix's registry: got %v, want it untouched", got)
+	}
+
+	// A name used again after being pruned is listed again.
+	if _, err := s.Allow(ctx, "idle", settings); err != nil {
+		t.Fatal(err)
+	}
+	if sts, _, _ := s.List(ctx, "idle", 0, ""); len(sts) != 1 {
+		t.Fatalf("List after a pruned name came back: got %+v, want it", sts)
+	}
+
+	// With a period, one caller prunes per period.
+	if _, ran, err := s.Prune(ctx, time.Minute); err != nil || !ran {
+		t.Fatalf("first scheduled Prune: ran %v, %v; want it to run", ran, err)
+	}
+	if _, ran, err := s.Prune(ctx, time.Minute); err != nil || ran {
+		t.Fatalf("second scheduled Prune within the period: ran %v, %v; want it skipped", ran, err)
+	}
+}
+
+func TestPrunePagesThroughLargeRegistry(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client()
+	ctx := context.Background()
+	s := newStore(t, srv)
+	// 1,234 names registered by some replica long gone: registry entries
+	// without marker or state.
+	prefix := strings.TrimSuffix(s.Channel(), "breaker-events")
+	zs := make([]redis.Z, 1234)
+	for i := range zs {
+		zs[i] = redis.Z{Member: fmt.Sprintf("gone/%04d", i)}
+	}
+	if err := c.ZAdd(ctx, prefix+"breakers", zs...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Allow(ctx, "gone/0500", settings); err != nil { // in use again
+		t.Fatal(err)
+	}
+	removed, _, err := s.Prune(ctx, 0)
+	if err != nil || removed != 1233 {
+		t.Fatalf("Prune: got %d removed, %v; want 1233", removed, err)
+	}
+	if got := c.ZRange(ctx, prefix+"breakers", 0, -1).Val(); len(got) != 1 || got[0] != "gone/0500" {
+		t.Fatalf("registry after Prune: got %v, want [gone/0500]", got)
 	}
 }
 

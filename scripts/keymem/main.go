@@ -84,7 +84,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("redis %s, n=%d\n", redisVersion(ctx, rdb), *n)
 	fmt.Printf("limiter bucket: %.0f bytes of used_memory each (%d keys)\n", limKeys.perItem, limKeys.keys)
-	fmt.Printf("breaker (state + registry entry): %.0f bytes of used_memory each (%d keys)\n", brKeys.perItem, brKeys.keys)
+	fmt.Printf("breaker (state + marker + registry entry): %.0f bytes of used_memory each (%d keys)\n", brKeys.perItem, brKeys.keys)
 	return nil
 }
 
