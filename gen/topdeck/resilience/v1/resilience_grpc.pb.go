@@ -52,7 +52,9 @@ type ResilienceServiceClient interface {
 	// BreakerState returns the state of one breaker. A breaker that has never
 	// been used is CLOSED.
 	BreakerState(ctx context.Context, in *BreakerStateRequest, opts ...grpc.CallOption) (*BreakerStateResponse, error)
-	// ListBreakers pages through the breakers the fleet has seen, by name.
+	// ListBreakers pages through the breakers the fleet has used, by name. A
+	// breaker that nothing has used for a day (the idle TTL) is forgotten: it
+	// leaves the list and is CLOSED again, as one never used.
 	ListBreakers(ctx context.Context, in *ListBreakersRequest, opts ...grpc.CallOption) (*ListBreakersResponse, error)
 	// WatchBreakers streams every state transition made by any replica, for
 	// breakers whose name starts with `prefix`, until the caller cancels.
@@ -159,7 +161,9 @@ type ResilienceServiceServer interface {
 	// BreakerState returns the state of one breaker. A breaker that has never
 	// been used is CLOSED.
 	BreakerState(context.Context, *BreakerStateRequest) (*BreakerStateResponse, error)
-	// ListBreakers pages through the breakers the fleet has seen, by name.
+	// ListBreakers pages through the breakers the fleet has used, by name. A
+	// breaker that nothing has used for a day (the idle TTL) is forgotten: it
+	// leaves the list and is CLOSED again, as one never used.
 	ListBreakers(context.Context, *ListBreakersRequest) (*ListBreakersResponse, error)
 	// WatchBreakers streams every state transition made by any replica, for
 	// breakers whose name starts with `prefix`, until the caller cancels.
