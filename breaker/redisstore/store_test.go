@@ -183,11 +183,17 @@ func TestWatchAcrossClientsAndStores(t *testing.T) {
 }
 
 func TestPruneForgetsIdleNames(t *testing.T) {
-	srv := redistest.Start(t)
-	c := srv.Client()
+	t.Run("Redis", func(t *testing.T) { checkPrune(t, redistest.Start(t).Client()) })
+	// On Cluster the registry, each breaker's keys and the lock live in
+	// different slots.
+	t.Run("Cluster", func(t *testing.T) { checkPrune(t, redistest.StartCluster(t, 3, 0).Client()) })
+}
+
+func checkPrune(t *testing.T, c redis.UniversalClient) {
 	ctx := context.Background()
 	const idle = 200 * time.Millisecond
-	s := newStore(t, srv, redisstore.WithIdleTTL(idle))
+	s := redisstore.New(c, redisstore.WithPrefix(uniquePrefix()), redisstore.WithIdleTTL(idle))
+	t.Cleanup(func() { _ = s.Close() })
 	other := redisstore.New(c, redisstore.WithPrefix("other:"), redisstore.WithIdleTTL(idle))
 	t.Cleanup(func() { _ = other.Close() })
 
