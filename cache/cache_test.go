@@ -29,6 +29,7 @@ type faultyStore struct {
 	lostReply atomic.Bool // AddStats applies the batch, then reports an error
 	gets      atomic.Int64
 	getGate   atomic.Pointer[chan struct{}]
+	panicGet  atomic.Bool // the next Get panics (after the gate)
 }
 
 func newFaulty(t *testing.T, opts ...cache.MemoryOption) *faultyStore {
@@ -44,6 +45,9 @@ func (f *faultyStore) Get(ctx context.Context, key string) (cache.Entry, bool, e
 		case <-ctx.Done():
 			return cache.Entry{}, false, ctx.Err()
 		}
+	}
+	if f.panicGet.Swap(false) {
+		panic("store bug")
 	}
 	if f.fail.Load() {
 		return cache.Entry{}, false, errDown
@@ -394,6 +398,44 @@ func TestCacheGetLeaderCancelledFollowersCallAgain(t *testing.T) {
 	st, _ := c.Stats(context.Background())
 	if st.Errors != 0 || st.Hits != 1 {
 		t.Errorf("Stats: got %+v, want 1 hit and no error", st.Counters)
+	}
+}
+
+func TestCacheGetLeaderPanicDoesNotStrandFollowers(t *testing.T) {
+	s := newFaulty(t)
+	c := newCache(t, s, cache.WithStoreTimeout(time.Minute))
+	if _, err := c.Set(context.Background(), "k", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	release := s.gate()
+	defer release()
+	s.panicGet.Store(true)
+
+	recovered := make(chan any, 1)
+	go func() {
+		defer func() { recovered <- recover() }()
+		_, _ = c.Get(context.Background(), "k")
+	}()
+	for s.gets.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	follower := make(chan cache.GetResult, 1)
+	go func() {
+		r, _ := c.Get(context.Background(), "k")
+		follower <- r
+	}()
+	time.Sleep(20 * time.Millisecond) // let the follower join the leader's flight
+	release()
+	if p := <-recovered; p == nil {
+		t.Fatal("the leader's Get did not panic; the store's panic must reach its caller")
+	}
+	select {
+	case r := <-follower:
+		if !r.Found || string(r.Value) != "v" {
+			t.Errorf("follower Get: got %+v, want v", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the follower still waits for a flight whose leader panicked")
 	}
 }
 

@@ -27,7 +27,7 @@ type flight struct {
 	entry     Entry
 	found     bool
 	err       error
-	abandoned bool // the leader's ctx ended the call; nothing was read
+	abandoned bool // the leader's ctx ended the call, or it panicked: nothing was read
 }
 
 // get returns the outcome of a store Get of key, made by this caller or
@@ -56,19 +56,29 @@ func (fs *flights) get(ctx context.Context, key string, call func(context.Contex
 		fs.m[key] = f
 		fs.mu.Unlock()
 
-		f.entry, f.found, f.err = call(ctx)
-		f.abandoned = f.err != nil && ctx.Err() != nil
+		fs.lead(ctx, key, f, call)
+		if f.abandoned {
+			return nil, false, ctx.Err()
+		}
+		return f, false, nil
+	}
+}
+
+// lead makes f's call and ends the flight, even when call panics: the panic
+// goes on up the leader's stack, and the callers waiting on f call again
+// rather than wait for a result that will never come.
+func (fs *flights) lead(ctx context.Context, key string, f *flight, call func(context.Context) (Entry, bool, error)) {
+	f.abandoned = true // until call returns
+	defer func() {
 		fs.mu.Lock()
 		if fs.m[key] == f {
 			delete(fs.m, key)
 		}
 		fs.mu.Unlock()
 		close(f.done)
-		if f.abandoned {
-			return nil, false, ctx.Err()
-		}
-		return f, false, nil
-	}
+	}()
+	f.entry, f.found, f.err = call(ctx)
+	f.abandoned = f.err != nil && ctx.Err() != nil
 }
 
 // forget makes Gets that start after it return start a new flight for key;
