@@ -198,12 +198,13 @@ type Stats struct {
 }
 
 // Get returns the value under key. Concurrent Gets of one key on this Cache
-// share one store call, made by the first of them with its own ctx (bounded
-// by the store timeout). A caller whose ctx is done returns ctx.Err(): at
-// once if it was waiting for another's call, as soon as the store notices
-// otherwise (the Redis store: at a deadline at once, at a plain cancellation
-// within the store timeout); the callers it leaves waiting then make the
-// call again. A value written by this Cache's Set, Delete or DeletePattern
+// share one store call, made by the first of them on its own goroutine and
+// bounded by the store timeout only: not by that caller's deadline or
+// cancellation, so a caller giving up neither leaves the others without an
+// answer nor cuts a Redis connection mid-reply. A caller whose ctx is done
+// returns ctx.Err() (and counts nothing): at once when it waits for another
+// caller's store call, when its own call ends (within the store timeout)
+// otherwise. A value written by this Cache's Set, Delete or DeletePattern
 // that completed before Get started is never hidden by an older flight.
 func (c *Cache) Get(ctx context.Context, key string) (GetResult, error) {
 	if err := checkKey(key); err != nil {
@@ -212,11 +213,14 @@ func (c *Cache) Get(ctx context.Context, key string) (GetResult, error) {
 	if err := ctx.Err(); err != nil {
 		return GetResult{}, err
 	}
-	f, shared, err := c.flights.get(ctx, key, func(ctx context.Context) (Entry, bool, error) {
-		sctx, cancel := context.WithTimeout(ctx, c.storeTimeout)
+	f, shared, err := c.flights.get(ctx, key, func() (Entry, bool, error) {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.storeTimeout)
 		defer cancel()
 		return c.store.Get(sctx, key)
 	})
+	if err == nil {
+		err = ctx.Err()
+	}
 	if err != nil {
 		return GetResult{}, err
 	}

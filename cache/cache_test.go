@@ -322,42 +322,60 @@ func TestCacheSingleFlight(t *testing.T) {
 	}
 }
 
-func TestCacheGetCancelledCallerReturnsAtOnce(t *testing.T) {
+func TestCacheGetCancelledCallers(t *testing.T) {
 	s := newFaulty(t)
 	c := newCache(t, s)
 	release := s.gate()
 	defer release()
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	lctx, lcancel := context.WithCancel(context.Background())
+	leader := make(chan error, 1)
 	go func() {
-		_, err := c.Get(ctx, "k")
-		done <- err
+		_, err := c.Get(lctx, "k")
+		leader <- err
 	}()
 	for s.gets.Load() == 0 {
 		time.Sleep(time.Millisecond)
 	}
-	cancel()
+	// A caller waiting for the leader's store call returns at once.
+	fctx, fcancel := context.WithCancel(context.Background())
+	follower := make(chan error, 1)
+	go func() {
+		_, err := c.Get(fctx, "k")
+		follower <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // let it join the flight
+	fcancel()
 	select {
-	case err := <-done:
+	case err := <-follower:
 		if !errors.Is(err, context.Canceled) {
-			t.Errorf("Get: got %v, want context.Canceled", err)
+			t.Errorf("follower Get: got %v, want context.Canceled", err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("Get did not return after its ctx was cancelled")
+		t.Fatal("a follower's Get did not return after its ctx was cancelled")
+	}
+	// The leader returns when its store call ends, with its ctx's error.
+	lcancel()
+	release()
+	if err := <-leader; !errors.Is(err, context.Canceled) {
+		t.Errorf("leader Get: got %v, want context.Canceled", err)
 	}
 
+	// A caller whose deadline passes while its store call hangs returns
+	// within the store timeout.
+	release = s.gate()
 	dctx, dcancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer dcancel()
 	if _, err := c.Get(dctx, "k"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Get past the caller's deadline: got %v, want DeadlineExceeded", err)
 	}
+	release()
 	if st, _ := c.Stats(context.Background()); !st.Counters.IsZero() {
 		t.Errorf("Stats: got %+v, want nothing counted for cancelled callers", st.Counters)
 	}
 }
 
-func TestCacheGetLeaderCancelledFollowersCallAgain(t *testing.T) {
+func TestCacheGetLeaderCancelledFollowersGetItsAnswer(t *testing.T) {
 	s := newFaulty(t)
 	c := newCache(t, s, cache.WithStoreTimeout(time.Minute))
 	if _, err := c.Set(context.Background(), "k", []byte("v"), 0); err != nil {
@@ -385,19 +403,19 @@ func TestCacheGetLeaderCancelledFollowersCallAgain(t *testing.T) {
 	}()
 	time.Sleep(20 * time.Millisecond) // let the follower join the leader's flight
 	cancel()
+	release()
 	if err := <-leader; !errors.Is(err, context.Canceled) {
 		t.Errorf("leader Get: got %v, want context.Canceled", err)
 	}
-	for s.gets.Load() < 2 { // the follower calls the store itself
-		time.Sleep(time.Millisecond)
-	}
-	release()
 	if r := <-follower; !r.Found || r.Degraded || string(r.Value) != "v" {
-		t.Errorf("follower Get: got %+v, want v (the leader's cancellation is not a store failure)", r)
+		t.Errorf("follower Get: got %+v, want v (the leader's cancellation does not cut the shared call)", r)
+	}
+	if n := s.gets.Load(); n != 1 {
+		t.Errorf("store Gets: got %d, want 1 (shared)", n)
 	}
 	st, _ := c.Stats(context.Background())
 	if st.Errors != 0 || st.Hits != 1 {
-		t.Errorf("Stats: got %+v, want 1 hit and no error", st.Counters)
+		t.Errorf("Stats: got %+v, want 1 hit (the follower's) and no error", st.Counters)
 	}
 }
 

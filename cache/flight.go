@@ -11,10 +11,10 @@ import (
 // goroutine and stack, which on the service's hot path saves a goroutine
 // start, its stack growth through the Redis client and a hand-off per Get.
 //
-// The leader calls the store with its own ctx, so it returns as soon as the
-// store notices that ctx is done. A flight whose leader left that way did
-// not read the store: its followers do not take its error as a store
-// failure, they start (or join) another flight instead.
+// The call is not bound to any caller's cancellation or deadline (the caller
+// of get bounds it, see Cache.Get): a caller giving up must not cut a Redis
+// connection mid-reply, nor leave the others without an answer. A follower
+// whose ctx ends returns at once; the leader returns when its call ends.
 type flights struct {
 	mu sync.Mutex // protects m
 	m  map[string]*flight
@@ -27,14 +27,14 @@ type flight struct {
 	entry     Entry
 	found     bool
 	err       error
-	abandoned bool // the leader's ctx ended the call, or it panicked: nothing was read
+	abandoned bool // the leader panicked: nothing was read
 }
 
-// get returns the outcome of a store Get of key, made by this caller or
-// shared with a concurrent one; shared reports the latter (the entry's
-// Value then belongs to the leader and must be copied). It returns
-// ctx.Err() when ctx ends first.
-func (fs *flights) get(ctx context.Context, key string, call func(context.Context) (Entry, bool, error)) (out *flight, shared bool, err error) {
+// get returns the outcome of a store Get of key, made by this caller with
+// call or shared with a concurrent caller; shared reports the latter (the
+// entry's Value then belongs to the leader and must be copied). It returns
+// ctx.Err() when ctx ends while it waits for another caller's call.
+func (fs *flights) get(ctx context.Context, key string, call func() (Entry, bool, error)) (out *flight, shared bool, err error) {
 	for {
 		fs.mu.Lock()
 		if f, ok := fs.m[key]; ok {
@@ -55,11 +55,7 @@ func (fs *flights) get(ctx context.Context, key string, call func(context.Contex
 		}
 		fs.m[key] = f
 		fs.mu.Unlock()
-
-		fs.lead(ctx, key, f, call)
-		if f.abandoned {
-			return nil, false, ctx.Err()
-		}
+		fs.lead(key, f, call)
 		return f, false, nil
 	}
 }
@@ -67,7 +63,7 @@ func (fs *flights) get(ctx context.Context, key string, call func(context.Contex
 // lead makes f's call and ends the flight, even when call panics: the panic
 // goes on up the leader's stack, and the callers waiting on f call again
 // rather than wait for a result that will never come.
-func (fs *flights) lead(ctx context.Context, key string, f *flight, call func(context.Context) (Entry, bool, error)) {
+func (fs *flights) lead(key string, f *flight, call func() (Entry, bool, error)) {
 	f.abandoned = true // until call returns
 	defer func() {
 		fs.mu.Lock()
@@ -77,8 +73,8 @@ func (fs *flights) lead(ctx context.Context, key string, f *flight, call func(co
 		fs.mu.Unlock()
 		close(f.done)
 	}()
-	f.entry, f.found, f.err = call(ctx)
-	f.abandoned = f.err != nil && ctx.Err() != nil
+	f.entry, f.found, f.err = call()
+	f.abandoned = false
 }
 
 // forget makes Gets that start after it return start a new flight for key;
