@@ -102,6 +102,43 @@ func (f *faultyStore) gate() (release func()) {
 	return func() { once.Do(func() { f.getGate.Store(nil); close(ch) }) }
 }
 
+// waitGets waits until the store has been asked for at least n Gets.
+func (f *faultyStore) waitGets(n int64) {
+	for f.gets.Load() < n {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// getReply is the outcome of a Get run by getAsync.
+type getReply struct {
+	r   cache.GetResult
+	err error
+}
+
+// getAsync runs c.Get(ctx, key) on a goroutine and delivers its outcome.
+func getAsync(ctx context.Context, c *cache.Cache, key string) <-chan getReply {
+	ch := make(chan getReply, 1)
+	go func() {
+		r, err := c.Get(ctx, key)
+		ch <- getReply{r, err}
+	}()
+	return ch
+}
+
+// newGatedCache returns a cache holding k = "v" (store timeout 1m) whose
+// store Gets wait until release is called.
+func newGatedCache(t *testing.T) (s *faultyStore, c *cache.Cache, release func()) {
+	t.Helper()
+	s = newFaulty(t)
+	c = newCache(t, s, cache.WithStoreTimeout(time.Minute))
+	if _, err := c.Set(context.Background(), "k", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	release = s.gate()
+	t.Cleanup(release)
+	return s, c, release
+}
+
 func newCache(t *testing.T, s cache.Store, opts ...cache.Option) *cache.Cache {
 	t.Helper()
 	c, err := cache.New(s, opts...)
@@ -302,9 +339,7 @@ func TestCacheSingleFlight(t *testing.T) {
 		})
 	}
 	// Wait until one Get reached the store, give the others time to join.
-	for s.gets.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	s.waitGets(1)
 	time.Sleep(50 * time.Millisecond)
 	release()
 	wg.Wait()
@@ -329,27 +364,17 @@ func TestCacheGetCancelledCallers(t *testing.T) {
 	defer release()
 
 	lctx, lcancel := context.WithCancel(context.Background())
-	leader := make(chan error, 1)
-	go func() {
-		_, err := c.Get(lctx, "k")
-		leader <- err
-	}()
-	for s.gets.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	leader := getAsync(lctx, c, "k")
+	s.waitGets(1)
 	// A caller waiting for the leader's store call returns at once.
 	fctx, fcancel := context.WithCancel(context.Background())
-	follower := make(chan error, 1)
-	go func() {
-		_, err := c.Get(fctx, "k")
-		follower <- err
-	}()
+	follower := getAsync(fctx, c, "k")
 	time.Sleep(20 * time.Millisecond) // let it join the flight
 	fcancel()
 	select {
-	case err := <-follower:
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("follower Get: got %v, want context.Canceled", err)
+	case g := <-follower:
+		if !errors.Is(g.err, context.Canceled) {
+			t.Errorf("follower Get: got %v, want context.Canceled", g.err)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("a follower's Get did not return after its ctx was cancelled")
@@ -357,8 +382,8 @@ func TestCacheGetCancelledCallers(t *testing.T) {
 	// The leader returns when its store call ends, with its ctx's error.
 	lcancel()
 	release()
-	if err := <-leader; !errors.Is(err, context.Canceled) {
-		t.Errorf("leader Get: got %v, want context.Canceled", err)
+	if g := <-leader; !errors.Is(g.err, context.Canceled) {
+		t.Errorf("leader Get: got %v, want context.Canceled", g.err)
 	}
 
 	// A caller whose deadline passes while its store call hangs returns
@@ -376,39 +401,19 @@ func TestCacheGetCancelledCallers(t *testing.T) {
 }
 
 func TestCacheGetLeaderCancelledFollowersGetItsAnswer(t *testing.T) {
-	s := newFaulty(t)
-	c := newCache(t, s, cache.WithStoreTimeout(time.Minute))
-	if _, err := c.Set(context.Background(), "k", []byte("v"), 0); err != nil {
-		t.Fatal(err)
-	}
-	release := s.gate()
-	defer release()
-
+	s, c, release := newGatedCache(t)
 	lctx, cancel := context.WithCancel(context.Background())
-	leader := make(chan error, 1)
-	go func() {
-		_, err := c.Get(lctx, "k")
-		leader <- err
-	}()
-	for s.gets.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	follower := make(chan cache.GetResult, 1)
-	go func() {
-		r, err := c.Get(context.Background(), "k")
-		if err != nil {
-			t.Errorf("follower Get: %v", err)
-		}
-		follower <- r
-	}()
+	leader := getAsync(lctx, c, "k")
+	s.waitGets(1)
+	follower := getAsync(context.Background(), c, "k")
 	time.Sleep(20 * time.Millisecond) // let the follower join the leader's flight
 	cancel()
 	release()
-	if err := <-leader; !errors.Is(err, context.Canceled) {
-		t.Errorf("leader Get: got %v, want context.Canceled", err)
+	if g := <-leader; !errors.Is(g.err, context.Canceled) {
+		t.Errorf("leader Get: got %v, want context.Canceled", g.err)
 	}
-	if r := <-follower; !r.Found || r.Degraded || string(r.Value) != "v" {
-		t.Errorf("follower Get: got %+v, want v (the leader's cancellation does not cut the shared call)", r)
+	if g := <-follower; g.err != nil || !g.r.Found || g.r.Degraded || string(g.r.Value) != "v" {
+		t.Errorf("follower Get: got %+v, %v, want v (the leader's cancellation does not cut the shared call)", g.r, g.err)
 	}
 	if n := s.gets.Load(); n != 1 {
 		t.Errorf("store Gets: got %d, want 1 (shared)", n)
@@ -420,37 +425,24 @@ func TestCacheGetLeaderCancelledFollowersGetItsAnswer(t *testing.T) {
 }
 
 func TestCacheGetLeaderPanicDoesNotStrandFollowers(t *testing.T) {
-	s := newFaulty(t)
-	c := newCache(t, s, cache.WithStoreTimeout(time.Minute))
-	if _, err := c.Set(context.Background(), "k", []byte("v"), 0); err != nil {
-		t.Fatal(err)
-	}
-	release := s.gate()
-	defer release()
+	s, c, release := newGatedCache(t)
 	s.panicGet.Store(true)
-
 	recovered := make(chan any, 1)
 	go func() {
 		defer func() { recovered <- recover() }()
 		_, _ = c.Get(context.Background(), "k")
 	}()
-	for s.gets.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	follower := make(chan cache.GetResult, 1)
-	go func() {
-		r, _ := c.Get(context.Background(), "k")
-		follower <- r
-	}()
+	s.waitGets(1)
+	follower := getAsync(context.Background(), c, "k")
 	time.Sleep(20 * time.Millisecond) // let the follower join the leader's flight
 	release()
 	if p := <-recovered; p == nil {
 		t.Fatal("the leader's Get did not panic; the store's panic must reach its caller")
 	}
 	select {
-	case r := <-follower:
-		if !r.Found || string(r.Value) != "v" {
-			t.Errorf("follower Get: got %+v, want v", r)
+	case g := <-follower:
+		if g.err != nil || !g.r.Found || string(g.r.Value) != "v" {
+			t.Errorf("follower Get: got %+v, %v, want v", g.r, g.err)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the follower still waits for a flight whose leader panicked")
@@ -491,9 +483,7 @@ func TestCacheWriteHidesOlderFlight(t *testing.T) {
 				r, _ := c.Get(ctx, "k")
 				first <- r
 			}()
-			for s.gets.Load() == 0 {
-				time.Sleep(time.Millisecond)
-			}
+			s.waitGets(1)
 			s.getGate.Store(nil) // later store Gets go straight through
 			step.write(c)
 			r, err := c.Get(ctx, "k")
