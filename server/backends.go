@@ -162,14 +162,7 @@ func (b *Backends) pruneRegistry(ctx context.Context) {
 		q := b.pruneEvery / 4
 		return q - q/5 + rand.N(2*q/5)
 	}
-	t := time.NewTimer(jittered())
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	repeat(ctx, jittered(), jittered, func() {
 		n, ran, err := p.Prune(ctx, b.pruneEvery)
 		b.metrics.observePruned(n)
 		switch {
@@ -178,15 +171,13 @@ func (b *Backends) pruneRegistry(ctx context.Context) {
 		case ran:
 			b.log.Info("pruned the breaker registry", "removed", n)
 		}
-		t.Reset(jittered())
-	}
+	})
 }
 
-// watchRetry is the pause before re-subscribing to breaker events.
-const watchRetry = time.Second
-
-func (b *Backends) watchStates(ctx context.Context) {
-	t := time.NewTimer(0)
+// repeat runs fn after first, then again each next() after fn returns,
+// until ctx ends.
+func repeat(ctx context.Context, first time.Duration, next func() time.Duration, fn func()) {
+	t := time.NewTimer(first)
 	defer t.Stop()
 	for {
 		select {
@@ -194,11 +185,20 @@ func (b *Backends) watchStates(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		fn()
+		t.Reset(next())
+	}
+}
+
+// watchRetry is the pause before re-subscribing to breaker events.
+const watchRetry = time.Second
+
+func (b *Backends) watchStates(ctx context.Context) {
+	repeat(ctx, 0, func() time.Duration { return watchRetry }, func() {
 		if err := b.followEvents(ctx); err != nil && ctx.Err() == nil {
 			b.log.Debug("breaker events unavailable; retrying", "error", err.Error())
 		}
-		t.Reset(watchRetry)
-	}
+	})
 }
 
 // followEvents feeds every breaker transition, made by any replica, to the
