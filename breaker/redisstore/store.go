@@ -84,9 +84,12 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 	return s
 }
 
+// keyBase is the start of every key of name: <prefix>br:{<name>}:
+func (s *Store) keyBase(name string) string { return s.prefix + "br:{" + name + "}:" }
+
 // keys returns the state, probes and window keys of name.
 func (s *Store) keys(name string) []string {
-	base := s.prefix + "br:{" + name + "}:"
+	base := s.keyBase(name)
 	return []string{base + "s", base + "p", base + "w"}
 }
 
@@ -94,7 +97,7 @@ func (s *Store) registryKey() string { return s.prefix + "breakers" }
 
 // markerKey is the key whose presence says that a Store registered name
 // within the last IdleTTL (see register).
-func (s *Store) markerKey(name string) string { return s.prefix + "br:{" + name + "}:r" }
+func (s *Store) markerKey(name string) string { return s.keyBase(name) + "r" }
 
 // pruneLockKey is held by the replica that prunes the registry (see Prune).
 func (s *Store) pruneLockKey() string { return s.prefix + "breakers:prune-lock" }
@@ -261,7 +264,8 @@ func (s *Store) gone(ctx context.Context, names []string) ([]string, error) {
 	cmds := make([]*redis.IntCmd, len(names))
 	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, n := range names {
-			cmds[i] = p.Exists(ctx, s.keys(n)[0], s.markerKey(n))
+			base := s.keyBase(n)
+			cmds[i] = p.Exists(ctx, base+"s", base+"r")
 		}
 		return nil
 	})
