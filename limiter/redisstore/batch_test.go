@@ -146,33 +146,7 @@ func TestBatchedRealTime(t *testing.T) {
 	lim := limiter.Limit{MaxCalls: 500, Window: time.Second, Burst: 50}
 	const workers = 64
 	const period = 500 * time.Millisecond
-	var admitted, calls atomic.Int64
-	begin := time.Now()
-	var g errgroup.Group
-	for range workers {
-		g.Go(func() error {
-			for time.Since(begin) < period {
-				res, err := s.Take(context.Background(), "hot", lim, 1, 0)
-				if err != nil {
-					return err
-				}
-				calls.Add(1)
-				if res.Allowed {
-					admitted.Add(1)
-				}
-			}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		t.Fatal(err)
-	}
-	elapsed := time.Since(begin)
-	upper := lim.Burst + int64(float64(lim.MaxCalls)*elapsed.Seconds())
-	t.Logf("%d workers, %v: %d calls, %d admitted, bound %d", workers, elapsed, calls.Load(), admitted.Load(), upper)
-	if got := admitted.Load(); got > upper {
-		t.Errorf("admitted %d in %v, want <= burst + rate*elapsed = %d", got, elapsed, upper)
-	}
+	floodHotKey(t, s, lim, workers, period)
 }
 
 // TestBatchedCancellation mixes callers whose contexts end at random moments

@@ -118,20 +118,38 @@ func TestRealTimeConcurrent(t *testing.T) {
 	const workers = 16
 	const period = 600 * time.Millisecond
 
-	var admitted, calls atomic.Int64
-	ctx := context.Background()
+	calls, admitted := floodHotKey(t, s, lim, workers, period)
+	// Demand far exceeds the rate, so the bucket should have been kept busy:
+	// at least the burst plus half the refill over the period.
+	if upper := lim.Burst + int64(float64(lim.MaxCalls)*period.Seconds()); calls > 4*upper {
+		lower := lim.Burst + int64(float64(lim.MaxCalls)*period.Seconds()/2)
+		if admitted < lower {
+			t.Errorf("admitted %d of %d calls in %v, want >= %d (under-admission)", admitted, calls, period, lower)
+		}
+	} else {
+		t.Logf("demand too low (%d calls) to check the lower bound", calls)
+	}
+}
+
+// floodHotKey runs workers goroutines that take one token at a time from the
+// key "hot" for period, checks that the fleet admitted at most
+// burst + rate*elapsed (elapsed covers every decision), and returns the
+// calls made and admitted.
+func floodHotKey(t *testing.T, s *redisstore.Store, lim limiter.Limit, workers int, period time.Duration) (calls, admitted int64) {
+	t.Helper()
+	var nAdmitted, nCalls atomic.Int64
 	begin := time.Now()
 	var g errgroup.Group
 	for range workers {
 		g.Go(func() error {
 			for time.Since(begin) < period {
-				res, err := s.Take(ctx, "hot", lim, 1, 0)
+				res, err := s.Take(context.Background(), "hot", lim, 1, 0)
 				if err != nil {
 					return err
 				}
-				calls.Add(1)
+				nCalls.Add(1)
 				if res.Allowed {
-					admitted.Add(1)
+					nAdmitted.Add(1)
 				}
 			}
 			return nil
@@ -140,22 +158,13 @@ func TestRealTimeConcurrent(t *testing.T) {
 	if err := g.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	elapsed := time.Since(begin) // covers every Redis decision
+	elapsed := time.Since(begin)
 	upper := lim.Burst + int64(float64(lim.MaxCalls)*elapsed.Seconds())
-	t.Logf("%d workers, %v: %d calls, %d admitted, bound %d", workers, elapsed, calls.Load(), admitted.Load(), upper)
-	if got := admitted.Load(); got > upper {
+	t.Logf("%d workers, %v: %d calls, %d admitted, bound %d", workers, elapsed, nCalls.Load(), nAdmitted.Load(), upper)
+	if got := nAdmitted.Load(); got > upper {
 		t.Errorf("admitted %d in %v, want <= burst + rate*elapsed = %d", got, elapsed, upper)
 	}
-	// Demand far exceeds the rate, so the bucket should have been kept busy:
-	// at least the burst plus half the refill over the period.
-	if calls.Load() > 4*upper {
-		lower := lim.Burst + int64(float64(lim.MaxCalls)*period.Seconds()/2)
-		if got := admitted.Load(); got < lower {
-			t.Errorf("admitted %d of %d calls in %v, want >= %d (under-admission)", got, calls.Load(), elapsed, lower)
-		}
-	} else {
-		t.Logf("demand too low (%d calls) to check the lower bound", calls.Load())
-	}
+	return nCalls.Load(), nAdmitted.Load()
 }
 
 // TestOutage checks that a dead Redis gives an error (never a denial), soon,
