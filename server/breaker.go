@@ -56,7 +56,7 @@ func (r *resilienceServer) ReportOutcome(ctx context.Context, req *resiliencev1.
 	}
 	res, err := r.b.Breaker.Report(ctx, a.breaker, pol.Settings(), o, a.generation, a.permitID)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, toStatus(ctx, err)
 	}
 	if res.Degraded {
 		r.b.metrics.observeDegraded("breaker")
@@ -79,7 +79,7 @@ func (r *resilienceServer) BreakerState(ctx context.Context, req *resiliencev1.B
 	pol, _ := cfg.BreakerPolicy(req.GetBreaker())
 	st, err := r.b.Breaker.Status(ctx, req.GetBreaker(), pol.Settings())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, toStatus(ctx, err)
 	}
 	return &resiliencev1.BreakerStateResponse{Status: breakerStatus(cfg, st)}, nil
 }
@@ -91,7 +91,7 @@ func (r *resilienceServer) ListBreakers(ctx context.Context, req *resiliencev1.L
 	}
 	sts, next, err := r.b.Breaker.List(ctx, prefix, size, token)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, toStatus(ctx, err)
 	}
 	cfg := r.srv.Config()
 	resp := &resiliencev1.ListBreakersResponse{NextPageToken: next}
@@ -113,7 +113,7 @@ func (r *resilienceServer) WatchBreakers(req *resiliencev1.WatchBreakersRequest,
 	defer stop()
 	events, err := r.b.Breaker.Watch(ctx, req.GetPrefix())
 	if err != nil {
-		return toStatus(err)
+		return toStatus(ctx, err)
 	}
 	// Send the headers now, so the caller knows the watch is in place.
 	if err := stream.SendHeader(nil); err != nil {
@@ -138,7 +138,7 @@ func (r *resilienceServer) WatchBreakers(req *resiliencev1.WatchBreakersRequest,
 	if r.srv.streamsCtx.Err() != nil && stream.Context().Err() == nil {
 		return status.Error(codes.Unavailable, "server shutting down; watch again on another replica")
 	}
-	return toStatus(ctx.Err())
+	return toStatus(ctx, ctx.Err())
 }
 
 func (r *resilienceServer) ResetBreaker(ctx context.Context, req *resiliencev1.ResetBreakerRequest) (*resiliencev1.ResetBreakerResponse, error) {
@@ -157,7 +157,7 @@ func (r *resilienceServer) ResetBreaker(ctx context.Context, req *resiliencev1.R
 	pol, _ := cfg.BreakerPolicy(req.GetBreaker())
 	st, err := r.b.Breaker.Reset(ctx, req.GetBreaker(), pol.Settings(), to)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, toStatus(ctx, err)
 	}
 	r.b.States.Observe(req.GetBreaker(), st.State, st.Generation)
 	return &resiliencev1.ResetBreakerResponse{Status: breakerStatus(cfg, st)}, nil

@@ -36,7 +36,7 @@ func (c *cacheServer) Get(ctx context.Context, req *resiliencev1.GetRequest) (*r
 	}
 	res, err := c.b.Cache.Get(ctx, req.GetKey())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, toStatus(ctx, err)
 	}
 	c.logDegraded(ctx, "get", res.Err)
 	c.b.metrics.observeCache("get", cacheResult(res.Degraded, res.Found, "hit", "miss"))
@@ -57,7 +57,7 @@ func (c *cacheServer) Set(ctx context.Context, req *resiliencev1.SetRequest) (*r
 	}
 	res, err := c.b.Cache.Set(ctx, req.GetKey(), req.GetValue(), ttl)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, toStatus(ctx, err)
 	}
 	c.logDegraded(ctx, "set", res.Err)
 	c.b.metrics.observeCache("set", cacheResult(res.Degraded, res.Stored, "stored", "not_stored"))
@@ -70,7 +70,7 @@ func (c *cacheServer) Delete(ctx context.Context, req *resiliencev1.DeleteReques
 	}
 	res, err := c.b.Cache.Delete(ctx, req.GetKeys()...)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, toStatus(ctx, err)
 	}
 	c.logDegraded(ctx, "delete", res.Err)
 	c.b.metrics.observeCache("delete", cacheResult(res.Degraded, true, "ok", ""))
@@ -89,7 +89,7 @@ func (c *cacheServer) DeletePattern(ctx context.Context, req *resiliencev1.Delet
 	defer cancel()
 	res, err := c.b.Cache.DeletePattern(ctx, req.GetPattern())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, toStatus(ctx, err)
 	}
 	c.logDegraded(ctx, "delete_pattern", res.Err)
 	c.b.metrics.observeCache("delete_pattern", cacheResult(res.Degraded, true, "ok", ""))
@@ -103,7 +103,7 @@ func (c *cacheServer) GetStats(ctx context.Context, req *resiliencev1.GetStatsRe
 	degraded := false
 	if err != nil {
 		if ctx.Err() != nil || !errors.Is(err, cache.ErrStoreUnavailable) {
-			return nil, toStatus(err)
+			return nil, toStatus(ctx, err)
 		}
 		c.logDegraded(ctx, "stats", err)
 		degraded = true

@@ -13,21 +13,27 @@ import (
 	"github.com/topdeck/resilience/limiter"
 )
 
-// toStatus maps a domain error to a gRPC status. It is the one place where
-// domain errors become codes.
-func toStatus(err error) error {
+// toStatus maps a domain error met while serving a call with context ctx to a
+// gRPC status. It is the one place where domain errors become codes.
+//
+// DEADLINE_EXCEEDED and CANCELLED are answered only when the caller's own
+// context ended; a store call that ran out of the service's own store timeout
+// (or failed in any other way) is UNAVAILABLE, however the store's error
+// reads.
+func toStatus(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
 	}
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
+	if cerr := ctx.Err(); cerr != nil {
+		return status.FromContextError(cerr).Err()
+	}
 	var lie *limiter.InvalidArgumentError
 	var cae *cache.ArgumentError
 	var bse *breaker.SettingsError
 	switch {
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return status.FromContextError(err).Err()
 	case errors.As(err, &lie):
 		return invalid(limiterField(lie.Field), "%s", lie.Reason)
 	case errors.As(err, &cae):
@@ -42,6 +48,12 @@ func toStatus(err error) error {
 		return status.Error(codes.Unavailable, "shared store unavailable: "+err.Error())
 	case errors.Is(err, limiter.ErrStoreUnavailable):
 		return status.Error(codes.Unavailable, "shared store unavailable and the limit says on_store_failure: deny: "+err.Error())
+	case errors.Is(err, cache.ErrStoreUnavailable):
+		return status.Error(codes.Unavailable, "shared store unavailable: "+err.Error())
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		// The caller's context is live (checked above): this is the
+		// service's own store timeout, not the caller's deadline.
+		return status.Error(codes.Unavailable, "shared store did not answer in time: "+err.Error())
 	default:
 		return status.Error(codes.Internal, err.Error())
 	}

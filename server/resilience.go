@@ -67,7 +67,7 @@ func (r *resilienceServer) decide(ctx context.Context, cfg *config.Config, a acq
 	var adm breaker.Admission
 	if a.breaker != "" {
 		if adm, err = r.b.admitBreaker(ctx, cfg, a.breaker); err != nil {
-			return nil, toStatus(err)
+			return nil, toStatus(ctx, err)
 		}
 		resp.BreakerState = circuitState(adm.State)
 		resp.BreakerGeneration = adm.Generation
@@ -102,7 +102,7 @@ func (r *resilienceServer) decide(ctx context.Context, cfg *config.Config, a acq
 	})
 	if err != nil {
 		r.b.releaseProbe(ctx, a.breaker, adm.PermitID)
-		return nil, toStatus(err)
+		return nil, toStatus(ctx, err)
 	}
 	resp.Remaining = res.Remaining
 	resp.ResetAfter = durationpb.New(res.ResetAfter)
@@ -125,7 +125,7 @@ func (r *resilienceServer) decide(ctx context.Context, cfg *config.Config, a acq
 		case <-t.C:
 		case <-ctx.Done():
 			r.b.releaseProbe(ctx, a.breaker, adm.PermitID)
-			return nil, toStatus(ctx.Err())
+			return nil, toStatus(ctx, ctx.Err())
 		}
 		resp.Waited = durationpb.New(res.Wait)
 	}
@@ -144,7 +144,7 @@ func (r *resilienceServer) peek(ctx context.Context, cfg *config.Config, a acqui
 		pol, _ := cfg.BreakerPolicy(a.breaker)
 		st, err := r.b.Breaker.Status(ctx, a.breaker, pol.Settings())
 		if err != nil {
-			return nil, toStatus(err)
+			return nil, toStatus(ctx, err)
 		}
 		resp.BreakerState = circuitState(st.State)
 		resp.BreakerGeneration = st.Generation
@@ -163,7 +163,7 @@ func (r *resilienceServer) peek(ctx context.Context, cfg *config.Config, a acqui
 		Key: a.key, Limit: a.limit.Limiter(), Cost: a.cost, OnStoreFailure: a.limit.FailurePolicy(),
 	})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, toStatus(ctx, err)
 	}
 	resp.Remaining = res.Remaining
 	resp.ResetAfter = durationpb.New(res.ResetAfter)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -68,7 +69,7 @@ func parseAcquire(cfg *config.Config, req *resiliencev1.AcquireRequest) (acquire
 	// The limiter's own rules: positive limits, whole microseconds, exact
 	// arithmetic, cost within the burst, a representable max_wait.
 	if err := limiter.ValidateCall(a.limit.Limiter(), a.cost, a.maxWait); err != nil {
-		return a, toStatus(err)
+		return a, toStatus(context.Background(), err) // a validation error: no store involved
 	}
 	return a, nil
 }
