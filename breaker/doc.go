@@ -36,7 +36,11 @@
 // error), so a slow call admitted before the breaker opened cannot count
 // against the next state. Generation 0 means "unknown" and applies to the
 // current generation. In HALF_OPEN only reports that carry a live permit
-// count.
+// count. A permit carries the generation that issued it ("<gen>.<seq>"): an
+// outcome with a permit that is spent, released, reclaimed or of another
+// generation is ignored whatever generation comes with it (0 included), so a
+// probe's permit, reported again after the breaker closed, never counts in
+// the new CLOSED generation.
 //
 // # Stores
 //

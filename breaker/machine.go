@@ -101,6 +101,20 @@ func (m *machine) report(name string, s Settings, o Outcome, gen uint64, permit 
 	if gen != 0 && gen != m.gen {
 		return ignored(IgnoredStaleGeneration)
 	}
+	// A permit carries the generation that issued it: a permit of another
+	// generation is stale whatever gen says (0 included), and a permit is
+	// only ever live in HALF_OPEN (leaving HALF_OPEN starts a new generation).
+	if permit != "" {
+		pg, _, ok := ParsePermitID(permit)
+		switch {
+		case !ok:
+			return ignored(IgnoredNoPermit)
+		case pg != m.gen:
+			return ignored(IgnoredStaleGeneration)
+		case m.state == StateClosed:
+			return ignored(IgnoredNoPermit)
+		}
+	}
 	var events []Event
 	switch m.state {
 	case StateOpen:

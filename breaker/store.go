@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -164,4 +166,45 @@ func DecodePageToken(token string) (string, error) {
 
 // PermitID formats the permit of probe seq in generation gen. The format is
 // "<gen>.<seq>"; callers treat it as opaque.
-func PermitID(gen, seq uint64) string { return fmt.Sprintf("%d.%d", gen, seq) }
+func PermitID(gen, seq uint64) string {
+	return strconv.FormatUint(gen, 10) + "." + strconv.FormatUint(seq, 10)
+}
+
+// MaxPermitIDLen is the longest permit a store issues: two 20-digit numbers
+// and a dot. Breaker's local permits are longer (see ValidatePermitID).
+const MaxPermitIDLen = 41
+
+// ParsePermitID returns the generation and sequence number of a permit made
+// by PermitID. ok is false for anything else: an empty string, signs, leading
+// zeros, zero values, numbers above 2^64-1 or other characters. It never
+// panics and allocates nothing.
+func ParsePermitID(p string) (gen, seq uint64, ok bool) {
+	dot := strings.IndexByte(p, '.')
+	if dot < 0 {
+		return 0, 0, false
+	}
+	gen, ok = parseCanonical(p[:dot])
+	if !ok {
+		return 0, 0, false
+	}
+	seq, ok = parseCanonical(p[dot+1:])
+	if !ok {
+		return 0, 0, false
+	}
+	return gen, seq, true
+}
+
+// parseCanonical parses a positive decimal number without sign or leading
+// zeros that fits in a uint64.
+func parseCanonical(s string) (uint64, bool) {
+	if s == "" || len(s) > 20 || s[0] == '0' {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	return n, err == nil
+}

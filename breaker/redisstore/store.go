@@ -313,6 +313,9 @@ func (s *Store) Report(ctx context.Context, name string, st breaker.Settings, o 
 	if err := s.register(ctx, name); err != nil {
 		return breaker.ReportResult{}, s.fail("report", name, err)
 	}
+	if _, _, ok := breaker.ParsePermitID(permitID); permitID != "" && !ok {
+		permitID = "!" // malformed: report.lua ignores it (no_permit)
+	}
 	args := append(s.commonArgs(name, st), int(o), strconv.FormatUint(generation, 10), permitID)
 	v, err := reportScript.Run(ctx, s.client, s.keys(name), args...).Result()
 	if err != nil {

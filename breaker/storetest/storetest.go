@@ -150,6 +150,7 @@ func Run(t *testing.T, newStore NewStoreFunc) {
 		{"FailedProbeReopens", testFailedProbe},
 		{"StaleGenerationIgnored", testStaleGeneration},
 		{"PermitCountsOnce", testPermitOnce},
+		{"StalePermitIgnoredWhateverGeneration", testStalePermit},
 		{"HalfOpenReportWithoutPermitIgnored", testNoPermit},
 		{"ReleaseFreesProbeSlot", testRelease},
 		{"Reset", testReset},
@@ -453,6 +454,50 @@ func testPermitOnce(t *testing.T, e *env) {
 		t.Fatalf("second report of the same permit: got %+v, want ignored (%s), still HALF_OPEN", r, breaker.IgnoredNoPermit)
 	}
 	wantState(t, "ProbeSuccesses", e.status("b", s).ProbeSuccesses, int64(1))
+}
+
+// A permit carries its generation: once spent, or once its generation is
+// over, an outcome with it never counts, whatever generation comes with it
+// (0, "unknown", included).
+func testStalePermit(t *testing.T, e *env) {
+	e.setupTrip("b", consecutive)
+	p := e.probe("b", consecutive)
+	r := e.report("b", consecutive, breaker.OutcomeSuccess, p.Generation, p.PermitID)
+	if r.Ignored || r.State != breaker.StateClosed || r.Generation != p.Generation+1 {
+		t.Fatalf("probe success: got %+v, want counted, CLOSED at generation %d", r, p.Generation+1)
+	}
+	closed := r.Generation
+	cases := []struct {
+		what   string
+		gen    uint64
+		permit string
+		reason string
+	}{
+		{"the spent permit, no generation", 0, p.PermitID, breaker.IgnoredStaleGeneration},
+		{"the spent permit, its own generation", p.Generation, p.PermitID, breaker.IgnoredStaleGeneration},
+		{"the spent permit, the current generation", closed, p.PermitID, breaker.IgnoredStaleGeneration},
+		{"a never issued permit of the current generation", closed, breaker.PermitID(closed, 1), breaker.IgnoredNoPermit},
+		{"a permit of a later generation", 0, breaker.PermitID(closed+1, 1), breaker.IgnoredStaleGeneration},
+		{"a malformed permit", 0, "x.1", breaker.IgnoredNoPermit},
+		{"a permit with a leading zero", 0, "0" + breaker.PermitID(closed, 1), breaker.IgnoredNoPermit},
+	}
+	for _, c := range cases {
+		r := e.report("b", consecutive, breaker.OutcomeFailure, c.gen, c.permit)
+		if !r.Ignored || r.IgnoredReason != c.reason || r.State != breaker.StateClosed || r.Generation != closed {
+			t.Fatalf("FAILURE with %s (generation %d, permit %q) at CLOSED generation %d: got %+v, want ignored (%s)", c.what, c.gen, c.permit, closed, r, c.reason)
+		}
+	}
+	wantState(t, "ConsecutiveFailures after stale permits", e.status("b", consecutive).ConsecutiveFailures, int64(0))
+
+	// In the next HALF_OPEN, the old permit does not take the new probe's place.
+	e.trip("b", consecutive)
+	p2 := e.probe("b", consecutive)
+	if r := e.report("b", consecutive, breaker.OutcomeFailure, 0, p.PermitID); !r.Ignored || r.State != breaker.StateHalfOpen {
+		t.Fatalf("FAILURE with a permit of an earlier HALF_OPEN: got %+v, want ignored, still HALF_OPEN", r)
+	}
+	if r := e.report("b", consecutive, breaker.OutcomeSuccess, 0, p2.PermitID); r.Ignored || r.State != breaker.StateClosed {
+		t.Fatalf("success of the live probe with generation 0: got %+v, want counted, CLOSED", r)
+	}
 }
 
 func testNoPermit(t *testing.T, e *env) {

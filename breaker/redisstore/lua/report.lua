@@ -3,7 +3,7 @@
 -- ARGV: ARGV[1..5] see lib.lua;
 --   ARGV[6] outcome: 1 success, 2 failure
 --   ARGV[7] generation of the call (decimal string; "0" = current)
---   ARGV[8] permit id ("" when not a probe)
+--   ARGV[8] permit id ("" when not a probe; "!" for a malformed one)
 -- Reply: {counted 0|1, state, generation (string), ignored reason ("" when counted)}
 local now = now_us()
 local S = parse_settings(ARGV[2])
@@ -11,6 +11,22 @@ local outcome, g, permit = tonumber(ARGV[6]), ARGV[7], ARGV[8]
 local r = load()
 if g ~= "0" and g ~= num(r.gen) then
   return { 0, r.st, num(r.gen), "stale_generation" }
+end
+-- A permit carries the generation that issued it ("<gen>.<seq>"): a permit of
+-- another generation is stale whatever ARGV[7] says ("0" included), and a
+-- permit is only ever live in HALF_OPEN. The Go side has replaced a permit
+-- that breaker.ParsePermitID rejects with "!", which matches no pattern.
+if permit ~= "" then
+  local pg = string.match(permit, "^([1-9]%d*)%.[1-9]%d*$")
+  if pg == nil then
+    return { 0, r.st, num(r.gen), "no_permit" }
+  end
+  if pg ~= num(r.gen) then
+    return { 0, r.st, num(r.gen), "stale_generation" }
+  end
+  if r.st == CLOSED then
+    return { 0, CLOSED, num(r.gen), "no_permit" }
+  end
 end
 if r.st == OPEN then
   return { 0, OPEN, num(r.gen), "open" }
