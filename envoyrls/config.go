@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/types/known/structpb"
+
 	"github.com/topdeck/resilience/limiter"
 )
 
@@ -19,9 +21,58 @@ import (
 type Config struct {
 	// Domains in configuration order.
 	Domains []Domain
+	// ResponseHeaders adds RateLimit-* headers to the responses (the
+	// reference's LIMIT_RESPONSE_HEADERS_ENABLED); off by default.
+	ResponseHeaders ResponseHeaders
+	// ResponseDynamicMetadata sets the response's dynamic_metadata (the
+	// reference's RESPONSE_DYNAMIC_METADATA): the domain, the request's
+	// descriptors and hits_addend, and the metadata of the descriptors that
+	// matched and were not over their limit. Off by default.
+	ResponseDynamicMetadata bool
+	// ShadowMode answers OK overall even when a descriptor is OVER_LIMIT
+	// (the statuses keep their codes), like the reference's SHADOW_MODE;
+	// the same as [WithGlobalShadowMode]. Off by default.
+	ShadowMode bool
+	// QuotaMode makes every descriptor of every request a quota-mode one
+	// (the reference's QUOTA_MODE): see Descriptor.QuotaMode. Off by
+	// default.
+	QuotaMode bool
 
-	compiled *table // set by validation; nil until then
+	domainsField string // the domains' path in error messages; "" = rootField
+	compiled     *table // set by validation; nil until then
 }
+
+// ResponseHeaders configures the rate limit headers of the IETF draft
+// (RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset) that a response
+// asks Envoy to add, as the reference's LIMIT_RESPONSE_HEADERS_ENABLED,
+// LIMIT_LIMIT_HEADER, LIMIT_REMAINING_HEADER and LIMIT_RESET_HEADER do.
+//
+// The headers describe one descriptor of the request: the first one over
+// its limit that is not in quota mode, or else the one with the fewest
+// tokens left. Limit is its requests_per_unit, Remaining its
+// limit_remaining, Reset its duration_until_reset in whole seconds, rounded
+// up: when OK, until its bucket is full again; when OVER_LIMIT, until the
+// request's hits fit. A response without any limited descriptor carries no
+// headers.
+type ResponseHeaders struct {
+	// Enabled turns the headers on. The zero value is off.
+	Enabled bool
+	// Limit, Remaining and Reset are the header names; "" means
+	// DefaultLimitHeader, DefaultRemainingHeader and DefaultResetHeader.
+	// Each must be an HTTP header name (an RFC 9110 token), all three
+	// distinct.
+	Limit, Remaining, Reset string
+	// Line is the line of the response_headers block in the YAML source (0
+	// if built in code), for error messages.
+	Line int
+}
+
+// The default names of the rate limit headers.
+const (
+	DefaultLimitHeader     = "RateLimit-Limit"
+	DefaultRemainingHeader = "RateLimit-Remaining"
+	DefaultResetHeader     = "RateLimit-Reset"
+)
 
 // Domain is one domain document.
 type Domain struct {
@@ -39,8 +90,9 @@ type Descriptor struct {
 	// Key is required.
 	Key string
 	// Value is optional: empty matches any value of Key (after more
-	// specific siblings); a value ending in '*' matches the values that
-	// start with what precedes it.
+	// specific siblings). A value containing '*' is a wildcard: each '*'
+	// matches zero or more characters ("bar*b" matches "barb" and
+	// "bar123b"; "foo*bar*baz" matches "foo1bar2baz").
 	Value string
 	// RateLimit is the limit applied when a request descriptor ends here;
 	// nil for none.
@@ -50,6 +102,17 @@ type Descriptor struct {
 	// ShareThreshold (wildcard values only) makes every value matched by
 	// the wildcard share one bucket.
 	ShareThreshold bool
+	// QuotaMode marks the limit as a quota: a request is OVER_LIMIT overall
+	// when a descriptor that is not in quota mode is over its limit, or when
+	// all of its quota-mode descriptors are (and there is at least one). A
+	// quota-mode status keeps its own code.
+	QuotaMode bool
+	// Metadata is free-form data (strings, numbers, booleans, null, lists
+	// and maps with string keys) returned under "metadata" in the
+	// response's dynamic_metadata when this descriptor's limit applies to
+	// a request descriptor that is not over it (see
+	// Config.ResponseDynamicMetadata). nil for none.
+	Metadata map[string]any
 	// DetailedMetric and ValueToMetric are accepted for compatibility with
 	// the reference service's files; they only affect its metrics and have
 	// no effect here.
@@ -183,8 +246,22 @@ func (es ConfigErrors) Unwrap() []error {
 	return out
 }
 
-// errList collects ConfigErrors.
-type errList struct{ errs ConfigErrors }
+// errList collects ConfigErrors, and counts what the YAML decoder has
+// decoded so far.
+type errList struct {
+	errs    ConfigErrors
+	decoded int // descriptors and metadata values, see maxDecoded
+}
+
+// spend counts one decoded descriptor or metadata value at path. Past
+// maxDecoded it reports false, and adds the error the first time.
+func (l *errList) spend(line int, path string) bool {
+	l.decoded++
+	if l.decoded == maxDecoded+1 {
+		l.add(line, path, "too large: the configuration expands to more than %d descriptors and metadata values (through YAML aliases?)", maxDecoded)
+	}
+	return l.decoded <= maxDecoded
+}
 
 func (l *errList) add(line int, field, format string, args ...any) {
 	l.errs = append(l.errs, &ConfigError{Line: line, Field: field, Reason: fmt.Sprintf(format, args...)})
@@ -218,9 +295,19 @@ func NewConfig(domains []Domain) (*Config, error) {
 // success it also prepares c for matching.
 func (c *Config) Validate() error {
 	var l errList
-	t := &table{domains: make(map[string]*level, len(c.Domains))}
+	t := &table{
+		domains:         make(map[string]*level, len(c.Domains)),
+		headers:         compileHeaders(&l, c.ResponseHeaders),
+		dynamicMetadata: c.ResponseDynamicMetadata,
+		shadow:          c.ShadowMode,
+		quota:           c.QuotaMode,
+	}
+	domainsField := c.domainsField
+	if domainsField == "" {
+		domainsField = rootField
+	}
 	for i, d := range c.Domains {
-		path := fmt.Sprintf("%s[%d]", rootField, i)
+		path := fmt.Sprintf("%s[%d]", domainsField, i)
 		if d.Name == "" {
 			l.add(d.Line, path+".domain", "must not be empty")
 			continue
@@ -269,12 +356,19 @@ func compileLevel(l *errList, parentLine int, path string, ds []Descriptor) *lev
 		}
 		n := &node{children: compileLevel(l, line, p, d.Descriptors)}
 		if d.RateLimit != nil {
-			n.rule = compileRule(l, line, p+".rate_limit", d.RateLimit, d.ShadowMode)
+			n.rule = compileRule(l, line, p+".rate_limit", d.RateLimit)
+			n.rule.shadow, n.rule.quota = d.ShadowMode, d.QuotaMode
+			if d.Metadata != nil {
+				n.rule.metadata = compileMetadata(l, line, p+".metadata", d.Metadata)
+			}
+		} else if d.Metadata != nil {
+			// Accepted as the reference does; it has no limit to go with.
+			compileMetadata(l, line, p+".metadata", d.Metadata)
 		}
-		wild := strings.HasSuffix(d.Value, "*")
+		wild := strings.Contains(d.Value, "*")
 		if d.ShareThreshold {
 			if !wild {
-				l.add(line, p+".share_threshold", "needs a wildcard value (ending in '*'), got value %q", d.Value)
+				l.add(line, p+".share_threshold", "needs a wildcard value (containing '*'), got value %q", d.Value)
 			}
 			n.share = d.Value
 		}
@@ -293,17 +387,20 @@ func compileLevel(l *errList, parentLine int, path string, ds []Descriptor) *lev
 		}
 		lv.byValue[e] = n
 		if wild {
-			lv.wildcards = append(lv.wildcards, wildcard{key: d.Key, prefix: strings.TrimSuffix(d.Value, "*"), n: n})
+			if lv.wildcards == nil {
+				lv.wildcards = map[string][]wildcard{}
+			}
+			lv.wildcards[d.Key] = append(lv.wildcards[d.Key], wildcard{pattern: compilePattern(d.Value), n: n})
 		}
 	}
 	return lv
 }
 
-func compileRule(l *errList, line int, path string, rl *RateLimit, shadow bool) *rule {
+func compileRule(l *errList, line int, path string, rl *RateLimit) *rule {
 	if rl.Line != 0 {
 		line = rl.Line
 	}
-	r := &rule{name: rl.Name, replaces: rl.Replaces, shadow: shadow, unlimited: rl.Unlimited,
+	r := &rule{name: rl.Name, replaces: rl.Replaces, unlimited: rl.Unlimited,
 		rpu: rl.RequestsPerUnit, unit: rl.Unit, window: rl.Unit.Duration()}
 	for i, name := range rl.Replaces {
 		switch {
@@ -342,4 +439,69 @@ func compileRule(l *errList, line int, path string, rl *RateLimit, shadow bool) 
 		}
 	}
 	return r
+}
+
+// compileMetadata converts a descriptor's metadata to the protobuf Struct
+// the responses carry.
+func compileMetadata(l *errList, line int, path string, m map[string]any) *structpb.Struct {
+	st, err := structpb.NewStruct(m)
+	if err != nil {
+		l.add(line, path, "cannot be used as metadata: %v", err)
+		return nil
+	}
+	return st
+}
+
+// headerNames is a validated ResponseHeaders; nil when the headers are off.
+type headerNames struct{ limit, remaining, reset string }
+
+func compileHeaders(l *errList, h ResponseHeaders) *headerNames {
+	path := rootField + ".response_headers"
+	names := []struct {
+		field, name, def string
+	}{
+		{"limit_header", h.Limit, DefaultLimitHeader},
+		{"remaining_header", h.Remaining, DefaultRemainingHeader},
+		{"reset_header", h.Reset, DefaultResetHeader},
+	}
+	seen := map[string]string{}
+	ok := true
+	for i := range names {
+		n := &names[i]
+		if n.name == "" {
+			n.name = n.def
+		}
+		if !isToken(n.name) {
+			l.add(h.Line, path+"."+n.field, "%q is not an HTTP header name", n.name)
+			ok = false
+			continue
+		}
+		lower := strings.ToLower(n.name)
+		if other, dup := seen[lower]; dup {
+			l.add(h.Line, path+"."+n.field, "%q is already the %s", n.name, other)
+			ok = false
+		}
+		seen[lower] = n.field
+	}
+	if !h.Enabled || !ok {
+		return nil
+	}
+	return &headerNames{limit: names[0].name, remaining: names[1].name, reset: names[2].name}
+}
+
+// isToken reports whether s is an RFC 9110 token (a valid header name).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -5,27 +5,59 @@ import (
 	"time"
 
 	commonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/topdeck/resilience/limiter"
 )
 
 // table is a validated Config ready for matching. It is immutable.
 type table struct {
-	domains map[string]*level
+	domains         map[string]*level
+	headers         *headerNames // nil: no rate limit headers
+	dynamicMetadata bool
+	shadow          bool // global shadow mode
+	quota           bool // global quota mode
 }
 
 // level is one descriptor list.
 type level struct {
-	byValue   map[entry]*node  // descriptors with a value (wildcards included, as literals)
-	byKey     map[string]*node // descriptors without a value
-	wildcards []wildcard       // descriptors whose value ends in '*', in configuration order
+	byValue   map[entry]*node       // descriptors with a value (wildcards included, as literals)
+	byKey     map[string]*node      // descriptors without a value
+	wildcards map[string][]wildcard // by key: descriptors whose value contains '*', in configuration order
 }
 
 type entry struct{ key, value string }
 
 type wildcard struct {
-	key, prefix string
-	n           *node
+	pattern pattern
+	n       *node
+}
+
+// pattern is a wildcard value split at its '*'s: "foo*bar*baz" is
+// ["foo", "bar", "baz"], "pre*" is ["pre", ""]. It always has two parts or
+// more.
+type pattern []string
+
+func compilePattern(value string) pattern { return strings.Split(value, "*") }
+
+// match reports whether value matches p, each '*' standing for zero or more
+// characters. It does not allocate. The first part must start value and the
+// last must end it; the parts between are found leftmost first, which finds
+// a match whenever there is one.
+func (p pattern) match(value string) bool {
+	first, last := p[0], p[len(p)-1]
+	if len(value) < len(first)+len(last) || !strings.HasPrefix(value, first) || !strings.HasSuffix(value, last) {
+		return false
+	}
+	rest := value[len(first) : len(value)-len(last)]
+	for _, part := range p[1 : len(p)-1] {
+		i := strings.Index(rest, part)
+		if i < 0 {
+			return false
+		}
+		rest = rest[i+len(part):]
+	}
+	return true
 }
 
 // node is one descriptor.
@@ -40,19 +72,22 @@ type rule struct {
 	name      string
 	replaces  []string
 	shadow    bool
+	quota     bool
 	unlimited bool
 	rpu       uint32
 	unit      Unit
 	mult      uint32 // unit multiplier of an override; 0 for configured limits
 	window    time.Duration
-	limit     limiter.Limit // zero when unlimited or rpu == 0
+	limit     limiter.Limit    // zero when unlimited or rpu == 0
+	metadata  *structpb.Struct // the descriptor's metadata; nil for none
 }
 
 // lookup finds the rule for d in domain, following the reference service:
-// per level, key and value first, then the first matching wildcard, then
-// the key alone; the rule applies only if it sits where the entries end.
-// shared[i], when shared is not nil and shared[i] is not empty, is the
-// wildcard that replaces entry i's value in the bucket key.
+// per level, key and value first, then the first matching wildcard in
+// configuration order, then the key alone; the rule applies only if it sits
+// where the entries end. shared[i], when shared is not nil and shared[i] is
+// not empty, is the wildcard that replaces entry i's value in the bucket
+// key.
 func (t *table) lookup(domain string, entries []*commonv3.RateLimitDescriptor_Entry) (r *rule, shared []string) {
 	lv := t.domains[domain]
 	for i, e := range entries {
@@ -66,8 +101,8 @@ func (t *table) lookup(domain string, entries []*commonv3.RateLimitDescriptor_En
 			n = lv.byValue[entry{key, value}]
 		}
 		if n == nil {
-			for _, w := range lv.wildcards {
-				if w.key == key && strings.HasPrefix(value, w.prefix) {
+			for _, w := range lv.wildcards[key] {
+				if w.pattern.match(value) {
 					n, viaWildcard = w.n, true
 					break
 				}

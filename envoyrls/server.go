@@ -129,9 +129,19 @@ func (s *Server) Register(r grpc.ServiceRegistrar) {
 type check struct {
 	rule *rule
 	key  string
-	cost uint64
+	cost uint64 // hits; 0 checks whether one hit would fit, taking nothing
 	res  limiter.Result
 	err  error
+}
+
+// hits is what descriptor d of req takes, as in the reference: the
+// descriptor's own hits_addend when set (0 takes nothing), otherwise the
+// request's, whose 0 means 1.
+func hits(req *ratelimitv3.RateLimitRequest, d *commonv3.RateLimitDescriptor) uint64 {
+	if h := d.GetHitsAddend(); h != nil {
+		return h.GetValue()
+	}
+	return uint64(max(req.GetHitsAddend(), 1))
 }
 
 // ShouldRateLimit implements RateLimitServiceServer (see the package
@@ -157,10 +167,7 @@ func (s *Server) ShouldRateLimit(ctx context.Context, req *ratelimitv3.RateLimit
 		if c.rule == nil {
 			continue
 		}
-		c.cost = uint64(max(req.GetHitsAddend(), 1))
-		if h := d.GetHitsAddend(); h != nil {
-			c.cost = max(h.GetValue(), 1)
-		}
+		c.cost = hits(req, d)
 		c.key = bucketKey(s.opts.prefix, domain, d.GetEntries(), shared)
 		for _, name := range c.rule.replaces {
 			if replaced == nil {
@@ -172,7 +179,8 @@ func (s *Server) ShouldRateLimit(ctx context.Context, req *ratelimitv3.RateLimit
 	var pending []*check
 	for i := range checks {
 		c := &checks[i]
-		if c.rule != nil && c.rule.name != "" && replaced[c.rule.name] {
+		// As in the reference, an unlimited limit is never replaced.
+		if c.rule != nil && !c.rule.unlimited && c.rule.name != "" && replaced[c.rule.name] {
 			c.rule = nil
 		}
 		if c.rule != nil && c.rule.needsStore(c.cost) {
@@ -182,8 +190,7 @@ func (s *Server) ShouldRateLimit(ctx context.Context, req *ratelimitv3.RateLimit
 	s.decide(ctx, pending)
 
 	resp := &ratelimitv3.RateLimitResponse{
-		OverallCode: ratelimitv3.RateLimitResponse_OK,
-		Statuses:    make([]*ratelimitv3.RateLimitResponse_DescriptorStatus, len(checks)),
+		Statuses: make([]*ratelimitv3.RateLimitResponse_DescriptorStatus, len(checks)),
 	}
 	degraded := false
 	for i := range checks {
@@ -192,14 +199,17 @@ func (s *Server) ShouldRateLimit(ctx context.Context, req *ratelimitv3.RateLimit
 			return nil, storeError(c.err)
 		}
 		degraded = degraded || c.res.Degraded
-		st := c.status()
-		if st.Code == ratelimitv3.RateLimitResponse_OVER_LIMIT {
-			resp.OverallCode = ratelimitv3.RateLimitResponse_OVER_LIMIT
-		}
-		resp.Statuses[i] = st
+		resp.Statuses[i] = c.status()
 	}
-	if s.opts.globalShadow {
+	resp.OverallCode = overallCode(t, checks, resp.Statuses)
+	if s.opts.globalShadow || t.shadow {
 		resp.OverallCode = ratelimitv3.RateLimitResponse_OK
+	}
+	if t.headers != nil {
+		resp.ResponseHeadersToAdd = t.headers.values(t, checks, resp.Statuses)
+	}
+	if t.dynamicMetadata {
+		resp.DynamicMetadata = dynamicMetadata(req, checks, resp.Statuses)
 	}
 	if degraded {
 		// Outside a gRPC handler (direct calls in tests) there is no stream
@@ -209,16 +219,56 @@ func (s *Server) ShouldRateLimit(ctx context.Context, req *ratelimitv3.RateLimit
 	return resp, nil
 }
 
+// overallCode is the reference's rule: OVER_LIMIT when a descriptor that is
+// not in quota mode is over its limit, or when every quota-mode descriptor
+// is (and there is one). Unlimited descriptors count for neither.
+func overallCode(t *table, checks []check, statuses []*ratelimitv3.RateLimitResponse_DescriptorStatus) ratelimitv3.RateLimitResponse_Code {
+	quotas, quotasOver := 0, 0
+	for i, st := range statuses {
+		r := checks[i].rule
+		if r != nil && r.unlimited {
+			continue
+		}
+		quota := t.quota || (r != nil && r.quota)
+		over := st.GetCode() == ratelimitv3.RateLimitResponse_OVER_LIMIT
+		switch {
+		case quota && over:
+			quotas++
+			quotasOver++
+		case quota:
+			quotas++
+		case over:
+			return ratelimitv3.RateLimitResponse_OVER_LIMIT
+		}
+	}
+	if quotas > 0 && quotas == quotasOver {
+		return ratelimitv3.RateLimitResponse_OVER_LIMIT
+	}
+	return ratelimitv3.RateLimitResponse_OK
+}
+
 // decide asks the limiter for every pending check, concurrently when there
-// are several.
+// are several. Each call carries the check's limit, so a bucket used under
+// another limit (a reload, an override) is decided under this one.
 func (s *Server) decide(ctx context.Context, pending []*check) {
 	acquire := func(c *check) {
-		c.res, c.err = s.lim.Acquire(ctx, limiter.Request{
+		r := limiter.Request{
 			Key:            c.key,
 			Limit:          c.rule.limit,
-			Cost:           int64(c.cost),
+			Cost:           int64(max(c.cost, 1)),
 			OnStoreFailure: s.opts.policy,
-		})
+		}
+		if c.cost == 0 {
+			c.res, c.err = s.lim.Peek(ctx, r)
+			if c.err == nil && c.res.Allowed {
+				// The peek answers as if one hit were taken; report
+				// the bucket as it is (to the microsecond).
+				c.res.Remaining++
+				c.res.ResetAfter = max(c.res.ResetAfter-c.rule.window/time.Duration(c.rule.rpu), 0)
+			}
+		} else {
+			c.res, c.err = s.lim.Acquire(ctx, r)
+		}
 	}
 	if len(pending) == 1 {
 		acquire(pending[0])
@@ -236,9 +286,10 @@ func (s *Server) decide(ctx context.Context, pending []*check) {
 }
 
 // needsStore reports whether a call of cost under r is decided by the
-// limiter (otherwise the answer is known without it).
+// limiter (otherwise the answer is known without it). A check of cost 0
+// asks whether one hit would fit.
 func (r *rule) needsStore(cost uint64) bool {
-	return !r.unlimited && r.rpu > 0 && cost <= uint64(r.rpu)
+	return !r.unlimited && r.rpu > 0 && max(cost, 1) <= uint64(r.rpu)
 }
 
 // status builds c's descriptor status.

@@ -3,6 +3,7 @@ package envoyrls_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"net"
 	"strings"
@@ -185,7 +186,9 @@ func TestShouldRateLimitBasics(t *testing.T) {
 	}
 }
 
-// A descriptor's own hits_addend overrides the request's.
+// A descriptor's own hits_addend overrides the request's; an explicit 0
+// checks without charging (Envoy's hits_addend: {number: 0}), as in the
+// reference.
 func TestHitsAddendOverride(t *testing.T) {
 	clk := newClock()
 	_, c := newServer(t, memoryLimiter(clk), perIPConfig)
@@ -193,10 +196,23 @@ func TestHitsAddendOverride(t *testing.T) {
 	d := desc("remote_address", "10.0.0.1")
 	d.HitsAddend = wrapperspb.UInt64(2) // overrides the request's 1
 	wantResponse(t, "descriptor hits_addend", call(t, c, req("edge", 1, d)), ok, st(ok, perIP, 1, 40*time.Second))
-	d.HitsAddend = wrapperspb.UInt64(0) // 0 means 1
-	wantResponse(t, "descriptor hits_addend 0", call(t, c, req("edge", 3, d)), ok, st(ok, perIP, 0, 60*time.Second))
+	d.HitsAddend = wrapperspb.UInt64(0) // check only: the bucket as it is
+	for i := range 3 {
+		wantResponse(t, fmt.Sprintf("descriptor hits_addend 0, check %d", i), call(t, c, req("edge", 3, d)), ok, st(ok, perIP, 1, 40*time.Second))
+	}
+	d.HitsAddend = nil // the request's 0 means 1
+	wantResponse(t, "request hits_addend 0", call(t, c, req("edge", 0, d)), ok, st(ok, perIP, 0, 60*time.Second))
+	d.HitsAddend = wrapperspb.UInt64(0) // check only, nothing left: over, retry when one hit fits
+	wantResponse(t, "check an empty bucket", call(t, c, req("edge", 0, d)), over, st(over, perIP, 0, 20*time.Second))
 	d.HitsAddend = wrapperspb.UInt64(1 << 40)
 	wantResponse(t, "huge hits_addend", call(t, c, req("edge", 0, d)), over, st(over, perIP, 0, time.Minute))
+	clk.Advance(time.Minute)
+	d.HitsAddend = wrapperspb.UInt64(0)
+	wantResponse(t, "check a full bucket", call(t, c, req("edge", 0, d)), ok, st(ok, perIP, 3, 0))
+	blocked := desc("remote_address", "50.0.0.5")
+	blocked.HitsAddend = wrapperspb.UInt64(0)
+	wantResponse(t, "check a blocked descriptor", call(t, c, req("edge", 0, blocked)), over,
+		st(over, limit(0, ratelimitv3.RateLimitResponse_RateLimit_SECOND, ""), 0, time.Second))
 }
 
 func TestMultipleDescriptors(t *testing.T) {
@@ -344,17 +360,17 @@ func TestSetConfigLiveReload(t *testing.T) {
 	if err := srv.SetConfig(cfg); err != nil {
 		t.Fatal(err)
 	}
-	// Same bucket, new limit: the bucket is full for another 60s, but it
-	// now refills a token every 10s instead of 20s.
+	// Same bucket, new limit: the 3 tokens used carry over as 3 of the 6,
+	// which refill a token every 10s.
 	perIP := limit(6, ratelimitv3.RateLimitResponse_RateLimit_MINUTE, "per_ip")
-	wantResponse(t, "right after reload", call(t, c, req("edge", 0, a)), over, st(over, perIP, 0, 10*time.Second))
+	wantResponse(t, "right after reload", call(t, c, req("edge", 0, a)), ok, st(ok, perIP, 2, 40*time.Second))
 	clk.Advance(20 * time.Second)
-	wantResponse(t, "20s after reload", call(t, c, req("edge", 0, a)), ok, st(ok, perIP, 1, 50*time.Second))
+	wantResponse(t, "20s after reload", call(t, c, req("edge", 0, a)), ok, st(ok, perIP, 3, 30*time.Second))
 
 	if err := srv.SetConfig(&envoyrls.Config{Domains: []envoyrls.Domain{{Name: ""}}}); !errors.Is(err, envoyrls.ErrInvalidConfig) {
 		t.Errorf("SetConfig(invalid): got %v, want ErrInvalidConfig", err)
 	}
-	wantResponse(t, "invalid config kept the old one", call(t, c, req("edge", 0, a)), ok, st(ok, perIP, 0, 60*time.Second))
+	wantResponse(t, "invalid config kept the old one", call(t, c, req("edge", 0, a)), ok, st(ok, perIP, 2, 40*time.Second))
 
 	if err := srv.SetConfig(nil); err != nil {
 		t.Fatal(err)

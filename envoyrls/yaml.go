@@ -36,14 +36,13 @@ func DecodeYAML(n *yaml.Node) (*Config, error) {
 	switch {
 	case n.Kind == 0 || isNull(n):
 		return c, c.Validate()
+	case n.Kind == yaml.MappingNode && !looksLikeDomain(n):
+		decodeSettings(&l, c, n)
 	case n.Kind != yaml.SequenceNode:
-		l.add(n.Line, rootField, "want a list of domain documents (- domain: ...), got %s", kindName(n))
+		l.add(n.Line, rootField, "want a list of domain documents (- domain: ...) or a mapping with domains: and settings, got %s", kindName(n))
 		return nil, l.err()
-	}
-	for i, item := range n.Content {
-		if d, ok := decodeDomain(&l, resolve(item), fmt.Sprintf("%s[%d]", rootField, i)); ok {
-			c.Domains = append(c.Domains, d)
-		}
+	default:
+		c.Domains = decodeDomains(&l, n, rootField)
 	}
 	if err := l.err(); err != nil {
 		return nil, err
@@ -63,6 +62,70 @@ func (c *Config) UnmarshalYAML(n *yaml.Node) error {
 	}
 	*c = *got
 	return nil
+}
+
+// maxDecoded bounds the descriptors and metadata values one configuration
+// may decode to, counting those that YAML aliases repeat, so that a small
+// file cannot expand into an enormous configuration.
+const maxDecoded = 200_000
+
+// decodeDomains decodes a list of domain documents at path.
+func decodeDomains(l *errList, n *yaml.Node, path string) []Domain {
+	var out []Domain
+	for i, item := range n.Content {
+		if d, ok := decodeDomain(l, resolve(item), fmt.Sprintf("%s[%d]", path, i)); ok {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// looksLikeDomain reports whether the mapping n is a single domain document
+// (a reference file pasted without its list dash) rather than the settings
+// form.
+func looksLikeDomain(n *yaml.Node) bool {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := resolve(n.Content[i]); k.Kind == yaml.ScalarNode && (k.Value == "domain" || k.Value == "descriptors") {
+			return true
+		}
+	}
+	return false
+}
+
+// decodeSettings decodes the mapping form of the section: the service-wide
+// settings and the domains list.
+func decodeSettings(l *errList, c *Config, n *yaml.Node) {
+	f, ok := fields(l, n, rootField, "domains", "response_headers", "response_dynamic_metadata", "shadow_mode", "quota_mode")
+	if !ok {
+		return
+	}
+	c.domainsField = rootField + ".domains"
+	if v := f["domains"]; v != nil && !isNull(v) {
+		if v.Kind != yaml.SequenceNode {
+			l.add(v.Line, c.domainsField, "want a list of domain documents (- domain: ...), got %s", kindName(v))
+		} else {
+			c.Domains = decodeDomains(l, v, c.domainsField)
+		}
+	}
+	if v := f["response_headers"]; v != nil && !isNull(v) {
+		path := rootField + ".response_headers"
+		if hf, ok := fields(l, v, path, "enabled", "limit_header", "remaining_header", "reset_header"); ok {
+			h := &c.ResponseHeaders
+			h.Line = v.Line
+			h.Enabled = boolean(l, hf["enabled"], path+".enabled")
+			for _, x := range []struct {
+				field string
+				dst   *string
+			}{{"limit_header", &h.Limit}, {"remaining_header", &h.Remaining}, {"reset_header", &h.Reset}} {
+				if hv := hf[x.field]; hv != nil {
+					*x.dst, _ = str(l, hv, path+"."+x.field)
+				}
+			}
+		}
+	}
+	c.ResponseDynamicMetadata = boolean(l, f["response_dynamic_metadata"], rootField+".response_dynamic_metadata")
+	c.ShadowMode = boolean(l, f["shadow_mode"], rootField+".shadow_mode")
+	c.QuotaMode = boolean(l, f["quota_mode"], rootField+".quota_mode")
 }
 
 func decodeDomain(l *errList, n *yaml.Node, path string) (Domain, bool) {
@@ -92,10 +155,13 @@ func decodeDescriptors(l *errList, n *yaml.Node, path string) []Descriptor {
 	}
 	var out []Descriptor
 	for i, item := range n.Content {
+		if !l.spend(n.Line, path) {
+			return out
+		}
 		item = resolve(item)
 		p := fmt.Sprintf("%s[%d]", path, i)
 		f, ok := fields(l, item, p, "key", "value", "rate_limit", "descriptors", "shadow_mode",
-			"share_threshold", "detailed_metric", "value_to_metric")
+			"quota_mode", "share_threshold", "detailed_metric", "value_to_metric", "metadata")
 		if !ok {
 			continue
 		}
@@ -114,7 +180,11 @@ func decodeDescriptors(l *errList, n *yaml.Node, path string) []Descriptor {
 		if v := f["descriptors"]; v != nil {
 			d.Descriptors = decodeDescriptors(l, v, p+".descriptors")
 		}
+		if v := f["metadata"]; v != nil && !isNull(v) {
+			d.Metadata = decodeMetadata(l, v, p+".metadata")
+		}
 		d.ShadowMode = boolean(l, f["shadow_mode"], p+".shadow_mode")
+		d.QuotaMode = boolean(l, f["quota_mode"], p+".quota_mode")
 		d.ShareThreshold = boolean(l, f["share_threshold"], p+".share_threshold")
 		d.DetailedMetric = boolean(l, f["detailed_metric"], p+".detailed_metric")
 		d.ValueToMetric = boolean(l, f["value_to_metric"], p+".value_to_metric")
@@ -180,6 +250,76 @@ func decodeRateLimit(l *errList, n *yaml.Node, path string) *RateLimit {
 		}
 	}
 	return rl
+}
+
+// decodeMetadata decodes a descriptor's metadata: a mapping of any YAML
+// values (the reference accepts anything its protobuf Struct can hold).
+func decodeMetadata(l *errList, n *yaml.Node, path string) map[string]any {
+	if n.Kind != yaml.MappingNode {
+		l.add(n.Line, path, "want a mapping, got %s", kindName(n))
+		return nil
+	}
+	m, _ := metadataValue(l, n, path, 0).(map[string]any)
+	return m
+}
+
+// maxMetadataDepth bounds the nesting of metadata values.
+const maxMetadataDepth = 64
+
+// metadataValue converts n to the Go value structpb accepts: nil, bool,
+// float64, string, []any or map[string]any. Scalars other than null,
+// booleans and numbers are strings, as YAML wrote them.
+func metadataValue(l *errList, n *yaml.Node, path string, depth int) any {
+	n = resolve(n)
+	if depth > maxMetadataDepth {
+		l.add(n.Line, path, "nested more than %d levels deep", maxMetadataDepth)
+		return nil
+	}
+	if !l.spend(n.Line, path) {
+		return nil
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		m := make(map[string]any, len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := resolve(n.Content[i])
+			if k.Kind != yaml.ScalarNode || isNull(k) {
+				l.add(k.Line, path, "keys must be strings, got %s", kindName(k))
+				continue
+			}
+			if _, dup := m[k.Value]; dup {
+				l.add(k.Line, path+"."+k.Value, "duplicate field")
+				continue
+			}
+			m[k.Value] = metadataValue(l, n.Content[i+1], path+"."+k.Value, depth+1)
+		}
+		return m
+	case yaml.SequenceNode:
+		list := make([]any, len(n.Content))
+		for i, item := range n.Content {
+			list[i] = metadataValue(l, item, fmt.Sprintf("%s[%d]", path, i), depth+1)
+		}
+		return list
+	case yaml.ScalarNode:
+		switch n.Tag {
+		case "!!null":
+			return nil
+		case "!!bool":
+			var b bool
+			if n.Decode(&b) == nil {
+				return b
+			}
+		case "!!int", "!!float":
+			var f float64
+			if n.Decode(&f) == nil {
+				return f
+			}
+		}
+		return n.Value
+	default:
+		l.add(n.Line, path, "want a metadata value, got %s", kindName(n))
+		return nil
+	}
 }
 
 // fields checks that n is a mapping with only the known keys, each once,
