@@ -2,6 +2,8 @@ package breaker
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"strings"
 	"sync/atomic"
@@ -9,12 +11,67 @@ import (
 )
 
 // LocalGenerationBit is set in the generations that Breaker returns when its
-// local fallback decided (Degraded answers). Report routes an outcome with
-// this bit to the local breaker, so local and shared generations never mix.
+// local fallback decided (Degraded answers), so local and shared generations
+// never mix. The stores never issue such a generation (theirs stay below
+// 2^53): while the store answers, an outcome carrying this bit goes to the
+// store, which ignores it as stale. Only while the store is down does Report
+// hand it to the local breaker, which checks it against its own generation.
 const LocalGenerationBit uint64 = 1 << 63
 
-// localPermitPrefix marks the permits of the local fallback.
+// localPermitPrefix starts the permits of the local fallback:
+// "local:<nonce>:<permit of the local MemoryStore>", where nonce is random
+// per Breaker, so that no caller can forge one.
 const localPermitPrefix = "local:"
+
+// nonceLen is the length of a Breaker's nonce (hex of 16 random bytes).
+const nonceLen = 32
+
+// MaxPermitLen is the longest permit that Breaker issues: a local permit,
+// "local:" + 32 hex digits + ":" + a store permit (MaxPermitIDLen).
+const MaxPermitLen = len(localPermitPrefix) + nonceLen + 1 + MaxPermitIDLen
+
+// ValidatePermitID returns an *InvalidArgumentError (FieldPermitID) unless p
+// is "" or has the shape of a permit that a Store or a Breaker issues:
+// "<generation>.<sequence>" (positive decimals without leading zeros, see
+// ParsePermitID) or "local:<32 hex digits>:<generation>.<sequence>", at most
+// MaxPermitLen bytes. A server calls it on the permit_id of a request; the
+// stores themselves ignore a malformed permit (IgnoredNoPermit).
+//
+// It checks the shape only. A well-formed permit that is not live (spent,
+// expired, of another generation, or local with another process's nonce) is
+// no error: Report ignores it.
+func ValidatePermitID(p string) error {
+	if p == "" {
+		return nil
+	}
+	if len(p) > MaxPermitLen {
+		return invalidArg(FieldPermitID, "must be at most %d bytes, got %d; pass the permit_id of the AcquireResponse", MaxPermitLen, len(p))
+	}
+	inner := p
+	if rest, ok := strings.CutPrefix(p, localPermitPrefix); ok {
+		nonce, in, found := strings.Cut(rest, ":")
+		if !found || !isNonce(nonce) {
+			return invalidArg(FieldPermitID, "malformed; pass the permit_id of the AcquireResponse unchanged")
+		}
+		inner = in
+	}
+	if _, _, ok := ParsePermitID(inner); !ok {
+		return invalidArg(FieldPermitID, "malformed; pass the permit_id of the AcquireResponse unchanged")
+	}
+	return nil
+}
+
+func isNonce(s string) bool {
+	if len(s) != nonceLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // DefaultStoreRetryInterval is how long Breaker decides locally after a
 // store error before it tries the store again.
@@ -28,6 +85,11 @@ const DefaultStoreRetryInterval = time.Second
 // (WithStoreRetryInterval), then uses the shared state again as soon as the
 // store answers.
 //
+// What a caller sends never chooses the store: Report and Release go to the
+// local breaker only with a permit that this Breaker's fallback issued (it
+// carries a random per-Breaker nonce, see ValidatePermitID), or while the
+// store is unavailable.
+//
 // Breaker implements Store. Reset, List and Watch have no fallback: they
 // return the store's error. Create it with New; the zero value is not usable.
 // It is safe for concurrent use and starts no goroutine.
@@ -36,6 +98,9 @@ type Breaker struct {
 	local *MemoryStore // nil without fallback
 	now   func() time.Time
 	retry time.Duration
+	// localPrefix is "local:<nonce>:", the start of this Breaker's local
+	// permits; nonce is random per Breaker.
+	localPrefix string
 
 	downUntil atomic.Int64 // UnixNano until which the store is skipped
 }
@@ -71,7 +136,9 @@ func New(store Store, opts ...Option) *Breaker {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	b := &Breaker{store: store, now: o.now, retry: o.retry}
+	var nonce [nonceLen / 2]byte
+	_, _ = rand.Read(nonce[:]) // crypto/rand.Read never fails
+	b := &Breaker{store: store, now: o.now, retry: o.retry, localPrefix: localPermitPrefix + hex.EncodeToString(nonce[:]) + ":"}
 	if o.fallback {
 		b.local = NewMemoryStore(WithMemoryClock(o.now))
 	}
@@ -93,8 +160,13 @@ func (b *Breaker) fallback(ctx context.Context, err error) bool {
 	return true
 }
 
-func isLocal(gen uint64, permit string) bool {
-	return gen&LocalGenerationBit != 0 || strings.HasPrefix(permit, localPermitPrefix)
+// localPermit returns the local MemoryStore's permit inside p when p is a
+// permit of this Breaker's local fallback (it carries this Breaker's nonce).
+func (b *Breaker) localPermit(p string) (string, bool) {
+	if b.local == nil {
+		return "", false
+	}
+	return strings.CutPrefix(p, b.localPrefix)
 }
 
 // Allow implements Store.
@@ -111,24 +183,32 @@ func (b *Breaker) Allow(ctx context.Context, name string, s Settings) (Admission
 	}
 	a.Generation |= LocalGenerationBit
 	if a.PermitID != "" {
-		a.PermitID = localPermitPrefix + a.PermitID
+		a.PermitID = b.localPrefix + a.PermitID
 	}
 	a.Degraded = true
 	return a, nil
 }
 
-// Report implements Store. Outcomes of locally admitted calls go to the local
-// breaker. When the store is unavailable, an outcome of a call the store
-// admitted counts in the local breaker at its current generation.
+// Report implements Store. An outcome with a permit of this Breaker's local
+// fallback (it carries the Breaker's nonce, so it cannot be forged) goes to
+// the local breaker. Everything else goes to the store while it answers,
+// whatever the caller sent: a generation with LocalGenerationBit or a permit
+// that looks local is only stale there. When the store is unavailable, an
+// outcome of a call admitted locally counts in the local breaker if its
+// generation is the local one, and an outcome of a call the store admitted
+// counts in the local breaker at its current generation.
 func (b *Breaker) Report(ctx context.Context, name string, s Settings, o Outcome, generation uint64, permitID string) (ReportResult, error) {
-	if b.local != nil && isLocal(generation, permitID) {
-		return b.localReport(ctx, name, s, o, generation&^LocalGenerationBit, strings.TrimPrefix(permitID, localPermitPrefix))
+	if inner, ok := b.localPermit(permitID); ok {
+		return b.localReport(ctx, name, s, o, generation&^LocalGenerationBit, inner)
 	}
 	if b.useStore() {
 		r, err := b.store.Report(ctx, name, s, o, generation, permitID)
 		if err == nil || !b.fallback(ctx, err) {
 			return r, err
 		}
+	}
+	if generation&LocalGenerationBit != 0 {
+		return b.localReport(ctx, name, s, o, generation&^LocalGenerationBit, "")
 	}
 	return b.localReport(ctx, name, s, o, 0, "")
 }
@@ -167,11 +247,13 @@ func (b *Breaker) Reset(ctx context.Context, name string, s Settings, to State) 
 	return b.store.Reset(ctx, name, s, to)
 }
 
-// Release implements Store. A store error is ignored when the fallback is on:
-// the lease expires by itself after ProbeTimeout.
+// Release implements Store. A permit of the local fallback (with this
+// Breaker's nonce) is released locally, any other on the store. A store
+// error is ignored when the fallback is on: the lease expires by itself
+// after ProbeTimeout.
 func (b *Breaker) Release(ctx context.Context, name string, permitID string) error {
-	if b.local != nil && strings.HasPrefix(permitID, localPermitPrefix) {
-		return b.local.Release(ctx, name, strings.TrimPrefix(permitID, localPermitPrefix))
+	if inner, ok := b.localPermit(permitID); ok {
+		return b.local.Release(ctx, name, inner)
 	}
 	err := b.store.Release(ctx, name, permitID)
 	if err != nil && b.fallback(ctx, err) {

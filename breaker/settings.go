@@ -181,14 +181,15 @@ func invalid(field, format string, args ...any) error {
 // maxNameLen is the longest breaker name accepted.
 const maxNameLen = 256
 
-// ValidateName returns an error wrapping ErrInvalidName when name is empty or
-// longer than 256 bytes. Stores call it; callers may call it earlier.
+// ValidateName returns an *InvalidArgumentError (FieldName, matching
+// ErrInvalidName) when name is empty or longer than 256 bytes. Stores call
+// it; callers may call it earlier.
 func ValidateName(name string) error {
 	if name == "" {
-		return fmt.Errorf("%w: name must not be empty", ErrInvalidName)
+		return invalidArg(FieldName, "must not be empty")
 	}
 	if len(name) > maxNameLen {
-		return fmt.Errorf("%w: name longer than %d bytes", ErrInvalidName, maxNameLen)
+		return invalidArg(FieldName, "must be at most %d bytes, got %d", maxNameLen, len(name))
 	}
 	return nil
 }

@@ -135,11 +135,12 @@ const (
 )
 
 // NormalizePageSize applies List's page size rules: 0 means DefaultPageSize,
-// larger than MaxPageSize is capped, negative is ErrInvalidArgument.
+// larger than MaxPageSize is capped, negative is an *InvalidArgumentError
+// (FieldPageSize).
 func NormalizePageSize(n int) (int, error) {
 	switch {
 	case n < 0:
-		return 0, fmt.Errorf("%w: page_size must not be negative, got %d", ErrInvalidArgument, n)
+		return 0, invalidArg(FieldPageSize, "must not be negative (0 means %d, at most %d), got %d", DefaultPageSize, MaxPageSize, n)
 	case n == 0:
 		return DefaultPageSize, nil
 	case n > MaxPageSize:
@@ -155,11 +156,11 @@ func EncodePageToken(lastName string) string {
 }
 
 // DecodePageToken returns the last name encoded in token ("" for "").
-// A malformed token is ErrInvalidArgument.
+// A malformed token is an *InvalidArgumentError (FieldPageToken).
 func DecodePageToken(token string) (string, error) {
 	b, err := base64.RawURLEncoding.DecodeString(token)
-	if err != nil {
-		return "", fmt.Errorf("%w: malformed page_token", ErrInvalidArgument)
+	if err != nil || len(b) > maxNameLen {
+		return "", invalidArg(FieldPageToken, "malformed, pass the next_page_token of the previous page")
 	}
 	return string(b), nil
 }

@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -418,7 +419,7 @@ func testFailedProbe(t *testing.T, e *env) {
 func testStaleGeneration(t *testing.T, e *env) {
 	slow := e.allow("b", consecutive) // a call admitted at generation 1
 	gen := e.trip("b", consecutive)
-	for _, g := range []uint64{slow.Generation, gen + 1, gen + 100} {
+	for _, g := range []uint64{slow.Generation, gen + 1, gen + 100, 1 << 53, 1 << 63, 1<<63 + 1, math.MaxUint64} {
 		r := e.report("b", consecutive, breaker.OutcomeFailure, g, "")
 		if !r.Ignored || r.IgnoredReason != breaker.IgnoredStaleGeneration || r.Generation != gen {
 			t.Fatalf("report with generation %d at generation %d: got %+v, want ignored (%s)", g, gen, r, breaker.IgnoredStaleGeneration)
