@@ -18,6 +18,19 @@
 // is at most Burst + rate*t, and a call is denied only when admitting it would
 // break that bound. A denied call consumes nothing.
 //
+// # Limit changes
+//
+// A bucket belongs to its key, not to its limit: the limit comes with every
+// call, and the same key may be used under another one (an inline limit, a
+// reload, an override). A bucket remembers the limit it was last charged
+// under; used under a different one (MaxCalls, Window or effective Burst
+// differ), its state carries over as tokens already used: the old debt
+// divided by the old limit's time per token, rounded up, and at most the new
+// Burst. So no limit ever refuses more than a fully drained bucket of its own
+// would: a call under 1 per year on a key leaves a limit of 10 per minute on
+// it with 9 tokens, not a year to wait. Under an unchanged limit nothing is
+// converted and the answers are exact as above. See [Store].
+//
 // # Answers
 //
 // Every decision returns a [Result]: whether the call is allowed, the whole

@@ -3,19 +3,37 @@ package limiter
 import "time"
 
 // bucket is the GCRA state of one key: the theoretical arrival time (TAT), the
-// instant the bucket is full again, as tat + rem/m microseconds since the Unix
-// epoch. rem is the fraction of a microsecond that an emission interval which
-// is not a whole number of microseconds leaves over; m is the (reduced)
-// MaxCalls it is counted in. The zero bucket is a full one.
+// instant the bucket is full again, as tat + rem/p.m microseconds since the
+// Unix epoch, and the limit p it was written under. rem is the fraction of a
+// microsecond that an emission interval which is not a whole number of
+// microseconds leaves over. The zero bucket is a full one.
 type bucket struct {
-	tat int64 // whole microseconds since the Unix epoch
-	rem int64 // 0 <= rem < m, in units of 1/m microsecond
-	m   int64
+	tat int64  // whole microseconds since the Unix epoch
+	rem int64  // 0 <= rem < p.m, in units of 1/p.m microsecond
+	p   params // the limit the state was written under
 }
 
 // idleAt reports whether the bucket is full at nowUS (its TAT is not ahead).
 func (b bucket) idleAt(nowUS int64) bool {
 	return b.tat < nowUS || (b.tat == nowUS && b.rem == 0)
+}
+
+// debt returns how far the bucket's TAT is ahead of nowUS, in units of 1/p.m
+// microsecond of limit p (0 when the bucket is full).
+//
+// When the bucket was written under another limit, its state carries over as
+// tokens used: the old debt in whole tokens of the old limit, rounded up, and
+// at most p's burst. So a changed limit never refuses more than a drained
+// bucket of its own would; under the same limit nothing is converted.
+func (b bucket) debt(nowUS int64, p params) int64 {
+	if b.tat < nowUS {
+		return 0
+	}
+	d := (b.tat-nowUS)*b.p.m + b.rem
+	if b.p == p {
+		return d
+	}
+	return min(ceilDiv(d, b.p.w), p.b) * p.w
 }
 
 // gcra makes one decision on b at now for a call of cost with maxWait. lim,
@@ -32,18 +50,7 @@ func gcra(st bucket, now time.Time, lim Limit, cost int64, maxWait time.Duration
 }
 
 func gcraStep(st bucket, nowUS int64, p params, cost, maxWaitUS int64, commit bool) (bucket, Result, bool) {
-	if st.m != p.m && st.m != 0 {
-		// The limit changed since the state was written: round the TAT up
-		// to a whole microsecond (never admits more than the bound).
-		if st.rem > 0 {
-			st.tat++
-		}
-		st.rem = 0
-	}
-	var debt int64 // how far the TAT is ahead of now, scaled
-	if st.tat >= nowUS {
-		debt = (st.tat-nowUS)*p.m + st.rem
-	}
+	debt := st.debt(nowUS, p) // how far the TAT is ahead of now, scaled
 	capacity := p.b * p.w
 	inc := cost * p.w
 
@@ -60,6 +67,12 @@ func gcraStep(st bucket, nowUS int64, p params, cost, maxWaitUS int64, commit bo
 			// Admitted at now+t, whole microseconds: the refill the
 			// bucket had no room for before then is not credited.
 			after = max(debt, t*p.m) + inc
+			// What Cancel needs to undo it: the TAT it leaves and
+			// the one it found.
+			res.Reservation = Reservation{
+				TAT: nowUS + after/p.m, TATRem: after % p.m,
+				Prev: nowUS + debt/p.m, PrevRem: debt % p.m,
+			}
 		} else {
 			res.RetryAfter = time.Duration(t) * time.Microsecond
 		}
@@ -71,7 +84,17 @@ func gcraStep(st bucket, nowUS int64, p params, cost, maxWaitUS int64, commit bo
 	if !commit || !res.Allowed {
 		return st, res, false
 	}
-	return bucket{tat: nowUS + after/p.m, rem: after % p.m, m: p.m}, res, true
+	return bucket{tat: nowUS + after/p.m, rem: after % p.m, p: p}, res, true
+}
+
+// cancelStep gives back the reservation r on st under p: when st is exactly
+// the state r left (same limit, same TAT), it returns the state r found and
+// true; otherwise st and false.
+func cancelStep(st bucket, p params, r Reservation) (bucket, bool) {
+	if !r.valid(p) || st.p != p || st.tat != r.TAT || st.rem != r.TATRem {
+		return st, false
+	}
+	return bucket{tat: r.Prev, rem: r.PrevRem, p: p}, true
 }
 
 // ceilDiv is ceil(a/b) for a >= 0, b > 0.

@@ -16,6 +16,12 @@ import (
 // all fine); an awkward pair such as 99991 per day allows a burst of at most
 // 26062.
 //
+// A bucket is keyed by its key alone; when it is used under a Limit other
+// than the one it was last charged under, its state carries over as tokens
+// used, at most the new Burst (see the package documentation, "Limit
+// changes"). Two Limits are the same limit when their [Limit.Params] are
+// equal, so 10 per second and 20 per 2 seconds with Burst 10 are one limit.
+//
 // The zero value is not a valid limit; check a Limit with [Limit.Validate]
 // before use (every Store and the Limiter do). A Limit is a plain value, safe
 // to copy and to share between goroutines.

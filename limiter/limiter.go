@@ -62,13 +62,18 @@ func (r Request) Validate() error {
 // Deny cache: when the store denies a call of cost c on (key, limit) with
 // "retry after d", the Limiter answers later calls on the same key and limit
 // with cost >= c locally, as denied, until d has passed since it sent the
-// request to the store, unless the caller would wait long enough. This never
-// denies a call the store would admit: a bucket's TAT only moves forward
-// through admissions, so "cost c is not there before T" stays true until T
-// for any cost >= c; and d is counted from before the store decided. Cached
-// denials carry RetryAfter = T - now (exact for cost c, a lower bound for
-// larger costs), ResetAfter counted the same way, and a Remaining computed
-// from it (it may be one below the store's).
+// request to the store, unless the caller would wait long enough. While the
+// key is used under that one limit, this never denies a call the store would
+// admit: such a bucket's TAT only moves forward through admissions, so "cost
+// c is not there before T" stays true until T for any cost >= c; and d is
+// counted from before the store decided. A key also used under another limit
+// (whose state carries over as tokens used, which can leave fewer tokens used
+// than before) or whose reservation was canceled by another replica may be
+// refused by a cached denial it would no longer get from the store, for at
+// most the d the store itself answered. Cached denials carry RetryAfter = T -
+// now (exact for cost c, a lower bound for larger costs), ResetAfter counted
+// the same way, and a Remaining computed from it (it may be one below the
+// store's).
 //
 // Create one with [New]; the zero value is not usable. A Limiter is safe for
 // concurrent use.

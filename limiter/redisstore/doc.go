@@ -4,9 +4,12 @@
 // Each decision is one Lua script (gcra.lua) run atomically on one key,
 // <prefix>rl:{<key>} (EVALSHA, falling back to EVAL). The script reads
 // redis.call("TIME") as its only clock, so the clocks of the replicas never
-// matter. The key holds the bucket's TAT in microseconds and expires when the
-// bucket is full again, so idle buckets vanish. The limit is passed with every
-// call: a changed limit applies from the next decision.
+// matter. The key holds the bucket's TAT in microseconds and the limit it was
+// written under, and expires when the bucket is full again, so idle buckets
+// vanish. The limit is passed with every call; a bucket used under another
+// limit carries its state over as tokens used, at most the new burst (see
+// limiter.Store). A reservation's caller who gives up has its tokens given
+// back by Cancel (cancel.lua) when nothing was taken after it.
 //
 // Concurrent decisions are batched by default: while one pipeline of
 // decisions is in flight, new ones queue up and go together in the next

@@ -1,9 +1,12 @@
 -- gcra.lua: one GCRA decision on one token bucket (package limiter, gcra.go,
 -- is the reference; this mirrors gcraStep line for line).
 --
--- KEYS[1]  the bucket key, <prefix>rl:{<key>}. Its value is "tat:rem:m": the
---          TAT (instant the bucket is full again) as tat + rem/m microseconds
---          since the Unix epoch. The key expires when the bucket is full.
+-- KEYS[1]  the bucket key, <prefix>rl:{<key>}. Its value is "tat:rem:m:w:b":
+--          the TAT (instant the bucket is full again) as tat + rem/m
+--          microseconds since the Unix epoch, and the limit (m, w, b below) it
+--          was written under. A value written before limits were recorded,
+--          "tat:rem:m", is still read (see below). The key expires when the
+--          bucket is full.
 -- ARGV[1]  m: refill is m tokens per w microseconds, in lowest terms
 -- ARGV[2]  w
 -- ARGV[3]  b: capacity in tokens (the effective burst)
@@ -17,7 +20,10 @@
 -- is w units, the bucket holds b*w. The caller keeps them below 2^53 so that
 -- Lua's doubles hold them exactly.
 --
--- Reply: {allowed (0|1), remaining tokens, retry_after_us, reset_after_us, wait_us}
+-- Reply: {allowed (0|1), remaining tokens, retry_after_us, reset_after_us,
+--         wait_us, tat, tat_rem, prev, prev_rem}: the last four identify a
+--         reservation (wait_us > 0) for cancel.lua, the state it left and the
+--         state it found; all 0 otherwise.
 
 local key = KEYS[1]
 local m = tonumber(ARGV[1])
@@ -50,24 +56,39 @@ local function ceildiv(a, d)
   return q
 end
 
-local tat, rem = 0, 0
+local capacity = b * w
+
+-- debt: how far the TAT is ahead of now, scaled. A bucket written under
+-- another limit carries over as tokens used (its debt in whole tokens of the
+-- old limit, rounded up), at most b: never more than a drained bucket.
+local debt = 0
 local v = redis.call("GET", key)
 if v then
-  local s_tat, s_rem, s_m = string.match(v, "^(%d+):(%d+):(%d+)$")
-  if not s_tat then
-    return redis.error_reply("limiter: malformed bucket value at " .. key)
-  end
-  tat, rem = tonumber(s_tat), tonumber(s_rem)
-  if tonumber(s_m) ~= m then
-    -- The limit changed: round the TAT up to a whole microsecond.
-    if rem > 0 then tat = tat + 1 end
-    rem = 0
+  local s_tat, s_rem, s_m, s_w, s_b = string.match(v, "^(%d+):(%d+):(%d+):(%d+):(%d+)$")
+  if s_tat then
+    local tat, om, ow = tonumber(s_tat), tonumber(s_m), tonumber(s_w)
+    if tat >= now then
+      debt = (tat - now) * om + tonumber(s_rem)
+      if om ~= m or ow ~= w or tonumber(s_b) ~= b then
+        debt = math.min(ceildiv(debt, ow), b) * w
+      end
+    end
+  else
+    -- The old "tat:rem:m", whose limit is not known: treat it as possibly
+    -- changed, keeping its debt in time but at most a drained bucket.
+    local s_tat, s_rem, s_m = string.match(v, "^(%d+):(%d+):(%d+)$")
+    if not s_tat then
+      return redis.error_reply("limiter: malformed bucket value at " .. key)
+    end
+    local tat, rem = tonumber(s_tat), tonumber(s_rem)
+    if tonumber(s_m) ~= m then
+      if rem > 0 then tat = tat + 1 end
+      rem = 0
+    end
+    if tat >= now then debt = math.min((tat - now) * m + rem, capacity) end
   end
 end
 
-local debt = 0
-if tat >= now then debt = (tat - now) * m + rem end
-local capacity = b * w
 local inc = cost * w
 
 local allowed, retry, wait = 0, 0, 0
@@ -92,12 +113,17 @@ local remaining = 0
 if capacity > after then remaining = floordiv(capacity - after, w) end
 local reset = ceildiv(after, m)
 
+local r_tat, r_rem, r_prev, r_prev_rem = 0, 0, 0, 0
 if mode == "take" and allowed == 1 then
   -- %d formats the (exact, below 2^53) integers through a C long: cheaper
   -- than %.0f, and the same digits.
   local q = floordiv(after, m)
-  redis.call("SET", key, string.format("%d:%d:%d", now + q, after - q * m, m),
+  redis.call("SET", key, string.format("%d:%d:%d:%d:%d", now + q, after - q * m, m, w, b),
     "PX", math.max(ceildiv(reset, 1000), 1))
+  if wait > 0 then
+    local qp = floordiv(debt, m)
+    r_tat, r_rem, r_prev, r_prev_rem = now + q, after - q * m, now + qp, debt - qp * m
+  end
 end
 
-return {allowed, remaining, retry, reset, wait}
+return {allowed, remaining, retry, reset, wait, r_tat, r_rem, r_prev, r_prev_rem}

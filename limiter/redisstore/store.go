@@ -20,6 +20,12 @@ var gcraSource string
 // gcraScript makes one decision; see gcra.lua.
 var gcraScript = redis.NewScript(gcraSource)
 
+//go:embed cancel.lua
+var cancelSource string
+
+// cancelScript gives back a reservation; see cancel.lua.
+var cancelScript = redis.NewScript(cancelSource)
+
 // DefaultPrefix is the default key prefix.
 const DefaultPrefix = "resilience:"
 
@@ -50,7 +56,10 @@ type Store struct {
 	batcher     *batcher  // nil when decisions are not batched
 }
 
-var _ limiter.Store = (*Store)(nil)
+var (
+	_ limiter.Store    = (*Store)(nil)
+	_ limiter.Canceler = (*Store)(nil)
+)
 
 // Pipeliner is what a client needs, besides redis.Scripter, for the Store to
 // batch decisions: *redis.Client, *redis.ClusterClient, *redis.Ring and every
@@ -189,6 +198,45 @@ func (s *Store) Peek(ctx context.Context, key string, lim limiter.Limit, cost in
 	return s.run(ctx, modePeek, key, lim, cost, 0)
 }
 
+// Cancel implements limiter.Canceler: one round trip of cancel.lua
+// (EVALSHA, falling back to EVAL) under ctx, never batched. Its errors wrap
+// limiter.ErrStoreUnavailable; a Cancel that failed gave back nothing or
+// everything, as with any network call.
+func (s *Store) Cancel(ctx context.Context, key string, lim limiter.Limit, res limiter.Reservation) (bool, error) {
+	if err := lim.Validate(); err != nil {
+		return false, err
+	}
+	if !res.Valid(lim) {
+		return false, nil
+	}
+	p := lim.Params()
+	now := ""
+	if s.now != nil {
+		now = strconv.FormatInt(s.now().UnixMicro(), 10)
+	}
+	v, err := cancelScript.Run(ctx, s.client, []string{s.Key(key)},
+		p.M, p.W, p.B, res.TAT, res.TATRem, res.Prev, res.PrevRem, now).Result()
+	if err == nil {
+		var ok bool
+		if ok, err = decodeCancel(v); err == nil {
+			return ok, nil
+		}
+	}
+	return false, fmt.Errorf("redisstore: cancel %q: %w: %w", key, limiter.ErrStoreUnavailable, err)
+}
+
+// decodeCancel decodes cancel.lua's reply, 1 or 0.
+func decodeCancel(v any) (bool, error) {
+	n, ok := v.(int64)
+	if !ok {
+		return false, fmt.Errorf("malformed reply: got %T, want an integer", v)
+	}
+	if n != 0 && n != 1 {
+		return false, fmt.Errorf("malformed reply: got %d, want 0 or 1", n)
+	}
+	return n == 1, nil
+}
+
 const (
 	modeTake = "take"
 	modePeek = "peek"
@@ -307,17 +355,22 @@ func decodeReply(c *call, v any, err error) (limiter.Result, error) {
 	return limiter.Result{}, fmt.Errorf("redisstore: %s %q: %w: %w", c.mode, c.key, limiter.ErrStoreUnavailable, err)
 }
 
+// replyLen is the length of gcra.lua's reply.
+const replyLen = 9
+
 // decodeResult decodes the script's reply {allowed, remaining, retry_after_us,
-// reset_after_us, wait_us}.
+// reset_after_us, wait_us, tat, tat_rem, prev, prev_rem}: every element an
+// integer >= 0, allowed 0 or 1, and the reservation set exactly when wait_us
+// is not 0.
 func decodeResult(v any) (limiter.Result, error) {
 	vals, ok := v.([]any)
 	if !ok {
 		return limiter.Result{}, fmt.Errorf("malformed reply: got %T, want an array", v)
 	}
-	if len(vals) != 5 {
-		return limiter.Result{}, fmt.Errorf("malformed reply: got %d elements, want 5", len(vals))
+	if len(vals) != replyLen {
+		return limiter.Result{}, fmt.Errorf("malformed reply: got %d elements, want %d", len(vals), replyLen)
 	}
-	var n [5]int64
+	var n [replyLen]int64
 	for i, x := range vals {
 		xi, ok := x.(int64)
 		if !ok {
@@ -331,11 +384,25 @@ func decodeResult(v any) (limiter.Result, error) {
 	if n[0] > 1 {
 		return limiter.Result{}, fmt.Errorf("malformed reply: allowed is %d, want 0 or 1", n[0])
 	}
+	// Durations in µs must fit a time.Duration.
+	for i := 2; i <= 4; i++ {
+		if n[i] > maxDurationUS {
+			return limiter.Result{}, fmt.Errorf("malformed reply: element %d is %d µs, more than a time.Duration holds", i, n[i])
+		}
+	}
+	r := limiter.Reservation{TAT: n[5], TATRem: n[6], Prev: n[7], PrevRem: n[8]}
+	if (n[4] > 0) == r.IsZero() {
+		return limiter.Result{}, fmt.Errorf("malformed reply: wait %dµs with reservation %v", n[4], n[5:])
+	}
 	return limiter.Result{
-		Allowed:    n[0] == 1,
-		Remaining:  n[1],
-		RetryAfter: time.Duration(n[2]) * time.Microsecond,
-		ResetAfter: time.Duration(n[3]) * time.Microsecond,
-		Wait:       time.Duration(n[4]) * time.Microsecond,
+		Allowed:     n[0] == 1,
+		Remaining:   n[1],
+		RetryAfter:  time.Duration(n[2]) * time.Microsecond,
+		ResetAfter:  time.Duration(n[3]) * time.Microsecond,
+		Wait:        time.Duration(n[4]) * time.Microsecond,
+		Reservation: r,
 	}, nil
 }
+
+// maxDurationUS is the most microseconds a time.Duration holds.
+const maxDurationUS = int64(1<<63-1) / int64(time.Microsecond)

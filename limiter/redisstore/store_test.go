@@ -70,8 +70,8 @@ func TestKeyLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// TAT = now + 2/3 s = now + 666666µs + 2/3µs.
-	if want := fmt.Sprintf("%d:2:3", clock.Now().UnixMicro()+666666); v != want {
+	// TAT = now + 2/3 s = now + 666666µs + 2/3µs, under m=3 w=1000000 b=3.
+	if want := fmt.Sprintf("%d:2:3:1000000:3", clock.Now().UnixMicro()+666666); v != want {
 		t.Errorf("stored value = %q, want %q", v, want)
 	}
 	ttl, err := client.PTTL(ctx, "p:rl:{user:1}").Result()
@@ -90,6 +90,57 @@ func TestKeyLayout(t *testing.T) {
 	}
 	if n, err := client.DBSize(ctx).Result(); err != nil || n != 1 {
 		t.Errorf("DBSIZE = %d, %v; want 1 (only p:rl:{user:1}), nil", n, err)
+	}
+}
+
+// TestConformanceCluster runs the suite on a 3-master Redis Cluster, where
+// the suite's keys land in different slots and nodes.
+func TestConformanceCluster(t *testing.T) {
+	client := redistest.StartCluster(t, 3, 0).Client()
+	var n atomic.Int64
+	for _, batching := range []bool{true, false} {
+		t.Run(fmt.Sprint("batching=", batching), func(t *testing.T) {
+			storetest.Run(t, func(t *testing.T, now func() time.Time) limiter.Store {
+				prefix := fmt.Sprintf("test%d:", n.Add(1))
+				return redisstore.New(client, redisstore.WithPrefix(prefix), redisstore.WithClockForTesting(now), redisstore.WithBatching(batching))
+			})
+		})
+	}
+}
+
+// TestLegacyValue checks that a bucket written in the old "tat:rem:m" form,
+// whose limit is unknown, is read as at most a drained bucket of the limit
+// now in use: a year of debt left by 1/year does not lock out 10/min.
+func TestLegacyValue(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.Client()
+	ctx := context.Background()
+	clock := storetest.NewClock(time.Unix(1_700_000_000, 0))
+	s := redisstore.New(client, redisstore.WithClockForTesting(clock.Now))
+	nowUS := clock.Now().UnixMicro()
+	year := int64(31536000_000000)
+	owner := limiter.Limit{MaxCalls: 10, Window: time.Minute}
+	tests := []struct {
+		value string
+		want  limiter.Result
+	}{
+		// A year of debt, same reduced m (1): clamped to drained.
+		{fmt.Sprintf("%d:0:1", nowUS+year), limiter.Result{RetryAfter: 6 * time.Second, ResetAfter: time.Minute}},
+		// Another m: the fraction is rounded up, then clamped.
+		{fmt.Sprintf("%d:1:7", nowUS+year), limiter.Result{RetryAfter: 6 * time.Second, ResetAfter: time.Minute}},
+		// 12s of debt under the same m: kept, two tokens used.
+		{fmt.Sprintf("%d:0:1", nowUS+12_000000), limiter.Result{Allowed: true, Remaining: 7, ResetAfter: 18 * time.Second}},
+		// A bucket already full.
+		{fmt.Sprintf("%d:0:1", nowUS-1), limiter.Result{Allowed: true, Remaining: 9, ResetAfter: 6 * time.Second}},
+	}
+	for _, tt := range tests {
+		if err := client.Set(ctx, s.Key("legacy"), tt.value, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Take(ctx, "legacy", owner, 1, 0)
+		if err != nil || got != tt.want {
+			t.Errorf("Take(10/min) on %q = (%+v, %v), want (%+v, nil)", tt.value, got, err, tt.want)
+		}
 	}
 }
 

@@ -48,6 +48,12 @@ func Run(t *testing.T, newStore NewStoreFunc) {
 		{"PeekChangesNothing", testPeekChangesNothing},
 		{"KeysIndependent", testKeysIndependent},
 		{"LimitChange", testLimitChange},
+		{"LimitChangeNeverLocksOut", testLimitChangeNeverLocksOut},
+		{"LimitChangeAtMostDrained", testLimitChangeAtMostDrained},
+		{"LimitChangeCarriesTokensUsed", testLimitChangeCarriesTokensUsed},
+		{"RandomLimitChanges", testRandomLimitChanges},
+		{"Cancel", testCancel},
+		{"CancelOnlyLast", testCancelOnlyLast},
 		{"InvalidInput", testInvalidInput},
 		{"RandomBound", testRandomBound},
 	}
@@ -76,16 +82,21 @@ var (
 	tenPerSecBurst1 = limiter.Limit{MaxCalls: 10, Window: time.Second, Burst: 1}
 )
 
-// step is one call in a step test: advance the clock, then Take (or Peek)
-// and compare the whole Result.
+// step is one call in a step test: advance the clock, then Take (or Peek,
+// or Cancel) and compare the whole Result. A Result's Reservation is checked
+// to be set exactly when Wait > 0 and then left out of the comparison.
 type step struct {
 	advance time.Duration
 	peek    bool
-	key     string // default "k"
-	lim     limiter.Limit
-	cost    int64 // default 1
-	maxWait time.Duration
-	want    limiter.Result
+	// cancel, when >= 1, cancels the reservation made at step cancel-1
+	// (with this step's key and lim) and wants canceled.
+	cancel   int
+	canceled bool
+	key      string // default "k"
+	lim      limiter.Limit
+	cost     int64 // default 1
+	maxWait  time.Duration
+	want     limiter.Result
 }
 
 func allowed(remaining int64, reset time.Duration) limiter.Result {
@@ -104,6 +115,7 @@ func runSteps(t *testing.T, newStore NewStoreFunc, steps []step) {
 	t.Helper()
 	clock := NewClock(start)
 	s := newStore(t, clock.Now)
+	results := make([]limiter.Result, len(steps))
 	for i, st := range steps {
 		clock.Advance(st.advance)
 		key := st.key
@@ -113,6 +125,17 @@ func runSteps(t *testing.T, newStore NewStoreFunc, steps []step) {
 		cost := st.cost
 		if cost == 0 {
 			cost = 1
+		}
+		if st.cancel > 0 {
+			r := results[st.cancel-1].Reservation
+			got, err := canceler(t, s).Cancel(context.Background(), key, st.lim, r)
+			if err != nil {
+				t.Fatalf("step %d: Cancel(%q, %+v, reservation of step %d) at +%v: %v", i, key, st.lim, st.cancel-1, clock.Now().Sub(start), err)
+			}
+			if got != st.canceled {
+				t.Errorf("step %d: Cancel(%q, %+v, reservation of step %d) at +%v = %v, want %v", i, key, st.lim, st.cancel-1, clock.Now().Sub(start), got, st.canceled)
+			}
+			continue
 		}
 		op := "Take"
 		var got limiter.Result
@@ -126,6 +149,11 @@ func runSteps(t *testing.T, newStore NewStoreFunc, steps []step) {
 		if err != nil {
 			t.Fatalf("step %d: %s(%q, %+v, cost %d, maxWait %v) at +%v: %v", i, op, key, st.lim, cost, st.maxWait, clock.Now().Sub(start), err)
 		}
+		results[i] = got
+		if got.Reservation.IsZero() == (got.Wait > 0) {
+			t.Errorf("step %d: %s(%q, %+v, cost %d, maxWait %v) at +%v = %+v: want a Reservation exactly when Wait > 0", i, op, key, st.lim, cost, st.maxWait, clock.Now().Sub(start), got)
+		}
+		got.Reservation = limiter.Reservation{}
 		if got != st.want {
 			t.Errorf("step %d: %s(%q, %+v, cost %d, maxWait %v) at +%v:\n got %+v\nwant %+v", i, op, key, st.lim, cost, st.maxWait, clock.Now().Sub(start), got, st.want)
 		}
@@ -310,22 +338,240 @@ func testKeysIndependent(t *testing.T, newStore NewStoreFunc) {
 	})
 }
 
+// canceler returns s as a limiter.Canceler, or fails the test.
+func canceler(t *testing.T, s limiter.Store) limiter.Canceler {
+	t.Helper()
+	c, ok := s.(limiter.Canceler)
+	if !ok {
+		t.Fatalf("%T does not implement limiter.Canceler", s)
+	}
+	return c
+}
+
+// testLimitChange checks that a bucket used under another limit carries its
+// state over as tokens used (rounded up), at most the new burst.
 func testLimitChange(t *testing.T, newStore NewStoreFunc) {
 	runSteps(t, newStore, []step{
 		{lim: tenPerSecBurst5, cost: 5, want: allowed(0, 500*ms)},
-		// 1/s, burst 1: the 500ms of debt plus 1s for the call, 1s capacity.
-		{lim: limiter.Limit{MaxCalls: 1, Window: time.Second}, want: denied(0, 500*ms, 500*ms)},
-		// 100/s, burst 100: 49 tokens left after this call.
-		{lim: limiter.Limit{MaxCalls: 100, Window: time.Second}, want: allowed(49, 510*ms)},
-		{lim: tenPerSecBurst5, want: denied(0, 110*ms, 510*ms)},
+		// 1/s, burst 1: 5 tokens used, at most 1: drained, as a fresh
+		// 1/s bucket after one call.
+		{lim: limiter.Limit{MaxCalls: 1, Window: time.Second}, want: denied(0, time.Second, time.Second)},
+		// 100/s, burst 100: the denial wrote nothing, so 5 used (50ms),
+		// and this call: 94 left.
+		{lim: limiter.Limit{MaxCalls: 100, Window: time.Second}, want: allowed(94, 60*ms)},
+		// Back to 10/s burst 5: 6 used, at most 5.
+		{lim: tenPerSecBurst5, want: denied(0, 100*ms, 500*ms)},
 	})
-	// From a fractional TAT (3/s) to a whole one: rounds up by under 1µs.
+	// From a fractional TAT (3/s): one token used is one token used.
 	t.Run("fractional", func(t *testing.T) {
 		runSteps(t, newStore, []step{
 			{lim: threePerSec, want: allowed(2, 333334*us)},
-			{lim: tenPerSecBurst5, want: allowed(0, 433334*us)},
-			{lim: tenPerSecBurst5, cost: 1, want: denied(0, 33334*us, 433334*us)},
+			{lim: tenPerSecBurst5, want: allowed(3, 200*ms)},
+			{lim: tenPerSecBurst5, want: allowed(2, 300*ms)},
 		})
+	})
+	// Part of a token refilled still counts as a token used.
+	t.Run("rounded up", func(t *testing.T) {
+		runSteps(t, newStore, []step{
+			{lim: tenPerSecBurst5, cost: 3, want: allowed(2, 300*ms)},
+			{advance: 150 * ms, lim: limiter.Limit{MaxCalls: 100, Window: time.Second}, peek: true, want: allowed(97, 30*ms)},
+		})
+	})
+	// The same limit spelled two ways (Burst 0 and Burst MaxCalls) is the
+	// same limit: nothing is converted.
+	t.Run("same limit", func(t *testing.T) {
+		runSteps(t, newStore, []step{
+			{lim: threePerSec, want: allowed(2, 333334*us)},
+			// Converted, the fraction of a token refilled in 1µs
+			// would be lost: ResetAfter would be 666667µs.
+			{advance: us, lim: limiter.Limit{MaxCalls: 3, Window: time.Second, Burst: 3}, want: allowed(1, 666666*us)},
+			{lim: limiter.Limit{MaxCalls: 6, Window: 2 * time.Second, Burst: 3}, cost: 2, want: denied(1, 333333*us, 666666*us)},
+		})
+	})
+}
+
+// testLimitChangeNeverLocksOut is issue 13's case: a call under 1 per year on
+// a key must not lock out the key's own limit of 10 per minute.
+func testLimitChangeNeverLocksOut(t *testing.T, newStore NewStoreFunc) {
+	year := limiter.Limit{MaxCalls: 1, Window: 31536000 * time.Second}
+	owner := limiter.Limit{MaxCalls: 10, Window: time.Minute}
+	steps := []step{
+		{lim: year, want: allowed(0, 31536000*time.Second)},
+		// One token used: 9 left under the owner's limit.
+		{lim: owner, want: allowed(8, 12*time.Second)},
+		// The year-long limit is drained for its own caller, and says so...
+		{lim: year, want: denied(0, 31536000*time.Second, 31536000*time.Second)},
+	}
+	// ...but the owner still has its 8 tokens, then waits 6s per token.
+	for i := int64(7); i >= 0; i-- {
+		steps = append(steps, step{lim: owner, want: allowed(i, time.Duration(60-6*i)*time.Second)})
+	}
+	steps = append(steps, step{lim: owner, want: denied(0, 6*time.Second, time.Minute)})
+	runSteps(t, newStore, steps)
+
+	// An Envoy override of 1/year on a configured 10/s descriptor.
+	t.Run("override", func(t *testing.T) {
+		tenPerSec := limiter.Limit{MaxCalls: 10, Window: time.Second}
+		runSteps(t, newStore, []step{
+			{lim: year, want: allowed(0, 31536000*time.Second)},
+			{lim: tenPerSec, want: allowed(8, 200*ms)},
+		})
+	})
+}
+
+// testLimitChangeAtMostDrained checks that a bucket moved to a smaller limit
+// is at most drained: it answers as a fresh bucket of that limit that was
+// just drained, even when the old limit held reservations beyond its burst.
+func testLimitChangeAtMostDrained(t *testing.T, newStore NewStoreFunc) {
+	tenPerMin := limiter.Limit{MaxCalls: 10, Window: time.Minute}
+	fivePerMin := limiter.Limit{MaxCalls: 5, Window: time.Minute}
+	runSteps(t, newStore, []step{
+		{lim: tenPerMin, cost: 10, want: allowed(0, time.Minute)},
+		// Ten more reserved: 20 tokens of debt under the old limit.
+		{lim: tenPerMin, cost: 10, maxWait: time.Hour, want: reserved(time.Minute, 2*time.Minute)},
+		{lim: fivePerMin, want: denied(0, 12*time.Second, time.Minute)},
+		{lim: fivePerMin, cost: 5, want: denied(0, time.Minute, time.Minute)},
+		// A fresh 5/min bucket, drained, says the same.
+		{key: "fresh", lim: fivePerMin, cost: 5, want: allowed(0, time.Minute)},
+		{key: "fresh", lim: fivePerMin, want: denied(0, 12*time.Second, time.Minute)},
+		{key: "fresh", lim: fivePerMin, cost: 5, want: denied(0, time.Minute, time.Minute)},
+	})
+}
+
+// testLimitChangeCarriesTokensUsed checks that 3 tokens used under one limit
+// are 3 tokens used under the next: exactly burst-3 are left.
+func testLimitChangeCarriesTokensUsed(t *testing.T, newStore NewStoreFunc) {
+	hundred := limiter.Limit{MaxCalls: 100, Window: time.Second}
+	runSteps(t, newStore, []step{
+		{lim: tenPerSecBurst5, cost: 3, want: allowed(2, 300*ms)},
+		{lim: hundred, cost: 98, peek: true, want: denied(97, 10*ms, 30*ms)},
+		{lim: hundred, cost: 98, want: denied(97, 10*ms, 30*ms)},
+		{lim: hundred, cost: 97, want: allowed(0, time.Second)},
+	})
+	// And the other way: 3 used under 100/s are 3 used under 10/s burst 5.
+	t.Run("to a smaller limit", func(t *testing.T) {
+		runSteps(t, newStore, []step{
+			{lim: hundred, cost: 3, want: allowed(97, 30*ms)},
+			{lim: tenPerSecBurst5, cost: 3, want: denied(2, 100*ms, 300*ms)},
+			{lim: tenPerSecBurst5, cost: 2, want: allowed(0, 500*ms)},
+		})
+	})
+}
+
+// testRandomLimitChanges drives one key with calls under three limits in
+// random order and checks the promise of a limit change: the first call under
+// a limit other than the last one charged never waits or is refused longer
+// than it would be by a fresh, drained bucket of its own limit, and it sees
+// at most burst tokens.
+func testRandomLimitChanges(t *testing.T, newStore NewStoreFunc) {
+	for seed := range uint64(4) {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 7))
+			var lims []limiter.Limit
+			for range 3 {
+				l := limiter.Limit{MaxCalls: 1 + rng.Int64N(10), Window: time.Duration(1000+rng.Int64N(3_000_000)) * us}
+				if rng.IntN(2) == 0 {
+					l.Burst = 1 + rng.Int64N(12)
+				}
+				lims = append(lims, l)
+			}
+			clock := NewClock(start)
+			s := newStore(t, clock.Now)
+			ctx := context.Background()
+			last := -1 // the limit last charged
+			for i := range 200 {
+				clock.Advance(time.Duration(rng.Int64N(300_000)) * us)
+				j := rng.IntN(len(lims))
+				lim := lims[j]
+				p := lim.Params()
+				cost := 1 + rng.Int64N(p.B)
+				var maxWait time.Duration
+				if rng.IntN(3) == 0 {
+					maxWait = time.Duration(rng.Int64N(3_000_000)) * us
+				}
+				res, err := s.Take(ctx, "k", lim, cost, maxWait)
+				if err != nil {
+					t.Fatalf("call %d: Take: %v", i, err)
+				}
+				what := fmt.Sprintf("call %d (limit %+v, cost %d, maxWait %v) = %+v", i, lim, cost, maxWait, res)
+				if res.Remaining > p.B-cost && res.Allowed || res.Remaining > p.B {
+					t.Fatalf("%s: more than burst tokens", what)
+				}
+				if last >= 0 && last != j {
+					// A drained bucket has cost tokens after cost*W/M µs.
+					drained := time.Duration(ceil(cost*p.W, p.M)) * us
+					if res.RetryAfter > drained || res.Wait > drained {
+						t.Fatalf("%s: after a limit change, waits longer than a drained bucket (%v)", what, drained)
+					}
+					if res.ResetAfter > time.Duration(ceil((p.B+cost)*p.W, p.M)+1)*us {
+						t.Fatalf("%s: after a limit change, ResetAfter beyond a drained bucket plus this call", what)
+					}
+				}
+				if res.Allowed {
+					last = j
+				}
+			}
+		})
+	}
+}
+
+// testCancel checks that a canceled reservation is given back: the bucket
+// answers as if it had never been made.
+func testCancel(t *testing.T, newStore NewStoreFunc) {
+	l := tenPerSecBurst1
+	runSteps(t, newStore, []step{
+		{lim: l, want: allowed(0, 100*ms)},
+		{lim: l, maxWait: time.Second, want: reserved(100*ms, 200*ms)},
+		{advance: 30 * ms, cancel: 2, lim: l, canceled: true},
+		{peek: true, lim: l, want: denied(0, 70*ms, 70*ms)},
+		// Given back once only.
+		{cancel: 2, lim: l, canceled: false},
+		{lim: l, maxWait: time.Second, want: reserved(70*ms, 170*ms)},
+		// Under another limit, or with no reservation, nothing happens.
+		{cancel: 6, lim: tenPerSecBurst5, canceled: false},
+		{cancel: 1, lim: l, canceled: false},
+		{peek: true, lim: l, cost: 1, want: denied(0, 170*ms, 170*ms)},
+		{cancel: 6, lim: l, canceled: true},
+		{peek: true, lim: l, want: denied(0, 70*ms, 70*ms)},
+		// The last of a queue given back, the bucket refills on time.
+		{advance: 70 * ms, lim: l, want: allowed(0, 100*ms)},
+	})
+	// A reservation on a bucket used under another limit gives back the
+	// tokens it took, not the conversion.
+	t.Run("after limit change", func(t *testing.T) {
+		runSteps(t, newStore, []step{
+			{lim: tenPerSecBurst5, cost: 5, want: allowed(0, 500*ms)},
+			{lim: l, maxWait: time.Second, want: reserved(100*ms, 200*ms)},
+			{cancel: 2, lim: l, canceled: true},
+			{peek: true, lim: l, want: denied(0, 100*ms, 100*ms)},
+		})
+	})
+}
+
+// testCancelOnlyLast checks that a reservation is given back only when
+// nothing was taken after it.
+func testCancelOnlyLast(t *testing.T, newStore NewStoreFunc) {
+	l := tenPerSecBurst1
+	runSteps(t, newStore, []step{
+		{lim: l, want: allowed(0, 100*ms)},
+		{lim: l, maxWait: time.Second, want: reserved(100*ms, 200*ms)},
+		{lim: l, maxWait: time.Second, want: reserved(200*ms, 300*ms)},
+		// The first is not the last: it stays.
+		{cancel: 2, lim: l, canceled: false},
+		{peek: true, lim: l, want: denied(0, 300*ms, 300*ms)},
+		// The second is; then the first is the last again.
+		{cancel: 3, lim: l, canceled: true},
+		{cancel: 2, lim: l, canceled: true},
+		{peek: true, lim: l, want: denied(0, 100*ms, 100*ms)},
+		// A denial changes nothing, so it does not stop a give-back.
+		{lim: l, maxWait: time.Second, want: reserved(100*ms, 200*ms)},
+		{lim: l, want: denied(0, 200*ms, 200*ms)},
+		{cancel: 9, lim: l, canceled: true},
+		// An immediate admission after a reservation does.
+		{advance: 100 * ms, lim: l, maxWait: time.Second, want: allowed(0, 100*ms)},
+		{lim: l, maxWait: time.Second, want: reserved(100*ms, 200*ms)},
+		{advance: 250 * ms, lim: l, want: allowed(0, 100*ms)},
+		{cancel: 13, lim: l, canceled: false},
 	})
 }
 
@@ -433,9 +679,20 @@ func checkRandom(t *testing.T, newStore NewStoreFunc, rng *rand.Rand, lim limite
 		if !pending {
 			checkAnswer(t, what, p, hist, nowUS, cost, maxWait, res)
 		}
-		if res.Allowed {
-			hist = append(hist, admission{te: nowUS + int64(res.Wait/us), cost: cost})
+		if !res.Allowed {
+			continue
 		}
+		if res.Wait > 0 && rng.IntN(4) == 0 {
+			// Nothing was taken after it: given back, the bucket is
+			// as if it had never been made, which the next
+			// answers check against the history without it.
+			ok, err := canceler(t, s).Cancel(ctx, "k", lim, res.Reservation)
+			if err != nil || !ok {
+				t.Fatalf("%s: Cancel of the reservation just made = (%v, %v), want (true, nil)", what, ok, err)
+			}
+			continue
+		}
+		hist = append(hist, admission{te: nowUS + int64(res.Wait/us), cost: cost})
 	}
 	checkBound(t, p, hist)
 }
