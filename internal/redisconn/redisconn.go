@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -87,7 +88,7 @@ func Open(rawURL string, t Timeouts) (redis.UniversalClient, Kind, error) {
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, "", fmt.Errorf("redisconn: cannot parse URL: %w", err)
+		return nil, "", fmt.Errorf("redisconn: cannot parse URL: %s", Redact(err.Error()))
 	}
 	if u.Scheme != "redis" && u.Scheme != "rediss" {
 		return nil, "", fmt.Errorf("redisconn: URL scheme %q: want redis:// or rediss://", u.Scheme)
@@ -143,4 +144,21 @@ func Open(rawURL string, t Timeouts) (redis.UniversalClient, Kind, error) {
 		opt.ContextTimeoutEnabled = true
 		return redis.NewClient(opt), Single, nil
 	}
+}
+
+// passwordInURL matches the password of a redis:// or rediss:// URL's user
+// info, and a password= query parameter.
+var passwordInURL = regexp.MustCompile(`((?:rediss?)://[^:@/\s]*:)[^@/\s]*@|((?:[?&]|\b)(?:sentinel_)?password=)[^&\s]*`)
+
+// Redact returns s with every Redis URL password in it replaced by
+// "REDACTED": for log lines, error messages and /debug/pprof/cmdline, which
+// must never show a credential. It is safe for concurrent use.
+func Redact(s string) string {
+	return passwordInURL.ReplaceAllStringFunc(s, func(m string) string {
+		sub := passwordInURL.FindStringSubmatch(m)
+		if sub[1] != "" {
+			return sub[1] + "REDACTED@"
+		}
+		return sub[2] + "REDACTED"
+	})
 }

@@ -99,3 +99,18 @@ func TestClusterRefreshesSlots(t *testing.T) {
 		t.Errorf("ClusterStateReloadInterval: got %s, want %s", got, ClusterStateReload)
 	}
 }
+
+func TestRedact(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"--redis-url=redis://user:s3cret@h:6379/0", "--redis-url=redis://user:REDACTED@h:6379/0"},
+		{"rediss://:pw@h1:7000?addr=h2:7001", "rediss://:REDACTED@h1:7000?addr=h2:7001"},
+		{"redis://h:6379?master_name=m&sentinel_password=x&addr=h2", "redis://h:6379?master_name=m&sentinel_password=REDACTED&addr=h2"},
+		{"redis://h:6379/0", "redis://h:6379/0"},
+		{"dial tcp 127.0.0.1:6379: connection refused", "dial tcp 127.0.0.1:6379: connection refused"},
+	}
+	for _, tt := range tests {
+		if got := Redact(tt.in); got != tt.want {
+			t.Errorf("Redact(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
