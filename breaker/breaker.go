@@ -235,7 +235,9 @@ func (b *Breaker) Status(ctx context.Context, name string, s Settings) (Status, 
 	if err != nil {
 		return Status{}, err
 	}
-	st.Generation |= LocalGenerationBit
+	if st.Generation != 0 { // 0: the local breaker has no state
+		st.Generation |= LocalGenerationBit
+	}
 	st.Degraded = true
 	return st, nil
 }

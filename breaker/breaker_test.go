@@ -189,8 +189,8 @@ func TestStateCache(t *testing.T) {
 	}
 	a, _ := store.Allow(ctx, "b", pol)
 	cache.Observe("b", a.State, a.Generation)
-	if st, gen, ok := cache.Lookup("b"); !ok || st != breaker.StateClosed || gen != 1 {
-		t.Fatalf("Lookup after Observe: got %v %d %v, want CLOSED 1 true", st, gen, ok)
+	if st, gen, ok := cache.Lookup("b"); !ok || st != breaker.StateClosed || gen != a.Generation {
+		t.Fatalf("Lookup after Observe: got %v %d %v, want CLOSED %d true", st, gen, ok, a.Generation)
 	}
 	// Run subscribes asynchronously: reset until the cache sees an event, and
 	// then until it has applied the last reset's event, so that no event is

@@ -29,8 +29,18 @@
 //
 // # Generations
 //
-// Every state change increments the breaker's generation (a breaker that has
-// never been written to is CLOSED at generation 1). Allow returns the
+// Every state change increments the breaker's generation by one. A breaker
+// without state (never used, forgotten when idle, or lost with the store's
+// data) is CLOSED; its first Allow or Report gives it a state whose
+// generation is the store's clock in microseconds (Redis TIME for the Redis
+// store), and above every generation the store issued before. Since a
+// breaker changes state at most once per store operation and an operation
+// takes more than a microsecond, generations never catch up with the clock:
+// generations never repeat, even after the store lost its data, so an
+// outcome of a call admitted before the loss is stale after it. (The
+// argument needs a store clock that does not step back across the loss.)
+// Status of a breaker without state reports generation 0 and creates none.
+// Allow returns the
 // generation and Report takes it back: an outcome whose generation is not the
 // current one is ignored and answered with ReportResult.Ignored (never an
 // error), so a slow call admitted before the breaker opened cannot count

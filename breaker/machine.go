@@ -17,16 +17,18 @@ type machine struct {
 	openedAt  int64 // µs; 0 if never opened
 	successes int64 // successful probes in this HALF_OPEN
 	seq       uint64
-	probes    map[string]int64 // permit -> lease deadline (µs); expired when deadline <= now
-	buckets   map[int64]*bucket
+	probes    map[string]int64 // permit -> lease deadline (µs); expired when deadline <= now; nil until a probe
+	buckets   map[int64]*bucket // nil until a failure-rate outcome
 	settings  Settings // last settings used, for List
 	lastUsed  int64    // µs; MemoryStore forgets the machine when idle
 }
 
 type bucket struct{ calls, failures int64 }
 
-func newMachine() *machine {
-	return &machine{gen: 1, probes: map[string]int64{}, buckets: map[int64]*bucket{}}
+// newMachine returns a CLOSED breaker whose first generation is gen (see
+// MemoryStore: the clock in µs, above every generation the store issued).
+func newMachine(gen uint64) *machine {
+	return &machine{gen: gen}
 }
 
 func micros(t time.Time) int64        { return t.UnixMicro() }
@@ -86,6 +88,9 @@ func (m *machine) allow(name string, s Settings, now int64) (Admission, []Event)
 		m.seq++
 		id := PermitID(m.gen, m.seq)
 		dl := now + durMicros(s.ProbeTimeout)
+		if m.probes == nil {
+			m.probes = map[string]int64{}
+		}
 		m.probes[id] = dl
 		return Admission{Allowed: true, State: StateHalfOpen, Generation: m.gen, PermitID: id, ProbeDeadline: fromMicros(dl)}, events
 	}
@@ -149,6 +154,9 @@ func (m *machine) report(name string, s Settings, o Outcome, gen uint64, permit 
 		idx := now / width
 		b := m.buckets[idx]
 		if b == nil {
+			if m.buckets == nil {
+				m.buckets = map[int64]*bucket{}
+			}
 			b = &bucket{}
 			m.buckets[idx] = b
 		}

@@ -27,6 +27,7 @@ type MemoryStore struct {
 
 	mu         sync.Mutex // protects the fields below
 	machines   map[string]*machine
+	maxGen     uint64 // the highest generation issued (see machineLocked)
 	watchers   map[*memWatcher]struct{}
 	closed     bool
 	sinceSweep int // calls since the last sweep
@@ -86,7 +87,13 @@ func (m *MemoryStore) machineLocked(name string, s Settings, now int64) *machine
 	}
 	mc := m.machines[name]
 	if mc == nil {
-		mc = newMachine()
+		// A new state starts at the clock in µs, and above every generation
+		// this store issued, so that a breaker forgotten (idle) and used
+		// again never repeats a generation; after a restart the clock has
+		// moved past the old ones (unless breakers changed state more than
+		// once per µs on average, see the package doc).
+		mc = newMachine(max(uint64(max(now, 1)), m.maxGen+1))
+		m.maxGen = mc.gen
 		m.machines[name] = mc
 	}
 	mc.settings = s
@@ -104,9 +111,11 @@ func (m *MemoryStore) sweepLocked(now int64) {
 	}
 }
 
-// publishLocked sends events to matching watchers without blocking.
+// publishLocked sends events to matching watchers without blocking, and
+// records the generations they reached.
 func (m *MemoryStore) publishLocked(events []Event) {
 	for _, e := range events {
+		m.maxGen = max(m.maxGen, e.Generation)
 		for w := range m.watchers {
 			if !strings.HasPrefix(e.Name, w.prefix) {
 				continue
@@ -159,6 +168,11 @@ func (m *MemoryStore) Status(ctx context.Context, name string, s Settings) (Stat
 	now := micros(m.now())
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.machines[name] == nil {
+		// No state (never used, or forgotten): CLOSED, no generation yet.
+		// Status does not create one; the next Allow or Report does.
+		return Status{Name: name, State: StateClosed, Settings: s}, nil
+	}
 	return m.machineLocked(name, s, now).status(name, s, now), nil
 }
 

@@ -24,10 +24,13 @@ func TestMemoryStoreForgetsIdleBreakers(t *testing.T) {
 	t.Cleanup(func() { _ = s.Close() })
 	keep := pol.KeepFor(time.Minute) // 1m + recovery 10s + probe 1s
 
+	var oldGen uint64
 	for range pol.FailureThreshold {
-		if _, err := s.Report(ctx, "old", pol, breaker.OutcomeFailure, 0, ""); err != nil {
+		r, err := s.Report(ctx, "old", pol, breaker.OutcomeFailure, 0, "")
+		if err != nil {
 			t.Fatal(err)
 		}
+		oldGen = r.Generation
 	}
 	if st, _ := s.Status(ctx, "old", pol); st.State != breaker.StateOpen {
 		t.Fatalf("old: got %v, want OPEN", st.State)
@@ -46,7 +49,15 @@ func TestMemoryStoreForgetsIdleBreakers(t *testing.T) {
 		t.Fatalf("List after old went idle: got %+v, want only busy", list)
 	}
 	st, err := s.Status(ctx, "old", pol)
-	if err != nil || st.State != breaker.StateClosed || st.Generation != 1 {
-		t.Fatalf("Status of a forgotten breaker: got %+v, %v, want CLOSED at generation 1", st, err)
+	if err != nil || st.State != breaker.StateClosed || st.Generation != 0 {
+		t.Fatalf("Status of a forgotten breaker: got %+v, %v, want CLOSED without generation (0)", st, err)
+	}
+	// Used again, it starts a generation above the one it was forgotten at.
+	a, err := s.Allow(ctx, "old", pol)
+	if err != nil || a.Generation <= oldGen {
+		t.Fatalf("Allow of a forgotten breaker used again: got %+v, %v; want a generation above %d", a, err, oldGen)
+	}
+	if r, _ := s.Report(ctx, "old", pol, breaker.OutcomeFailure, oldGen, ""); !r.Ignored {
+		t.Fatalf("FAILURE from before it was forgotten: got %+v, want ignored", r)
 	}
 }

@@ -208,7 +208,8 @@ func Prepare(name string, s Settings) (Settings, error) {
 
 // DefaultIdleTTL is how long the stores keep a breaker that nothing has used:
 // a breaker left alone for this long (plus KeepFor's margins) is forgotten
-// and is CLOSED at generation 1 again, as one never seen.
+// and is CLOSED again, as one never seen; its next use starts a generation
+// above the forgotten one.
 const DefaultIdleTTL = 24 * time.Hour
 
 // KeepFor is how long a store keeps a breaker with these settings after its

@@ -14,13 +14,17 @@
 //	<prefix>breaker-events  pub/sub channel of transitions (JSON)
 //
 // The default prefix is "resilience:". A breaker that has seen nothing has no
-// keys (it is CLOSED at generation 1); the happy path (Allow on a CLOSED
-// breaker, a success with no failures counted) writes nothing. Every write
-// sets a TTL of IdleTTL + RecoveryTimeout + ProbeTimeout (+ Window in
-// failure-rate mode) on the breaker's keys, so idle breakers go away but an
-// OPEN one always outlives its recovery timeout. When the keys expire the breaker is CLOSED again at
-// generation 1; outcomes carrying a generation other than the current one are
-// ignored, so old reports cannot count against it.
+// keys (it is CLOSED, and Status shows generation 0). Its first Allow or
+// Report stores its state, CLOSED at a generation equal to Redis TIME in µs
+// (see "Generations" in package breaker): after that the happy path (Allow
+// on a CLOSED breaker, a success with no failures counted) writes nothing
+// but a TTL renewal at most once per half TTL. Every write sets a TTL of
+// IdleTTL + RecoveryTimeout + ProbeTimeout (+ Window in failure-rate mode) on
+// the breaker's keys, so idle breakers go away but an OPEN one always
+// outlives its recovery timeout. When the keys expire (or Redis loses them)
+// the breaker is CLOSED again and its next use starts a generation above
+// every earlier one: outcomes carrying an older generation are ignored, so
+// old reports cannot count against it.
 //
 // The registry <prefix>breakers (another Cluster slot) lists the names for
 // List. A Store registers a name the first time it sees it and again every

@@ -77,8 +77,13 @@ func TestKeysAndTTL(t *testing.T) {
 	if _, err := s.Report(ctx, "svc", settings, breaker.OutcomeSuccess, 0, ""); err != nil {
 		t.Fatalf("Report: %v", err)
 	}
-	if n := c.Exists(ctx, "p:br:{svc}:s").Val(); n != 0 {
-		t.Fatalf("state key after only successes: got %d keys, want none (nothing stored until needed)", n)
+	// The first use stores the generation (so that it never repeats after a
+	// data loss); calls that change nothing write nothing after it.
+	if got := c.HGetAll(ctx, "p:br:{svc}:s").Val(); got["gen"] == "" || got["st"] != "0" || got["fail"] != "0" {
+		t.Fatalf("state after only successes: got %v, want CLOSED with its generation and no failures", got)
+	}
+	if ttl := c.PTTL(ctx, "p:br:{svc}:s").Val(); ttl < time.Hour || ttl > time.Hour+settings.RecoveryTimeout+settings.ProbeTimeout {
+		t.Fatalf("TTL of a CLOSED breaker's state: got %v, want about idle TTL + recovery + probe timeout", ttl)
 	}
 	if got := c.ZRange(ctx, "p:breakers", 0, -1).Val(); len(got) != 1 || got[0] != "svc" {
 		t.Fatalf("registry: got %v, want [svc]", got)
@@ -169,11 +174,12 @@ func TestWatchAcrossClientsAndStores(t *testing.T) {
 	if _, err := other.Reset(ctx, "x", settings, breaker.StateOpen); err != nil { // another prefix: unseen
 		t.Fatalf("Reset: %v", err)
 	}
-	if _, err := writer.Reset(ctx, "svc", settings, breaker.StateOpen); err != nil {
+	st, err := writer.Reset(ctx, "svc", settings, breaker.StateOpen)
+	if err != nil {
 		t.Fatalf("Reset: %v", err)
 	}
 	storetest.WantEvent(t, storetest.NextEvent(t, ch, 5*time.Second), breaker.Event{
-		Name: "svc", From: breaker.StateClosed, To: breaker.StateOpen, Generation: 2, Reason: breaker.ReasonReset, At: storetest.Epoch,
+		Name: "svc", From: breaker.StateClosed, To: breaker.StateOpen, Generation: st.Generation, Reason: breaker.ReasonReset, At: storetest.Epoch,
 	})
 	if err := watcher.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -197,10 +203,12 @@ func checkPrune(t *testing.T, c redis.UniversalClient) {
 	other := redisstore.New(c, redisstore.WithPrefix("other:"), redisstore.WithIdleTTL(idle))
 	t.Cleanup(func() { _ = other.Close() })
 
-	// idle: used once, CLOSED (no state key). busy: used again just before
-	// the prune. open: OPEN with a recovery timeout that keeps its state.
+	// idle: used once, CLOSED, with timeouts so short that its state expires
+	// with its marker. busy: used again just before the prune. open: OPEN
+	// with a recovery timeout that keeps its state.
+	short := breaker.Settings{FailureThreshold: 2, RecoveryTimeout: time.Millisecond, ProbeTimeout: time.Millisecond}
 	for _, n := range []string{"idle", "busy"} {
-		if _, err := s.Allow(ctx, n, settings); err != nil {
+		if _, err := s.Allow(ctx, n, short); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -210,8 +218,8 @@ func checkPrune(t *testing.T, c redis.UniversalClient) {
 	if _, err := other.Allow(ctx, "idle", settings); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(idle + idle/4 + 50*time.Millisecond) // every marker has expired
-	if _, err := s.Allow(ctx, "busy", settings); err != nil {
+	time.Sleep(idle + idle/4 + 50*time.Millisecond) // every marker and short state has expired
+	if _, err := s.Allow(ctx, "busy", short); err != nil {
 		t.Fatal(err)
 	}
 
@@ -339,11 +347,12 @@ func TestWatchSurvivesRestartWithResync(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("no resync marker within 20s of a restart")
 	}
-	if _, err := s.Reset(ctx, "b", settings, breaker.StateOpen); err != nil {
+	st, err := s.Reset(ctx, "b", settings, breaker.StateOpen)
+	if err != nil {
 		t.Fatalf("Reset: %v", err)
 	}
 	storetest.WantEvent(t, storetest.NextEvent(t, ch, 5*time.Second), breaker.Event{
-		Name: "b", From: breaker.StateClosed, To: breaker.StateOpen, Generation: 2, Reason: breaker.ReasonReset,
+		Name: "b", From: breaker.StateClosed, To: breaker.StateOpen, Generation: st.Generation, Reason: breaker.ReasonReset,
 	})
 }
 
@@ -386,5 +395,42 @@ func TestWatchFollowsSentinelFailover(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no event from the new master within 7s of a failover")
 		}
+	}
+}
+
+// After Redis lost its data, the breaker is CLOSED again at a generation
+// above every earlier one: outcomes of calls admitted before the loss are
+// stale, and a new transition never reuses a generation a watcher has seen.
+func TestGenerationsNeverRepeatAfterDataLoss(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newStore(t, srv) // Redis TIME
+	c := srv.Client()
+	ctx := context.Background()
+	slow, err := s.Allow(ctx, "b", settings) // a call admitted while CLOSED
+	if err != nil {
+		t.Fatal(err)
+	}
+	open, err := s.Reset(ctx, "b", settings, breaker.StateOpen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s.Status(ctx, "b", settings); err != nil || st.State != breaker.StateClosed || st.Generation != 0 {
+		t.Fatalf("Status after FLUSHALL: got %+v, %v; want CLOSED without state (generation 0)", st, err)
+	}
+	a, err := s.Allow(ctx, "b", settings)
+	if err != nil || a.State != breaker.StateClosed || a.Generation <= open.Generation {
+		t.Fatalf("Allow after FLUSHALL: got %+v, %v; want CLOSED at a generation above %d", a, err, open.Generation)
+	}
+	for _, g := range []uint64{slow.Generation, open.Generation} {
+		r, err := s.Report(ctx, "b", settings, breaker.OutcomeFailure, g, "")
+		if err != nil || !r.Ignored || r.IgnoredReason != breaker.IgnoredStaleGeneration {
+			t.Fatalf("FAILURE of generation %d from before the loss: got %+v, %v; want ignored (stale)", g, r, err)
+		}
+	}
+	if st, _ := s.Status(ctx, "b", settings); st.ConsecutiveFailures != 0 || st.Generation != a.Generation {
+		t.Fatalf("Status after stale outcomes: got %+v, want no failures at generation %d", st, a.Generation)
 	}
 }

@@ -168,36 +168,66 @@ func Run(t *testing.T, newStore NewStoreFunc) {
 }
 
 func testFresh(t *testing.T, e *env) {
+	// Status creates no state: a breaker never used has no generation yet.
+	for i := 0; i < 2; i++ {
+		st := e.status("fresh", consecutive)
+		if st.State != breaker.StateClosed || st.Generation != 0 {
+			t.Fatalf("Status %d of a breaker never used: got %+v, want CLOSED, generation 0", i+1, st)
+		}
+	}
 	a := e.allow("fresh", consecutive)
-	want := breaker.Admission{Allowed: true, State: breaker.StateClosed, Generation: 1}
+	want := breaker.Admission{Allowed: true, State: breaker.StateClosed, Generation: a.Generation}
 	if a != want {
 		t.Fatalf("Allow: got %+v, want %+v", a, want)
 	}
+	// A new state starts at the store's clock in µs, so that a state made
+	// after the store lost its data starts above every earlier generation.
+	if now := uint64(e.clock.Now().UnixMicro()); a.Generation < now {
+		t.Fatalf("generation of a new breaker: got %d, want at least the clock in µs, %d", a.Generation, now)
+	}
 	st := e.status("fresh", consecutive)
 	wantState(t, "Status.State", st.State, breaker.StateClosed)
-	wantState(t, "Status.Generation", st.Generation, uint64(1))
+	wantState(t, "Status.Generation", st.Generation, a.Generation)
 	wantState(t, "Status.Settings", st.Settings, consecutive.WithDefaults())
 	wantState(t, "Status.NextProbeAt", st.NextProbeAt, time.Time{})
+	e.clock.Advance(time.Second)
+	if again := e.allow("fresh", consecutive); again.Generation != a.Generation {
+		t.Fatalf("Allow a second later: got generation %d, want the same %d", again.Generation, a.Generation)
+	}
 	r := e.report("fresh", consecutive, breaker.OutcomeSuccess, a.Generation, "")
-	if r.Ignored || r.State != breaker.StateClosed || r.Generation != 1 {
-		t.Fatalf("Report success: got %+v, want counted, CLOSED, generation 1", r)
+	if r.Ignored || r.State != breaker.StateClosed || r.Generation != a.Generation {
+		t.Fatalf("Report success: got %+v, want counted, CLOSED, generation %d", r, a.Generation)
+	}
+	// A report is a first use too: its generation is the stored one.
+	r = e.report("fresh2", consecutive, breaker.OutcomeSuccess, 0, "")
+	if r.Ignored || r.Generation == 0 {
+		t.Fatalf("first Report success: got %+v, want counted with a generation", r)
+	}
+	if st := e.status("fresh2", consecutive); st.Generation != r.Generation {
+		t.Fatalf("Status after a first Report: got generation %d, want %d", st.Generation, r.Generation)
 	}
 }
 
 func testOpensAfterThreshold(t *testing.T, e *env) {
+	g := e.allow("b", consecutive).Generation
 	for i := 1; i <= 2; i++ {
-		r := e.report("b", consecutive, breaker.OutcomeFailure, 1, "")
+		r := e.report("b", consecutive, breaker.OutcomeFailure, g, "")
 		wantState(t, fmt.Sprintf("state after failure %d", i), r.State, breaker.StateClosed)
 		wantState(t, "ConsecutiveFailures", e.status("b", consecutive).ConsecutiveFailures, int64(i))
 	}
-	r := e.report("b", consecutive, breaker.OutcomeFailure, 1, "")
-	if r.Ignored || r.State != breaker.StateOpen || r.Generation != 2 {
-		t.Fatalf("third failure: got %+v, want counted, OPEN, generation 2", r)
+	r := e.report("b", consecutive, breaker.OutcomeFailure, g, "")
+	if r.Ignored || r.State != breaker.StateOpen || r.Generation != g+1 {
+		t.Fatalf("third failure: got %+v, want counted, OPEN, generation %d", r, g+1)
 	}
 	a := e.allow("b", consecutive)
-	want := breaker.Admission{State: breaker.StateOpen, Generation: 2, RetryAfter: consecutive.RecoveryTimeout}
+	want := breaker.Admission{State: breaker.StateOpen, Generation: g + 1, RetryAfter: consecutive.RecoveryTimeout}
 	if a != want {
 		t.Fatalf("Allow when open: got %+v, want %+v", a, want)
+	}
+	// A report for a breaker without state carries a generation it never
+	// had: stale.
+	if r := e.report("nostate", consecutive, breaker.OutcomeFailure, 1, ""); !r.Ignored || r.IgnoredReason != breaker.IgnoredStaleGeneration {
+		t.Fatalf("FAILURE with generation 1 for a breaker without state: got %+v, want ignored (%s)", r, breaker.IgnoredStaleGeneration)
 	}
 }
 
@@ -674,18 +704,19 @@ func testWatch(t *testing.T, e *env) {
 	}
 	e.trip("other", consecutive) // not under the prefix
 	t0 := e.clock.Now()
+	g := e.allow("w/b", consecutive).Generation
 	e.trip("w/b", consecutive)
-	WantEvent(t, NextEvent(t, ch, 5*time.Second), breaker.Event{Name: "w/b", From: breaker.StateClosed, To: breaker.StateOpen, Generation: 2, Reason: breaker.ReasonFailureThreshold, At: t0})
+	WantEvent(t, NextEvent(t, ch, 5*time.Second), breaker.Event{Name: "w/b", From: breaker.StateClosed, To: breaker.StateOpen, Generation: g + 1, Reason: breaker.ReasonFailureThreshold, At: t0})
 	p := e.probe("w/b", consecutive)
-	WantEvent(t, NextEvent(t, ch, 5*time.Second), breaker.Event{Name: "w/b", From: breaker.StateOpen, To: breaker.StateHalfOpen, Generation: 3, Reason: breaker.ReasonRecoveryTimeout, At: e.clock.Now()})
+	WantEvent(t, NextEvent(t, ch, 5*time.Second), breaker.Event{Name: "w/b", From: breaker.StateOpen, To: breaker.StateHalfOpen, Generation: g + 2, Reason: breaker.ReasonRecoveryTimeout, At: e.clock.Now()})
 	e.report("w/b", consecutive, breaker.OutcomeFailure, p.Generation, p.PermitID)
-	WantEvent(t, NextEvent(t, ch, 5*time.Second), breaker.Event{Name: "w/b", From: breaker.StateHalfOpen, To: breaker.StateOpen, Generation: 4, Reason: breaker.ReasonProbeFailed})
+	WantEvent(t, NextEvent(t, ch, 5*time.Second), breaker.Event{Name: "w/b", From: breaker.StateHalfOpen, To: breaker.StateOpen, Generation: g + 3, Reason: breaker.ReasonProbeFailed})
 	p = e.probe("w/b", consecutive)
 	NextEvent(t, ch, 5*time.Second)
 	e.report("w/b", consecutive, breaker.OutcomeSuccess, p.Generation, p.PermitID)
-	WantEvent(t, NextEvent(t, ch, 5*time.Second), breaker.Event{Name: "w/b", From: breaker.StateHalfOpen, To: breaker.StateClosed, Generation: 6, Reason: breaker.ReasonProbeSucceeded})
+	WantEvent(t, NextEvent(t, ch, 5*time.Second), breaker.Event{Name: "w/b", From: breaker.StateHalfOpen, To: breaker.StateClosed, Generation: g + 5, Reason: breaker.ReasonProbeSucceeded})
 	e.reset("w/b", consecutive, breaker.StateOpen)
-	WantEvent(t, NextEvent(t, ch, 5*time.Second), breaker.Event{Name: "w/b", From: breaker.StateClosed, To: breaker.StateOpen, Generation: 7, Reason: breaker.ReasonReset})
+	WantEvent(t, NextEvent(t, ch, 5*time.Second), breaker.Event{Name: "w/b", From: breaker.StateClosed, To: breaker.StateOpen, Generation: g + 6, Reason: breaker.ReasonReset})
 	cancel()
 	deadline := time.After(5 * time.Second)
 	for {

@@ -6,8 +6,13 @@
 --         unless a probe), now_us (string)}
 local now = now_us()
 local S = parse_settings(ARGV[2])
-local r = load()
+local r = load(now)
 if r.st == CLOSED then
+  if r.fresh then
+    save(r, S)
+  else
+    touch()
+  end
   return { 1, CLOSED, num(r.gen), "", "0", "0", num(now) }
 end
 if r.st == OPEN then

@@ -45,13 +45,25 @@ local function parse_settings(cfg)
   }
 end
 
-local function load()
+-- load reads the state. A breaker without state (never used, expired, or
+-- lost with Redis's data) is CLOSED at generation `now` (µs of Redis TIME)
+-- with r.fresh set; the scripts that answer with its generation save it
+-- (keep), so the generation a caller gets is the one stored. A breaker
+-- changes state at most once per script, and Redis runs scripts one at a
+-- time, each taking well over a microsecond, so a generation never gets more
+-- than one ahead of the clock: a state created after a data loss starts
+-- above every generation of the lost one.
+local function load(now)
   local v = redis.call("HMGET", K_STATE, "st", "gen", "fail", "opened", "succ", "seq", "cfg")
-  return {
-    st = tonumber(v[1]) or CLOSED, gen = tonumber(v[2]) or 1, fail = tonumber(v[3]) or 0,
+  local r = {
+    st = tonumber(v[1]) or CLOSED, gen = tonumber(v[2]), fail = tonumber(v[3]) or 0,
     opened = tonumber(v[4]) or 0, succ = tonumber(v[5]) or 0, seq = tonumber(v[6]) or 0,
     cfg = v[7],
   }
+  if r.gen == nil then
+    r.st, r.gen, r.fresh = CLOSED, now, true
+  end
+  return r
 end
 
 local function save(r, S)
@@ -61,6 +73,26 @@ local function save(r, S)
   redis.call("PEXPIRE", K_STATE, ttl)
   redis.call("PEXPIRE", K_PROBES, ttl)
   redis.call("PEXPIRE", K_WIN, ttl)
+end
+
+-- keep saves a fresh state (see load), so that its generation is stored.
+local function keep(r, S)
+  if r.fresh then
+    save(r, S)
+    r.fresh = false
+  end
+end
+
+-- touch renews the TTL of a breaker in use (at most once per half TTL), so
+-- that its generation does not change under its callers while they only
+-- read it.
+local function touch()
+  local ttl = tonumber(ARGV[3])
+  if redis.call("PTTL", K_STATE) < ttl / 2 then
+    redis.call("PEXPIRE", K_STATE, ttl)
+    redis.call("PEXPIRE", K_PROBES, ttl)
+    redis.call("PEXPIRE", K_WIN, ttl)
+  end
 end
 
 -- transition moves r to state `to`, clears counters, probes and window, and

@@ -8,7 +8,8 @@
 local now = now_us()
 local S = parse_settings(ARGV[2])
 local outcome, g, permit = tonumber(ARGV[6]), ARGV[7], ARGV[8]
-local r = load()
+local r = load(now)
+keep(r, S)
 if g ~= "0" and g ~= num(r.gen) then
   return { 0, r.st, num(r.gen), "stale_generation" }
 end
@@ -51,6 +52,7 @@ end
 if outcome == 1 then
   if S.mode == 0 and r.fail == 0 then
     -- the common case: nothing to write
+    touch()
     return { 1, CLOSED, num(r.gen), "" }
   end
   r.fail = 0

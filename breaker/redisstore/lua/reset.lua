@@ -4,7 +4,7 @@
 -- Reply: the status array of lib.lua's status().
 local now = now_us()
 local S = parse_settings(ARGV[2])
-local r = load()
+local r = load(now)
 transition(r, tonumber(ARGV[6]), now, "reset")
 save(r, S)
 return status(r, S, now)
