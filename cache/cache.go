@@ -22,6 +22,10 @@ const (
 	// DefaultTTL is the expiry of a value Set with ttl 0 unless
 	// WithDefaultTTL says otherwise.
 	DefaultTTL = 10 * time.Minute
+	// MaxTTL is the longest expiry a Cache accepts, for Set's ttl and for the
+	// default TTL: 10 years (of 365 days). Longer TTLs are refused, never
+	// stored as "no expiry".
+	MaxTTL = 10 * 365 * 24 * time.Hour
 	// DefaultStoreTimeout bounds each Get, Set and Delete store call unless
 	// WithStoreTimeout says otherwise.
 	DefaultStoreTimeout = 500 * time.Millisecond
@@ -79,6 +83,8 @@ func (c *Cache) SetLimits(defaultTTL time.Duration, maxValueBytes int) error {
 	switch {
 	case defaultTTL <= 0:
 		return &ArgumentError{Field: "default_ttl", Reason: fmt.Sprintf("default_ttl is %v, must be positive", defaultTTL)}
+	case defaultTTL > MaxTTL:
+		return &ArgumentError{Field: "default_ttl", Reason: fmt.Sprintf("default_ttl is %v, must be at most %v (10 years)", defaultTTL, MaxTTL)}
 	case maxValueBytes <= 0:
 		return &ArgumentError{Field: "max_value_bytes", Reason: fmt.Sprintf("max_value_bytes is %d, must be positive", maxValueBytes)}
 	}
@@ -129,6 +135,8 @@ func New(store Store, opts ...Option) (*Cache, error) {
 	switch {
 	case c.defaultTTL <= 0:
 		return nil, &ArgumentError{Field: "default_ttl", Reason: fmt.Sprintf("default_ttl is %v, must be positive", c.defaultTTL)}
+	case c.defaultTTL > MaxTTL:
+		return nil, &ArgumentError{Field: "default_ttl", Reason: fmt.Sprintf("default_ttl is %v, must be at most %v (10 years)", c.defaultTTL, MaxTTL)}
 	case c.maxValueBytes <= 0:
 		return nil, &ArgumentError{Field: "max_value_bytes", Reason: fmt.Sprintf("max_value_bytes is %d, must be positive", c.maxValueBytes)}
 	case c.storeTimeout <= 0:
@@ -242,13 +250,17 @@ func (c *Cache) Get(ctx context.Context, key string) (GetResult, error) {
 
 // Set stores value under key for ttl; ttl 0 means the default TTL. It
 // refuses (with an *ArgumentError, storing nothing) an empty or too long
-// key, a negative ttl and a value above the max value bytes.
+// key, a negative ttl or one above MaxTTL, and a value above the max value
+// bytes.
 func (c *Cache) Set(ctx context.Context, key string, value []byte, ttl time.Duration) (SetResult, error) {
 	if err := checkKey(key); err != nil {
 		return SetResult{}, err
 	}
 	if ttl < 0 {
 		return SetResult{}, &ArgumentError{Field: "ttl", Reason: fmt.Sprintf("ttl is %v, must not be negative", ttl)}
+	}
+	if ttl > MaxTTL {
+		return SetResult{}, &ArgumentError{Field: "ttl", Reason: fmt.Sprintf("ttl is %v, must be at most %v (10 years; 0 means the default TTL)", ttl, MaxTTL)}
 	}
 	lim := c.limits.Load()
 	if ttl == 0 {
@@ -300,13 +312,18 @@ func (c *Cache) Delete(ctx context.Context, keys ...string) (DeleteResult, error
 
 // DeletePattern removes every key matching pattern (Redis MATCH glob rules,
 // see Match) and reports how many it removed. It may walk the whole key
-// space, so only the caller's ctx bounds it (not the store timeout).
+// space, so only the caller's ctx bounds it (not the store timeout). It
+// refuses (with an *ArgumentError) an empty pattern, one above
+// MaxPatternBytes and a malformed one (see ValidatePattern).
 func (c *Cache) DeletePattern(ctx context.Context, pattern string) (DeleteResult, error) {
 	switch {
 	case pattern == "":
 		return DeleteResult{}, &ArgumentError{Field: "pattern", Reason: "pattern is empty"}
 	case len(pattern) > MaxPatternBytes:
 		return DeleteResult{}, &ArgumentError{Field: "pattern", Reason: fmt.Sprintf("pattern is %d bytes, above the %d-byte limit", len(pattern), MaxPatternBytes)}
+	}
+	if err := ValidatePattern(pattern); err != nil {
+		return DeleteResult{}, err
 	}
 	if err := ctx.Err(); err != nil {
 		return DeleteResult{}, err

@@ -1,5 +1,7 @@
 package cache
 
+import "fmt"
+
 // Match reports whether key matches the glob pattern under the rules of the
 // Redis MATCH option (stringmatchlen), byte by byte:
 //
@@ -109,4 +111,39 @@ func matchClass(pattern string, i int, c byte) (bool, int) {
 		return !match, i
 	}
 	return match, i
+}
+
+// ValidatePattern reports whether pattern is a well-formed glob for
+// DeletePattern: every "[" class is closed by "]" and the pattern does not
+// end in a lone "\". Redis reads a malformed pattern without complaint (an
+// open class runs to the end), so that "[" would match nothing, or far less
+// than the caller meant; the Cache refuses it instead. The error is an
+// *ArgumentError for the field "pattern" saying how to write the literal
+// byte.
+func ValidatePattern(pattern string) error {
+	for i := 0; i < len(pattern); i++ {
+		switch pattern[i] {
+		case '\\':
+			if i+1 == len(pattern) {
+				return &ArgumentError{Field: "pattern", Reason: `pattern ends in a lone "\"; write "\\" for a literal backslash`}
+			}
+			i++
+		case '[':
+			open := i
+			j := i + 1
+			if j < len(pattern) && pattern[j] == '^' {
+				j++
+			}
+			for ; j < len(pattern) && pattern[j] != ']'; j++ {
+				if pattern[j] == '\\' {
+					j++
+				}
+			}
+			if j >= len(pattern) {
+				return &ArgumentError{Field: "pattern", Reason: fmt.Sprintf(`pattern has a "[" at byte %d that is never closed by "]"; write "\[" for a literal bracket`, open)}
+			}
+			i = j
+		}
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package cache_test
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/topdeck/resilience/cache"
@@ -53,4 +54,47 @@ func TestMatch(t *testing.T) {
 			t.Errorf("Match(%q, %q): got %v, want %v", tc.pattern, tc.key, got, tc.want)
 		}
 	}
+}
+
+func TestValidatePattern(t *testing.T) {
+	tests := []struct {
+		pattern string
+		ok      bool
+	}{
+		{"*", true},
+		{"user:*", true},
+		{"[abc]*", true},
+		{"[^a-z]?", true},
+		{`\[`, true},
+		{`a\\`, true},
+		{`[\]]`, true},
+		{"[", false},
+		{"abc[de", false},
+		{"[^", false},
+		{`a\`, false},
+		{`[\]`, false},
+	}
+	for _, tt := range tests {
+		err := cache.ValidatePattern(tt.pattern)
+		if (err == nil) != tt.ok {
+			t.Errorf("cache.ValidatePattern(%q) = %v, want ok=%v", tt.pattern, err, tt.ok)
+		}
+		var ae *cache.ArgumentError
+		if err != nil && (!errors.As(err, &ae) || ae.Field != "pattern") {
+			t.Errorf("cache.ValidatePattern(%q) = %#v, want an *cache.ArgumentError for field pattern", tt.pattern, err)
+		}
+	}
+}
+
+// FuzzValidatePattern checks that a pattern ValidatePattern accepts is
+// matched without panicking, and that every class in it is closed (Match
+// never runs off its end).
+func FuzzValidatePattern(f *testing.F) {
+	for _, s := range []string{"*", "[", "a[b-c]*", `\`, `[\]`, "[^]", "?*?"} {
+		f.Add(s, "abc")
+	}
+	f.Fuzz(func(t *testing.T, pattern, key string) {
+		_ = cache.ValidatePattern(pattern)
+		_ = cache.Match(pattern, key)
+	})
 }

@@ -37,6 +37,9 @@ func New() string {
 	return hex.EncodeToString(b[:])
 }
 
+// Rule says, for a caller whose id was refused, what Valid accepts.
+const Rule = "x-correlation-id must be 1 to 128 printable ASCII characters without spaces; a fresh id was used instead"
+
 // Valid reports whether id can be used as it is: 1 to MaxLen printable ASCII
 // characters without spaces. Anything else (control characters that could
 // forge log lines, huge values) is replaced by a fresh id.
