@@ -17,10 +17,10 @@ type machine struct {
 	openedAt  int64 // µs; 0 if never opened
 	successes int64 // successful probes in this HALF_OPEN
 	seq       uint64
-	probes    map[string]int64 // permit -> lease deadline (µs); expired when deadline <= now; nil until a probe
+	probes    map[string]int64  // permit -> lease deadline (µs); expired when deadline <= now; nil until a probe
 	buckets   map[int64]*bucket // nil until a failure-rate outcome
-	settings  Settings // last settings used, for List
-	lastUsed  int64    // µs; MemoryStore forgets the machine when idle
+	settings  Settings          // last settings used, for List
+	lastUsed  int64             // µs; MemoryStore forgets the machine when idle
 }
 
 type bucket struct{ calls, failures int64 }
