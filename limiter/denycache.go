@@ -99,6 +99,14 @@ func (c *denyCache) evictLocked(nowUS int64) {
 	}
 }
 
+// forget drops the denial remembered for req's key and limit, if any.
+func (c *denyCache) forget(req Request) {
+	k := denyKey{req.Key, req.Limit.Normalized()}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, k)
+}
+
 // len returns the number of entries, for tests.
 func (c *denyCache) len() int {
 	c.mu.Lock()

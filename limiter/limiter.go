@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/topdeck/resilience/internal/storehealth"
 )
 
 // FailurePolicy says what the Limiter does when its store cannot decide.
@@ -56,9 +58,6 @@ func (r Request) Validate() error {
 // Limiter decides calls against a shared [Store], with a local fallback when
 // the store fails and a local cache of recent denials.
 //
-// It never sleeps: an allowed reservation comes back with Result.Wait and the
-// caller holds the call for that long.
-//
 // Deny cache: when the store denies a call of cost c on (key, limit) with
 // "retry after d", the Limiter answers later calls on the same key and limit
 // with cost >= c locally, as denied, until d has passed since it sent the
@@ -75,13 +74,29 @@ func (r Request) Validate() error {
 // the same way, and a Remaining computed from it (it may be one below the
 // store's).
 //
+// Store health: the Limiter tracks its store's health with a
+// [storehealth.Tracker]. After a store failure (an error other than the
+// caller's own context ending), calls skip the store for a retry interval and
+// are answered at once by their FailurePolicy: a Degraded answer from the
+// local fallback, or an error wrapping ErrStoreUnavailable and
+// storehealth.ErrDown. Then one call at a time goes to the store as a probe;
+// the first that succeeds makes every call use the store again. So a dead or
+// hung store costs the calls in flight when it failed one store timeout each,
+// and one call per retry interval after that, not a timeout per call.
+//
+// Reservations: Acquire never sleeps. An allowed reservation comes back with
+// Result.Wait and the caller holds the call for that long, with [Limiter.Wait]
+// (or its own timer and [Limiter.Cancel]), so that a caller who gives up
+// gives its tokens back when nothing was taken after them.
+//
 // Create one with [New]; the zero value is not usable. A Limiter is safe for
 // concurrent use.
 type Limiter struct {
 	store    Store
 	fallback Store
 	now      func() time.Time
-	denies   *denyCache // nil when disabled
+	denies   *denyCache           // nil when disabled
+	health   *storehealth.Tracker // nil when not tracked
 }
 
 // Option configures a Limiter.
@@ -91,6 +106,8 @@ type options struct {
 	fallback      Store
 	now           func() time.Time
 	denyCacheSize int
+	health        *storehealth.Tracker
+	healthSet     bool
 }
 
 // DefaultDenyCacheSize is the default number of (key, limit) denials the
@@ -115,7 +132,15 @@ func WithDenyCacheSize(n int) Option {
 	return func(o *options) { o.denyCacheSize = n }
 }
 
-// New returns a Limiter deciding with store.
+// WithHealthTracker sets the tracker of the store's health (default: a new
+// storehealth.Tracker with storehealth.DefaultRetryInterval, reading the
+// Limiter's clock). A nil tracker turns tracking off: every call then waits
+// on the store, however often it failed.
+func WithHealthTracker(t *storehealth.Tracker) Option {
+	return func(o *options) { o.health, o.healthSet = t, true }
+}
+
+// New returns a Limiter deciding with store. It starts no goroutine.
 func New(store Store, opts ...Option) *Limiter {
 	o := options{now: time.Now, denyCacheSize: DefaultDenyCacheSize}
 	for _, opt := range opts {
@@ -124,7 +149,10 @@ func New(store Store, opts ...Option) *Limiter {
 	if o.fallback == nil {
 		o.fallback = NewMemoryStore(WithMemoryClock(o.now))
 	}
-	l := &Limiter{store: store, fallback: o.fallback, now: o.now}
+	if !o.healthSet {
+		o.health = storehealth.New(storehealth.WithClock(o.now))
+	}
+	l := &Limiter{store: store, fallback: o.fallback, now: o.now, health: o.health}
 	if o.denyCacheSize > 0 {
 		l.denies = newDenyCache(o.denyCacheSize)
 	}
@@ -135,7 +163,8 @@ func New(store Store, opts ...Option) *Limiter {
 //   - an *InvalidArgumentError (matches ErrInvalidArgument) for a bad request;
 //   - the context's error when ctx is done before the store answered;
 //   - under Deny, an error wrapping ErrStoreUnavailable and the store's error
-//     when the store fails;
+//     when the store fails, or storehealth.ErrDown when the store failed
+//     recently and was not called (see Store health);
 //   - under AllowLocal, an error only if the fallback store fails too.
 //
 // A store failure under AllowLocal gives a Result with Degraded set.
@@ -149,17 +178,31 @@ func (l *Limiter) Acquire(ctx context.Context, req Request) (Result, error) {
 			return res, nil
 		}
 	}
+	call, ok := l.health.Begin()
+	if !ok {
+		return l.fallbackTake(ctx, req, errSkipped)
+	}
 	res, err := l.store.Take(ctx, req.Key, req.Limit, req.Cost, req.MaxWait)
+	call.End(outcome(ctx, err))
 	if err == nil {
 		if !res.Allowed && l.denies != nil {
 			l.denies.remember(req, sent, res)
 		}
 		return res, nil
 	}
+	return l.fallbackTake(ctx, req, err)
+}
+
+// errSkipped is the store error of a call that skipped a store known to be
+// down.
+var errSkipped = fmt.Errorf("%w: %w", ErrStoreUnavailable, storehealth.ErrDown)
+
+// fallbackTake answers req after the store failed with err, by policy.
+func (l *Limiter) fallbackTake(ctx context.Context, req Request, err error) (Result, error) {
 	if err := l.classify(ctx, err, req.OnStoreFailure); err != nil {
 		return Result{}, err
 	}
-	res, err = l.fallback.Take(ctx, req.Key, req.Limit, req.Cost, req.MaxWait)
+	res, err := l.fallback.Take(ctx, req.Key, req.Limit, req.Cost, req.MaxWait)
 	if err != nil {
 		return Result{}, fmt.Errorf("limiter: local fallback failed: %w", err)
 	}
@@ -175,9 +218,14 @@ func (l *Limiter) Peek(ctx context.Context, req Request) (Result, error) {
 	if err := req.Validate(); err != nil {
 		return Result{}, err
 	}
-	res, err := l.store.Peek(ctx, req.Key, req.Limit, req.Cost)
-	if err == nil {
-		return res, nil
+	var res Result
+	err := errSkipped
+	if call, ok := l.health.Begin(); ok {
+		res, err = l.store.Peek(ctx, req.Key, req.Limit, req.Cost)
+		call.End(outcome(ctx, err))
+		if err == nil {
+			return res, nil
+		}
 	}
 	if err := l.classify(ctx, err, req.OnStoreFailure); err != nil {
 		return Result{}, err
@@ -188,6 +236,98 @@ func (l *Limiter) Peek(ctx context.Context, req Request) (Result, error) {
 	}
 	res.Degraded = true
 	return res, nil
+}
+
+// CancelTimeout bounds the store call of a Cancel that Wait makes after its
+// caller's context ended.
+const CancelTimeout = 100 * time.Millisecond
+
+// Wait holds the caller of res, an allowed reservation that Acquire answered
+// for req, until res.Wait has passed, and returns nil. If ctx ends first, it
+// gives the reserved tokens back (Cancel, under a context that keeps ctx's
+// values but not its end, bounded by CancelTimeout) and returns ctx.Err(). A
+// res with Wait 0 returns at once.
+//
+// This is the whole of holding a call: a server handler that calls Acquire
+// and then Wait never leaves the tokens of a caller who gave up taken.
+func (l *Limiter) Wait(ctx context.Context, req Request, res Result) error {
+	if res.Wait <= 0 {
+		return nil
+	}
+	t := time.NewTimer(res.Wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CancelTimeout)
+	defer cancel()
+	_, _ = l.Cancel(cctx, req, res) // best effort: the caller has gone
+	return ctx.Err()
+}
+
+// Cancel gives back the tokens of res, an allowed reservation (Wait > 0) that
+// Acquire answered for req, whose caller will not proceed, if nothing was
+// taken on the bucket after it (see Canceler). It reports whether they were
+// given back. A Degraded res is given back to the local fallback. It gives
+// nothing back, with a nil error, for a res that is no reservation, when the
+// store does not implement Canceler, or when the store is known to be down;
+// an error means the store failed (it wraps ErrStoreUnavailable) or ctx
+// ended.
+func (l *Limiter) Cancel(ctx context.Context, req Request, res Result) (bool, error) {
+	if err := req.Limit.Validate(); err != nil {
+		return false, err
+	}
+	if !res.Allowed || res.Wait <= 0 || res.Reservation.IsZero() {
+		return false, nil
+	}
+	store := l.store
+	if res.Degraded {
+		store = l.fallback
+	}
+	c, ok := store.(Canceler)
+	if !ok {
+		return false, nil
+	}
+	var given bool
+	var err error
+	if res.Degraded {
+		given, err = c.Cancel(ctx, req.Key, req.Limit, res.Reservation)
+	} else {
+		call, ok := l.health.Begin()
+		if !ok {
+			return false, nil
+		}
+		given, err = c.Cancel(ctx, req.Key, req.Limit, res.Reservation)
+		call.End(outcome(ctx, err))
+	}
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return false, cerr
+		}
+		if errors.Is(err, ErrStoreUnavailable) || errors.Is(err, ErrInvalidArgument) {
+			return false, err
+		}
+		return false, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+	}
+	if given && l.denies != nil {
+		l.denies.forget(req)
+	}
+	return given, nil
+}
+
+// Health returns the tracker of the store's health (nil when tracking is
+// off), for health checks and metrics.
+func (l *Limiter) Health() *storehealth.Tracker { return l.health }
+
+// outcome classifies a store call's error for the health tracker: a bad
+// argument says nothing about the store's health.
+func outcome(ctx context.Context, err error) storehealth.Outcome {
+	if errors.Is(err, ErrInvalidArgument) {
+		return storehealth.Unknown
+	}
+	return storehealth.OutcomeOf(ctx, err)
 }
 
 // classify maps a store error to the error Acquire returns, or nil when the

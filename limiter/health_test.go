@@ -1,0 +1,197 @@
+package limiter_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/topdeck/resilience/internal/storehealth"
+	"github.com/topdeck/resilience/limiter"
+	"github.com/topdeck/resilience/limiter/storetest"
+)
+
+// hangingStore is a Store whose calls block until the test lets each one
+// go with an error (a hung Redis whose calls time out) or, once fixed, pass
+// to a MemoryStore.
+type hangingStore struct {
+	inner   *limiter.MemoryStore
+	calls   atomic.Int64
+	entered chan struct{} // receives once per call that reached the store
+	release chan error    // one error per hung call
+	fixed   atomic.Bool   // when true, calls pass to inner at once
+}
+
+func newHangingStore(now func() time.Time) *hangingStore {
+	return &hangingStore{
+		inner:   limiter.NewMemoryStore(limiter.WithMemoryClock(now)),
+		entered: make(chan struct{}, 100),
+		release: make(chan error, 100),
+	}
+}
+
+func (s *hangingStore) wait(ctx context.Context) error {
+	s.calls.Add(1)
+	if s.fixed.Load() {
+		return nil
+	}
+	s.entered <- struct{}{}
+	select {
+	case err := <-s.release:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *hangingStore) Take(ctx context.Context, key string, lim limiter.Limit, cost int64, maxWait time.Duration) (limiter.Result, error) {
+	if err := s.wait(ctx); err != nil {
+		return limiter.Result{}, err
+	}
+	return s.inner.Take(ctx, key, lim, cost, maxWait)
+}
+
+func (s *hangingStore) Peek(ctx context.Context, key string, lim limiter.Limit, cost int64) (limiter.Result, error) {
+	if err := s.wait(ctx); err != nil {
+		return limiter.Result{}, err
+	}
+	return s.inner.Peek(ctx, key, lim, cost)
+}
+
+var errTimeout = errors.New("i/o timeout")
+
+// TestHungStoreCostsOneTimeout checks that once a call to a hung store has
+// failed, calls skip the store and are answered at once by their policy,
+// one probe per retry interval goes to the store, and the first probe that
+// succeeds brings exact answers back.
+func TestHungStoreCostsOneTimeout(t *testing.T) {
+	clock := storetest.NewClock(time.Unix(1_700_000_000, 0))
+	store := newHangingStore(clock.Now)
+	l := limiter.New(store, limiter.WithClock(clock.Now))
+	ctx := context.Background()
+	allowLocal := limiter.Request{Key: "k", Limit: lim5, Cost: 1}
+	deny := limiter.Request{Key: "k", Limit: lim5, Cost: 1, OnStoreFailure: limiter.Deny}
+
+	// The first call hangs until its store call times out.
+	type answer struct {
+		res limiter.Result
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		res, err := l.Acquire(ctx, allowLocal)
+		done <- answer{res, err}
+	}()
+	<-store.entered
+	store.release <- errTimeout
+	if a := <-done; a.err != nil || !a.res.Degraded || !a.res.Allowed {
+		t.Fatalf("first Acquire with the store hung = (%+v, %v), want allowed and degraded", a.res, a.err)
+	}
+	if l.Health().Healthy() {
+		t.Fatal("Health().Healthy() after a store failure = true, want false")
+	}
+
+	// Every call now answers without the store: had one reached it, it
+	// would block (nothing releases it) and the test would not end.
+	for i := range 20 {
+		if _, err := l.Acquire(ctx, deny); !errors.Is(err, limiter.ErrStoreUnavailable) || !errors.Is(err, storehealth.ErrDown) {
+			t.Fatalf("Acquire(Deny) %d while the store is down: error = %v, want ErrStoreUnavailable and storehealth.ErrDown", i, err)
+		}
+		res, err := l.Acquire(ctx, allowLocal)
+		if err != nil || !res.Degraded {
+			t.Fatalf("Acquire(AllowLocal) %d while the store is down = (%+v, %v), want a degraded answer", i, res, err)
+		}
+		if _, err := l.Peek(ctx, deny); !errors.Is(err, limiter.ErrStoreUnavailable) {
+			t.Fatalf("Peek(Deny) %d while the store is down: error = %v, want ErrStoreUnavailable", i, err)
+		}
+	}
+	if got := store.calls.Load(); got != 1 {
+		t.Fatalf("store called %d times, want 1 (only the first call)", got)
+	}
+
+	// After the retry interval one probe goes to the store; it fails too.
+	clock.Advance(storehealth.DefaultRetryInterval)
+	go func() {
+		res, err := l.Acquire(ctx, deny)
+		done <- answer{res, err}
+	}()
+	<-store.entered
+	// While the probe hangs, other calls still skip the store.
+	if res, err := l.Acquire(ctx, allowLocal); err != nil || !res.Degraded {
+		t.Fatalf("Acquire during the probe = (%+v, %v), want a degraded answer", res, err)
+	}
+	store.release <- errTimeout
+	if a := <-done; !errors.Is(a.err, limiter.ErrStoreUnavailable) {
+		t.Fatalf("probe Acquire(Deny) = (%+v, %v), want ErrStoreUnavailable", a.res, a.err)
+	}
+	if got := store.calls.Load(); got != 2 {
+		t.Fatalf("store called %d times, want 2", got)
+	}
+
+	// The store answers again: the next probe brings exact answers back.
+	store.fixed.Store(true)
+	clock.Advance(storehealth.DefaultRetryInterval)
+	for i := range 3 {
+		res, err := l.Acquire(ctx, deny)
+		if err != nil || res.Degraded || !res.Allowed {
+			t.Fatalf("Acquire %d after the store came back = (%+v, %v), want an exact admission", i, res, err)
+		}
+	}
+	if got := store.calls.Load(); got != 5 {
+		t.Fatalf("store called %d times, want 5", got)
+	}
+}
+
+// TestCallerContextIsNotAStoreFailure checks that a caller who gives up
+// while the store is slow does not mark the store down.
+func TestCallerContextIsNotAStoreFailure(t *testing.T) {
+	clock := storetest.NewClock(time.Unix(1_700_000_000, 0))
+	store := newHangingStore(clock.Now)
+	l := limiter.New(store, limiter.WithClock(clock.Now))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := l.Acquire(ctx, limiter.Request{Key: "k", Limit: lim5, Cost: 1})
+		done <- err
+	}()
+	<-store.entered
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Acquire with its context canceled: error = %v, want context.Canceled", err)
+	}
+	if !l.Health().Healthy() {
+		t.Fatal("store marked down after a caller gave up")
+	}
+	store.fixed.Store(true)
+	res, err := l.Acquire(context.Background(), limiter.Request{Key: "k", Limit: lim5, Cost: 1})
+	if err != nil || res.Degraded {
+		t.Fatalf("next Acquire = (%+v, %v), want an exact answer from the store", res, err)
+	}
+}
+
+// TestHealthTrackingOff checks that WithHealthTracker(nil) sends every call
+// to the store.
+func TestHealthTrackingOff(t *testing.T) {
+	l, store, _ := newTestLimiter(t, limiter.WithHealthTracker(nil))
+	store.failWith(errBroken)
+	for range 5 {
+		acquire(t, l, limiter.Request{Key: "k", Limit: lim5, Cost: 1})
+	}
+	if got := store.takes.Load(); got != 5 {
+		t.Errorf("store called %d times, want 5 (no health tracking)", got)
+	}
+}
+
+// TestInvalidArgumentIsNotAStoreFailure checks that a store's
+// InvalidArgumentError does not mark it down.
+func TestInvalidArgumentIsNotAStoreFailure(t *testing.T) {
+	l, store, _ := newTestLimiter(t)
+	store.failWith(&limiter.InvalidArgumentError{Field: "cost", Reason: "test"})
+	if _, err := l.Acquire(context.Background(), limiter.Request{Key: "k", Limit: lim5, Cost: 1}); !errors.Is(err, limiter.ErrInvalidArgument) {
+		t.Fatalf("error = %v, want ErrInvalidArgument", err)
+	}
+	if !l.Health().Healthy() {
+		t.Error("store marked down by an invalid argument")
+	}
+}
