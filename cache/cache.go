@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/topdeck/resilience/internal/storehealth"
 )
 
 // Limits and defaults of a Cache.
@@ -61,6 +63,11 @@ type Cache struct {
 	source        string
 
 	flights flights // concurrent Gets of one key share one store call
+	// health skips the store while it is known to be down or hung, so that
+	// a hung Redis costs the calls in flight one store timeout each, not
+	// every call (see internal/storehealth).
+	health        *storehealth.Tracker
+	retryInterval time.Duration
 
 	pending struct{ hits, misses, sets, deletes, errors atomic.Int64 }
 	// inflight is a batch taken from pending whose AddStats has not yet
@@ -111,6 +118,12 @@ func WithStoreTimeout(d time.Duration) Option { return func(c *Cache) { c.storeT
 // Default DefaultFlushInterval.
 func WithFlushInterval(d time.Duration) Option { return func(c *Cache) { c.flushInterval = d } }
 
+// WithRetryInterval sets how long the Cache stops calling a store that
+// failed (answering degraded at once) before it lets one call through to
+// see whether it is back (d > 0). Default storehealth.DefaultRetryInterval
+// (1s).
+func WithRetryInterval(d time.Duration) Option { return func(c *Cache) { c.retryInterval = d } }
+
 // WithFlushErrorHandler sets a function Run calls with each failed flush,
 // e.g. to log it. It must be safe for concurrent use and not block.
 func WithFlushErrorHandler(f func(error)) Option { return func(c *Cache) { c.onFlushError = f } }
@@ -128,6 +141,7 @@ func New(store Store, opts ...Option) (*Cache, error) {
 		maxValueBytes: DefaultMaxValueBytes,
 		storeTimeout:  DefaultStoreTimeout,
 		flushInterval: DefaultFlushInterval,
+		retryInterval: storehealth.DefaultRetryInterval,
 	}
 	for _, o := range opts {
 		o(c)
@@ -143,7 +157,10 @@ func New(store Store, opts ...Option) (*Cache, error) {
 		return nil, &ArgumentError{Field: "store_timeout", Reason: fmt.Sprintf("store_timeout is %v, must be positive", c.storeTimeout)}
 	case c.flushInterval <= 0:
 		return nil, &ArgumentError{Field: "flush_interval", Reason: fmt.Sprintf("flush_interval is %v, must be positive", c.flushInterval)}
+	case c.retryInterval <= 0:
+		return nil, &ArgumentError{Field: "retry_interval", Reason: fmt.Sprintf("retry_interval is %v, must be positive", c.retryInterval)}
 	}
+	c.health = storehealth.New(storehealth.WithRetryInterval(c.retryInterval))
 	c.limits.Store(&limits{defaultTTL: c.defaultTTL, maxValueBytes: c.maxValueBytes})
 	if ss, ok := store.(StatsStore); ok {
 		c.stats = ss
@@ -221,10 +238,18 @@ func (c *Cache) Get(ctx context.Context, key string) (GetResult, error) {
 	if err := ctx.Err(); err != nil {
 		return GetResult{}, err
 	}
-	f, shared, err := c.flights.get(ctx, key, func() (Entry, bool, error) {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.storeTimeout)
-		defer cancel()
-		return c.store.Get(sctx, key)
+	f, shared, err := c.flights.get(ctx, key, func() (e Entry, found bool, err error) {
+		// The flight is bounded by the store timeout alone: a timeout is
+		// the store's failure, never the caller's.
+		bctx := context.WithoutCancel(ctx)
+		err = c.callStore(bctx, func() error {
+			sctx, cancel := context.WithTimeout(bctx, c.storeTimeout)
+			defer cancel()
+			var err error
+			e, found, err = c.store.Get(sctx, key)
+			return err
+		})
+		return e, found, err
 	})
 	if err == nil {
 		err = ctx.Err()
@@ -272,9 +297,11 @@ func (c *Cache) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	if err := ctx.Err(); err != nil {
 		return SetResult{}, err
 	}
-	sctx, cancel := context.WithTimeout(ctx, c.storeTimeout)
-	defer cancel()
-	err := c.store.Set(sctx, key, value, ttl)
+	err := c.callStore(ctx, func() error {
+		sctx, cancel := context.WithTimeout(ctx, c.storeTimeout)
+		defer cancel()
+		return c.store.Set(sctx, key, value, ttl)
+	})
 	c.flights.forget(key)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -301,9 +328,14 @@ func (c *Cache) Delete(ctx context.Context, keys ...string) (DeleteResult, error
 	if len(keys) == 0 {
 		return DeleteResult{}, nil
 	}
-	sctx, cancel := context.WithTimeout(ctx, c.storeTimeout)
-	defer cancel()
-	n, err := c.store.Delete(sctx, keys...)
+	var n int64
+	err := c.callStore(ctx, func() error {
+		sctx, cancel := context.WithTimeout(ctx, c.storeTimeout)
+		defer cancel()
+		var err error
+		n, err = c.store.Delete(sctx, keys...)
+		return err
+	})
 	for _, k := range keys {
 		c.flights.forget(k)
 	}
@@ -328,10 +360,33 @@ func (c *Cache) DeletePattern(ctx context.Context, pattern string) (DeleteResult
 	if err := ctx.Err(); err != nil {
 		return DeleteResult{}, err
 	}
-	n, err := c.store.DeletePattern(ctx, pattern)
+	var n int64
+	err := c.callStore(ctx, func() error {
+		var err error
+		n, err = c.store.DeletePattern(ctx, pattern)
+		return err
+	})
 	c.flights.forgetAll()
 	return c.deleteResult(ctx, "delete pattern", n, err)
 }
+
+// callStore makes one store call through the health tracker: while the
+// store is known to be down it fails at once with storehealth.ErrDown
+// instead of waiting out another timeout. ctx is the context whose end
+// means the caller gave up (which says nothing about the store).
+func (c *Cache) callStore(ctx context.Context, fn func() error) error {
+	call, ok := c.health.Begin()
+	if !ok {
+		return storehealth.ErrDown
+	}
+	err := fn()
+	call.End(storehealth.OutcomeOf(ctx, err))
+	return err
+}
+
+// StoreHealthy reports whether the Cache currently calls its store (no
+// failure seen since the last successful probe).
+func (c *Cache) StoreHealthy() bool { return c.health.Healthy() }
 
 func (c *Cache) deleteResult(ctx context.Context, op string, n int64, err error) (DeleteResult, error) {
 	if n > 0 {

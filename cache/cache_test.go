@@ -231,7 +231,10 @@ func TestCacheDefaultTTL(t *testing.T) {
 func TestCacheDegradesWhenStoreFails(t *testing.T) {
 	ctx := context.Background()
 	s := newFaulty(t)
-	c := newCache(t, s)
+	// Every call after a failure probes the store (a 1 ns retry interval),
+	// so each one sees the store's own error; the skipping of a store
+	// known to be down is TestCacheSkipsStoreKnownDown.
+	c := newCache(t, s, cache.WithRetryInterval(time.Nanosecond))
 	if _, err := c.Set(ctx, "k", []byte("v"), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -271,6 +274,31 @@ func TestCacheDegradesWhenStoreFails(t *testing.T) {
 	}
 	if want := (cache.Counters{Hits: 1, Sets: 1, Errors: 4}); st.Counters != want {
 		t.Errorf("Stats: got %+v, want %+v", st.Counters, want)
+	}
+}
+
+func TestCacheSkipsStoreKnownDown(t *testing.T) {
+	ctx := context.Background()
+	s := newFaulty(t)
+	c := newCache(t, s, cache.WithRetryInterval(time.Hour))
+	s.fail.Store(true)
+	if g, _ := c.Get(ctx, "k"); !g.Degraded || !errors.Is(g.Err, errDown) {
+		t.Fatalf("first Get: got %+v, want degraded with the store's error", g)
+	}
+	if c.StoreHealthy() {
+		t.Errorf("StoreHealthy after a store failure: got true, want false")
+	}
+	s.fail.Store(false) // back, but the Cache waits for its retry interval
+	g, err := c.Get(ctx, "k")
+	if err != nil || !g.Degraded || !errors.Is(g.Err, cache.ErrStoreUnavailable) || errors.Is(g.Err, errDown) {
+		t.Errorf("Get within the retry interval: got %+v, %v; want degraded without calling the store", g, err)
+	}
+	sr, err := c.Set(ctx, "k", []byte("v"), 0)
+	if err != nil || sr.Stored || !sr.Degraded {
+		t.Errorf("Set within the retry interval: got %+v, %v; want degraded, not stored", sr, err)
+	}
+	if _, ok, _ := s.MemoryStore.Get(ctx, "k"); ok {
+		t.Errorf("the store got a Set while known down")
 	}
 }
 

@@ -202,7 +202,9 @@ func TestKillRestart(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
 	client := srv.Client()
-	c, err := cache.New(redisstore.New(client))
+	// A short retry interval: the Cache calls the store again as soon as
+	// it is back (TestHungStoreSkipped covers the skipping itself).
+	c, err := cache.New(redisstore.New(client), cache.WithRetryInterval(10*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,5 +257,44 @@ func TestKillRestart(t *testing.T) {
 	// The stats hash died with the server; what was kept locally survived.
 	if want := (cache.Counters{Hits: 1, Sets: 1, Errors: 2}); st.Counters != want || st.Keys != 1 {
 		t.Errorf("Stats after restart: got %+v, want %+v with 1 key", st, want)
+	}
+}
+
+// TestHungStoreSkipped reproduces the hung-Redis report: with Redis stopped
+// (SIGSTOP), every cache call waited out the store timeout. Now the first
+// call pays it and the next ones answer degraded at once, without calling
+// the store, until a probe after the retry interval finds it back.
+func TestHungStoreSkipped(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.Client()
+	ctx := context.Background()
+	const storeTimeout = 300 * time.Millisecond
+	c, err := cache.New(redisstore.New(client), cache.WithStoreTimeout(storeTimeout), cache.WithRetryInterval(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := c.Set(ctx, "k", []byte("v"), time.Minute); err != nil || !r.Stored {
+		t.Fatalf("Set: got %+v, %v, want stored", r, err)
+	}
+	srv.Freeze()
+	defer srv.Thaw()
+	if g, err := c.Get(ctx, "k"); err != nil || !g.Degraded {
+		t.Fatalf("first Get with Redis hung: got %+v, %v, want degraded", g, err)
+	}
+	if c.StoreHealthy() {
+		t.Fatalf("StoreHealthy after a timed-out Get: got true, want false")
+	}
+	// Later calls never reach the store: each one answers before a store
+	// timeout could have passed (a bound, not a measurement).
+	for i := 0; i < 20; i++ {
+		start := time.Now()
+		g, err := c.Get(ctx, "k")
+		s, serr := c.Set(ctx, "k", []byte("w"), time.Minute)
+		if took := time.Since(start); took >= storeTimeout {
+			t.Fatalf("call %d took %v with the store known hung: want no store call (timeout %v)", i, took, storeTimeout)
+		}
+		if err != nil || serr != nil || !g.Degraded || !s.Degraded || !errors.Is(g.Err, cache.ErrStoreUnavailable) {
+			t.Fatalf("call %d: got %+v, %v / %+v, %v; want degraded answers", i, g, err, s, serr)
+		}
 	}
 }
