@@ -14,6 +14,7 @@ import (
 	"os"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,6 +44,10 @@ type Config struct {
 	// documents, each exactly as one file of Envoy's reference ratelimit
 	// service (nil: no domains, every request is OK).
 	EnvoyRateLimit *envoyrls.Config `yaml:"envoy_ratelimit"`
+	// Auth lists the principals, their tenants and roles, and per-tenant
+	// settings (nil: one implicit tenant, every caller has every role). See
+	// Auth and docs/security.md.
+	Auth *Auth `yaml:"auth"`
 }
 
 // Limit is a named rate limit: a token bucket of capacity Burst refilled at
@@ -223,7 +228,13 @@ func Parse(name string, data []byte) (*Config, error) {
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, fmt.Errorf("config: %s: %s", name, cleanYAMLError(err))
 	}
-	if errs := c.validate(); len(errs) > 0 {
+	errs := c.validate()
+	if c.Auth == nil && hasTopKey(&root, "auth") {
+		// "auth:" with nothing under it (every principal commented out)
+		// must not quietly mean "no authentication".
+		errs = append(errs, fieldError{path: []string{"auth"}, msg: "is empty; remove the section to run without authentication"})
+	}
+	if len(errs) > 0 {
 		msgs := make([]string, 0, len(errs))
 		for _, e := range errs {
 			msgs = append(msgs, fmt.Sprintf("%s:%d: %s: %s", name, lineOf(&root, e.path), strings.Join(e.path, "."), e.msg))
@@ -253,39 +264,8 @@ func (c *Config) validate() []fieldError {
 	if strings.ContainsAny(c.RedisKeyPrefix, "{}") {
 		add("must not contain '{' or '}'", "redis_key_prefix")
 	}
-	for _, name := range sortedKeys(c.Limits) {
-		l := c.Limits[name]
-		if name == "" || len(name) > MaxNameBytes {
-			add(fmt.Sprintf("name must be 1 to %d bytes", MaxNameBytes), "limits", name)
-		}
-		// The limiter's own rules: positive limits, whole microseconds,
-		// exact arithmetic.
-		var ie *limiter.InvalidArgumentError
-		if err := l.Limiter().Validate(); errors.As(err, &ie) {
-			add(ie.Reason, "limits", name, ie.Field)
-		}
-		switch l.OnStoreFailure {
-		case "", AllowLocal, Deny:
-		default:
-			add(fmt.Sprintf("must be %q or %q, got %q", AllowLocal, Deny, l.OnStoreFailure), "limits", name, "on_store_failure")
-		}
-	}
-	for _, name := range sortedKeys(c.Breakers) {
-		b := c.Breakers[name]
-		if name == "" || len(name) > MaxNameBytes {
-			add(fmt.Sprintf("name must be 1 to %d bytes", MaxNameBytes), "breakers", name)
-		}
-		switch b.Mode {
-		case "", ModeConsecutive, ModeFailureRate:
-		default:
-			add(fmt.Sprintf("must be %q or %q, got %q", ModeConsecutive, ModeFailureRate, b.Mode), "breakers", name, "mode")
-		}
-		// Zero fields mean "inherit"; the breaker package checks the rest.
-		var se *breaker.SettingsError
-		if err := b.Settings().Validate(); errors.As(err, &se) {
-			add(se.Reason, "breakers", name, se.Field)
-		}
-	}
+	validateLimits(add, c.Limits, "limits")
+	validateBreakers(add, c.Breakers, "breakers")
 	if c.Cache.DefaultTTL < 0 {
 		add(fmt.Sprintf("must not be negative, got %s", c.Cache.DefaultTTL.D()), "cache", "default_ttl")
 	}
@@ -295,6 +275,8 @@ func (c *Config) validate() []fieldError {
 	if c.Cache.MaxMemoryEntries < 0 {
 		add(fmt.Sprintf("must not be negative, got %d", c.Cache.MaxMemoryEntries), "cache", "max_memory_entries")
 	}
+	c.validateTransport(add)
+	c.validateAuth(add)
 	return errs
 }
 
@@ -332,6 +314,7 @@ func (c *Config) applyDefaults() {
 	if c.Cache.MaxMemoryEntries == 0 {
 		c.Cache.MaxMemoryEntries = DefaultMaxMemoryEntries
 	}
+	c.applyAuthDefaults()
 }
 
 // withDefaults fills b's zero fields from def.
@@ -384,6 +367,11 @@ func lineOf(root *yaml.Node, path []string) int {
 	}
 	line := n.Line
 	for _, p := range path {
+		if i, err := strconv.Atoi(p); err == nil && n.Kind == yaml.SequenceNode && i >= 0 && i < len(n.Content) {
+			n = n.Content[i]
+			line = n.Line
+			continue
+		}
 		if n.Kind != yaml.MappingNode {
 			return line
 		}

@@ -49,7 +49,7 @@ func (r *resilienceServer) ReportOutcome(ctx context.Context, req *resiliencev1.
 	if err != nil {
 		return nil, err
 	}
-	pol, _ := r.srv.Config().BreakerPolicy(a.breaker)
+	pol, _ := r.config().BreakerPolicy(a.breaker)
 	o := breaker.OutcomeFailure
 	if a.success {
 		o = breaker.OutcomeSuccess
@@ -75,7 +75,7 @@ func (r *resilienceServer) BreakerState(ctx context.Context, req *resiliencev1.B
 	if err := checkName("breaker", req.GetBreaker(), true); err != nil {
 		return nil, err
 	}
-	cfg := r.srv.Config()
+	cfg := r.config()
 	pol, _ := cfg.BreakerPolicy(req.GetBreaker())
 	st, err := r.b.Breaker.Status(ctx, req.GetBreaker(), pol.Settings())
 	if err != nil {
@@ -93,7 +93,7 @@ func (r *resilienceServer) ListBreakers(ctx context.Context, req *resiliencev1.L
 	if err != nil {
 		return nil, toStatus(ctx, err)
 	}
-	cfg := r.srv.Config()
+	cfg := r.config()
 	resp := &resiliencev1.ListBreakersResponse{NextPageToken: next}
 	for _, st := range sts {
 		resp.Breakers = append(resp.Breakers, breakerStatus(cfg, st))
@@ -153,7 +153,7 @@ func (r *resilienceServer) ResetBreaker(ctx context.Context, req *resiliencev1.R
 	if open {
 		to = breaker.StateOpen
 	}
-	cfg := r.srv.Config()
+	cfg := r.config()
 	pol, _ := cfg.BreakerPolicy(req.GetBreaker())
 	st, err := r.b.Breaker.Reset(ctx, req.GetBreaker(), pol.Settings(), to)
 	if err != nil {

@@ -36,6 +36,7 @@ type Metrics struct {
 	configGeneration   prometheus.Gauge
 	configReloads      *prometheus.CounterVec
 	breakersPruned     prometheus.Counter
+	auditEvents        *prometheus.CounterVec
 
 	mu       sync.Mutex // protects breakers
 	breakers map[string]bool
@@ -91,8 +92,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "resilience_breaker_registry_pruned_total",
 			Help: "Breaker names removed from the shared registry (ListBreakers) by this replica because nothing used them for the idle TTL.",
 		}),
+		auditEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "resilience_audit_events_total",
+			Help: "Audit events by method (ResetBreaker, DeletePattern, ConfigReload, or the RPC refused) and result (ok, rejected, unauthenticated, permission_denied or another gRPC code).",
+		}, []string{"method", "result"}),
 		breakers: map[string]bool{},
 	}
+	reg.MustRegister(m.auditEvents)
 	reg.MustRegister(m.grpc, m.acquire, m.breakerState, m.breakerTransitions, m.cacheRequests,
 		m.storeDuration, m.storeErrors, m.degraded, m.configGeneration, m.configReloads, m.breakersPruned)
 	m.configGeneration.Set(1)
@@ -183,6 +189,14 @@ func (m *Metrics) observePruned(n int) {
 		return
 	}
 	m.breakersPruned.Add(float64(n))
+}
+
+// observeAudit counts one audit event.
+func (m *Metrics) observeAudit(method, result string) {
+	if m == nil {
+		return
+	}
+	m.auditEvents.WithLabelValues(method, result).Inc()
 }
 
 // ConfigReloaded records a reload attempt.

@@ -15,12 +15,13 @@ import (
 // resilienceServer implements ResilienceService.
 type resilienceServer struct {
 	resiliencev1.UnimplementedResilienceServiceServer
-	srv *Server
-	b   *Backends
+	srv    *Server
+	b      *Backends
+	tenant string // whose named limits and breaker policies apply (see config)
 }
 
 func (r *resilienceServer) Acquire(ctx context.Context, req *resiliencev1.AcquireRequest) (*resiliencev1.AcquireResponse, error) {
-	cfg := r.srv.Config()
+	cfg := r.config()
 	a, err := parseAcquire(cfg, req)
 	if err != nil {
 		return nil, err

@@ -4,9 +4,11 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
@@ -39,6 +41,18 @@ type Server struct {
 	// otherwise hold a graceful stop until its deadline (WatchBreakers).
 	streamsCtx  context.Context
 	stopStreams context.CancelFunc
+
+	// Security: the handlers of the implicit tenant and of the others
+	// (built on their first call), the audit trail, the tenants' request
+	// rates and the bound on open watches.
+	implicit   *route
+	tenants    *Tenants // nil: only the implicit tenant can be served
+	routesMu   sync.Mutex
+	routes     map[string]*route // by tenant; protected by routesMu
+	audit      *auditor
+	tenantRate *tenantRate
+	watches    *watchSlots
+	transport  Transport
 }
 
 // options are the settings of New.
@@ -46,6 +60,12 @@ type options struct {
 	logger *slog.Logger
 	tracer trace.TracerProvider
 	extra  []grpc.ServerOption
+
+	tenants      *Tenants
+	auditLog     *slog.Logger
+	noReflection bool
+	maxWatches   int
+	transport    Transport
 }
 
 // Option configures New.
@@ -67,14 +87,34 @@ func WithGRPCOptions(opts ...grpc.ServerOption) Option {
 // records its gRPC metrics in b's metrics (see WithBackendMetrics), when
 // there are any. It does not listen yet.
 func New(cfg *config.Config, b *Backends, opts ...Option) *Server {
-	o := options{logger: slog.Default()}
+	o := options{logger: slog.Default(), maxWatches: DefaultMaxWatchStreams}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	s := &Server{log: o.logger, health: health.NewServer()}
+	if o.auditLog == nil {
+		o.auditLog = o.logger
+	}
+	if o.transport.MaxRecvMsgBytes <= 0 {
+		o.transport.MaxRecvMsgBytes = cfg.MaxRecvMessageBytes()
+	}
+	o.transport = o.transport.withDefaults()
+	s := &Server{
+		log: o.logger, health: health.NewServer(),
+		tenants: o.tenants, routes: map[string]*route{},
+		audit:      &auditor{log: o.auditLog, metrics: b.metrics},
+		tenantRate: newTenantRate(),
+		watches:    &watchSlots{max: max(o.maxWatches, 0)},
+		transport:  o.transport,
+	}
+	s.implicit = newRoute(s, b, "")
 	s.streamsCtx, s.stopStreams = context.WithCancel(context.Background())
 	s.cfg.Store(cfg)
 	gopts := interceptors(o.logger, b.metrics)
+	// Authentication, roles and the tenant's request rate run inside the
+	// chain above, so that its logs and metrics record their refusals.
+	g := guard{srv: s}
+	gopts = append(gopts, grpc.ChainUnaryInterceptor(g.unary), grpc.ChainStreamInterceptor(g.stream))
+	gopts = append(gopts, o.transport.serverOptions()...)
 	if o.tracer != nil {
 		gopts = append(gopts, grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(o.tracer))))
 	}
@@ -83,11 +123,13 @@ func New(cfg *config.Config, b *Backends, opts ...Option) *Server {
 	// call. Calls beyond the pool still get a goroutine of their own.
 	gopts = append(gopts, grpc.NumStreamWorkers(streamWorkers))
 	s.grpc = grpc.NewServer(append(gopts, o.extra...)...)
-	resiliencev1.RegisterResilienceServiceServer(s.grpc, &resilienceServer{srv: s, b: b})
-	resiliencev1.RegisterCacheServiceServer(s.grpc, &cacheServer{srv: s, b: b})
-	b.EnvoyRLS.Register(s.grpc)
+	resiliencev1.RegisterResilienceServiceServer(s.grpc, resilienceRouter{s: s})
+	resiliencev1.RegisterCacheServiceServer(s.grpc, cacheRouter{s: s})
+	ratelimitv3.RegisterRateLimitServiceServer(s.grpc, rlsRouter{s: s})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
-	reflection.Register(s.grpc)
+	if !o.noReflection {
+		reflection.Register(s.grpc)
+	}
 	for _, name := range []string{"", resiliencev1.ResilienceService_ServiceDesc.ServiceName, resiliencev1.CacheService_ServiceDesc.ServiceName, envoyRLSName} {
 		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
