@@ -41,6 +41,31 @@
 // before proceeding. [Store.Peek] answers as Take would without changing
 // anything.
 //
+// # Reservations given back
+//
+// A reservation whose caller gives up before its Wait is over (its context
+// ends, its replica stops holding it) is given back with [Canceler.Cancel],
+// which [Limiter.Wait] calls: the bucket returns to the state it had before
+// the reservation, but only when nothing was taken on it since (later
+// reservations queued behind it keep their places, and so does it).
+//
+// # Charges nobody got
+//
+// A Take whose reply is lost (the store timed out, the connection broke, the
+// caller's context ended) may still have been carried out: a script that
+// timed out on the client still runs when a hung Redis resumes, and a script
+// cannot tell that its caller stopped waiting without a clock other than
+// Redis TIME. Such a Take charges its cost although its caller was answered
+// by the failure policy (or not at all). The bound is exact: the tokens
+// charged to no one are at most the total cost of the Takes whose replies
+// were lost. With the Limiter's health tracking that is, per outage, the
+// decisions already sent when the first failure was seen (with the Redis
+// store's batching at most MaxInFlight batches of MaxBatch decisions, 4 x
+// 128 by default) plus one probe per retry interval. Such charges only ever
+// make a bucket admit less, never more: the bound admitted <= Burst + rate*t
+// holds for the calls that did proceed, and the bucket is back to full within
+// its refill time of the outage.
+//
 // # Stores and the Limiter
 //
 // A [Store] keeps the buckets. [MemoryStore] keeps them in process (exact on
@@ -52,5 +77,7 @@
 // denials from a small local cache without asking the store, and applies a
 // [FailurePolicy] when the store fails: decide with a local fallback bucket
 // (the answer says Degraded) or fail with [ErrStoreUnavailable]. A store error
-// is never reported as a denial.
+// is never reported as a denial. After a failure it stops calling the store
+// for a retry interval (package internal/storehealth), so a hung store costs
+// one timeout, not one per call.
 package limiter
