@@ -85,31 +85,67 @@ func invalid(field, format string, args ...any) error {
 }
 
 // Validate reports whether l is a usable limit. The error is an
-// *InvalidArgumentError naming the first offending field.
+// *InvalidArgumentError naming the first offending field, saying what is
+// allowed, and naming the field to change when the problem is a combination
+// (a burst a bucket of that rate cannot hold, a window too long for its
+// max_calls).
 func (l Limit) Validate() error {
 	if l.MaxCalls <= 0 {
-		return invalid("max_calls", "must be > 0, got %d", l.MaxCalls)
+		return invalid("max_calls", "must be at least 1, got %d", l.MaxCalls)
 	}
 	if l.Window <= 0 {
-		return invalid("time_window", "must be > 0, got %v", l.Window)
+		return invalid("time_window", "must be positive, got %v", l.Window)
+	}
+	if l.Window > maxWholeDuration {
+		// Only a saturated conversion gets here (a proto Duration or an
+		// arithmetic overflow): no time.Duration is longer.
+		return invalid("time_window", "is too long: at most %v (about 292 years) can be represented, got %v or more", maxWholeDuration, l.Window)
 	}
 	if l.Window%time.Microsecond != 0 {
 		return invalid("time_window", "must be a whole number of microseconds, got %v", l.Window)
 	}
 	if l.Burst < 0 {
-		return invalid("burst", "must be >= 0 (0 means max_calls), got %d", l.Burst)
+		return invalid("burst", "must be 0 (meaning max_calls) or more, got %d", l.Burst)
 	}
 	p := l.params()
+	g := l.MaxCalls / p.m // gcd(max_calls, time_window in µs)
 	if p.m > maxScaled {
-		return invalid("max_calls", "too large for time_window %v: must be <= %d, got %d", l.Window, maxScaled, l.MaxCalls)
+		return invalid("max_calls", "must be at most %d (2^51) after dividing max_calls and time_window in microseconds by their greatest common divisor (%d here), got %d", int64(maxScaled), g, l.MaxCalls)
+	}
+	if p.w > maxScaled {
+		// No burst fits: a token would take more than 2^51 units to refill.
+		return invalid("time_window", "is too long for max_calls %d: must be at most %s, got %v", l.MaxCalls, maxWindowFor(g), approx(l.Window))
 	}
 	if maxBurst := int64(maxScaled) / p.w; p.b > maxBurst {
 		if l.Burst == 0 {
-			return invalid("max_calls", "too large to be the burst for time_window %v (set burst <= %d), got %d", l.Window, maxBurst, l.MaxCalls)
+			return invalid("burst", "must be set, between 1 and %d, for %d calls per %v: unset, it means max_calls (%d), more than a bucket of that rate can hold", maxBurst, l.MaxCalls, approx(l.Window), l.MaxCalls)
 		}
-		return invalid("burst", "must be <= %d for %d calls per %v, got %d", maxBurst, l.MaxCalls, l.Window, l.Burst)
+		return invalid("burst", "must be between 1 and %d for %d calls per %v, got %d", maxBurst, l.MaxCalls, approx(l.Window), l.Burst)
 	}
 	return nil
+}
+
+// maxWholeDuration is the longest time.Duration that is a whole number of
+// microseconds.
+const maxWholeDuration = time.Duration(1<<63-1) / time.Microsecond * time.Microsecond
+
+// maxWindowFor describes the longest window allowed when the greatest common
+// divisor of max_calls and the window in microseconds is g: g * 2^51 µs.
+func maxWindowFor(g int64) string {
+	unit := time.Duration(maxScaled) * time.Microsecond
+	if g == 1 {
+		return fmt.Sprintf("%v (2^51µs, about 71 years)", unit)
+	}
+	return fmt.Sprintf("2^51µs (about 71 years) times %d, the greatest common divisor of max_calls and time_window in microseconds", g)
+}
+
+// approx formats d, adding its length in years when that is long.
+func approx(d time.Duration) string {
+	const year = 365 * 24 * time.Hour
+	if d < 2*year {
+		return d.String()
+	}
+	return fmt.Sprintf("%v (about %d years)", d, (d+year/2)/year)
 }
 
 // ValidateCall reports whether a call of cost with maxWait may be made under
@@ -120,17 +156,15 @@ func ValidateCall(l Limit, cost int64, maxWait time.Duration) error {
 	if err := l.Validate(); err != nil {
 		return err
 	}
-	if cost <= 0 {
-		return invalid("cost", "must be > 0, got %d", cost)
+	if b := l.burst(); cost <= 0 || cost > b {
+		e := &InvalidArgumentError{Field: "cost", Reason: fmt.Sprintf("must be between 1 and the burst (%d), got %d", b, cost)}
+		if cost > b {
+			e.Err = ErrCostExceedsBurst
+		}
+		return e
 	}
-	if b := l.burst(); cost > b {
-		return &InvalidArgumentError{Field: "cost", Reason: fmt.Sprintf("must be <= burst (%d), got %d", b, cost), Err: ErrCostExceedsBurst}
-	}
-	if maxWait < 0 {
-		return invalid("max_wait", "must be >= 0, got %v", maxWait)
-	}
-	if max := l.MaxWait(); maxWait > max {
-		return invalid("max_wait", "must be <= %v for this limit, got %v", max, maxWait)
+	if max := l.MaxWait(); maxWait < 0 || maxWait > max {
+		return invalid("max_wait", "must be between 0 and %v for this limit, got %v", max, maxWait)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -140,19 +141,38 @@ func TestValidateMessages(t *testing.T) {
 		lim  limiter.Limit
 		want string
 	}{
-		{limiter.Limit{}, "limiter: max_calls must be > 0, got 0"},
-		{limiter.Limit{MaxCalls: 1, Window: -time.Second}, "limiter: time_window must be > 0, got -1s"},
-		{limiter.Limit{MaxCalls: 1, Window: time.Second, Burst: -2}, "limiter: burst must be >= 0 (0 means max_calls), got -2"},
+		{limiter.Limit{}, "limiter: max_calls must be at least 1, got 0"},
+		{limiter.Limit{MaxCalls: 1, Window: -time.Second}, "limiter: time_window must be positive, got -1s"},
+		{limiter.Limit{MaxCalls: 1, Window: time.Second, Burst: -2}, "limiter: burst must be 0 (meaning max_calls) or more, got -2"},
 		{limiter.Limit{MaxCalls: 1, Window: 1500 * time.Nanosecond}, "limiter: time_window must be a whole number of microseconds, got 1.5µs"},
-		{limiter.Limit{MaxCalls: 1, Window: time.Second, Burst: 1 << 40}, "limiter: burst must be <= 2251799813 for 1 calls per 1s, got 1099511627776"},
+		{limiter.Limit{MaxCalls: 1, Window: time.Second, Burst: 1 << 40}, "limiter: burst must be between 1 and 2251799813 for 1 calls per 1s, got 1099511627776"},
 		// A window that max_calls does not divide into whole microseconds
 		// needs fractions; with a long window they outgrow exact arithmetic.
-		{limiter.Limit{MaxCalls: 99_991, Window: 24 * time.Hour}, "limiter: max_calls too large to be the burst for time_window 24h0m0s (set burst <= 26062), got 99991"},
+		// The burst was never set: say so, and what to set it to.
+		{limiter.Limit{MaxCalls: 99_991, Window: 24 * time.Hour}, "limiter: burst must be set, between 1 and 26062, for 99991 calls per 24h0m0s: unset, it means max_calls (99991), more than a bucket of that rate can hold"},
+		// Issue 13: 1 call per 100 years, burst unset. No burst helps: the
+		// window is what must change, and the message says to what.
+		{limiter.Limit{MaxCalls: 1, Window: 876000 * time.Hour}, "limiter: time_window is too long for max_calls 1: must be at most 625499h56m53.685248s (2^51µs, about 71 years), got 876000h0m0s (about 100 years)"},
+		{limiter.Limit{MaxCalls: 1, Window: 876000 * time.Hour, Burst: 1}, "limiter: time_window is too long for max_calls 1: must be at most 625499h56m53.685248s (2^51µs, about 71 years), got 876000h0m0s (about 100 years)"},
+		// A 10,000-year window saturates a time.Duration: too long, not "not
+		// a whole number of microseconds".
+		{limiter.Limit{MaxCalls: 1, Window: 1<<63 - 1}, "limiter: time_window is too long: at most 2562047h47m16.854775s (about 292 years) can be represented, got 2562047h47m16.854775807s or more"},
+		{limiter.Limit{MaxCalls: 1 << 62, Window: time.Microsecond}, "limiter: max_calls must be at most 2251799813685248 (2^51) after dividing max_calls and time_window in microseconds by their greatest common divisor (1 here), got 4611686018427387904"},
 	}
 	for _, tt := range tests {
 		err := tt.lim.Validate()
 		if err == nil || err.Error() != tt.want {
 			t.Errorf("%+v.Validate() = %v, want %q", tt.lim, err, tt.want)
+		}
+	}
+	// No message shows an empty range.
+	for _, l := range []limiter.Limit{
+		{MaxCalls: 1, Window: 100 * 365 * 24 * time.Hour},
+		{MaxCalls: 3, Window: 200 * 365 * 24 * time.Hour},
+		{MaxCalls: 7, Window: 80*365*24*time.Hour + time.Microsecond, Burst: 3},
+	} {
+		if err := l.Validate(); err == nil || strings.Contains(err.Error(), "<= 0") || strings.Contains(err.Error(), "between 1 and 0") {
+			t.Errorf("%+v.Validate() = %v, want an error that says what is allowed", l, err)
 		}
 	}
 	// Large but realistic limits are fine.

@@ -23,14 +23,15 @@ type reloader struct {
 	log      *slog.Logger
 	// apply puts a loaded configuration in force; an error rejects it.
 	apply func(*config.Config) error
-	// result is told the outcome of every attempt (for metrics).
-	result func(ok bool)
+	// result is told the outcome of every attempt (nil: in force), for the
+	// metrics and the audit trail.
+	result func(err error)
 
 	last [sha256.Size]byte // content in force
 }
 
 // newReloader returns a reloader for path whose content in force is data.
-func newReloader(path string, data []byte, log *slog.Logger, apply func(*config.Config) error, result func(bool)) *reloader {
+func newReloader(path string, data []byte, log *slog.Logger, apply func(*config.Config) error, result func(error)) *reloader {
 	return &reloader{path: path, interval: time.Second, log: log, apply: apply, result: result, last: sha256.Sum256(data)}
 }
 
@@ -75,11 +76,11 @@ func (r *reloader) reload(forced bool) {
 		r.fail(err)
 		return
 	}
-	r.result(true)
+	r.result(nil)
 	r.log.Info("configuration reloaded", "config", r.path, "limits", len(cfg.Limits), "breakers", len(cfg.Breakers))
 }
 
 func (r *reloader) fail(err error) {
-	r.result(false)
+	r.result(err)
 	r.log.Error("configuration reload rejected; the running configuration stays", "config", r.path, "error", err.Error())
 }

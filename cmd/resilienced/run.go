@@ -52,6 +52,8 @@ type Flags struct {
 	// HealthProbe makes the process check the gRPC health of a server
 	// listening on Listen and exit, for container HEALTHCHECKs.
 	HealthProbe bool
+	// Security are the protected defaults and transport limits.
+	Security SecurityFlags
 }
 
 // Main runs the server. Its zero value is not usable; create it with NewMain.
@@ -85,23 +87,24 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) (Flags, err
 	var f Flags
 	fs := flag.NewFlagSet("resilienced", flag.ContinueOnError)
 	fs.SetOutput(m.stderr)
-	fs.StringVar(&f.Listen, "listen", ":50051", "gRPC listen address (env RESILIENCE_LISTEN)")
+	fs.StringVar(&f.Listen, "listen", "127.0.0.1:50051", "gRPC listen address; a non-loopback one needs an auth: section or TLS, or --insecure (env RESILIENCE_LISTEN)")
 	fs.StringVar(&f.RedisURL, "redis-url", "", "Redis URL: redis://host:port/db, rediss:// for TLS, ?addr=h2:p2&addr=... for Cluster, ?master_name=NAME&addr=... for Sentinel; empty: embedded in-memory store, one replica only (env RESILIENCE_REDIS_URL)")
 	fs.StringVar(&f.ConfigPath, "config", "", "YAML configuration file (env RESILIENCE_CONFIG)")
 	fs.StringVar(&f.LogLevel, "log-level", "info", "debug, info, warn or error (env RESILIENCE_LOG_LEVEL)")
 	fs.StringVar(&f.LogFormat, "log-format", "json", "json or text (env RESILIENCE_LOG_FORMAT)")
 	fs.DurationVar(&f.ShutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "how long in-flight calls may finish on SIGTERM (env RESILIENCE_SHUTDOWN_TIMEOUT)")
-	fs.StringVar(&f.MetricsListen, "metrics-listen", ":9090", "HTTP address of /metrics, /healthz and /readyz; empty disables it (env RESILIENCE_METRICS_LISTEN)")
+	fs.StringVar(&f.MetricsListen, "metrics-listen", "127.0.0.1:9090", "HTTP address of /metrics, /healthz and /readyz; empty disables it; a non-loopback one follows the rule of --listen (env RESILIENCE_METRICS_LISTEN)")
 	fs.BoolVar(&f.Pprof, "pprof", false, "serve /debug/pprof/ on --metrics-listen (env RESILIENCE_PPROF)")
 	fs.StringVar(&f.TLSCert, "tls-cert", "", "PEM certificate (chain) of the gRPC port; with --tls-key, the port speaks TLS only; re-read when the file changes (env RESILIENCE_TLS_CERT)")
 	fs.StringVar(&f.TLSKey, "tls-key", "", "PEM private key of --tls-cert (env RESILIENCE_TLS_KEY)")
 	fs.StringVar(&f.TLSClientCA, "tls-client-ca", "", "PEM CA certificates; clients must present a certificate they signed (mutual TLS) (env RESILIENCE_TLS_CLIENT_CA)")
 	fs.BoolVar(&f.HealthProbe, "health-probe", false, "check the health of the server on --listen (exit 0 when SERVING, 1 otherwise) and exit; for container HEALTHCHECKs")
+	f.Security.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: resilienced [flags]\n\nThe TopDeck resilience service (gRPC).\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	for _, e := range envVars {
+	for _, e := range append(envVars, securityEnvVars...) {
 		if v := getenv(e.name); v != "" {
 			if err := fs.Set(e.flag, v); err != nil {
 				return f, fmt.Errorf("%w: %s=%q: %v", errUsage, e.name, v, err)
@@ -116,6 +119,9 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) (Flags, err
 	}
 	if fs.NArg() > 0 {
 		return f, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	if err := f.Security.check(); err != nil {
+		return f, err
 	}
 	if f.ShutdownTimeout <= 0 {
 		return f, fmt.Errorf("%w: --shutdown-timeout must be > 0", errUsage)
@@ -171,6 +177,16 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 			return err
 		}
 	}
+	if err := checkExposure(f, cfg); err != nil {
+		return err
+	}
+	audit, auditFile, err := auditLogger(m.stdout, f.Security.AuditLog)
+	if err != nil {
+		return err
+	}
+	if auditFile != nil {
+		defer auditFile.Close()
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -211,7 +227,17 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer backends.Close()
-	opts := []server.Option{server.WithLogger(log)}
+	// Every tenant of the auth section gets backends of its own, in its own
+	// key space, on the same clients (see server.Tenants).
+	tenants := server.NewTenants(cfg, func(c *config.Config) (*server.Backends, error) {
+		return server.NewBackends(c, rdb, log, server.WithBackendMetrics(metrics))
+	})
+	defer tenants.Close()
+	opts := []server.Option{server.WithLogger(log), server.WithTenants(tenants), server.WithAuditLogger(audit),
+		server.WithTransport(f.Security.transport(cfg)), server.WithMaxWatchStreams(f.Security.MaxWatchStreams)}
+	if f.Security.NoReflection {
+		opts = append(opts, server.WithoutReflection())
+	}
 	if f.TLSCert != "" {
 		tcfg, err := tlsconfig.Server(f.TLSCert, f.TLSKey, f.TLSClientCA)
 		if err != nil {
@@ -248,12 +274,25 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		}()
 	}
 	goBackground(backends.Run)
+	goBackground(tenants.Run)
 	if rdb != nil {
 		goBackground((&storeProbe{client: rdb, srv: srv, log: log, every: time.Second}).Run)
 	}
 	if f.ConfigPath != "" {
-		apply := func(next *config.Config) error { return applyConfig(srv, backends, next, log) }
-		goBackground(newReloader(f.ConfigPath, cfgData, log, apply, metrics.ConfigReloaded).Run)
+		apply := func(next *config.Config) error {
+			if err := checkReload(srv, next); err != nil {
+				return err
+			}
+			if err := applyConfig(srv, backends, next, log); err != nil {
+				return err
+			}
+			return tenants.SetConfig(next)
+		}
+		result := func(err error) {
+			metrics.ConfigReloaded(err == nil)
+			srv.AuditReload(f.ConfigPath, err)
+		}
+		goBackground(newReloader(f.ConfigPath, cfgData, log, apply, result).Run)
 	}
 	metricsAddr := ""
 	if ops != nil {
@@ -264,7 +303,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(lis) }()
 	log.Info("resilienced started", "listen", lis.Addr().String(), "metrics", metricsAddr,
-		"store", string(kind), "config", f.ConfigPath, "tracing", tp != nil, "tls", f.TLSCert != "", "mtls", f.TLSClientCA != "")
+		"store", string(kind), "config", f.ConfigPath, "tracing", tp != nil, "tls", f.TLSCert != "", "mtls", f.TLSClientCA != "", "auth", cfg.Auth != nil)
 
 	select {
 	case err = <-serveErr:
