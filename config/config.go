@@ -21,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/topdeck/resilience/breaker"
+	"github.com/topdeck/resilience/cache"
 	"github.com/topdeck/resilience/envoyrls"
 	"github.com/topdeck/resilience/limiter"
 )
@@ -190,7 +191,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	}
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration such as \"60s\"", n.Line, n.Value)
+		return fmt.Errorf("line %d: %q is not a duration: write a number with a unit, such as \"60s\", \"250ms\" or \"1h\"", n.Line, n.Value)
 	}
 	*d = Duration(v)
 	return nil
@@ -219,14 +220,14 @@ func Load(path string) (*Config, error) {
 // error messages).
 func Parse(name string, data []byte) (*Config, error) {
 	c := &Config{}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("config: %s: %s", name, cleanYAMLError(err))
-	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, fmt.Errorf("config: %s: %s", name, cleanYAMLError(err))
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config: %s", describeDecodeError(name, &root, err))
 	}
 	errs := c.validate()
 	if c.Auth == nil && hasTopKey(&root, "auth") {
@@ -268,6 +269,9 @@ func (c *Config) validate() []fieldError {
 	validateBreakers(add, c.Breakers, "breakers")
 	if c.Cache.DefaultTTL < 0 {
 		add(fmt.Sprintf("must not be negative, got %s", c.Cache.DefaultTTL.D()), "cache", "default_ttl")
+	}
+	if c.Cache.DefaultTTL.D() > cache.MaxTTL {
+		add(fmt.Sprintf("must be at most %s (10 years), got %s", cache.MaxTTL, c.Cache.DefaultTTL.D()), "cache", "default_ttl")
 	}
 	if c.Cache.MaxValueBytes < 0 {
 		add(fmt.Sprintf("must not be negative, got %d", c.Cache.MaxValueBytes), "cache", "max_value_bytes")

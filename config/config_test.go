@@ -63,11 +63,11 @@ func TestParseErrorsNameFileLineField(t *testing.T) {
 		yaml string
 		want []string
 	}{
-		{"unknown top-level field", "limitz: {}\n", []string{"bad.yaml", "line 1", "limitz"}},
-		{"unknown limit field", "limits:\n  a:\n    max_calls: 1\n    time_window: 1s\n    burts: 3\n", []string{"bad.yaml", "line 5", "burts"}},
-		{"zero max_calls", "limits:\n  a:\n    max_calls: 0\n    time_window: 1s\n", []string{"bad.yaml:3", "limits.a.max_calls", "> 0"}},
+		{"unknown top-level field", "limitz: {}\n", []string{"bad.yaml:1", "limitz: unknown field", "allowed here: "}},
+		{"unknown limit field", "limits:\n  a:\n    max_calls: 1\n    time_window: 1s\n    burts: 3\n", []string{"bad.yaml:5", "limits.a.burts: unknown field", "burst"}},
+		{"zero max_calls", "limits:\n  a:\n    max_calls: 0\n    time_window: 1s\n", []string{"bad.yaml:3", "limits.a.max_calls", "at least 1"}},
 		{"missing time_window", "limits:\n  a:\n    max_calls: 5\n", []string{"bad.yaml:2", "limits.a.time_window"}},
-		{"bad duration", "limits:\n  a:\n    max_calls: 5\n    time_window: soon\n", []string{"bad.yaml", "line 4", "soon"}},
+		{"bad duration", "limits:\n  a:\n    max_calls: 5\n    time_window: soon\n", []string{"bad.yaml:4", "limits.a.time_window", "soon"}},
 		{"bad on_store_failure", "limits:\n  a:\n    max_calls: 5\n    time_window: 1s\n    on_store_failure: maybe\n", []string{"bad.yaml:5", "on_store_failure", "maybe"}},
 		{"negative threshold", "breakers:\n  x:\n    failure_threshold: -1\n", []string{"bad.yaml:3", "breakers.x.failure_threshold"}},
 		{"bad mode", "breakers:\n  x:\n    mode: sometimes\n", []string{"bad.yaml:3", "breakers.x.mode"}},

@@ -43,6 +43,7 @@ type Backends struct {
 	metrics      *Metrics // nil: none
 	breakerStore breakerStore
 	pruneEvery   time.Duration // the registry pruning period (pruneEvery)
+	cacheRDB     redis.UniversalClient
 }
 
 // BackendOption configures NewBackends.
@@ -52,6 +53,13 @@ type BackendOption func(*Backends)
 // Server built on them (gRPC requests, Acquire decisions, cache requests),
 // in m (default: none).
 func WithBackendMetrics(m *Metrics) BackendOption { return func(b *Backends) { b.metrics = m } }
+
+// WithCacheRedis gives the cache its own Redis client (the caller owns it),
+// so that cache pressure can never evict rate-limit or breaker keys. By
+// default the cache shares the Redis client of NewBackends.
+func WithCacheRedis(c redis.UniversalClient) BackendOption {
+	return func(b *Backends) { b.cacheRDB = c }
+}
 
 // breakerStore is a breaker.Store that holds resources (watchers).
 type breakerStore interface {
@@ -90,7 +98,11 @@ func NewBackends(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger
 		bstore = breaker.NewMemoryStore()
 	} else {
 		lstore = limiterredis.New(rdb, limiterredis.WithPrefix(cfg.RedisKeyPrefix), limiterredis.WithTimeout(storeTimeout))
-		cstore = cacheredis.New(rdb, cacheredis.WithPrefix(cfg.RedisKeyPrefix))
+		crdb := rdb
+		if b.cacheRDB != nil {
+			crdb = b.cacheRDB
+		}
+		cstore = cacheredis.New(crdb, cacheredis.WithPrefix(cfg.RedisKeyPrefix))
 		bstore = breakerredis.New(rdb, breakerredis.WithPrefix(cfg.RedisKeyPrefix))
 	}
 	b.breakerStore = bstore
@@ -215,6 +227,15 @@ func (b *Backends) followEvents(ctx context.Context) error {
 		b.metrics.observeEvent(e)
 	}
 	return nil
+}
+
+// StoreDataLost is called when the shared store is found to have lost its
+// data (the store probe's epoch check). The state cache is emptied, so that
+// no CLOSED breaker is admitted on a generation the store no longer has,
+// and the next calls read the store again.
+func (b *Backends) StoreDataLost(ctx context.Context) {
+	b.States.Clear()
+	b.log.WarnContext(ctx, "breaker state cache cleared after the shared store lost its data")
 }
 
 // Close releases the components' resources (breaker watchers). It does not

@@ -82,9 +82,8 @@ func (c *cacheServer) Delete(ctx context.Context, req *resiliencev1.DeleteReques
 const patternTimeout = 30 * time.Second
 
 func (c *cacheServer) DeletePattern(ctx context.Context, req *resiliencev1.DeletePatternRequest) (*resiliencev1.DeletePatternResponse, error) {
-	if err := checkName("pattern", req.GetPattern(), true); err != nil {
-		return nil, err
-	}
+	// The cache checks the pattern (its own bounds: cache.MaxPatternBytes,
+	// a well-formed glob); toStatus names the field.
 	ctx, cancel := withDefaultTimeout(ctx, patternTimeout)
 	defer cancel()
 	res, err := c.b.Cache.DeletePattern(ctx, req.GetPattern())
@@ -108,6 +107,9 @@ func (c *cacheServer) GetStats(ctx context.Context, req *resiliencev1.GetStatsRe
 		c.logDegraded(ctx, "stats", err)
 		degraded = true
 	}
+	// A store that answers reads but refuses writes (OOM) makes these
+	// figures stale: say so.
+	degraded = degraded || c.srv.storeDown.Load()
 	c.b.metrics.observeCache("stats", cacheResult(degraded, true, "ok", ""))
 	return &resiliencev1.GetStatsResponse{
 		Hits:     st.Hits,

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 
 	"google.golang.org/grpc/codes"
@@ -45,18 +46,28 @@ func toStatus(ctx context.Context, err error) error {
 	case errors.Is(err, breaker.ErrInvalidName):
 		return invalid("breaker", "%v", err)
 	case errors.Is(err, breaker.ErrStoreUnavailable):
-		return status.Error(codes.Unavailable, "shared store unavailable: "+err.Error())
+		return status.Error(codes.Unavailable, "shared store "+storeCause(err))
 	case errors.Is(err, limiter.ErrStoreUnavailable):
-		return status.Error(codes.Unavailable, "shared store unavailable and the limit says on_store_failure: deny: "+err.Error())
+		return status.Error(codes.Unavailable, "shared store "+storeCause(err)+" and the limit says on_store_failure: deny")
 	case errors.Is(err, cache.ErrStoreUnavailable):
-		return status.Error(codes.Unavailable, "shared store unavailable: "+err.Error())
+		return status.Error(codes.Unavailable, "shared store "+storeCause(err))
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		// The caller's context is live (checked above): this is the
 		// service's own store timeout, not the caller's deadline.
-		return status.Error(codes.Unavailable, "shared store did not answer in time: "+err.Error())
+		return status.Error(codes.Unavailable, "shared store "+storeCause(err))
 	default:
 		return status.Error(codes.Internal, err.Error())
 	}
+}
+
+// storeCause says why the store could not answer without saying where it
+// is: callers never see the store's address or its own error text (the
+// server's log and metrics have those).
+func storeCause(err error) string {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return "did not answer within the service's store timeout"
+	}
+	return "unavailable"
 }
 
 // limiterField gives the API name of a limiter field: the limit's own fields

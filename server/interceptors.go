@@ -6,9 +6,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
-	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -17,29 +15,41 @@ import (
 	"github.com/topdeck/resilience/correlation"
 )
 
+// InvalidCorrelationHeader is the response header that says why the caller's
+// x-correlation-id was not used (a fresh id replaced it): the call itself
+// goes on, since a tracing header must never fail a rate-limit decision.
+const InvalidCorrelationHeader = "x-correlation-id-invalid"
+
 // correlationFromIncoming returns the caller's correlation id from the
-// request metadata, or a fresh one when it is missing or unusable.
-func correlationFromIncoming(ctx context.Context) string {
+// request metadata, or a fresh one when it is missing or unusable; header
+// holds the response headers to send: the id, and why the caller's was
+// refused if it was.
+func correlationFromIncoming(ctx context.Context) (id string, header metadata.MD) {
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(correlation.Header); len(v) > 0 && correlation.Valid(v[0]) {
-			return v[0]
+		if v := md.Get(correlation.Header); len(v) > 0 {
+			if correlation.Valid(v[0]) {
+				return v[0], metadata.Pairs(correlation.Header, v[0])
+			}
+			id = correlation.New()
+			return id, metadata.Pairs(correlation.Header, id, InvalidCorrelationHeader, correlation.Rule)
 		}
 	}
-	return correlation.New()
+	id = correlation.New()
+	return id, metadata.Pairs(correlation.Header, id)
 }
 
 // unaryCorrelation puts the correlation id in the context and in the
 // response header.
 func unaryCorrelation(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	id := correlationFromIncoming(ctx)
-	_ = grpc.SetHeader(ctx, metadata.Pairs(correlation.Header, id))
+	id, hdr := correlationFromIncoming(ctx)
+	_ = grpc.SetHeader(ctx, hdr)
 	return handler(correlation.NewContext(ctx, id), req)
 }
 
 // streamCorrelation is unaryCorrelation for streams.
 func streamCorrelation(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	id := correlationFromIncoming(ss.Context())
-	_ = ss.SetHeader(metadata.Pairs(correlation.Header, id))
+	id, hdr := correlationFromIncoming(ss.Context())
+	_ = ss.SetHeader(hdr)
 	return handler(srv, &ctxStream{ServerStream: ss, ctx: correlation.NewContext(ss.Context(), id)})
 }
 
@@ -50,29 +60,6 @@ type ctxStream struct {
 }
 
 func (s *ctxStream) Context() context.Context { return s.ctx }
-
-// slogLogger adapts l to the logging interceptor.
-func slogLogger(l *slog.Logger) logging.Logger {
-	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
-		l.Log(ctx, slog.Level(lvl), msg, fields...)
-	})
-}
-
-// loggingOptions log one line per finished RPC with its method, code,
-// duration and correlation id.
-func loggingOptions() []logging.Option {
-	return []logging.Option{
-		logging.WithLogOnEvents(logging.FinishCall),
-		logging.WithFieldsFromContext(func(ctx context.Context) logging.Fields {
-			f := logging.Fields{"correlation_id", correlation.FromContext(ctx)}
-			if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
-				f = append(f, "trace_id", sc.TraceID().String())
-			}
-			return f
-		}),
-		logging.WithDurationField(logging.DurationToTimeMillisFields),
-	}
-}
 
 // recoveryHandler turns a panic into INTERNAL and logs it with its stack, so
 // that a bug in one request never takes the process down.
@@ -89,7 +76,7 @@ func recoveryHandler(l *slog.Logger) recovery.Option {
 // interceptors returns the server's interceptor chain, outermost first:
 // correlation id, metrics (when m is not nil), logging, panic recovery.
 func interceptors(l *slog.Logger, m *Metrics) []grpc.ServerOption {
-	lg := slogLogger(l)
+	al := accessLog{l: l}
 	unary := []grpc.UnaryServerInterceptor{unaryCorrelation}
 	stream := []grpc.StreamServerInterceptor{streamCorrelation}
 	if m != nil {
@@ -97,10 +84,10 @@ func interceptors(l *slog.Logger, m *Metrics) []grpc.ServerOption {
 		stream = append(stream, m.grpc.StreamServerInterceptor())
 	}
 	unary = append(unary,
-		logging.UnaryServerInterceptor(lg, loggingOptions()...),
+		al.unary,
 		recovery.UnaryServerInterceptor(recoveryHandler(l)))
 	stream = append(stream,
-		logging.StreamServerInterceptor(lg, loggingOptions()...),
+		al.stream,
 		recovery.StreamServerInterceptor(recoveryHandler(l)))
 	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)}
 }

@@ -37,6 +37,8 @@ type Metrics struct {
 	configReloads      *prometheus.CounterVec
 	breakersPruned     prometheus.Counter
 	auditEvents        *prometheus.CounterVec
+	storeDataLoss      prometheus.Counter
+	storeEvictable     prometheus.Gauge
 
 	mu       sync.Mutex // protects breakers
 	breakers map[string]bool
@@ -92,6 +94,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "resilience_breaker_registry_pruned_total",
 			Help: "Breaker names removed from the shared registry (ListBreakers) by this replica because nothing used them for the idle TTL.",
 		}),
+		storeDataLoss: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "resilience_store_data_loss_total",
+			Help: "Times this replica saw the shared store lose its data (its epoch key gone or changed: Redis restarted empty, flushed, or failed over to an empty replica).",
+		}),
+		storeEvictable: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "resilience_store_evictable",
+			Help: "1 when the shared store may evict rate-limit and breaker keys (a maxmemory-policy other than noeviction with maxmemory set), 0 otherwise.",
+		}),
 		auditEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "resilience_audit_events_total",
 			Help: "Audit events by method (ResetBreaker, DeletePattern, ConfigReload, or the RPC refused) and result (ok, rejected, unauthenticated, permission_denied or another gRPC code).",
@@ -100,7 +110,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.auditEvents)
 	reg.MustRegister(m.grpc, m.acquire, m.breakerState, m.breakerTransitions, m.cacheRequests,
-		m.storeDuration, m.storeErrors, m.degraded, m.configGeneration, m.configReloads, m.breakersPruned)
+		m.storeDuration, m.storeErrors, m.degraded, m.configGeneration, m.configReloads, m.breakersPruned,
+		m.storeDataLoss, m.storeEvictable)
 	m.configGeneration.Set(1)
 	for _, r := range []string{"success", "failure"} {
 		m.configReloads.WithLabelValues(r)
@@ -212,6 +223,26 @@ func (m *Metrics) ConfigReloaded(ok bool) {
 	m.configReloads.WithLabelValues("failure").Inc()
 }
 
+// StoreDataLost records that the shared store lost its data.
+func (m *Metrics) StoreDataLost() {
+	if m != nil {
+		m.storeDataLoss.Inc()
+	}
+}
+
+// SetStoreEvictable records whether the shared store may evict rate-limit
+// and breaker keys.
+func (m *Metrics) SetStoreEvictable(evictable bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if evictable {
+		v = 1
+	}
+	m.storeEvictable.Set(v)
+}
+
 // RedisHook returns a go-redis hook that records command latency and errors
 // in m. Add it with client.AddHook before the client is used.
 func (m *Metrics) RedisHook() redis.Hook { return redisHook{m} }
@@ -260,7 +291,21 @@ func (h redisHook) record(op string, start time.Time, err error) {
 		op = "other"
 	}
 	h.m.storeDuration.WithLabelValues(op).Observe(time.Since(start).Seconds())
-	if err != nil && !errors.Is(err, redis.Nil) {
+	if realFailure(err) {
 		h.m.storeErrors.WithLabelValues(op).Inc()
 	}
+}
+
+// realFailure reports whether err is a store failure worth counting: not a
+// miss (redis.Nil), not a NOSCRIPT reply (the stores load their scripts on
+// first use and recover from it; a pipeline reports its first command's
+// error), not a transaction that lost its race (redis.TxFailedErr).
+func realFailure(err error) bool {
+	switch {
+	case err == nil, errors.Is(err, redis.Nil), errors.Is(err, redis.TxFailedErr):
+		return false
+	case strings.HasPrefix(err.Error(), "NOSCRIPT"):
+		return false
+	}
+	return true
 }

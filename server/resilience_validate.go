@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"math"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -119,6 +120,11 @@ func parseReport(req *resiliencev1.ReportOutcomeRequest) (reportArgs, error) {
 	}
 	if err := checkName("permit_id", a.permitID, false); err != nil {
 		return a, err
+	}
+	// Generations this service issues stay far below 2^63 (they never
+	// repeat, not by wrapping either); a larger one was never issued.
+	if a.generation > math.MaxInt64 {
+		return a, invalid("breaker_generation", "must be a generation an Acquire answered (at most %d; 0 or absent when unknown), got %d", int64(math.MaxInt64), a.generation)
 	}
 	var err error
 	a.latency, err = duration("latency", req.GetLatency())

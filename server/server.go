@@ -36,6 +36,9 @@ type Server struct {
 	grpc     *grpc.Server
 	health   *health.Server
 	stopping atomic.Bool
+	// storeDown is set while the store probe finds the shared store
+	// unreachable or refusing writes (SetStoreHealthy).
+	storeDown atomic.Bool
 
 	// streamsCtx ends when Shutdown starts, to end the streams that would
 	// otherwise hold a graceful stop until its deadline (WatchBreakers).
@@ -150,7 +153,11 @@ func (s *Server) Config() *config.Config { return s.cfg.Load() }
 func (s *Server) SetConfig(c *config.Config) { s.cfg.Store(c) }
 
 // SetStoreHealthy sets the health of StoreHealthName.
+//
+// While it is unhealthy, answers that report on the store as a whole
+// (GetStats) say degraded.
 func (s *Server) SetStoreHealthy(ok bool) {
+	s.storeDown.Store(!ok)
 	st := healthpb.HealthCheckResponse_SERVING
 	if !ok {
 		st = healthpb.HealthCheckResponse_NOT_SERVING

@@ -264,11 +264,11 @@ func TestHealth(t *testing.T) {
 
 // logLine is one JSON log line of the logging interceptor.
 type logLine struct {
-	Msg           string `json:"msg"`
-	Method        string `json:"grpc.method"`
-	Code          string `json:"grpc.code"`
-	TimeMS        string `json:"grpc.time_ms"`
-	CorrelationID string `json:"correlation_id"`
+	Msg           string  `json:"msg"`
+	Method        string  `json:"grpc.method"`
+	Code          string  `json:"grpc.code"`
+	TimeMS        float64 `json:"grpc.time_ms"`
+	CorrelationID string  `json:"correlation_id"`
 }
 
 func findLogLines(t *testing.T, logs, method string) []logLine {
@@ -313,13 +313,21 @@ func TestCorrelationIDAndLogging(t *testing.T) {
 		if len(got) != 1 || !correlation.Valid(got[0]) || got[0] == sent {
 			t.Errorf("sent %q: response header %s: got %q, want a fresh valid id", sent, correlation.Header, got)
 		}
+		// A refused id is said to be refused, with what is allowed.
+		why := hdr.Get(InvalidCorrelationHeader)
+		if sent == "" && len(why) != 0 {
+			t.Errorf("sent no id: response header %s: got %q, want none", InvalidCorrelationHeader, why)
+		}
+		if sent != "" && (len(why) != 1 || !strings.Contains(why[0], "printable ASCII")) {
+			t.Errorf("sent %q: response header %s: got %q, want the rule for ids", sent, InvalidCorrelationHeader, why)
+		}
 	}
 
 	lines := findLogLines(t, env.logs.String(), "BreakerState")
 	if len(lines) != 1 {
 		t.Fatalf("got %d log lines for BreakerState, want 1; logs:\n%s", len(lines), env.logs.String())
 	}
-	if l := lines[0]; l.CorrelationID != "caller-id-1" || l.Code != "InvalidArgument" || l.TimeMS == "" {
+	if l := lines[0]; l.CorrelationID != "caller-id-1" || l.Code != "InvalidArgument" || l.TimeMS <= 0 {
 		t.Errorf("log line: got %+v, want correlation_id caller-id-1, code InvalidArgument, a duration", l)
 	}
 	if lines := findLogLines(t, env.logs.String(), "ListBreakers"); len(lines) != 3 || lines[0].CorrelationID == "" {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -38,6 +39,10 @@ func checkName(field, v string, required bool) error {
 	return nil
 }
 
+// maxDurationSeconds is the largest whole number of seconds a time.Duration
+// holds.
+const maxDurationSeconds = int64(math.MaxInt64 / time.Second)
+
 // duration converts an optional, non-negative duration. Unset is 0.
 func duration(field string, d *durationpb.Duration) (time.Duration, error) {
 	if d == nil {
@@ -45,6 +50,11 @@ func duration(field string, d *durationpb.Duration) (time.Duration, error) {
 	}
 	if err := d.CheckValid(); err != nil {
 		return 0, invalid(field, "is not a valid duration: %v", err)
+	}
+	// AsDuration saturates beyond about 292 years, which would silently
+	// change the meaning (a saturated value is not even whole microseconds).
+	if d.GetSeconds() > maxDurationSeconds || d.GetSeconds() < -maxDurationSeconds {
+		return 0, invalid(field, "must be at most %d s (about 292 years), got %d s", maxDurationSeconds, d.GetSeconds())
 	}
 	v := d.AsDuration()
 	if v < 0 {

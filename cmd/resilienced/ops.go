@@ -3,14 +3,19 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/topdeck/resilience/internal/redisconn"
 )
 
 // opsServer is the operators' HTTP endpoint: /metrics, /healthz, /readyz
@@ -38,7 +43,7 @@ func newOpsServer(addr string, reg *prometheus.Registry, ready func() bool, with
 	})
 	if withPprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/cmdline", redactedCmdline)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
@@ -63,3 +68,15 @@ func (o *opsServer) Run() {
 
 // Close stops the server, letting scrapes in progress finish within ctx.
 func (o *opsServer) Close(ctx context.Context) { _ = o.http.Shutdown(ctx) }
+
+// redactedCmdline is pprof.Cmdline with Redis passwords redacted: the
+// command line may carry --redis-url with its credentials.
+func redactedCmdline(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	args := make([]string, len(os.Args))
+	for i, a := range os.Args {
+		args[i] = redisconn.Redact(a)
+	}
+	_, _ = io.WriteString(w, strings.Join(args, "\x00"))
+}

@@ -49,6 +49,12 @@ type Flags struct {
 	TLSCert, TLSKey string
 	// TLSClientCA, when set, requires client certificates signed by it.
 	TLSClientCA string
+	// CacheRedisURL, when set, gives the cache its own Redis, so that cache
+	// pressure can never evict rate-limit or breaker keys.
+	CacheRedisURL string
+	// RedisEviction says what to do when the limits Redis may evict keys:
+	// EvictionWarn or EvictionRefuse.
+	RedisEviction string
 	// HealthProbe makes the process check the gRPC health of a server
 	// listening on Listen and exit, for container HEALTHCHECKs.
 	HealthProbe bool
@@ -70,6 +76,8 @@ type env struct{ flag, name string }
 var envVars = []env{
 	{"listen", "RESILIENCE_LISTEN"},
 	{"redis-url", "RESILIENCE_REDIS_URL"},
+	{"cache-redis-url", "RESILIENCE_CACHE_REDIS_URL"},
+	{"redis-eviction", "RESILIENCE_REDIS_EVICTION"},
 	{"config", "RESILIENCE_CONFIG"},
 	{"log-level", "RESILIENCE_LOG_LEVEL"},
 	{"log-format", "RESILIENCE_LOG_FORMAT"},
@@ -89,6 +97,8 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) (Flags, err
 	fs.SetOutput(m.stderr)
 	fs.StringVar(&f.Listen, "listen", "127.0.0.1:50051", "gRPC listen address; a non-loopback one needs an auth: section or TLS, or --insecure (env RESILIENCE_LISTEN)")
 	fs.StringVar(&f.RedisURL, "redis-url", "", "Redis URL: redis://host:port/db, rediss:// for TLS, ?addr=h2:p2&addr=... for Cluster, ?master_name=NAME&addr=... for Sentinel; empty: embedded in-memory store, one replica only (env RESILIENCE_REDIS_URL)")
+	fs.StringVar(&f.CacheRedisURL, "cache-redis-url", "", "Redis URL of the cache alone (same forms as --redis-url); empty = the cache shares --redis-url. Give the cache its own Redis so that cache pressure never evicts limits (env RESILIENCE_CACHE_REDIS_URL)")
+	fs.StringVar(&f.RedisEviction, "redis-eviction", EvictionWarn, "when the --redis-url Redis may evict keys (maxmemory-policy other than noeviction): warn (log an error, resilience_store_evictable 1) or refuse (exit at start, unhealthy store at run time) (env RESILIENCE_REDIS_EVICTION)")
 	fs.StringVar(&f.ConfigPath, "config", "", "YAML configuration file (env RESILIENCE_CONFIG)")
 	fs.StringVar(&f.LogLevel, "log-level", "info", "debug, info, warn or error (env RESILIENCE_LOG_LEVEL)")
 	fs.StringVar(&f.LogFormat, "log-format", "json", "json or text (env RESILIENCE_LOG_FORMAT)")
@@ -128,6 +138,12 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) (Flags, err
 	}
 	if (f.TLSCert == "") != (f.TLSKey == "") {
 		return f, fmt.Errorf("%w: --tls-cert and --tls-key go together", errUsage)
+	}
+	if f.RedisEviction != EvictionWarn && f.RedisEviction != EvictionRefuse {
+		return f, fmt.Errorf("%w: --redis-eviction %q: want %s or %s", errUsage, f.RedisEviction, EvictionWarn, EvictionRefuse)
+	}
+	if f.CacheRedisURL != "" && f.RedisURL == "" {
+		return f, fmt.Errorf("%w: --cache-redis-url needs --redis-url (without it every store is the embedded one)", errUsage)
 	}
 	if f.TLSClientCA != "" && f.TLSCert == "" {
 		return f, fmt.Errorf("%w: --tls-client-ca needs --tls-cert and --tls-key", errUsage)
@@ -204,25 +220,44 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		}()
 	}
 
+	// go-redis logs through the process logger, never as plain text.
+	redis.SetLogger(redisLogger{log})
 	var (
-		rdb  redis.UniversalClient
-		kind = redisconn.Kind("memory")
+		rdb, cacheRDB redis.UniversalClient
+		kind          = redisconn.Kind("memory")
 	)
-	if f.RedisURL != "" {
-		rdb, kind, err = redisconn.Open(f.RedisURL, redisconn.Timeouts{})
+	openRedis := func(flag, url string) (redis.UniversalClient, redisconn.Kind, error) {
+		c, k, err := redisconn.Open(url, redisconn.Timeouts{})
 		if err != nil {
-			return fmt.Errorf("%w: --redis-url: %v", errUsage, err)
+			return nil, "", fmt.Errorf("%w: --%s: %v", errUsage, flag, err)
 		}
-		defer rdb.Close()
-		rdb.AddHook(metrics.RedisHook())
+		c.AddHook(metrics.RedisHook())
 		if tp != nil {
-			if err := redisotel.InstrumentTracing(rdb, redisotel.WithTracerProvider(tp)); err != nil {
-				return fmt.Errorf("redis tracing: %w", err)
+			if err := redisotel.InstrumentTracing(c, redisotel.WithTracerProvider(tp)); err != nil {
+				c.Close()
+				return nil, "", fmt.Errorf("redis tracing: %w", err)
 			}
 		}
+		return c, k, nil
+	}
+	if f.RedisURL != "" {
+		if rdb, kind, err = openRedis("redis-url", f.RedisURL); err != nil {
+			return err
+		}
+		defer rdb.Close()
+	}
+	if f.CacheRedisURL != "" {
+		if cacheRDB, _, err = openRedis("cache-redis-url", f.CacheRedisURL); err != nil {
+			return err
+		}
+		defer cacheRDB.Close()
 	}
 
-	backends, err := server.NewBackends(cfg, rdb, log, server.WithBackendMetrics(metrics))
+	bopts := []server.BackendOption{server.WithBackendMetrics(metrics)}
+	if cacheRDB != nil {
+		bopts = append(bopts, server.WithCacheRedis(cacheRDB))
+	}
+	backends, err := server.NewBackends(cfg, rdb, log, bopts...)
 	if err != nil {
 		return err
 	}
@@ -230,7 +265,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	// Every tenant of the auth section gets backends of its own, in its own
 	// key space, on the same clients (see server.Tenants).
 	tenants := server.NewTenants(cfg, func(c *config.Config) (*server.Backends, error) {
-		return server.NewBackends(c, rdb, log, server.WithBackendMetrics(metrics))
+		return server.NewBackends(c, rdb, log, bopts...)
 	})
 	defer tenants.Close()
 	opts := []server.Option{server.WithLogger(log), server.WithTenants(tenants), server.WithAuditLogger(audit),
@@ -249,6 +284,21 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		opts = append(opts, server.WithTracerProvider(tp))
 	}
 	srv := server.New(cfg, backends, opts...)
+	var probe *storeProbe
+	if rdb != nil {
+		probe = &storeProbe{
+			client: rdb, prefix: cfg.RedisKeyPrefix, log: log, every: time.Second, eviction: f.RedisEviction,
+			health: probeTarget{srv, metrics}, onDataLoss: backends.StoreDataLost,
+		}
+		// A Redis that may evict limits is refused before serving when the
+		// operator asked for it; an unreachable one is checked later.
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		perr := probe.CheckPolicy(pctx)
+		cancel()
+		if perr != nil && f.RedisEviction == EvictionRefuse && !errors.Is(perr, context.DeadlineExceeded) {
+			return fmt.Errorf("--redis-eviction refuse: %w", perr)
+		}
+	}
 	lis, err := net.Listen("tcp", f.Listen)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", f.Listen, err)
@@ -275,8 +325,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	}
 	goBackground(backends.Run)
 	goBackground(tenants.Run)
-	if rdb != nil {
-		goBackground((&storeProbe{client: rdb, srv: srv, log: log, every: time.Second}).Run)
+	if probe != nil {
+		goBackground(probe.Run)
 	}
 	if f.ConfigPath != "" {
 		apply := func(next *config.Config) error {
@@ -354,41 +404,23 @@ func applyConfig(srv *server.Server, b *server.Backends, next *config.Config, lo
 	return nil
 }
 
-// storeProbe pings Redis and reports the result as the server's store health.
-type storeProbe struct {
-	client redis.UniversalClient
-	srv    *server.Server
-	log    *slog.Logger
-	every  time.Duration
+// probeTarget is where the store probe reports: the server's health and
+// the metrics.
+type probeTarget struct {
+	srv     *server.Server
+	metrics *server.Metrics
 }
 
-// Run pings until ctx is done.
-func (p *storeProbe) Run(ctx context.Context) {
-	t := time.NewTicker(p.every)
-	defer t.Stop()
-	healthy := true
-	for {
-		pctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
-		err := p.client.Ping(pctx).Err()
-		cancel()
-		if ctx.Err() != nil {
-			return
-		}
-		if ok := err == nil; ok != healthy {
-			healthy = ok
-			p.srv.SetStoreHealthy(ok)
-			if ok {
-				p.log.Info("shared store reachable again")
-			} else {
-				p.log.Warn("shared store unreachable; answering degraded", "error", err.Error())
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+func (t probeTarget) SetStoreHealthy(ok bool)          { t.srv.SetStoreHealthy(ok) }
+func (t probeTarget) StoreDataLost()                   { t.metrics.StoreDataLost() }
+func (t probeTarget) SetStoreEvictable(evictable bool) { t.metrics.SetStoreEvictable(evictable) }
+
+// redisLogger sends go-redis's own log lines (pool and reconnection
+// messages) to the process logger as warnings, so the log stays JSON.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, "redis client: "+redisconn.Redact(fmt.Sprintf(format, v...)))
 }
 
 // probeHealth asks the server on f.Listen (an empty or wildcard host means
