@@ -274,6 +274,16 @@ func (b *Breaker) Watch(ctx context.Context, prefix string) (<-chan Event, error
 	return b.store.Watch(ctx, prefix)
 }
 
+// Announce implements Announcer: it hands e to the store's watchers when the
+// store is an Announcer, and does nothing otherwise.
+func (b *Breaker) Announce(e Event) {
+	if a, ok := b.store.(Announcer); ok {
+		a.Announce(e)
+	}
+}
+
+var _ Announcer = (*Breaker)(nil)
+
 // Close releases the local fallback. It does not close the store.
 func (b *Breaker) Close() error {
 	if b.local != nil {

@@ -18,32 +18,18 @@ import (
 // TTL) is forgotten, as the Redis store's keys expire: memory is bounded by
 // the breakers in use, not by every name ever seen. The sweep runs lazily
 // inside the calls, once the calls since the last sweep reach the number of
-// breakers (O(1) per call amortised), and before each List. Watch starts one
-// goroutine per watcher, owned by the store: it ends when the watcher's
-// context ends or on Close.
+// breakers (O(1) per call amortised), and before each List. Watchers share
+// one Hub (see Watch); the store starts no goroutine.
 type MemoryStore struct {
 	now     func() time.Time
 	idleTTL time.Duration
+	hub     *Hub
 
 	mu         sync.Mutex // protects the fields below
 	machines   map[string]*machine
 	maxGen     uint64 // the highest generation issued (see machineLocked)
-	watchers   map[*memWatcher]struct{}
-	closed     bool
-	sinceSweep int // calls since the last sweep
-
-	wg   sync.WaitGroup // watcher goroutines
-	done chan struct{}  // closed by Close
+	sinceSweep int    // calls since the last sweep
 }
-
-type memWatcher struct {
-	prefix string
-	ch     chan Event
-}
-
-// watchBuffer is the channel buffer of one watcher; events are dropped when
-// it is full.
-const watchBuffer = 256
 
 // MemoryOption configures a MemoryStore.
 type MemoryOption func(*MemoryStore)
@@ -65,8 +51,7 @@ func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
 		now:      time.Now,
 		idleTTL:  DefaultIdleTTL,
 		machines: map[string]*machine{},
-		watchers: map[*memWatcher]struct{}{},
-		done:     make(chan struct{}),
+		hub:      NewHub(DefaultWatchBuffer),
 	}
 	for _, o := range opts {
 		o(m)
@@ -116,15 +101,7 @@ func (m *MemoryStore) sweepLocked(now int64) {
 func (m *MemoryStore) publishLocked(events []Event) {
 	for _, e := range events {
 		m.maxGen = max(m.maxGen, e.Generation)
-		for w := range m.watchers {
-			if !strings.HasPrefix(e.Name, w.prefix) {
-				continue
-			}
-			select {
-			case w.ch <- e:
-			default: // the watcher is behind: drop, as documented on Store.Watch
-			}
-		}
+		m.hub.Publish(e)
 	}
 }
 
@@ -240,42 +217,19 @@ func (m *MemoryStore) List(ctx context.Context, prefix string, pageSize int, pag
 	return out, next, nil
 }
 
-// Watch implements Store. The goroutine that closes the channel belongs to
-// the store and ends with ctx or Close.
+// Watch implements Store. Watchers share the store's Hub: a watcher that
+// falls behind by DefaultWatchBuffer events is disconnected (its channel is
+// closed).
 func (m *MemoryStore) Watch(ctx context.Context, prefix string) (<-chan Event, error) {
-	w := &memWatcher{prefix: prefix, ch: make(chan Event, watchBuffer)}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return nil, fmt.Errorf("breaker: watch: %w", errClosed)
-	}
-	m.watchers[w] = struct{}{}
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		select {
-		case <-ctx.Done():
-		case <-m.done:
-		}
-		m.mu.Lock()
-		delete(m.watchers, w)
-		close(w.ch)
-		m.mu.Unlock()
-	}()
-	return w.ch, nil
+	return m.hub.Watch(ctx, prefix)
 }
 
-var errClosed = fmt.Errorf("%w: store closed", ErrStoreUnavailable)
+// Announce implements Announcer: it delivers e to this store's watchers.
+func (m *MemoryStore) Announce(e Event) { m.hub.Publish(e) }
 
-// Close ends every watcher and waits for their goroutines. The store still
-// answers decisions afterwards; Watch fails.
+// Close ends every watcher. The store still answers decisions afterwards;
+// Watch fails.
 func (m *MemoryStore) Close() error {
-	m.mu.Lock()
-	if !m.closed {
-		m.closed = true
-		close(m.done)
-	}
-	m.mu.Unlock()
-	m.wg.Wait()
+	m.hub.Close()
 	return nil
 }

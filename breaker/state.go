@@ -91,6 +91,11 @@ const (
 	ReasonProbeFailed = "probe_failed"
 	// ReasonReset: an operator forced the state with Store.Reset.
 	ReasonReset = "reset"
+	// ReasonDataLoss: the store lost the breaker's state (Redis restarted
+	// empty, or was flushed), found by StateCache.Resync: the breaker is
+	// CLOSED again, or in whatever state the store has now. Generation is
+	// the store's (0 when the breaker has no state left).
+	ReasonDataLoss = "data_loss"
 	// ReasonResync is not a transition: a Watch channel sends an Event with an
 	// empty Name and this reason when it may have missed events (the
 	// subscription was re-established after a connection loss). Consumers that

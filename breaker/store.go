@@ -42,8 +42,10 @@ type Store interface {
 	List(ctx context.Context, prefix string, pageSize int, pageToken string) ([]Status, string, error)
 	// Watch returns a channel of the transitions of breakers whose names
 	// start with prefix, from the moment Watch returns. The channel is closed
-	// when ctx ends. Events may be dropped if the receiver falls behind
-	// (a buffer of 256); an Event with ReasonResync signals a possible gap.
+	// when ctx ends or the store closes, and also when the receiver falls
+	// behind by more than DefaultWatchBuffer events: it is disconnected
+	// rather than left with a silent gap (watch again; see Hub). An Event
+	// with ReasonResync (and no Name) signals a possible gap.
 	Watch(ctx context.Context, prefix string) (<-chan Event, error)
 }
 

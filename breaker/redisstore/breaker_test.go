@@ -7,6 +7,7 @@ import (
 
 	"github.com/topdeck/resilience/breaker"
 	"github.com/topdeck/resilience/breaker/redisstore"
+	"github.com/topdeck/resilience/breaker/storetest"
 	"github.com/topdeck/resilience/internal/redistest"
 )
 
@@ -94,4 +95,53 @@ func BenchmarkReportFailureRate(b *testing.B) {
 			}
 		}
 	})
+}
+
+// After FLUSHALL, StateCache.Resync (through a Breaker, as the server calls
+// it) finds the breakers it knew OPEN that are no longer, tells the
+// watchers, and forgets what it can no longer trust.
+func TestResyncAfterFlushAll(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newStore(t, srv)
+	b := breaker.New(s)
+	defer b.Close()
+	c := srv.Client()
+	cache := breaker.NewStateCache()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	open, err := b.Reset(ctx, "open", settings, breaker.StateOpen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed, err := b.Allow(ctx, "closed", settings)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache.Observe("open", open.State, open.Generation)
+	cache.Observe("closed", closed.State, closed.Generation)
+	ch, err := b.Watch(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	events, err := cache.Resync(ctx, b)
+	if err != nil {
+		t.Fatalf("Resync: %v", err)
+	}
+	want := breaker.Event{Name: "open", From: breaker.StateOpen, To: breaker.StateClosed, Generation: 0, Reason: breaker.ReasonDataLoss}
+	if len(events) != 1 {
+		t.Fatalf("Resync events: got %v, want one for the OPEN breaker", events)
+	}
+	storetest.WantEvent(t, events[0], want)
+	storetest.WantEvent(t, storetest.NextEvent(t, ch, 5*time.Second), want)
+	if cache.Len() != 0 {
+		t.Fatalf("cache after Resync: %d entries, want none (no breaker has state)", cache.Len())
+	}
+	a, err := b.Allow(ctx, "open", settings)
+	if err != nil || !a.Allowed || a.Generation <= open.Generation {
+		t.Fatalf("Allow after the loss: got %+v, %v; want CLOSED at a generation above %d", a, err, open.Generation)
+	}
 }

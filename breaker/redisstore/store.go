@@ -32,8 +32,11 @@ const (
 )
 
 // Store is a breaker.Store in Redis. Create it with New; the zero value is not
-// usable. It is safe for concurrent use. New starts no goroutine; each Watch
-// starts one, owned by the Store, that ends with the Watch context or Close.
+// usable. It is safe for concurrent use. New starts no goroutine. The first
+// Watch subscribes to the events channel and starts one goroutine, owned by
+// the Store, that reads the subscription and fans its events out to every
+// watcher through a breaker.Hub until Close: any number of watchers cost one
+// Redis connection.
 type Store struct {
 	client  redis.UniversalClient
 	prefix  string
@@ -46,10 +49,14 @@ type Store struct {
 	seen      sync.Map
 	lastSweep atomic.Int64 // Unix ns of the last sweep of seen
 
-	mu     sync.Mutex // protects closed
-	closed bool
-	done   chan struct{} // closed by Close
-	wg     sync.WaitGroup
+	hub      *breaker.Hub
+	lastBeat atomic.Int64 // Unix ns when the subscription last heard its heartbeat
+
+	mu         sync.Mutex // protects the fields below
+	closed     bool
+	subscribed bool               // the subscription goroutine runs
+	cancel     context.CancelFunc // ends the subscription goroutine
+	wg         sync.WaitGroup     // the subscription goroutine
 }
 
 var _ breaker.Store = (*Store)(nil)
@@ -77,7 +84,7 @@ func WithClockForTesting(now func() time.Time) Option { return func(s *Store) { 
 // New returns a Store on client (a *redis.Client, *redis.ClusterClient,
 // *redis.Ring or failover client; the caller owns and closes it).
 func New(client redis.UniversalClient, opts ...Option) *Store {
-	s := &Store{client: client, prefix: DefaultPrefix, idleTTL: DefaultIdleTTL, done: make(chan struct{})}
+	s := &Store{client: client, prefix: DefaultPrefix, idleTTL: DefaultIdleTTL, hub: breaker.NewHub(breaker.DefaultWatchBuffer)}
 	for _, o := range opts {
 		o(s)
 	}
@@ -496,102 +503,116 @@ func DecodeEvent(payload string) (breaker.Event, error) {
 	return breaker.Event{Name: w.Name, From: from, To: to, Generation: w.Gen, At: time.UnixMicro(w.AtUS), Reason: w.Reason}, nil
 }
 
-// Watch implements breaker.Store. It returns once Redis has confirmed the
-// subscription, so every transition after it is seen. After a reconnection
-// the channel carries an Event with breaker.ReasonResync (events may have
-// been missed). The goroutine belongs to the Store: it ends with ctx or Close.
+// errDeaf is the error of Watch while the shared subscription has not heard
+// its heartbeat for heartbeatTimeout (Redis unreachable or failing over).
+var errDeaf = errors.New("the events subscription has not heard Redis for 3s")
+
+// Watch implements breaker.Store. The first Watch subscribes and returns once
+// Redis has confirmed the subscription, so every transition after it is
+// seen; later ones join that subscription (one Redis connection for all the
+// watchers of the Store), and fail while it does not hear Redis. After a
+// reconnection the channel carries an Event with breaker.ReasonResync
+// (events may have been missed). A watcher that falls behind by
+// breaker.DefaultWatchBuffer events is disconnected: its channel is closed.
+// The channel is closed when ctx ends or on Close.
 func (s *Store) Watch(ctx context.Context, prefix string) (<-chan breaker.Event, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, fmt.Errorf("%w: watch: store closed", breaker.ErrStoreUnavailable)
 	}
+	if !s.subscribed {
+		if err := s.subscribeLocked(ctx); err != nil {
+			return nil, s.fail("watch", prefix, err)
+		}
+	} else if time.Since(time.Unix(0, s.lastBeat.Load())) > heartbeatTimeout {
+		return nil, s.fail("watch", prefix, errDeaf)
+	}
+	return s.hub.Watch(ctx, prefix)
+}
+
+// subscribeLocked subscribes to the events channel and to this Store's
+// heartbeat channel, waits for Redis to confirm, and starts the goroutine
+// that reads the subscription.
+func (s *Store) subscribeLocked(ctx context.Context) error {
 	hb := s.Channel() + ":hb:" + strconv.FormatUint(rand.Uint64(), 36)
 	ps := s.client.Subscribe(ctx, s.Channel(), hb)
 	if _, err := ps.ReceiveTimeout(ctx, subscribeTimeout); err != nil {
 		_ = ps.Close()
-		return nil, s.fail("watch", prefix, err)
+		return err
 	}
-	out := make(chan breaker.Event, 256)
+	runCtx, cancel := context.WithCancel(context.Background())
+	s.subscribed, s.cancel = true, cancel
+	s.lastBeat.Store(time.Now().UnixNano())
 	s.wg.Add(1)
-	go s.watch(ctx, ps, hb, prefix, out)
-	return out, nil
+	go s.run(runCtx, ps, hb)
+	return nil
 }
 
-// watch forwards the events of ps to out. Every heartbeatEvery it publishes
-// on hb, its own channel: when no heartbeat has come back for
-// heartbeatTimeout, the subscription's connection no longer hears the master
-// (after a Sentinel failover that left the old master running, go-redis
-// keeps the subscription on it), so it subscribes again on a new connection,
-// which reaches the current master; the new subscription sends a resync.
-func (s *Store) watch(ctx context.Context, ps *redis.PubSub, hb, prefix string, out chan<- breaker.Event) {
+// run publishes the events of ps into the hub until ctx ends. Every
+// heartbeatEvery it publishes on hb, its own channel: when no heartbeat has
+// come back for heartbeatTimeout, the subscription's connection no longer
+// hears the master (after a Sentinel failover that left the old master
+// running, go-redis keeps the subscription on it), so it subscribes again on
+// a new connection, which reaches the current master; the new subscription
+// sends a resync to every watcher.
+func (s *Store) run(ctx context.Context, ps *redis.PubSub, hb string) {
 	defer s.wg.Done()
-	defer close(out)
 	defer func() { _ = ps.Close() }()
 	ch := ps.ChannelWithSubscriptions(redis.WithChannelSize(256))
 	tick := time.NewTicker(heartbeatEvery)
 	defer tick.Stop()
-	lastBeat := time.Now()
+	lastTry := time.Now() // of a subscription: give each heartbeatTimeout to hear one
 	for {
-		var e breaker.Event
 		select {
 		case <-ctx.Done():
 			return
-		case <-s.done:
-			return
 		case <-tick.C:
-			if time.Since(lastBeat) > heartbeatTimeout {
+			if time.Since(time.Unix(0, s.lastBeat.Load())) > heartbeatTimeout && time.Since(lastTry) > heartbeatTimeout {
 				_ = ps.Close()
 				ps = s.client.Subscribe(ctx, s.Channel(), hb)
 				ch = ps.ChannelWithSubscriptions(redis.WithChannelSize(256))
-				lastBeat = time.Now()
+				lastTry = time.Now()
 			}
 			pctx, cancel := context.WithTimeout(ctx, heartbeatEvery/2)
 			_ = s.client.Publish(pctx, hb, "").Err() // a failure shows as a missing heartbeat
 			cancel()
-			continue
 		case m, ok := <-ch:
 			if !ok {
 				return
 			}
 			switch m := m.(type) {
 			case *redis.Subscription:
-				if m.Kind != "subscribe" || m.Channel != s.Channel() {
-					continue
+				if m.Kind == "subscribe" && m.Channel == s.Channel() {
+					s.hub.Publish(breaker.Event{Reason: breaker.ReasonResync})
 				}
-				e = breaker.Event{Reason: breaker.ReasonResync}
 			case *redis.Message:
 				if m.Channel == hb {
-					lastBeat = time.Now()
+					s.lastBeat.Store(time.Now().UnixNano())
 					continue
 				}
-				var err error
-				if e, err = DecodeEvent(m.Payload); err != nil || !strings.HasPrefix(e.Name, prefix) {
-					continue
+				if e, err := DecodeEvent(m.Payload); err == nil && e.Name != "" {
+					s.hub.Publish(e)
 				}
-			default:
-				continue
 			}
-		}
-		select {
-		case out <- e:
-		case <-ctx.Done():
-			return
-		case <-s.done:
-			return
 		}
 	}
 }
 
-// Close ends every Watch and waits for their goroutines. It does not close
-// the Redis client. Decisions still work afterwards.
+// Announce implements breaker.Announcer: it delivers e to this Store's
+// watchers (in this process only), as if it had come from Redis.
+func (s *Store) Announce(e breaker.Event) { s.hub.Publish(e) }
+
+// Close ends every Watch, the subscription and its goroutine, and waits for
+// it. It does not close the Redis client. Decisions still work afterwards.
 func (s *Store) Close() error {
 	s.mu.Lock()
-	if !s.closed {
-		s.closed = true
-		close(s.done)
+	s.closed = true
+	if s.cancel != nil {
+		s.cancel()
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.hub.Close()
 	return nil
 }

@@ -434,3 +434,65 @@ func TestGenerationsNeverRepeatAfterDataLoss(t *testing.T) {
 		t.Fatalf("Status after stale outcomes: got %+v, want no failures at generation %d", st, a.Generation)
 	}
 }
+
+// pubsubClients counts the Redis connections in pub/sub mode.
+func pubsubClients(t *testing.T, c redis.UniversalClient) int {
+	t.Helper()
+	list, err := c.Do(context.Background(), "CLIENT", "LIST", "TYPE", "pubsub").Text()
+	if err != nil {
+		t.Fatalf("CLIENT LIST: %v", err)
+	}
+	return strings.Count(list, "\n")
+}
+
+// Any number of watchers of one Store share one subscription: one Redis
+// connection (400 streams once exhausted maxclients), and each gets the
+// events.
+func TestWatchersShareOneSubscription(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client()
+	s := newStore(t, srv)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if n := pubsubClients(t, c); n != 0 {
+		t.Fatalf("pub/sub connections before any Watch: got %d, want 0", n)
+	}
+	const watchers = 50
+	chans := make([]<-chan breaker.Event, watchers)
+	for i := range chans {
+		prefix := ""
+		if i%2 == 1 {
+			prefix = "svc"
+		}
+		ch, err := s.Watch(ctx, prefix)
+		if err != nil {
+			t.Fatalf("Watch %d: %v", i, err)
+		}
+		chans[i] = ch
+	}
+	if n := pubsubClients(t, c); n != 1 {
+		t.Fatalf("pub/sub connections for %d watchers: got %d, want 1", watchers, n)
+	}
+	st, err := s.Reset(ctx, "svc", settings, breaker.StateOpen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ch := range chans {
+		e := storetest.NextEvent(t, ch, 5*time.Second)
+		if e.Name != "svc" || e.Generation != st.Generation {
+			t.Fatalf("watcher %d: got %v, want the reset of svc at generation %d", i, e, st.Generation)
+		}
+	}
+	// Announce reaches every watcher whose prefix matches, without Redis.
+	s.Announce(breaker.Event{Name: "svc", From: breaker.StateOpen, To: breaker.StateClosed, Reason: breaker.ReasonDataLoss})
+	for i, ch := range chans {
+		if e := storetest.NextEvent(t, ch, 5*time.Second); e.Reason != breaker.ReasonDataLoss {
+			t.Fatalf("watcher %d after Announce: got %v, want the announced event", i, e)
+		}
+	}
+	cancel()
+	for _, ch := range chans {
+		for range ch { // each channel closes with its context
+		}
+	}
+}
