@@ -2,9 +2,11 @@ package tests
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -167,5 +169,84 @@ func TestEnvoyRateLimitBadConfig(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output %q does not contain %q", out, want)
 		}
+	}
+}
+
+// envoySettingsConfig is the envoy_ratelimit section in its mapping form:
+// the reference service's settings next to its files (here a middle and a
+// multiple wildcard, and a quota-mode descriptor with metadata).
+const envoySettingsConfig = `
+envoy_ratelimit:
+  response_headers:
+    enabled: true
+    reset_header: X-RateLimit-Reset
+  response_dynamic_metadata: true
+  domains:
+    - domain: api
+      descriptors:
+        - key: path
+          value: /api/*/action
+          rate_limit: {unit: hour, requests_per_unit: 2}
+        - key: route
+          value: svc*ep*rpc
+          share_threshold: true
+          rate_limit: {unit: hour, requests_per_unit: 1}
+        - key: service
+          value: billing
+          quota_mode: true
+          rate_limit: {unit: hour, requests_per_unit: 1}
+          metadata:
+            quota: {name: billing}
+`
+
+// Issue 16 end to end on a Redis-backed replica: a wildcard in the middle of
+// a value applies its limit, share_threshold shares it, a quota-mode
+// descriptor alone over its limit is OVER_LIMIT, and the responses carry
+// the rate limit headers and the descriptor's metadata.
+func TestEnvoyWildcardsHeadersMetadata(t *testing.T) {
+	rs := redistest.Start(t)
+	r := startReplica(t, "--config", writeConfig(t, envoySettingsConfig), "--redis-url", rs.URL())
+	c := ratelimitv3.NewRateLimitServiceClient(r.conn)
+	const okCode, overCode = ratelimitv3.RateLimitResponse_OK, ratelimitv3.RateLimitResponse_OVER_LIMIT
+
+	path := rlsRequest("api", "path", "/api/42/action")
+	for i, want := range []ratelimitv3.RateLimitResponse_Code{okCode, okCode, overCode} {
+		resp := shouldRateLimit(t, c, path)
+		s := resp.GetStatuses()[0]
+		if resp.GetOverallCode() != want || s.GetCurrentLimit().GetRequestsPerUnit() != 2 {
+			t.Errorf("middle wildcard call %d: got %v under %v, want %v under 2 per hour", i, resp.GetOverallCode(), s.GetCurrentLimit(), want)
+		}
+		headers := map[string]string{}
+		for _, h := range resp.GetResponseHeadersToAdd() {
+			headers[h.GetKey()] = h.GetValue()
+		}
+		wantRemaining := fmt.Sprint(max(1-i, 0))
+		if headers["RateLimit-Limit"] != "2" || headers["RateLimit-Remaining"] != wantRemaining || headers["X-RateLimit-Reset"] == "" {
+			t.Errorf("middle wildcard call %d: got headers %v, want RateLimit-Limit 2, RateLimit-Remaining %s and X-RateLimit-Reset", i, headers, wantRemaining)
+		}
+		if reset, err := strconv.Atoi(headers["X-RateLimit-Reset"]); err != nil || reset <= 0 || reset > 3600 {
+			t.Errorf("middle wildcard call %d: got X-RateLimit-Reset %q, want whole seconds in (0, 3600]", i, headers["X-RateLimit-Reset"])
+		}
+	}
+	if got := shouldRateLimit(t, c, rlsRequest("api", "path", "/api/42/other")); got.GetStatuses()[0].GetCurrentLimit() != nil {
+		t.Errorf("a value the wildcard does not match: got %v, want no limit", got.GetStatuses()[0])
+	}
+
+	first := shouldRateLimit(t, c, rlsRequest("api", "route", "svc1ep1rpc"))
+	second := shouldRateLimit(t, c, rlsRequest("api", "route", "svc2ep2rpc"))
+	if first.GetOverallCode() != okCode || second.GetOverallCode() != overCode {
+		t.Errorf("shared multiple wildcard: got %v then %v, want OK then OVER_LIMIT (one bucket)", first.GetOverallCode(), second.GetOverallCode())
+	}
+
+	billing := rlsRequest("api", "service", "billing")
+	resp := shouldRateLimit(t, c, billing)
+	md := resp.GetDynamicMetadata().GetFields()
+	if resp.GetOverallCode() != okCode || md["domain"].GetStringValue() != "api" ||
+		md["metadata"].GetStructValue().GetFields()["quota"].GetStructValue().GetFields()["name"].GetStringValue() != "billing" {
+		t.Errorf("quota within its limit: got %v with dynamic_metadata %v, want OK with metadata quota.name billing", resp.GetOverallCode(), resp.GetDynamicMetadata())
+	}
+	resp = shouldRateLimit(t, c, billing)
+	if resp.GetOverallCode() != overCode || resp.GetDynamicMetadata().GetFields()["metadata"] != nil {
+		t.Errorf("the only quota over: got %v with dynamic_metadata %v, want OVER_LIMIT without metadata", resp.GetOverallCode(), resp.GetDynamicMetadata())
 	}
 }
