@@ -195,8 +195,9 @@ breakers:
 
 @pytest.fixture(scope="session")
 def server(resilienced_bin: str, workdir: Path) -> Iterator[Server]:
-    """A long-lived resilienced on the embedded store."""
-    s = Server(resilienced_bin, workdir, [], SERVER_CONFIG)
+    """A long-lived resilienced on the embedded store, logging every call
+    (successful hot-path calls are logged at debug)."""
+    s = Server(resilienced_bin, workdir, ["--log-level", "debug"], SERVER_CONFIG)
     yield s
     s.stop()
 
