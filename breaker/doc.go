@@ -63,5 +63,16 @@
 // store is unavailable, marking its answers Degraded. StateCache keeps, per
 // replica, the last state of each breaker as published by Store.Watch.
 //
-// Every transition is published as an Event (Store.Watch).
+// Every transition is published as an Event (Store.Watch). The stores fan
+// their events out through a Hub, so any number of watchers cost one Redis
+// subscription per store. After the store lost its data, StateCache.Resync
+// re-reads the breakers the replica knew and announces an Event with
+// ReasonDataLoss for each whose state changed without a transition.
+//
+// # Memory
+//
+// A replica's memory per breaker name is bounded: StateCache keeps at most
+// DefaultCacheMaxEntries entries (about 100 bytes each plus the name) and
+// forgets idle ones; MemoryStore forgets breakers unused for their idle TTL;
+// the Redis store's memory of registered names is capped (see redisstore).
 package breaker

@@ -14,7 +14,7 @@ const (
 	DefaultCacheMaxAge = 5 * time.Second
 	// DefaultCacheMaxEntries bounds the breakers a StateCache remembers; the
 	// least recently refreshed are forgotten first.
-	DefaultCacheMaxEntries = 100_000
+	DefaultCacheMaxEntries = 50_000
 	// DefaultCacheIdleTTL is how long a StateCache remembers a breaker that
 	// nothing refreshed (for Resync; Lookup trusts an entry for the max age
 	// only).
@@ -68,7 +68,7 @@ func WithCacheMaxAge(d time.Duration) CacheOption { return func(c *StateCache) {
 func WithCacheClock(now func() time.Time) CacheOption { return func(c *StateCache) { c.now = now } }
 
 // WithCacheMaxEntries sets how many breakers the cache remembers at most
-// (default 100,000; values below 1 mean 1).
+// (default 50,000; values below 1 mean 1).
 func WithCacheMaxEntries(n int) CacheOption {
 	return func(c *StateCache) { c.maxEntries = max(n, 1) }
 }

@@ -35,7 +35,9 @@
 // marker nor state, so the registry holds the breakers used within the idle
 // TTL, not every name ever seen; a pruned name that is used again is
 // registered again. The Store's own memory of the names it registered is
-// swept as often, so it is bounded the same way.
+// approximate and bounded (64-bit hashes in two generations, at most
+// WithMaxRegisteredNames entries, about 24 bytes each): a name it forgot is
+// only registered again on its next use.
 //
 // # Clock
 //
@@ -54,11 +56,17 @@
 //
 // The scripts PUBLISH every transition on <prefix>breaker-events (a plain
 // PUBLISH from a script reaches every node's subscribers on Cluster too).
-// Watch subscribes with a separate connection from the client's pool. It also
-// publishes a heartbeat every second on a channel of its own
-// (<prefix>breaker-events:hb:<random>) and subscribes again on a new
+// A Store subscribes once, on its first Watch, with one connection apart
+// from the client's pool, and fans the events out to all its watchers
+// through a breaker.Hub: any number of watchers (WatchBreakers streams) cost
+// one Redis connection per process. A watcher that falls behind by 256
+// events is disconnected (its channel closes) rather than holding the others
+// back. The subscription publishes a heartbeat every second on a channel of
+// its own (<prefix>breaker-events:hb:<random>) and subscribes again on a new
 // connection when none has come back for 3s: after a Sentinel failover that
 // leaves the old master running, go-redis would otherwise keep the
 // subscription on the old master, which hears nothing, until Sentinel
-// demotes it (about 10s). A re-subscription sends a ReasonResync event.
+// demotes it (about 10s). A re-subscription sends a ReasonResync event to
+// every watcher. Announce delivers an event to the watchers without Redis
+// (StateCache.Resync's, after a data loss).
 package redisstore

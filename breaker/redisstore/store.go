@@ -42,12 +42,12 @@ type Store struct {
 	prefix  string
 	idleTTL time.Duration
 	now     func() time.Time // nil: Redis TIME (production)
+	// maxNames bounds seen (WithMaxRegisteredNames).
+	maxNames int
 
-	// seen maps each name this Store registered (see register) to when it
-	// did, in Unix ns of the local clock; entries older than refreshEvery
-	// are swept (one sweep per refreshEvery), so it holds only names in use.
-	seen      sync.Map
-	lastSweep atomic.Int64 // Unix ns of the last sweep of seen
+	// seen remembers the names this Store registered recently (see
+	// register), in bounded memory.
+	seen *registered
 
 	hub      *breaker.Hub
 	lastBeat atomic.Int64 // Unix ns when the subscription last heard its heartbeat
@@ -73,6 +73,12 @@ func WithPrefix(p string) Option { return func(s *Store) { s.prefix = p } }
 // default 24h.
 func WithIdleTTL(d time.Duration) Option { return func(s *Store) { s.idleTTL = d } }
 
+// WithMaxRegisteredNames bounds how many names the Store remembers having
+// registered in the registry (default DefaultMaxRegisteredNames, about 20
+// bytes each). Beyond it, a name in use is registered again (two idempotent
+// commands) more often than once per refresh period; nothing else changes.
+func WithMaxRegisteredNames(n int) Option { return func(s *Store) { s.maxNames = n } }
+
 // WithClockForTesting makes the scripts use now() (passed in ARGV) instead of
 // redis.call("TIME").
 //
@@ -84,10 +90,11 @@ func WithClockForTesting(now func() time.Time) Option { return func(s *Store) { 
 // New returns a Store on client (a *redis.Client, *redis.ClusterClient,
 // *redis.Ring or failover client; the caller owns and closes it).
 func New(client redis.UniversalClient, opts ...Option) *Store {
-	s := &Store{client: client, prefix: DefaultPrefix, idleTTL: DefaultIdleTTL, hub: breaker.NewHub(breaker.DefaultWatchBuffer)}
+	s := &Store{client: client, prefix: DefaultPrefix, idleTTL: DefaultIdleTTL, hub: breaker.NewHub(breaker.DefaultWatchBuffer), maxNames: DefaultMaxRegisteredNames}
 	for _, o := range opts {
 		o(s)
 	}
+	s.seen = newRegistered(s.maxNames)
 	return s
 }
 
@@ -144,7 +151,7 @@ func (s *Store) commonArgs(name string, st breaker.Settings) []any {
 // registered again once Redis is back (it may have lost its data).
 func (s *Store) fail(op, name string, err error) error {
 	if !errors.Is(err, errReply) {
-		s.seen.Clear()
+		s.seen.clear()
 	}
 	return fmt.Errorf("%w: %s %q: %w", breaker.ErrStoreUnavailable, op, name, err)
 }
@@ -159,25 +166,17 @@ func (s *Store) fail(op, name string, err error) error {
 // on that order.
 func (s *Store) register(ctx context.Context, name string) error {
 	now := s.clock().UnixNano()
-	every := s.refreshEvery()
-	if at, ok := s.seen.Load(name); ok && now-at.(int64) < int64(every) {
+	every := int64(s.refreshEvery())
+	if s.seen.recent(name, now, every) {
 		return nil
 	}
-	if err := s.client.Set(ctx, s.markerKey(name), "1", s.idleTTL+every).Err(); err != nil {
+	if err := s.client.Set(ctx, s.markerKey(name), "1", s.idleTTL+time.Duration(every)).Err(); err != nil {
 		return err
 	}
 	if err := s.client.ZAddNX(ctx, s.registryKey(), redis.Z{Member: name}).Err(); err != nil {
 		return err
 	}
-	s.seen.Store(name, now)
-	if last := s.lastSweep.Load(); now-last >= int64(every) && s.lastSweep.CompareAndSwap(last, now) {
-		s.seen.Range(func(k, at any) bool {
-			if now-at.(int64) >= int64(every) {
-				s.seen.Delete(k)
-			}
-			return true
-		})
-	}
+	s.seen.add(name, now, every)
 	return nil
 }
 
