@@ -414,3 +414,38 @@ func TestShutdownEndsWatches(t *testing.T) {
 		t.Errorf("watch after Shutdown: got %v, want UNAVAILABLE", err)
 	}
 }
+
+// TestAcquireGivesBackWhenCallerLeaves reproduces the ghost charge of the
+// reliability report: a caller who gave up while the server held it for a
+// reservation left its tokens taken. They come back now, when nothing was
+// taken after them.
+func TestAcquireGivesBackWhenCallerLeaves(t *testing.T) {
+	c, _ := newClients(t)
+	lim := &resiliencev1.RateLimit{MaxCalls: 1, TimeWindow: durationpb.New(10 * time.Second), Burst: 1}
+	mustAcquire(t, c, &resiliencev1.AcquireRequest{Key: "leave", Limit: lim})
+	before := mustAcquire(t, c, &resiliencev1.AcquireRequest{Key: "leave", Limit: lim, DryRun: true})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Acquire(ctx, &resiliencev1.AcquireRequest{Key: "leave", Limit: lim, MaxWait: durationpb.New(20 * time.Second)})
+		done <- err
+	}()
+	// Whether the cancel arrives before or after the reservation, the
+	// bucket must end as it was: the assertion holds either way.
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	if err := <-done; status.Code(err) != codes.Canceled {
+		t.Fatalf("cancelled Acquire: got %v, want CANCELLED", err)
+	}
+	var after *resiliencev1.AcquireResponse
+	for i := 0; i < 100; i++ { // the give-back runs as the handler returns
+		after = mustAcquire(t, c, &resiliencev1.AcquireRequest{Key: "leave", Limit: lim, DryRun: true})
+		if after.GetRetryAfter().AsDuration() <= before.GetRetryAfter().AsDuration() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Errorf("retry_after %v after the caller left, %v before its reservation: its token was not given back",
+		after.GetRetryAfter().AsDuration(), before.GetRetryAfter().AsDuration())
+}

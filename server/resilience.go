@@ -94,13 +94,14 @@ func (r *resilienceServer) decide(ctx context.Context, cfg *config.Config, a acq
 		maxWait = min(maxWait, time.Until(dl)-deadlineMargin)
 		maxWait = max(maxWait, 0)
 	}
-	res, err := r.b.Limiter.Acquire(ctx, limiter.Request{
+	req := limiter.Request{
 		Key:            a.key,
 		Limit:          a.limit.Limiter(),
 		Cost:           a.cost,
 		MaxWait:        maxWait,
 		OnStoreFailure: a.limit.FailurePolicy(),
-	})
+	}
+	res, err := r.b.Limiter.Acquire(ctx, req)
 	if err != nil {
 		r.b.releaseProbe(ctx, a.breaker, adm.PermitID)
 		return nil, toStatus(ctx, err)
@@ -120,13 +121,11 @@ func (r *resilienceServer) decide(ctx context.Context, cfg *config.Config, a acq
 	}
 	if res.Wait > 0 {
 		// The tokens are reserved for now+Wait: hold the call until then.
-		t := time.NewTimer(res.Wait)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
+		// A caller who gives up first gets them back, when nothing was
+		// taken after them.
+		if err := r.b.Limiter.Wait(ctx, req, res); err != nil {
 			r.b.releaseProbe(ctx, a.breaker, adm.PermitID)
-			return nil, toStatus(ctx, ctx.Err())
+			return nil, toStatus(ctx, err)
 		}
 		resp.Waited = durationpb.New(res.Wait)
 	}
