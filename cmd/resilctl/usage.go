@@ -97,7 +97,18 @@ func parseArgs(cmd *command, fs *flag.FlagSet, w io.Writer, args []string, min, 
 	}
 	switch {
 	case len(pos) < min:
-		return nil, &usageError{cmd: cmd, msg: "missing " + names}
+		// names lists the positional arguments in order ("KEY and VALUE"):
+		// say which ones are missing, not all of them.
+		all := strings.Split(names, " and ")
+		missing := all
+		if len(pos) < len(all) {
+			missing = all[len(pos):]
+		}
+		msg := "missing " + strings.Join(missing, " and ")
+		if len(pos) > 0 && len(missing) < len(all) {
+			msg += fmt.Sprintf(" (got %s %q)", strings.Join(all[:len(pos)], " and "), pos)
+		}
+		return nil, &usageError{cmd: cmd, msg: msg}
 	case max >= 0 && len(pos) > max:
 		return nil, &usageError{cmd: cmd, msg: fmt.Sprintf("unexpected arguments %q", pos[max:])}
 	}
