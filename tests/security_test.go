@@ -523,3 +523,22 @@ func TestSecurityMessageLimit(t *testing.T) {
 		t.Errorf("max_value_bytes 100000000: got %v, %q; want a refusal naming cache.max_value_bytes", err, out)
 	}
 }
+
+// resilctl carries a token from --token or RESILIENCE_TOKEN.
+func TestSecurityResilctlToken(t *testing.T) {
+	r := startReplica(t, "--config", writeConfig(t, securityConfig()))
+	if out := ok(t, r.addr, "--token", "a-operator", "breakers", "list"); strings.Contains(out, "Unauthenticated") {
+		t.Errorf("breakers list with --token: %q", out)
+	}
+	ctx := ctxT(t, 30*time.Second)
+	cmd := ctlCommand(ctx, r.addr, "cache", "stats")
+	cmd.Env = append(cmd.Env, "RESILIENCE_TOKEN=a-operator")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("cache stats with RESILIENCE_TOKEN: %v, %s", err, out)
+	}
+	cmd = ctlCommand(ctx, r.addr, "cache", "stats")
+	cmd.Env = append(cmd.Env, "RESILIENCE_TOKEN=")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(strings.ToLower(string(out)), "unauthenticated") {
+		t.Errorf("cache stats without a token: %v, %q; want a failure saying unauthenticated", err, out)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/topdeck/resilience/client"
 	"github.com/topdeck/resilience/correlation"
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
 	"github.com/topdeck/resilience/internal/tlsconfig"
@@ -28,6 +29,7 @@ const (
 	defaultAddr    = "localhost:50051"
 	defaultTimeout = 5 * time.Second
 	addrEnv        = "RESILIENCE_ADDR"
+	tokenEnv       = "RESILIENCE_TOKEN"
 )
 
 // Output formats (--output).
@@ -62,6 +64,8 @@ type globals struct {
 	timeout       time.Duration
 	output        string
 	correlationID string
+	// token is sent as "authorization: Bearer <token>" when set.
+	token string
 	// TLS: off unless tls or one of the files is set.
 	tls                                   bool
 	tlsCA, tlsCert, tlsKey, tlsServerName string
@@ -89,7 +93,11 @@ func (g *globals) dial() (*grpc.ClientConn, error) {
 		}
 		creds = credentials.NewTLS(tcfg)
 	}
-	conn, err := grpc.NewClient(g.addr, grpc.WithTransportCredentials(creds))
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if g.token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(client.BearerToken(g.token)))
+	}
+	conn, err := grpc.NewClient(g.addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("--addr %q: %w", g.addr, err)
 	}
@@ -149,17 +157,19 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	if g.stdin == nil {
 		g.stdin = strings.NewReader("")
 	}
-	addr := defaultAddr
+	addr, token := defaultAddr, ""
 	if m.Getenv != nil {
 		if v := m.Getenv(addrEnv); v != "" {
 			addr = v
 		}
+		token = m.Getenv(tokenEnv)
 	}
 	fs := newFlagSet("resilctl")
 	fs.StringVar(&g.addr, "addr", addr, "the server's `host:port` (env "+addrEnv+")")
 	fs.DurationVar(&g.timeout, "timeout", defaultTimeout, "deadline of each RPC (not for breakers watch)")
 	fs.StringVar(&g.output, "output", outputTable, "output `format`: table or json")
 	fs.StringVar(&g.correlationID, "correlation-id", "", "sent as x-correlation-id with every RPC, to find the calls in the server's logs")
+	fs.StringVar(&g.token, "token", token, "bearer `token` of a principal of the server's auth section; prefer the env "+tokenEnv+", which other users cannot read in the process list")
 	fs.BoolVar(&g.tls, "tls", false, "connect with TLS, verifying the server against the system's CAs")
 	fs.StringVar(&g.tlsCA, "tls-ca", "", "PEM `file` of the CAs that sign the server's certificate (implies --tls)")
 	fs.StringVar(&g.tlsCert, "tls-cert", "", "PEM client certificate `file`, for servers that require one (implies --tls)")
