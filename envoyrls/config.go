@@ -15,8 +15,9 @@ import (
 // configuration file of Envoy's reference rate limit service.
 //
 // Build one with [DecodeYAML], [Parse] or [NewConfig], which validate it.
-// A Config must not be changed after it is handed to a Server; it is then
-// safe for concurrent use. The zero value is a valid, empty configuration
+// A Config built in code is validated by Validate (or New, SetConfig);
+// change it only before, or call Validate again. It must not be changed
+// after it is handed to a Server; it is then safe for concurrent use. The zero value is a valid, empty configuration
 // (every request is OK).
 type Config struct {
 	// Domains in configuration order.

@@ -69,7 +69,8 @@ func WithFailurePolicy(p limiter.FailurePolicy) Option {
 
 // WithGlobalShadowMode, on, answers OK overall even when a descriptor is
 // OVER_LIMIT (the statuses keep their codes), like the reference service's
-// SHADOW_MODE setting. Default off.
+// SHADOW_MODE setting and Config.ShadowMode (either one turns it on).
+// Default off.
 func WithGlobalShadowMode(on bool) Option {
 	return func(o *options) { o.globalShadow = on }
 }
@@ -107,10 +108,12 @@ func New(l *limiter.Limiter, cfg *Config, opts ...Option) (*Server, error) {
 	return s, nil
 }
 
-// SetConfig replaces the configuration (nil: empty) for the calls that start
-// after it returns; on error the current one stays. Buckets are keyed by
-// domain and descriptor entries, not by limit, so a changed limit applies to
-// the existing buckets from their next decision.
+// SetConfig replaces the configuration (nil: empty), its settings included,
+// for the calls that start after it returns; on error the current one stays.
+// Buckets are keyed by domain and descriptor entries, not by limit, so a
+// changed limit applies to the existing buckets from their next decision,
+// which counts the tokens they used under the old limit (at most the new
+// burst) and nothing more.
 func (s *Server) SetConfig(cfg *Config) error {
 	t, err := cfg.table()
 	if err != nil {

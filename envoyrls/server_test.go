@@ -443,11 +443,17 @@ func TestStoreFailure(t *testing.T) {
 		t.Errorf("header %s without a store call: got %q, want none", envoyrls.DegradedHeader, got)
 	}
 
-	// Deny: UNAVAILABLE, never OVER_LIMIT.
-	_, d := newServer(t, l, perIPConfig, envoyrls.WithFailurePolicy(limiter.Deny))
+	// Deny: UNAVAILABLE, never OVER_LIMIT; first with the store's error,
+	// then, the store known to be down, without calling it. (A limiter of
+	// its own: the one above already knows the store is down.)
+	_, d := newServer(t, limiter.New(failingStore{}, limiter.WithClock(clk.Now)), perIPConfig, envoyrls.WithFailurePolicy(limiter.Deny))
 	_, err := d.ShouldRateLimit(context.Background(), req("edge", 0, a))
 	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "connection refused") {
 		t.Errorf("Deny: got %v, want UNAVAILABLE carrying the store's error", err)
+	}
+	_, err = d.ShouldRateLimit(context.Background(), req("edge", 0, a))
+	if status.Code(err) != codes.Unavailable {
+		t.Errorf("Deny, store known to be down: got %v, want UNAVAILABLE", err)
 	}
 }
 
