@@ -234,7 +234,9 @@ def start_redis(workdir: Path) -> Iterator:
 
 @pytest.fixture()
 async def client(server: Server) -> "Iterator[tr.ResilienceClient]":
-    c = tr.ResilienceClient(server.addr)
+    # A generous timeout: a loaded CI machine must not turn a slow first
+    # connect into a local decision where a test expects the service's.
+    c = tr.ResilienceClient(server.addr, timeout=2.0)
     yield c
     await c.close()
 

@@ -106,7 +106,7 @@ async def test_call_with_sync_and_async_functions(client: tr.ResilienceClient) -
 
 
 def test_sync_decorator_and_with(server) -> None:
-    c = tr.ResilienceClient(server.addr)
+    c = tr.ResilienceClient(server.addr, timeout=2.0)
     try:
         brk = CircuitBreaker(unique("brk"), client=c)
 

@@ -152,7 +152,7 @@ async def test_service_rejects_long_key_with_field_violation(client: tr.Resilien
 
 
 def test_sync_twins(server) -> None:
-    c = tr.ResilienceClient(server.addr)
+    c = tr.ResilienceClient(server.addr, timeout=2.0)
     try:
         lim = RateLimiter(2, 0.5, key=unique("sync"), client=c)
         with lim as d:

@@ -25,7 +25,7 @@ async def bounded(aw, limit=BOUND):
 
 async def test_service_killed_everything_degrades(start_server) -> None:
     srv = start_server()
-    c = tr.ResilienceClient(srv.addr, retry_interval=0.5)
+    c = tr.ResilienceClient(srv.addr, timeout=1.0, retry_interval=0.5)
     cache = Cache(client=c)
     lim = RateLimiter(3, 60.0, key=unique("down"), client=c)
     brk = CircuitBreaker(unique("down"), failure_threshold=2, recovery_timeout=0.3, client=c)
@@ -81,7 +81,7 @@ async def test_service_killed_everything_degrades(start_server) -> None:
 
 async def test_service_killed_fail_closed_refuses(start_server) -> None:
     srv = start_server()
-    c = tr.ResilienceClient(srv.addr, fail_open=False)
+    c = tr.ResilienceClient(srv.addr, timeout=1.0, fail_open=False)
     try:
         lim = RateLimiter(3, 60.0, key=unique("fc"), client=c)
         assert await lim.try_acquire()
@@ -99,12 +99,12 @@ async def test_service_killed_fail_closed_refuses(start_server) -> None:
 
 async def test_hung_service_times_out_and_decides_locally(start_server) -> None:
     srv = start_server()
-    c = tr.ResilienceClient(srv.addr, timeout=0.2, retry_interval=0.3)
+    c = tr.ResilienceClient(srv.addr, timeout=0.5, retry_interval=0.3)
     lim = RateLimiter(100, 1.0, key=unique("hung"), client=c)
     try:
         assert not (await lim.check()).local
         srv.pause()  # accepts connections, never answers
-        d = await bounded(lim.check(), 1.0)
+        d = await bounded(lim.check(), 1.5)  # one timeout, then local
         assert d.allowed and d.local and d.degraded
         d = await bounded(lim.check(), 0.1)  # the retry interval: local at once
         assert d.local
@@ -119,7 +119,7 @@ async def test_hung_service_times_out_and_decides_locally(start_server) -> None:
 
 async def test_service_back_after_restart(start_server) -> None:
     srv = start_server()
-    c = tr.ResilienceClient(srv.addr, retry_interval=0.2)
+    c = tr.ResilienceClient(srv.addr, timeout=1.0, retry_interval=0.2)
     lim = RateLimiter(100, 1.0, key=unique("back"), client=c)
     try:
         srv.kill()

@@ -59,7 +59,7 @@ async def recorder():
 
 
 async def test_token_and_correlation_id_on_every_rpc(recorder) -> None:
-    c = tr.ResilienceClient(recorder.addr, token="s3cret")
+    c = tr.ResilienceClient(recorder.addr, token="s3cret", timeout=2.0)
     try:
         lim = RateLimiter(5, 1.0, key="k", client=c)
         await lim.try_acquire()
@@ -75,7 +75,7 @@ async def test_token_and_correlation_id_on_every_rpc(recorder) -> None:
 
 
 async def test_status_details_become_typed_exceptions(recorder) -> None:
-    c = tr.ResilienceClient(recorder.addr)
+    c = tr.ResilienceClient(recorder.addr, timeout=2.0)
     try:
         blob = status_with_details(3, "limit.max_calls: must be > 0", violations=[("limit.max_calls", "must be > 0")],
                                    reason="BAD", domain="topdeck", metadata={"k": "v"})

@@ -37,11 +37,11 @@ async def test_timeout_and_task_timeout_alias() -> None:
         await asyncio.sleep(x)
         return x
 
-    pool = WorkerPool(WorkerPoolConfig(max_workers=5, task_timeout=0.1))
-    assert pool.config.timeout == 0.1
+    pool = WorkerPool(WorkerPoolConfig(max_workers=5, task_timeout=0.3))
+    assert pool.config.timeout == 0.3
     t0 = time.monotonic()
-    assert await pool.map(slow, [0.01, 1.0, 0.02]) == [0.01, 0.02]
-    assert time.monotonic() - t0 < 0.5
+    assert await pool.map(slow, [0.01, 3.0, 0.02]) == [0.01, 0.02]
+    assert time.monotonic() - t0 < 2.0
     assert pool.get_summary()["errors"][0]["error_type"] == "TimeoutError"
     assert await parallel_map(slow, [0.03, 0.01], max_workers=2, timeout=1) == [0.03, 0.01]
     with pytest.raises(ValueError):
