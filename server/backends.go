@@ -230,12 +230,20 @@ func (b *Backends) followEvents(ctx context.Context) error {
 }
 
 // StoreDataLost is called when the shared store is found to have lost its
-// data (the store probe's epoch check). The state cache is emptied, so that
-// no CLOSED breaker is admitted on a generation the store no longer has,
-// and the next calls read the store again.
+// data (the store probe's epoch check). The state cache forgets its CLOSED
+// entries, so that no breaker is admitted on a generation the store no
+// longer has, and re-reads the OPEN and HALF_OPEN ones, announcing an event
+// (reason data_loss) for each that changed.
 func (b *Backends) StoreDataLost(ctx context.Context) {
-	b.States.Clear()
-	b.log.WarnContext(ctx, "breaker state cache cleared after the shared store lost its data")
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	events, err := b.States.Resync(ctx, b.Breaker)
+	if err != nil {
+		b.States.Clear()
+		b.log.WarnContext(ctx, "cannot re-read the breakers after the shared store lost its data; state cache cleared", "error", err.Error())
+		return
+	}
+	b.log.WarnContext(ctx, "breakers re-read after the shared store lost its data", "changed", len(events))
 }
 
 // Close releases the components' resources (breaker watchers). It does not

@@ -138,6 +138,12 @@ func (r *resilienceServer) WatchBreakers(req *resiliencev1.WatchBreakersRequest,
 	if r.srv.streamsCtx.Err() != nil && stream.Context().Err() == nil {
 		return status.Error(codes.Unavailable, "server shutting down; watch again on another replica")
 	}
+	if ctx.Err() == nil {
+		// The events ended with the caller still there: this watcher fell
+		// too far behind (it is dropped rather than slow everyone) or the
+		// store's subscription ended.
+		return status.Error(codes.Unavailable, "breaker watch ended (fell behind or lost the store's events); watch again")
+	}
 	return toStatus(ctx, ctx.Err())
 }
 

@@ -34,6 +34,7 @@ func toStatus(ctx context.Context, err error) error {
 	var lie *limiter.InvalidArgumentError
 	var cae *cache.ArgumentError
 	var bse *breaker.SettingsError
+	var bae *breaker.InvalidArgumentError
 	switch {
 	case errors.As(err, &lie):
 		return invalid(limiterField(lie.Field), "%s", lie.Reason)
@@ -41,6 +42,12 @@ func toStatus(ctx context.Context, err error) error {
 		return invalid(cae.Field, "%s", strings.TrimPrefix(cae.Reason, cae.Field+" "))
 	case errors.As(err, &bse):
 		return status.Error(codes.FailedPrecondition, "breaker policy in the server configuration is invalid: "+err.Error())
+	case errors.As(err, &bae):
+		f := bae.Field
+		if f == breaker.FieldName {
+			f = "breaker"
+		}
+		return invalid(f, "%s", bae.Reason)
 	case errors.Is(err, breaker.ErrInvalidArgument):
 		return invalid("page_token", "%v", err)
 	case errors.Is(err, breaker.ErrInvalidName):

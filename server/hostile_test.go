@@ -62,11 +62,29 @@ func TestHostileInput(t *testing.T) {
 	})
 	for _, g := range []uint64{1 << 63, 1<<63 + 1, math.MaxUint64} {
 		t.Run("generation", func(t *testing.T) {
-			resp, err := rc.ReportOutcome(ctxT(t), &resiliencev1.ReportOutcomeRequest{Breaker: "b", Outcome: resiliencev1.Outcome_OUTCOME_FAILURE, BreakerGeneration: g})
-			if resp.GetDegraded() {
-				t.Fatalf("breaker_generation %d: answered degraded with a healthy store", g)
+			resp, err := rc.ReportOutcome(ctxT(t), &resiliencev1.ReportOutcomeRequest{Breaker: "hostile-gen", Outcome: resiliencev1.Outcome_OUTCOME_FAILURE, BreakerGeneration: g})
+			if err != nil || resp.GetDegraded() || !resp.GetIgnored() {
+				t.Fatalf("breaker_generation %d: got %v, %v; want ignored as stale, never degraded with a healthy store", g, resp, err)
 			}
-			wantInvalid(t, err, "breaker_generation")
 		})
+	}
+	for _, p := range []string{"local:", "local:abc", "local:00:1.1"} {
+		t.Run("permit "+p, func(t *testing.T) {
+			resp, err := rc.ReportOutcome(ctxT(t), &resiliencev1.ReportOutcomeRequest{Breaker: "hostile-permit", Outcome: resiliencev1.Outcome_OUTCOME_FAILURE, PermitId: p})
+			if resp.GetDegraded() {
+				t.Fatalf("permit_id %q: answered degraded with a healthy store", p)
+			}
+			if err != nil {
+				wantInvalid(t, err, "permit_id")
+			}
+		})
+	}
+	// Many forged failure reports never open the breaker for real callers.
+	for i := 0; i < 10; i++ {
+		_, _ = rc.ReportOutcome(ctxT(t), &resiliencev1.ReportOutcomeRequest{Breaker: "hostile-permit", Outcome: resiliencev1.Outcome_OUTCOME_FAILURE, PermitId: "local:abc", BreakerGeneration: 1 << 63})
+	}
+	resp, err := rc.Acquire(ctxT(t), &resiliencev1.AcquireRequest{Breaker: "hostile-permit"})
+	if err != nil || !resp.GetAllowed() || resp.GetDegraded() {
+		t.Errorf("Acquire after forged local reports: got %v, %v; want allowed, not degraded", resp, err)
 	}
 }

@@ -2,12 +2,12 @@ package server
 
 import (
 	"context"
-	"math"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/topdeck/resilience/breaker"
 	"github.com/topdeck/resilience/config"
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
 	"github.com/topdeck/resilience/limiter"
@@ -121,11 +121,13 @@ func parseReport(req *resiliencev1.ReportOutcomeRequest) (reportArgs, error) {
 	if err := checkName("permit_id", a.permitID, false); err != nil {
 		return a, err
 	}
-	// Generations this service issues stay far below 2^63 (they never
-	// repeat, not by wrapping either); a larger one was never issued.
-	if a.generation > math.MaxInt64 {
-		return a, invalid("breaker_generation", "must be a generation an Acquire answered (at most %d; 0 or absent when unknown), got %d", int64(math.MaxInt64), a.generation)
+	if err := breaker.ValidatePermitID(a.permitID); a.permitID != "" && err != nil {
+		return a, toStatus(context.Background(), err) // a validation error: no store involved
 	}
+	// breaker_generation needs no check: any value is either one this
+	// service issued or stale, and a stale outcome is ignored (a degraded
+	// answer's generations have the top bit set; caller input never routes
+	// a report to the local fallback while the store answers).
 	var err error
 	a.latency, err = duration("latency", req.GetLatency())
 	return a, err
