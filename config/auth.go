@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -68,6 +69,12 @@ type TenantLimits struct {
 	// RequestBurst is how many calls may come at once above that rate
 	// (default twice RequestsPerSecond).
 	RequestBurst int64 `yaml:"request_burst"`
+	// MaxRequestWait is how long a call above the rate may wait for its
+	// turn before it is refused (default DefaultTenantRequestWait; never
+	// past the call's deadline). Waiting turns a flood from closed-loop
+	// callers into back-pressure at the tenant's rate, instead of a stream
+	// of cheap refusals that still costs every other tenant CPU.
+	MaxRequestWait Duration `yaml:"max_request_wait"`
 	// MaxWatchStreams bounds the tenant's open WatchBreakers streams on each
 	// replica (default DefaultTenantWatchStreams).
 	MaxWatchStreams int `yaml:"max_watch_streams"`
@@ -101,6 +108,7 @@ const (
 // Defaults of TenantLimits.
 const (
 	DefaultTenantRequestsPerSecond = 1000
+	DefaultTenantRequestWait       = 100 * time.Millisecond
 	DefaultTenantWatchStreams      = 16
 )
 
@@ -141,6 +149,9 @@ func (a *Auth) Limits(tenant string) TenantLimits {
 	}
 	if l.MaxWatchStreams == 0 {
 		l.MaxWatchStreams = a.TenantDefaults.MaxWatchStreams
+	}
+	if l.MaxRequestWait == 0 {
+		l.MaxRequestWait = a.TenantDefaults.MaxRequestWait
 	}
 	return l
 }
@@ -288,6 +299,16 @@ func validateTenantLimits(add func(string, ...string), l TenantLimits, path ...s
 		// default rate; say which rate it is for.
 		add("needs requests_per_second in the same entry", at("request_burst")...)
 	}
+	if l.MaxRequestWait < 0 || l.MaxRequestWait.D() > time.Minute {
+		add(fmt.Sprintf("must be between 0 and 1m, got %s", l.MaxRequestWait.D()), at("max_request_wait")...)
+	}
+	if l.RequestsPerSecond > 0 {
+		lim := limiter.Limit{MaxCalls: l.RequestsPerSecond, Window: time.Second, Burst: max(l.RequestBurst, 1)}
+		var ie *limiter.InvalidArgumentError
+		if err := lim.Validate(); errors.As(err, &ie) {
+			add(ie.Reason, at("requests_per_second")...)
+		}
+	}
 	if l.MaxWatchStreams < 0 {
 		add(fmt.Sprintf("must not be negative, got %d", l.MaxWatchStreams), at("max_watch_streams")...)
 	}
@@ -308,6 +329,9 @@ func (c *Config) applyAuthDefaults() {
 	}
 	if a.TenantDefaults.MaxWatchStreams == 0 {
 		a.TenantDefaults.MaxWatchStreams = DefaultTenantWatchStreams
+	}
+	if a.TenantDefaults.MaxRequestWait == 0 {
+		a.TenantDefaults.MaxRequestWait = Duration(DefaultTenantRequestWait)
 	}
 	a.digests = make([][sha256.Size]byte, len(a.Principals))
 	for i, p := range a.Principals {

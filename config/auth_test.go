@@ -65,10 +65,10 @@ auth:
 	if _, ok := a.ByTLSIdentity(""); ok {
 		t.Error("ByTLSIdentity(\"\"): got a principal, want none")
 	}
-	if got, want := a.Limits("shop"), (TenantLimits{RequestsPerSecond: 7, RequestBurst: 14, MaxWatchStreams: 2}); got != want {
+	if got, want := a.Limits("shop"), (TenantLimits{RequestsPerSecond: 7, RequestBurst: 14, MaxRequestWait: Duration(DefaultTenantRequestWait), MaxWatchStreams: 2}); got != want {
 		t.Errorf("Limits(shop): got %+v, want %+v", got, want)
 	}
-	if got, want := a.Limits("blog"), (TenantLimits{RequestsPerSecond: 50, RequestBurst: 100, MaxWatchStreams: DefaultTenantWatchStreams}); got != want {
+	if got, want := a.Limits("blog"), (TenantLimits{RequestsPerSecond: 50, RequestBurst: 100, MaxRequestWait: Duration(DefaultTenantRequestWait), MaxWatchStreams: DefaultTenantWatchStreams}); got != want {
 		t.Errorf("Limits(blog): got %+v, want %+v", got, want)
 	}
 	shop := c.Tenant("shop")

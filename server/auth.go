@@ -202,7 +202,7 @@ func (g guard) admit(ctx context.Context, method string, req any) (context.Conte
 		g.srv.audit.denied(ctx, p, method, req, "needs role "+role)
 		return ctx, status.Error(codes.PermissionDenied, permissionMessage(method, role))
 	}
-	if err := g.srv.tenantRate.admit(p.Tenant, cfg.Auth.Limits(p.Tenant)); err != nil {
+	if err := g.srv.tenantRate.admit(ctx, p.Tenant, cfg.Auth.Limits(p.Tenant)); err != nil {
 		return ctx, err
 	}
 	return withPrincipal(ctx, p), nil

@@ -27,17 +27,33 @@ type tenantRate struct {
 
 func newTenantRate() *tenantRate { return &tenantRate{store: limiter.NewMemoryStore()} }
 
-// admit takes one call of tenant under l, or returns RESOURCE_EXHAUSTED
-// with a RetryInfo saying when the next call would be admitted.
-func (t *tenantRate) admit(tenant string, l config.TenantLimits) error {
+// admit takes one call of tenant under l. A call above the rate waits for
+// its turn up to l.MaxRequestWait (and never past ctx's deadline); beyond
+// that it is refused at once with RESOURCE_EXHAUSTED and a RetryInfo saying
+// when the next call would be admitted.
+func (t *tenantRate) admit(ctx context.Context, tenant string, l config.TenantLimits) error {
 	if tenant == "" || l.RequestsPerSecond <= 0 {
 		return nil
 	}
 	lim := limiter.Limit{MaxCalls: l.RequestsPerSecond, Window: time.Second, Burst: max(l.RequestBurst, 1)}
-	res, err := t.store.Take(context.Background(), tenant, lim, 1, 0)
+	wait := l.MaxRequestWait.D()
+	if dl, ok := ctx.Deadline(); ok {
+		wait = max(min(wait, time.Until(dl)-deadlineMargin), 0)
+	}
+	res, err := t.store.Take(ctx, tenant, lim, 1, wait)
 	if err != nil {
 		// Only an invalid limit fails, which config.Parse refuses.
 		return status.Errorf(codes.Internal, "tenant request rate: %v", err)
+	}
+	if res.Allowed && res.Wait > 0 {
+		tm := time.NewTimer(res.Wait)
+		defer tm.Stop()
+		select {
+		case <-tm.C:
+		case <-ctx.Done():
+			_, _ = t.store.Cancel(context.WithoutCancel(ctx), tenant, lim, res.Reservation)
+			return status.FromContextError(ctx.Err()).Err()
+		}
 	}
 	if res.Allowed {
 		return nil
