@@ -4,7 +4,10 @@
 //
 // Usage:
 //
-//	resilienced [--listen :50051] [--redis-url URL] [--config FILE] [--log-level info] [--log-format json]
+//	resilienced [--listen 127.0.0.1:50051] [--redis-url URL] [--config FILE] [--log-level info] [--log-format json]
+//
+// Without an auth: section in --config and without TLS it listens on loopback
+// only, unless --insecure; see docs/security.md.
 //
 // Every flag can also be set through its environment variable; see --help.
 package main
