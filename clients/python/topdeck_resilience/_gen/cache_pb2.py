@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!topdeck/resilience/v1/cache.proto\x12\x15topdeck.resilience.v1\x1a\x1egoogle/protobuf/duration.proto\"\x19\n\nGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"e\n\x0bGetResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x0c\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x64\x65graded\x18\x04 \x01(\x08\"P\n\nSetRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"/\n\x0bSetResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x08\x12\x10\n\x08\x64\x65graded\x18\x02 \x01(\x08\"\x1d\n\rDeleteRequest\x12\x0c\n\x04keys\x18\x01 \x03(\t\"3\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x03\x12\x10\n\x08\x64\x65graded\x18\x02 \x01(\x08\"\'\n\x14\x44\x65letePatternRequest\x12\x0f\n\x07pattern\x18\x01 \x01(\t\":\n\x15\x44\x65letePatternResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x03\x12\x10\n\x08\x64\x65graded\x18\x02 \x01(\x08\"\x11\n\x0fGetStatsRequest\"\x92\x01\n\x10GetStatsResponse\x12\x0c\n\x04hits\x18\x01 \x01(\x03\x12\x0e\n\x06misses\x18\x02 \x01(\x03\x12\x0c\n\x04sets\x18\x03 \x01(\x03\x12\x0f\n\x07\x64\x65letes\x18\x04 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x05 \x01(\x03\x12\x11\n\thit_ratio\x18\x06 \x01(\x01\x12\x0c\n\x04keys\x18\x07 \x01(\x03\x12\x10\n\x08\x64\x65graded\x18\x08 \x01(\x08\x32\xca\x03\n\x0c\x43\x61\x63heService\x12L\n\x03Get\x12!.topdeck.resilience.v1.GetRequest\x1a\".topdeck.resilience.v1.GetResponse\x12L\n\x03Set\x12!.topdeck.resilience.v1.SetRequest\x1a\".topdeck.resilience.v1.SetResponse\x12U\n\x06\x44\x65lete\x12$.topdeck.resilience.v1.DeleteRequest\x1a%.topdeck.resilience.v1.DeleteResponse\x12j\n\rDeletePattern\x12+.topdeck.resilience.v1.DeletePatternRequest\x1a,.topdeck.resilience.v1.DeletePatternResponse\x12[\n\x08GetStats\x12&.topdeck.resilience.v1.GetStatsRequest\x1a\'.topdeck.resilience.v1.GetStatsResponseBFZDgithub.com/topdeck/resilience/gen/topdeck/resilience/v1;resiliencev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!topdeck/resilience/v1/cache.proto\x12\x15topdeck.resilience.v1\x1a\x1egoogle/protobuf/duration.proto\"(\n\nGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05\x66resh\x18\x02 \x01(\x08\"e\n\x0bGetResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x0c\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x64\x65graded\x18\x04 \x01(\x08\"P\n\nSetRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"/\n\x0bSetResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x08\x12\x10\n\x08\x64\x65graded\x18\x02 \x01(\x08\"\x1d\n\rDeleteRequest\x12\x0c\n\x04keys\x18\x01 \x03(\t\"3\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x03\x12\x10\n\x08\x64\x65graded\x18\x02 \x01(\x08\"\'\n\x14\x44\x65letePatternRequest\x12\x0f\n\x07pattern\x18\x01 \x01(\t\":\n\x15\x44\x65letePatternResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x03\x12\x10\n\x08\x64\x65graded\x18\x02 \x01(\x08\"\x11\n\x0fGetStatsRequest\"\x92\x01\n\x10GetStatsResponse\x12\x0c\n\x04hits\x18\x01 \x01(\x03\x12\x0e\n\x06misses\x18\x02 \x01(\x03\x12\x0c\n\x04sets\x18\x03 \x01(\x03\x12\x0f\n\x07\x64\x65letes\x18\x04 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x05 \x01(\x03\x12\x11\n\thit_ratio\x18\x06 \x01(\x01\x12\x0c\n\x04keys\x18\x07 \x01(\x03\x12\x10\n\x08\x64\x65graded\x18\x08 \x01(\x08\"\x1b\n\x19WatchInvalidationsRequest\"W\n\x1aWatchInvalidationsResponse\x12\x39\n\x0cinvalidation\x18\x01 \x01(\x0b\x32#.topdeck.resilience.v1.Invalidation\"d\n\x0cInvalidation\x12\x35\n\x04kind\x18\x01 \x01(\x0e\x32\'.topdeck.resilience.v1.InvalidationKind\x12\x0c\n\x04keys\x18\x02 \x03(\t\x12\x0f\n\x07pattern\x18\x03 \x01(\t*\xd1\x01\n\x10InvalidationKind\x12!\n\x1dINVALIDATION_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18INVALIDATION_KIND_RESYNC\x10\x01\x12\x19\n\x15INVALIDATION_KIND_SET\x10\x02\x12\x1c\n\x18INVALIDATION_KIND_DELETE\x10\x03\x12$\n INVALIDATION_KIND_DELETE_PATTERN\x10\x04\x12\x1d\n\x19INVALIDATION_KIND_EXPIRED\x10\x05\x32\xc7\x04\n\x0c\x43\x61\x63heService\x12L\n\x03Get\x12!.topdeck.resilience.v1.GetRequest\x1a\".topdeck.resilience.v1.GetResponse\x12L\n\x03Set\x12!.topdeck.resilience.v1.SetRequest\x1a\".topdeck.resilience.v1.SetResponse\x12U\n\x06\x44\x65lete\x12$.topdeck.resilience.v1.DeleteRequest\x1a%.topdeck.resilience.v1.DeleteResponse\x12j\n\rDeletePattern\x12+.topdeck.resilience.v1.DeletePatternRequest\x1a,.topdeck.resilience.v1.DeletePatternResponse\x12[\n\x08GetStats\x12&.topdeck.resilience.v1.GetStatsRequest\x1a\'.topdeck.resilience.v1.GetStatsResponse\x12{\n\x12WatchInvalidations\x12\x30.topdeck.resilience.v1.WatchInvalidationsRequest\x1a\x31.topdeck.resilience.v1.WatchInvalidationsResponse0\x01\x42\x46ZDgithub.com/topdeck/resilience/gen/topdeck/resilience/v1;resiliencev1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'topdeck.resilience.v1.cache_pb2', globals())
@@ -22,26 +22,34 @@ if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
   DESCRIPTOR._serialized_options = b'ZDgithub.com/topdeck/resilience/gen/topdeck/resilience/v1;resiliencev1'
+  _INVALIDATIONKIND._serialized_start=942
+  _INVALIDATIONKIND._serialized_end=1151
   _GETREQUEST._serialized_start=92
-  _GETREQUEST._serialized_end=117
-  _GETRESPONSE._serialized_start=119
-  _GETRESPONSE._serialized_end=220
-  _SETREQUEST._serialized_start=222
-  _SETREQUEST._serialized_end=302
-  _SETRESPONSE._serialized_start=304
-  _SETRESPONSE._serialized_end=351
-  _DELETEREQUEST._serialized_start=353
-  _DELETEREQUEST._serialized_end=382
-  _DELETERESPONSE._serialized_start=384
-  _DELETERESPONSE._serialized_end=435
-  _DELETEPATTERNREQUEST._serialized_start=437
-  _DELETEPATTERNREQUEST._serialized_end=476
-  _DELETEPATTERNRESPONSE._serialized_start=478
-  _DELETEPATTERNRESPONSE._serialized_end=536
-  _GETSTATSREQUEST._serialized_start=538
-  _GETSTATSREQUEST._serialized_end=555
-  _GETSTATSRESPONSE._serialized_start=558
-  _GETSTATSRESPONSE._serialized_end=704
-  _CACHESERVICE._serialized_start=707
-  _CACHESERVICE._serialized_end=1165
+  _GETREQUEST._serialized_end=132
+  _GETRESPONSE._serialized_start=134
+  _GETRESPONSE._serialized_end=235
+  _SETREQUEST._serialized_start=237
+  _SETREQUEST._serialized_end=317
+  _SETRESPONSE._serialized_start=319
+  _SETRESPONSE._serialized_end=366
+  _DELETEREQUEST._serialized_start=368
+  _DELETEREQUEST._serialized_end=397
+  _DELETERESPONSE._serialized_start=399
+  _DELETERESPONSE._serialized_end=450
+  _DELETEPATTERNREQUEST._serialized_start=452
+  _DELETEPATTERNREQUEST._serialized_end=491
+  _DELETEPATTERNRESPONSE._serialized_start=493
+  _DELETEPATTERNRESPONSE._serialized_end=551
+  _GETSTATSREQUEST._serialized_start=553
+  _GETSTATSREQUEST._serialized_end=570
+  _GETSTATSRESPONSE._serialized_start=573
+  _GETSTATSRESPONSE._serialized_end=719
+  _WATCHINVALIDATIONSREQUEST._serialized_start=721
+  _WATCHINVALIDATIONSREQUEST._serialized_end=748
+  _WATCHINVALIDATIONSRESPONSE._serialized_start=750
+  _WATCHINVALIDATIONSRESPONSE._serialized_end=837
+  _INVALIDATION._serialized_start=839
+  _INVALIDATION._serialized_end=939
+  _CACHESERVICE._serialized_start=1154
+  _CACHESERVICE._serialized_end=1737
 # @@protoc_insertion_point(module_scope)

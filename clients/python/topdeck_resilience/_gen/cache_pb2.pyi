@@ -1,10 +1,17 @@
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+INVALIDATION_KIND_DELETE: InvalidationKind
+INVALIDATION_KIND_DELETE_PATTERN: InvalidationKind
+INVALIDATION_KIND_EXPIRED: InvalidationKind
+INVALIDATION_KIND_RESYNC: InvalidationKind
+INVALIDATION_KIND_SET: InvalidationKind
+INVALIDATION_KIND_UNSPECIFIED: InvalidationKind
 
 class DeletePatternRequest(_message.Message):
     __slots__ = ["pattern"]
@@ -35,10 +42,12 @@ class DeleteResponse(_message.Message):
     def __init__(self, deleted: _Optional[int] = ..., degraded: bool = ...) -> None: ...
 
 class GetRequest(_message.Message):
-    __slots__ = ["key"]
+    __slots__ = ["fresh", "key"]
+    FRESH_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
+    fresh: bool
     key: str
-    def __init__(self, key: _Optional[str] = ...) -> None: ...
+    def __init__(self, key: _Optional[str] = ..., fresh: bool = ...) -> None: ...
 
 class GetResponse(_message.Message):
     __slots__ = ["degraded", "found", "ttl", "value"]
@@ -76,6 +85,16 @@ class GetStatsResponse(_message.Message):
     sets: int
     def __init__(self, hits: _Optional[int] = ..., misses: _Optional[int] = ..., sets: _Optional[int] = ..., deletes: _Optional[int] = ..., errors: _Optional[int] = ..., hit_ratio: _Optional[float] = ..., keys: _Optional[int] = ..., degraded: bool = ...) -> None: ...
 
+class Invalidation(_message.Message):
+    __slots__ = ["keys", "kind", "pattern"]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PATTERN_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    kind: InvalidationKind
+    pattern: str
+    def __init__(self, kind: _Optional[_Union[InvalidationKind, str]] = ..., keys: _Optional[_Iterable[str]] = ..., pattern: _Optional[str] = ...) -> None: ...
+
 class SetRequest(_message.Message):
     __slots__ = ["key", "ttl", "value"]
     KEY_FIELD_NUMBER: _ClassVar[int]
@@ -93,3 +112,16 @@ class SetResponse(_message.Message):
     degraded: bool
     stored: bool
     def __init__(self, stored: bool = ..., degraded: bool = ...) -> None: ...
+
+class WatchInvalidationsRequest(_message.Message):
+    __slots__ = []
+    def __init__(self) -> None: ...
+
+class WatchInvalidationsResponse(_message.Message):
+    __slots__ = ["invalidation"]
+    INVALIDATION_FIELD_NUMBER: _ClassVar[int]
+    invalidation: Invalidation
+    def __init__(self, invalidation: _Optional[_Union[Invalidation, _Mapping]] = ...) -> None: ...
+
+class InvalidationKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = []

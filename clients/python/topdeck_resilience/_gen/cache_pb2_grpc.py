@@ -42,6 +42,11 @@ class CacheServiceStub(object):
                 request_serializer=topdeck_dot_resilience_dot_v1_dot_cache__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=topdeck_dot_resilience_dot_v1_dot_cache__pb2.GetStatsResponse.FromString,
                 )
+        self.WatchInvalidations = channel.unary_stream(
+                '/topdeck.resilience.v1.CacheService/WatchInvalidations',
+                request_serializer=topdeck_dot_resilience_dot_v1_dot_cache__pb2.WatchInvalidationsRequest.SerializeToString,
+                response_deserializer=topdeck_dot_resilience_dot_v1_dot_cache__pb2.WatchInvalidationsResponse.FromString,
+                )
 
 
 class CacheServiceServicer(object):
@@ -85,6 +90,20 @@ class CacheServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchInvalidations(self, request, context):
+        """WatchInvalidations streams the changes any replica makes to the
+        caller's tenant's entries (Set, Delete, DeletePattern), so that a client
+        may keep recently read entries in its own memory (a near cache). The
+        first message is a RESYNC: from then on no change is missed while the
+        stream lasts. When the stream ends, for any reason, changes may have
+        been missed: drop every entry held and watch again. Expiry is not
+        streamed: a near cache must not keep an entry past the ttl its Get
+        reported (measured from when the Get was sent).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CacheServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +131,11 @@ def add_CacheServiceServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=topdeck_dot_resilience_dot_v1_dot_cache__pb2.GetStatsRequest.FromString,
                     response_serializer=topdeck_dot_resilience_dot_v1_dot_cache__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'WatchInvalidations': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchInvalidations,
+                    request_deserializer=topdeck_dot_resilience_dot_v1_dot_cache__pb2.WatchInvalidationsRequest.FromString,
+                    response_serializer=topdeck_dot_resilience_dot_v1_dot_cache__pb2.WatchInvalidationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -208,5 +232,22 @@ class CacheService(object):
         return grpc.experimental.unary_unary(request, target, '/topdeck.resilience.v1.CacheService/GetStats',
             topdeck_dot_resilience_dot_v1_dot_cache__pb2.GetStatsRequest.SerializeToString,
             topdeck_dot_resilience_dot_v1_dot_cache__pb2.GetStatsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def WatchInvalidations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(request, target, '/topdeck.resilience.v1.CacheService/WatchInvalidations',
+            topdeck_dot_resilience_dot_v1_dot_cache__pb2.WatchInvalidationsRequest.SerializeToString,
+            topdeck_dot_resilience_dot_v1_dot_cache__pb2.WatchInvalidationsResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

@@ -22,11 +22,83 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// InvalidationKind says what changed.
+type InvalidationKind int32
+
+const (
+	// Not used.
+	InvalidationKind_INVALIDATION_KIND_UNSPECIFIED InvalidationKind = 0
+	// Anything may have changed: drop every entry. The first message of a
+	// stream; the stream is in place once it arrives.
+	InvalidationKind_INVALIDATION_KIND_RESYNC InvalidationKind = 1
+	// The keys were written.
+	InvalidationKind_INVALIDATION_KIND_SET InvalidationKind = 2
+	// The keys were deleted.
+	InvalidationKind_INVALIDATION_KIND_DELETE InvalidationKind = 3
+	// Every key matching the pattern was deleted.
+	InvalidationKind_INVALIDATION_KIND_DELETE_PATTERN InvalidationKind = 4
+	// The keys expired. Reserved: the service does not send it today (an
+	// entry never outlives the ttl its Get reported).
+	InvalidationKind_INVALIDATION_KIND_EXPIRED InvalidationKind = 5
+)
+
+// Enum value maps for InvalidationKind.
+var (
+	InvalidationKind_name = map[int32]string{
+		0: "INVALIDATION_KIND_UNSPECIFIED",
+		1: "INVALIDATION_KIND_RESYNC",
+		2: "INVALIDATION_KIND_SET",
+		3: "INVALIDATION_KIND_DELETE",
+		4: "INVALIDATION_KIND_DELETE_PATTERN",
+		5: "INVALIDATION_KIND_EXPIRED",
+	}
+	InvalidationKind_value = map[string]int32{
+		"INVALIDATION_KIND_UNSPECIFIED":    0,
+		"INVALIDATION_KIND_RESYNC":         1,
+		"INVALIDATION_KIND_SET":            2,
+		"INVALIDATION_KIND_DELETE":         3,
+		"INVALIDATION_KIND_DELETE_PATTERN": 4,
+		"INVALIDATION_KIND_EXPIRED":        5,
+	}
+)
+
+func (x InvalidationKind) Enum() *InvalidationKind {
+	p := new(InvalidationKind)
+	*p = x
+	return p
+}
+
+func (x InvalidationKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (InvalidationKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_topdeck_resilience_v1_cache_proto_enumTypes[0].Descriptor()
+}
+
+func (InvalidationKind) Type() protoreflect.EnumType {
+	return &file_topdeck_resilience_v1_cache_proto_enumTypes[0]
+}
+
+func (x InvalidationKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use InvalidationKind.Descriptor instead.
+func (InvalidationKind) EnumDescriptor() ([]byte, []int) {
+	return file_topdeck_resilience_v1_cache_proto_rawDescGZIP(), []int{0}
+}
+
 // GetRequest names the key to read.
 type GetRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required, at most 256 bytes.
-	Key           string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// Read the shared store itself: not the copy a replica may keep in its
+	// memory, nor a read of the same key already in flight. A near cache
+	// fills with fresh reads, so that an entry read after an invalidation
+	// arrived is never older than that invalidation.
+	Fresh         bool `protobuf:"varint,2,opt,name=fresh,proto3" json:"fresh,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -66,6 +138,13 @@ func (x *GetRequest) GetKey() string {
 		return x.Key
 	}
 	return ""
+}
+
+func (x *GetRequest) GetFresh() bool {
+	if x != nil {
+		return x.Fresh
+	}
+	return false
 }
 
 // GetResponse is the value, if any.
@@ -608,14 +687,162 @@ func (x *GetStatsResponse) GetDegraded() bool {
 	return false
 }
 
+// WatchInvalidationsRequest opens a stream of invalidations.
+type WatchInvalidationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchInvalidationsRequest) Reset() {
+	*x = WatchInvalidationsRequest{}
+	mi := &file_topdeck_resilience_v1_cache_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchInvalidationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchInvalidationsRequest) ProtoMessage() {}
+
+func (x *WatchInvalidationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_topdeck_resilience_v1_cache_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchInvalidationsRequest.ProtoReflect.Descriptor instead.
+func (*WatchInvalidationsRequest) Descriptor() ([]byte, []int) {
+	return file_topdeck_resilience_v1_cache_proto_rawDescGZIP(), []int{10}
+}
+
+// WatchInvalidationsResponse carries one invalidation.
+type WatchInvalidationsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The invalidation.
+	Invalidation  *Invalidation `protobuf:"bytes,1,opt,name=invalidation,proto3" json:"invalidation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchInvalidationsResponse) Reset() {
+	*x = WatchInvalidationsResponse{}
+	mi := &file_topdeck_resilience_v1_cache_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchInvalidationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchInvalidationsResponse) ProtoMessage() {}
+
+func (x *WatchInvalidationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_topdeck_resilience_v1_cache_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchInvalidationsResponse.ProtoReflect.Descriptor instead.
+func (*WatchInvalidationsResponse) Descriptor() ([]byte, []int) {
+	return file_topdeck_resilience_v1_cache_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *WatchInvalidationsResponse) GetInvalidation() *Invalidation {
+	if x != nil {
+		return x.Invalidation
+	}
+	return nil
+}
+
+// Invalidation names entries that changed: drop them.
+type Invalidation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What changed.
+	Kind InvalidationKind `protobuf:"varint,1,opt,name=kind,proto3,enum=topdeck.resilience.v1.InvalidationKind" json:"kind,omitempty"`
+	// The keys (SET, DELETE, EXPIRED).
+	Keys []string `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	// A glob over cache keys, as DeletePatternRequest.pattern (DELETE_PATTERN).
+	Pattern       string `protobuf:"bytes,3,opt,name=pattern,proto3" json:"pattern,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Invalidation) Reset() {
+	*x = Invalidation{}
+	mi := &file_topdeck_resilience_v1_cache_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Invalidation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Invalidation) ProtoMessage() {}
+
+func (x *Invalidation) ProtoReflect() protoreflect.Message {
+	mi := &file_topdeck_resilience_v1_cache_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Invalidation.ProtoReflect.Descriptor instead.
+func (*Invalidation) Descriptor() ([]byte, []int) {
+	return file_topdeck_resilience_v1_cache_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Invalidation) GetKind() InvalidationKind {
+	if x != nil {
+		return x.Kind
+	}
+	return InvalidationKind_INVALIDATION_KIND_UNSPECIFIED
+}
+
+func (x *Invalidation) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *Invalidation) GetPattern() string {
+	if x != nil {
+		return x.Pattern
+	}
+	return ""
+}
+
 var File_topdeck_resilience_v1_cache_proto protoreflect.FileDescriptor
 
 const file_topdeck_resilience_v1_cache_proto_rawDesc = "" +
 	"\n" +
-	"!topdeck/resilience/v1/cache.proto\x12\x15topdeck.resilience.v1\x1a\x1egoogle/protobuf/duration.proto\"\x1e\n" +
+	"!topdeck/resilience/v1/cache.proto\x12\x15topdeck.resilience.v1\x1a\x1egoogle/protobuf/duration.proto\"4\n" +
 	"\n" +
 	"GetRequest\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\"\x82\x01\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05fresh\x18\x02 \x01(\bR\x05fresh\"\x82\x01\n" +
 	"\vGetResponse\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12+\n" +
@@ -648,13 +875,28 @@ const file_topdeck_resilience_v1_cache_proto_rawDesc = "" +
 	"\x06errors\x18\x05 \x01(\x03R\x06errors\x12\x1b\n" +
 	"\thit_ratio\x18\x06 \x01(\x01R\bhitRatio\x12\x12\n" +
 	"\x04keys\x18\a \x01(\x03R\x04keys\x12\x1a\n" +
-	"\bdegraded\x18\b \x01(\bR\bdegraded2\xca\x03\n" +
+	"\bdegraded\x18\b \x01(\bR\bdegraded\"\x1b\n" +
+	"\x19WatchInvalidationsRequest\"e\n" +
+	"\x1aWatchInvalidationsResponse\x12G\n" +
+	"\finvalidation\x18\x01 \x01(\v2#.topdeck.resilience.v1.InvalidationR\finvalidation\"y\n" +
+	"\fInvalidation\x12;\n" +
+	"\x04kind\x18\x01 \x01(\x0e2'.topdeck.resilience.v1.InvalidationKindR\x04kind\x12\x12\n" +
+	"\x04keys\x18\x02 \x03(\tR\x04keys\x12\x18\n" +
+	"\apattern\x18\x03 \x01(\tR\apattern*\xd1\x01\n" +
+	"\x10InvalidationKind\x12!\n" +
+	"\x1dINVALIDATION_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18INVALIDATION_KIND_RESYNC\x10\x01\x12\x19\n" +
+	"\x15INVALIDATION_KIND_SET\x10\x02\x12\x1c\n" +
+	"\x18INVALIDATION_KIND_DELETE\x10\x03\x12$\n" +
+	" INVALIDATION_KIND_DELETE_PATTERN\x10\x04\x12\x1d\n" +
+	"\x19INVALIDATION_KIND_EXPIRED\x10\x052\xc7\x04\n" +
 	"\fCacheService\x12L\n" +
 	"\x03Get\x12!.topdeck.resilience.v1.GetRequest\x1a\".topdeck.resilience.v1.GetResponse\x12L\n" +
 	"\x03Set\x12!.topdeck.resilience.v1.SetRequest\x1a\".topdeck.resilience.v1.SetResponse\x12U\n" +
 	"\x06Delete\x12$.topdeck.resilience.v1.DeleteRequest\x1a%.topdeck.resilience.v1.DeleteResponse\x12j\n" +
 	"\rDeletePattern\x12+.topdeck.resilience.v1.DeletePatternRequest\x1a,.topdeck.resilience.v1.DeletePatternResponse\x12[\n" +
-	"\bGetStats\x12&.topdeck.resilience.v1.GetStatsRequest\x1a'.topdeck.resilience.v1.GetStatsResponseBFZDgithub.com/topdeck/resilience/gen/topdeck/resilience/v1;resiliencev1b\x06proto3"
+	"\bGetStats\x12&.topdeck.resilience.v1.GetStatsRequest\x1a'.topdeck.resilience.v1.GetStatsResponse\x12{\n" +
+	"\x12WatchInvalidations\x120.topdeck.resilience.v1.WatchInvalidationsRequest\x1a1.topdeck.resilience.v1.WatchInvalidationsResponse0\x01BFZDgithub.com/topdeck/resilience/gen/topdeck/resilience/v1;resiliencev1b\x06proto3"
 
 var (
 	file_topdeck_resilience_v1_cache_proto_rawDescOnce sync.Once
@@ -668,38 +910,47 @@ func file_topdeck_resilience_v1_cache_proto_rawDescGZIP() []byte {
 	return file_topdeck_resilience_v1_cache_proto_rawDescData
 }
 
-var file_topdeck_resilience_v1_cache_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_topdeck_resilience_v1_cache_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_topdeck_resilience_v1_cache_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_topdeck_resilience_v1_cache_proto_goTypes = []any{
-	(*GetRequest)(nil),            // 0: topdeck.resilience.v1.GetRequest
-	(*GetResponse)(nil),           // 1: topdeck.resilience.v1.GetResponse
-	(*SetRequest)(nil),            // 2: topdeck.resilience.v1.SetRequest
-	(*SetResponse)(nil),           // 3: topdeck.resilience.v1.SetResponse
-	(*DeleteRequest)(nil),         // 4: topdeck.resilience.v1.DeleteRequest
-	(*DeleteResponse)(nil),        // 5: topdeck.resilience.v1.DeleteResponse
-	(*DeletePatternRequest)(nil),  // 6: topdeck.resilience.v1.DeletePatternRequest
-	(*DeletePatternResponse)(nil), // 7: topdeck.resilience.v1.DeletePatternResponse
-	(*GetStatsRequest)(nil),       // 8: topdeck.resilience.v1.GetStatsRequest
-	(*GetStatsResponse)(nil),      // 9: topdeck.resilience.v1.GetStatsResponse
-	(*durationpb.Duration)(nil),   // 10: google.protobuf.Duration
+	(InvalidationKind)(0),              // 0: topdeck.resilience.v1.InvalidationKind
+	(*GetRequest)(nil),                 // 1: topdeck.resilience.v1.GetRequest
+	(*GetResponse)(nil),                // 2: topdeck.resilience.v1.GetResponse
+	(*SetRequest)(nil),                 // 3: topdeck.resilience.v1.SetRequest
+	(*SetResponse)(nil),                // 4: topdeck.resilience.v1.SetResponse
+	(*DeleteRequest)(nil),              // 5: topdeck.resilience.v1.DeleteRequest
+	(*DeleteResponse)(nil),             // 6: topdeck.resilience.v1.DeleteResponse
+	(*DeletePatternRequest)(nil),       // 7: topdeck.resilience.v1.DeletePatternRequest
+	(*DeletePatternResponse)(nil),      // 8: topdeck.resilience.v1.DeletePatternResponse
+	(*GetStatsRequest)(nil),            // 9: topdeck.resilience.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),           // 10: topdeck.resilience.v1.GetStatsResponse
+	(*WatchInvalidationsRequest)(nil),  // 11: topdeck.resilience.v1.WatchInvalidationsRequest
+	(*WatchInvalidationsResponse)(nil), // 12: topdeck.resilience.v1.WatchInvalidationsResponse
+	(*Invalidation)(nil),               // 13: topdeck.resilience.v1.Invalidation
+	(*durationpb.Duration)(nil),        // 14: google.protobuf.Duration
 }
 var file_topdeck_resilience_v1_cache_proto_depIdxs = []int32{
-	10, // 0: topdeck.resilience.v1.GetResponse.ttl:type_name -> google.protobuf.Duration
-	10, // 1: topdeck.resilience.v1.SetRequest.ttl:type_name -> google.protobuf.Duration
-	0,  // 2: topdeck.resilience.v1.CacheService.Get:input_type -> topdeck.resilience.v1.GetRequest
-	2,  // 3: topdeck.resilience.v1.CacheService.Set:input_type -> topdeck.resilience.v1.SetRequest
-	4,  // 4: topdeck.resilience.v1.CacheService.Delete:input_type -> topdeck.resilience.v1.DeleteRequest
-	6,  // 5: topdeck.resilience.v1.CacheService.DeletePattern:input_type -> topdeck.resilience.v1.DeletePatternRequest
-	8,  // 6: topdeck.resilience.v1.CacheService.GetStats:input_type -> topdeck.resilience.v1.GetStatsRequest
-	1,  // 7: topdeck.resilience.v1.CacheService.Get:output_type -> topdeck.resilience.v1.GetResponse
-	3,  // 8: topdeck.resilience.v1.CacheService.Set:output_type -> topdeck.resilience.v1.SetResponse
-	5,  // 9: topdeck.resilience.v1.CacheService.Delete:output_type -> topdeck.resilience.v1.DeleteResponse
-	7,  // 10: topdeck.resilience.v1.CacheService.DeletePattern:output_type -> topdeck.resilience.v1.DeletePatternResponse
-	9,  // 11: topdeck.resilience.v1.CacheService.GetStats:output_type -> topdeck.resilience.v1.GetStatsResponse
-	7,  // [7:12] is the sub-list for method output_type
-	2,  // [2:7] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	14, // 0: topdeck.resilience.v1.GetResponse.ttl:type_name -> google.protobuf.Duration
+	14, // 1: topdeck.resilience.v1.SetRequest.ttl:type_name -> google.protobuf.Duration
+	13, // 2: topdeck.resilience.v1.WatchInvalidationsResponse.invalidation:type_name -> topdeck.resilience.v1.Invalidation
+	0,  // 3: topdeck.resilience.v1.Invalidation.kind:type_name -> topdeck.resilience.v1.InvalidationKind
+	1,  // 4: topdeck.resilience.v1.CacheService.Get:input_type -> topdeck.resilience.v1.GetRequest
+	3,  // 5: topdeck.resilience.v1.CacheService.Set:input_type -> topdeck.resilience.v1.SetRequest
+	5,  // 6: topdeck.resilience.v1.CacheService.Delete:input_type -> topdeck.resilience.v1.DeleteRequest
+	7,  // 7: topdeck.resilience.v1.CacheService.DeletePattern:input_type -> topdeck.resilience.v1.DeletePatternRequest
+	9,  // 8: topdeck.resilience.v1.CacheService.GetStats:input_type -> topdeck.resilience.v1.GetStatsRequest
+	11, // 9: topdeck.resilience.v1.CacheService.WatchInvalidations:input_type -> topdeck.resilience.v1.WatchInvalidationsRequest
+	2,  // 10: topdeck.resilience.v1.CacheService.Get:output_type -> topdeck.resilience.v1.GetResponse
+	4,  // 11: topdeck.resilience.v1.CacheService.Set:output_type -> topdeck.resilience.v1.SetResponse
+	6,  // 12: topdeck.resilience.v1.CacheService.Delete:output_type -> topdeck.resilience.v1.DeleteResponse
+	8,  // 13: topdeck.resilience.v1.CacheService.DeletePattern:output_type -> topdeck.resilience.v1.DeletePatternResponse
+	10, // 14: topdeck.resilience.v1.CacheService.GetStats:output_type -> topdeck.resilience.v1.GetStatsResponse
+	12, // 15: topdeck.resilience.v1.CacheService.WatchInvalidations:output_type -> topdeck.resilience.v1.WatchInvalidationsResponse
+	10, // [10:16] is the sub-list for method output_type
+	4,  // [4:10] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_topdeck_resilience_v1_cache_proto_init() }
@@ -712,13 +963,14 @@ func file_topdeck_resilience_v1_cache_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_topdeck_resilience_v1_cache_proto_rawDesc), len(file_topdeck_resilience_v1_cache_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   10,
+			NumEnums:      1,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_topdeck_resilience_v1_cache_proto_goTypes,
 		DependencyIndexes: file_topdeck_resilience_v1_cache_proto_depIdxs,
+		EnumInfos:         file_topdeck_resilience_v1_cache_proto_enumTypes,
 		MessageInfos:      file_topdeck_resilience_v1_cache_proto_msgTypes,
 	}.Build()
 	File_topdeck_resilience_v1_cache_proto = out.File

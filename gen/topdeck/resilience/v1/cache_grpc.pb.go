@@ -19,11 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	CacheService_Get_FullMethodName           = "/topdeck.resilience.v1.CacheService/Get"
-	CacheService_Set_FullMethodName           = "/topdeck.resilience.v1.CacheService/Set"
-	CacheService_Delete_FullMethodName        = "/topdeck.resilience.v1.CacheService/Delete"
-	CacheService_DeletePattern_FullMethodName = "/topdeck.resilience.v1.CacheService/DeletePattern"
-	CacheService_GetStats_FullMethodName      = "/topdeck.resilience.v1.CacheService/GetStats"
+	CacheService_Get_FullMethodName                = "/topdeck.resilience.v1.CacheService/Get"
+	CacheService_Set_FullMethodName                = "/topdeck.resilience.v1.CacheService/Set"
+	CacheService_Delete_FullMethodName             = "/topdeck.resilience.v1.CacheService/Delete"
+	CacheService_DeletePattern_FullMethodName      = "/topdeck.resilience.v1.CacheService/DeletePattern"
+	CacheService_GetStats_FullMethodName           = "/topdeck.resilience.v1.CacheService/GetStats"
+	CacheService_WatchInvalidations_FullMethodName = "/topdeck.resilience.v1.CacheService/WatchInvalidations"
 )
 
 // CacheServiceClient is the client API for CacheService service.
@@ -44,6 +45,15 @@ type CacheServiceClient interface {
 	DeletePattern(ctx context.Context, in *DeletePatternRequest, opts ...grpc.CallOption) (*DeletePatternResponse, error)
 	// GetStats returns fleet-wide statistics.
 	GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error)
+	// WatchInvalidations streams the changes any replica makes to the
+	// caller's tenant's entries (Set, Delete, DeletePattern), so that a client
+	// may keep recently read entries in its own memory (a near cache). The
+	// first message is a RESYNC: from then on no change is missed while the
+	// stream lasts. When the stream ends, for any reason, changes may have
+	// been missed: drop every entry held and watch again. Expiry is not
+	// streamed: a near cache must not keep an entry past the ttl its Get
+	// reported (measured from when the Get was sent).
+	WatchInvalidations(ctx context.Context, in *WatchInvalidationsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchInvalidationsResponse], error)
 }
 
 type cacheServiceClient struct {
@@ -104,6 +114,25 @@ func (c *cacheServiceClient) GetStats(ctx context.Context, in *GetStatsRequest, 
 	return out, nil
 }
 
+func (c *cacheServiceClient) WatchInvalidations(ctx context.Context, in *WatchInvalidationsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchInvalidationsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &CacheService_ServiceDesc.Streams[0], CacheService_WatchInvalidations_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchInvalidationsRequest, WatchInvalidationsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type CacheService_WatchInvalidationsClient = grpc.ServerStreamingClient[WatchInvalidationsResponse]
+
 // CacheServiceServer is the server API for CacheService service.
 // All implementations must embed UnimplementedCacheServiceServer
 // for forward compatibility.
@@ -122,6 +151,15 @@ type CacheServiceServer interface {
 	DeletePattern(context.Context, *DeletePatternRequest) (*DeletePatternResponse, error)
 	// GetStats returns fleet-wide statistics.
 	GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error)
+	// WatchInvalidations streams the changes any replica makes to the
+	// caller's tenant's entries (Set, Delete, DeletePattern), so that a client
+	// may keep recently read entries in its own memory (a near cache). The
+	// first message is a RESYNC: from then on no change is missed while the
+	// stream lasts. When the stream ends, for any reason, changes may have
+	// been missed: drop every entry held and watch again. Expiry is not
+	// streamed: a near cache must not keep an entry past the ttl its Get
+	// reported (measured from when the Get was sent).
+	WatchInvalidations(*WatchInvalidationsRequest, grpc.ServerStreamingServer[WatchInvalidationsResponse]) error
 	mustEmbedUnimplementedCacheServiceServer()
 }
 
@@ -146,6 +184,9 @@ func (UnimplementedCacheServiceServer) DeletePattern(context.Context, *DeletePat
 }
 func (UnimplementedCacheServiceServer) GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetStats not implemented")
+}
+func (UnimplementedCacheServiceServer) WatchInvalidations(*WatchInvalidationsRequest, grpc.ServerStreamingServer[WatchInvalidationsResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchInvalidations not implemented")
 }
 func (UnimplementedCacheServiceServer) mustEmbedUnimplementedCacheServiceServer() {}
 func (UnimplementedCacheServiceServer) testEmbeddedByValue()                      {}
@@ -258,6 +299,17 @@ func _CacheService_GetStats_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CacheService_WatchInvalidations_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchInvalidationsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(CacheServiceServer).WatchInvalidations(m, &grpc.GenericServerStream[WatchInvalidationsRequest, WatchInvalidationsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type CacheService_WatchInvalidationsServer = grpc.ServerStreamingServer[WatchInvalidationsResponse]
+
 // CacheService_ServiceDesc is the grpc.ServiceDesc for CacheService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -286,6 +338,12 @@ var CacheService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _CacheService_GetStats_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchInvalidations",
+			Handler:       _CacheService_WatchInvalidations_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "topdeck/resilience/v1/cache.proto",
 }
