@@ -107,6 +107,20 @@ func (t *Tenants) SetConfig(cfg *config.Config) error {
 	return nil
 }
 
+// StoreDataLost tells every tenant's Backends built so far that the shared
+// store lost its data (see Backends.StoreDataLost).
+func (t *Tenants) StoreDataLost(ctx context.Context) {
+	t.mu.Lock()
+	all := make([]*Backends, 0, len(t.byName))
+	for _, b := range t.byName {
+		all = append(all, b)
+	}
+	t.mu.Unlock()
+	for _, b := range all {
+		b.StoreDataLost(ctx)
+	}
+}
+
 // Run does the background work of every tenant's Backends (see
 // Backends.Run) until ctx is done, and returns when all of it has stopped.
 func (t *Tenants) Run(ctx context.Context) {

@@ -123,7 +123,7 @@ func TestBadConfigFailsStartup(t *testing.T) {
 	if err == nil {
 		t.Fatalf("resilienced started with a bad config; output:\n%s", out)
 	}
-	for _, want := range []string{p, "line 5", "burts"} {
+	for _, want := range []string{p + ":5", "limits.a.burts: unknown field", "burst"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output %q: want it to name %q", out, want)
 		}

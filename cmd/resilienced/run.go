@@ -288,7 +288,10 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	if rdb != nil {
 		probe = &storeProbe{
 			client: rdb, prefix: cfg.RedisKeyPrefix, log: log, every: time.Second, eviction: f.RedisEviction,
-			health: probeTarget{srv, metrics}, onDataLoss: backends.StoreDataLost,
+			health: probeTarget{srv, metrics}, onDataLoss: func(ctx context.Context) {
+				backends.StoreDataLost(ctx)
+				tenants.StoreDataLost(ctx)
+			},
 		}
 		// A Redis that may evict limits is refused before serving when the
 		// operator asked for it; an unreachable one is checked later.
