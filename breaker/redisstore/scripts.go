@@ -3,7 +3,7 @@ package redisstore
 import (
 	_ "embed"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/topdeck/resilience/internal/redisscript"
 )
 
 // lib.lua holds helpers shared by the scripts; it is prepended to each one.
@@ -23,10 +23,10 @@ var resetLua string
 //go:embed lua/status.lua
 var statusLua string
 
-// The scripts, run with Script.Run (EVALSHA with an EVAL fallback).
+// The scripts, run with Run (EVALSHA with an EVAL fallback) or, many in a pipeline, with Exec.
 var (
-	allowScript  = redis.NewScript(libLua + "\n" + allowLua)
-	reportScript = redis.NewScript(libLua + "\n" + reportLua)
-	resetScript  = redis.NewScript(libLua + "\n" + resetLua)
-	statusScript = redis.NewScript(libLua + "\n" + statusLua)
+	allowScript  = redisscript.New(libLua + "\n" + allowLua)
+	reportScript = redisscript.New(libLua + "\n" + reportLua)
+	resetScript  = redisscript.New(libLua + "\n" + resetLua)
+	statusScript = redisscript.New(libLua + "\n" + statusLua)
 )

@@ -3,7 +3,6 @@ package redisstore
 import (
 	"context"
 	_ "embed"
-	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/topdeck/resilience/internal/redisscript"
 	"github.com/topdeck/resilience/limiter"
 )
 
@@ -18,7 +18,7 @@ import (
 var gcraSource string
 
 // gcraScript makes one decision; see gcra.lua.
-var gcraScript = redis.NewScript(gcraSource)
+var gcraScript = redisscript.New(gcraSource)
 
 //go:embed cancel.lua
 var cancelSource string
@@ -283,64 +283,18 @@ func (s *Store) fill(c *call, mode, key string, lim limiter.Limit, cost int64, m
 }
 
 // exec sends batch as one pipeline of EVALSHAs and sets every call's result.
-// A NOSCRIPT reply loads the script and retries those calls once with EVAL.
+// A NOSCRIPT reply loads the script and retries those calls once with EVAL
+// (see redisscript.Script.Exec).
 func (s *Store) exec(ctx context.Context, p Pipeliner, batch []*call) {
-	pipe := p.Pipeline()
 	cmds := make([]*redis.Cmd, len(batch))
 	for i, c := range batch {
-		cmds[i] = redis.NewCmd(ctx, c.argv[:]...)
-		cmds[i].SetFirstKeyPos(3)
-		_ = pipe.Process(ctx, cmds[i])
+		cmds[i] = redisscript.NewCmd(ctx, c.argv[:]...)
 	}
-	_, execErr := pipe.Exec(ctx)
-
-	var retry []*call
+	gcraScript.Exec(ctx, p, s.client, cmds)
 	for i, c := range batch {
 		v, err := cmds[i].Result()
-		if err == nil && v == nil {
-			err = execErr // never read a missing reply as a malformed one
-		}
-		if isNoScript(err) {
-			retry = append(retry, c)
-			continue
-		}
 		c.res, c.err = decodeReply(c, v, err)
 	}
-	if len(retry) == 0 {
-		return
-	}
-
-	if err := gcraScript.Load(ctx, s.client).Err(); err != nil {
-		err = fmt.Errorf("cannot load script after NOSCRIPT: %w", err)
-		for _, c := range retry {
-			c.res, c.err = decodeReply(c, nil, err)
-		}
-		return
-	}
-	pipe = p.Pipeline()
-	cmds = cmds[:0]
-	for _, c := range retry {
-		argv := c.argv // a copy: "eval" and the source replace "evalsha" and the SHA
-		argv[0], argv[1] = "eval", &gcraSource
-		cmd := redis.NewCmd(ctx, argv[:]...)
-		cmd.SetFirstKeyPos(3)
-		_ = pipe.Process(ctx, cmd)
-		cmds = append(cmds, cmd)
-	}
-	_, execErr = pipe.Exec(ctx)
-	for i, c := range retry {
-		v, err := cmds[i].Result()
-		if err == nil && v == nil {
-			err = execErr
-		}
-		c.res, c.err = decodeReply(c, v, err)
-	}
-}
-
-// isNoScript reports whether err is Redis's NOSCRIPT reply, raw or
-// normalised to redis.ErrNoScript.
-func isNoScript(err error) bool {
-	return err != nil && (errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT"))
 }
 
 // decodeReply turns the script's reply to c, or the error in its place, into
