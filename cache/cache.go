@@ -69,6 +69,16 @@ type Cache struct {
 	health        *storehealth.Tracker
 	retryInterval time.Duration
 
+	// feed is the store's invalidation feed (nil: it has none); near is the
+	// memory layer (nil: none), which answers Gets while Run follows the
+	// feed without a gap; watchers are the Watch channels.
+	feed        Feed
+	near        *Near
+	nearSet     bool // WithMemoryLayer was given
+	watchers    watchers
+	feedRetry   time.Duration
+	onFeedError func(error)
+
 	pending struct{ hits, misses, sets, deletes, errors atomic.Int64 }
 	// inflight is a batch taken from pending whose AddStats has not yet
 	// succeeded; it is retried as is, with its Seq, so it counts once.
@@ -101,6 +111,44 @@ func (c *Cache) SetLimits(defaultTTL time.Duration, maxValueBytes int) error {
 
 // Option configures a Cache.
 type Option func(*Cache)
+
+// WithMemoryLayer sets the memory layer: a Near that keeps the entries this
+// Cache read, and answers Gets from memory while Run follows the store's
+// invalidation feed without a gap (it is bypassed otherwise, and while the
+// store is known to be down). nil means none. Default: a NewNear() with its
+// default bounds when the store is a Feed other than a MemoryStore (which is
+// memory already), none otherwise.
+//
+// A Get answered from memory may return a value that another replica has
+// overwritten in the time its invalidation takes to arrive (about a
+// millisecond, at most about a second while the feed's connection is hung:
+// see redisstore); a Get with FromStore never does.
+func WithMemoryLayer(n *Near) Option { return func(c *Cache) { c.near, c.nearSet = n, true } }
+
+// WithMaxWatchers bounds the open Watch channels (n > 0). Default
+// DefaultMaxWatchers.
+func WithMaxWatchers(n int) Option { return func(c *Cache) { c.watchers.max = n } }
+
+// WithFeedRetry sets the pause before Run follows the store's invalidation
+// feed again after it broke (d > 0). Default DefaultFeedRetry.
+func WithFeedRetry(d time.Duration) Option { return func(c *Cache) { c.feedRetry = d } }
+
+// WithFeedErrorHandler sets a function Run calls with each break of the
+// store's invalidation feed, e.g. to log it. It must be safe for concurrent
+// use and not block.
+func WithFeedErrorHandler(f func(error)) Option { return func(c *Cache) { c.onFeedError = f } }
+
+// GetOption configures one Get.
+type GetOption func(*getOptions)
+
+type getOptions struct{ fromStore bool }
+
+// FromStore makes a Get read the store itself: not the memory layer, and not
+// a read of the same key already in flight, which may have begun before an
+// invalidation its caller has seen. A near cache fills with such reads.
+func FromStore() GetOption { return fromStore }
+
+func fromStore(o *getOptions) { o.fromStore = true }
 
 // WithDefaultTTL sets the expiry of values Set with ttl 0 (d > 0).
 // Default DefaultTTL.
@@ -142,9 +190,15 @@ func New(store Store, opts ...Option) (*Cache, error) {
 		storeTimeout:  DefaultStoreTimeout,
 		flushInterval: DefaultFlushInterval,
 		retryInterval: storehealth.DefaultRetryInterval,
+		feedRetry:     DefaultFeedRetry,
+		watchers:      watchers{max: DefaultMaxWatchers},
 	}
+	c.feed, _ = store.(Feed)
 	for _, o := range opts {
 		o(c)
+	}
+	if _, mem := store.(*MemoryStore); !c.nearSet && c.feed != nil && !mem {
+		c.near, _ = NewNear() // the defaults are valid
 	}
 	switch {
 	case c.defaultTTL <= 0:
@@ -159,6 +213,10 @@ func New(store Store, opts ...Option) (*Cache, error) {
 		return nil, &ArgumentError{Field: "flush_interval", Reason: fmt.Sprintf("flush_interval is %v, must be positive", c.flushInterval)}
 	case c.retryInterval <= 0:
 		return nil, &ArgumentError{Field: "retry_interval", Reason: fmt.Sprintf("retry_interval is %v, must be positive", c.retryInterval)}
+	case c.watchers.max <= 0:
+		return nil, &ArgumentError{Field: "max_watchers", Reason: fmt.Sprintf("max_watchers is %d, must be positive", c.watchers.max)}
+	case c.feedRetry <= 0:
+		return nil, &ArgumentError{Field: "feed_retry", Reason: fmt.Sprintf("feed_retry is %v, must be positive", c.feedRetry)}
 	}
 	c.health = storehealth.New(storehealth.WithRetryInterval(c.retryInterval))
 	c.limits.Store(&limits{defaultTTL: c.defaultTTL, maxValueBytes: c.maxValueBytes})
@@ -230,26 +288,37 @@ type Stats struct {
 // returns ctx.Err() (and counts nothing): at once when it waits for another
 // caller's store call, when its own call ends (within the store timeout)
 // otherwise. A value written by this Cache's Set, Delete or DeletePattern
-// that completed before Get started is never hidden by an older flight.
-func (c *Cache) Get(ctx context.Context, key string) (GetResult, error) {
+// that completed before Get started is never hidden by an older flight or
+// by the memory layer.
+//
+// With a memory layer (WithMemoryLayer), a Get may be answered from memory
+// without a store call; see WithMemoryLayer for what that means when another
+// replica writes. FromStore makes Get read the store with a call of its own,
+// bounded by the store timeout and ctx.
+func (c *Cache) Get(ctx context.Context, key string, opts ...GetOption) (GetResult, error) {
 	if err := checkKey(key); err != nil {
 		return GetResult{}, err
 	}
 	if err := ctx.Err(); err != nil {
 		return GetResult{}, err
 	}
+	var o getOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.fromStore {
+		return c.getFromStore(ctx, key)
+	}
+	if c.near != nil && c.health.Healthy() {
+		if e, ok := c.near.Get(key, time.Now()); ok {
+			c.pending.hits.Add(1)
+			return GetResult{Value: append([]byte(nil), e.Value...), TTL: e.TTL, Found: true}, nil
+		}
+	}
 	f, shared, err := c.flights.get(ctx, key, func() (e Entry, found bool, err error) {
 		// The flight is bounded by the store timeout alone: a timeout is
 		// the store's failure, never the caller's.
-		bctx := context.WithoutCancel(ctx)
-		err = c.callStore(bctx, func() error {
-			sctx, cancel := context.WithTimeout(bctx, c.storeTimeout)
-			defer cancel()
-			var err error
-			e, found, err = c.store.Get(sctx, key)
-			return err
-		})
-		return e, found, err
+		return c.readStore(context.WithoutCancel(ctx), key)
 	})
 	if err == nil {
 		err = ctx.Err()
@@ -257,20 +326,57 @@ func (c *Cache) Get(ctx context.Context, key string) (GetResult, error) {
 	if err != nil {
 		return GetResult{}, err
 	}
-	if f.err != nil {
-		c.pending.errors.Add(1)
-		return GetResult{Degraded: true, Err: storeError("get", f.err)}, nil
-	}
-	if !f.found {
-		c.pending.misses.Add(1)
-		return GetResult{}, nil
-	}
-	c.pending.hits.Add(1)
 	v := f.entry.Value
 	if shared {
 		v = append([]byte(nil), v...)
 	}
-	return GetResult{Value: v, TTL: f.entry.TTL, Found: true}, nil
+	return c.getResult(f.entry, v, f.found, f.err), nil
+}
+
+// getFromStore is Get with FromStore.
+func (c *Cache) getFromStore(ctx context.Context, key string) (GetResult, error) {
+	e, found, err := c.readStore(ctx, key)
+	if cerr := ctx.Err(); cerr != nil {
+		return GetResult{}, cerr
+	}
+	return c.getResult(e, e.Value, found, err), nil
+}
+
+// readStore reads key from the store through the health tracker, bounded by
+// the store timeout, and fills the memory layer with what it found unless an
+// invalidation of key arrived meanwhile.
+func (c *Cache) readStore(ctx context.Context, key string) (e Entry, found bool, err error) {
+	var fill *Fill
+	if c.near != nil {
+		fill = c.near.Begin(key, time.Now())
+	}
+	err = c.callStore(ctx, func() error {
+		sctx, cancel := context.WithTimeout(ctx, c.storeTimeout)
+		defer cancel()
+		var err error
+		e, found, err = c.store.Get(sctx, key)
+		return err
+	})
+	if err == nil && found && fill != nil {
+		c.near.Commit(fill, Entry{Value: append([]byte(nil), e.Value...), TTL: e.TTL})
+	} else if fill != nil {
+		c.near.Abandon(fill)
+	}
+	return e, found, err
+}
+
+// getResult counts one Get's outcome and returns its result, with value v.
+func (c *Cache) getResult(e Entry, v []byte, found bool, err error) GetResult {
+	switch {
+	case err != nil:
+		c.pending.errors.Add(1)
+		return GetResult{Degraded: true, Err: storeError("get", err)}
+	case !found:
+		c.pending.misses.Add(1)
+		return GetResult{}
+	}
+	c.pending.hits.Add(1)
+	return GetResult{Value: v, TTL: e.TTL, Found: true}
 }
 
 // Set stores value under key for ttl; ttl 0 means the default TTL. It
@@ -302,7 +408,7 @@ func (c *Cache) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 		defer cancel()
 		return c.store.Set(sctx, key, value, ttl)
 	})
-	c.flights.forget(key)
+	c.forget(Invalidation{Kind: InvalidateSet, Keys: []string{key}})
 	if err != nil {
 		if ctx.Err() != nil {
 			return SetResult{}, ctx.Err()
@@ -336,9 +442,7 @@ func (c *Cache) Delete(ctx context.Context, keys ...string) (DeleteResult, error
 		n, err = c.store.Delete(sctx, keys...)
 		return err
 	})
-	for _, k := range keys {
-		c.flights.forget(k)
-	}
+	c.forget(Invalidation{Kind: InvalidateDelete, Keys: keys})
 	return c.deleteResult(ctx, "delete", n, err)
 }
 
@@ -366,8 +470,25 @@ func (c *Cache) DeletePattern(ctx context.Context, pattern string) (DeleteResult
 		n, err = c.store.DeletePattern(ctx, pattern)
 		return err
 	})
-	c.flights.forgetAll()
+	c.forget(Invalidation{Kind: InvalidatePattern, Pattern: pattern})
 	return c.deleteResult(ctx, "delete pattern", n, err)
+}
+
+// forget drops what this Cache may hold of the keys a write of its own
+// changed (whether or not the store call succeeded: it may have), so that
+// its later Gets read the store: the memory layer's copies and the flights
+// in progress. The feed will announce the write too, later.
+func (c *Cache) forget(inv Invalidation) {
+	if c.near != nil {
+		c.near.Invalidate(inv)
+	}
+	if inv.Kind == InvalidatePattern {
+		c.flights.forgetAll()
+		return
+	}
+	for _, k := range inv.Keys {
+		c.flights.forget(k)
+	}
 }
 
 // callStore makes one store call through the health tracker: while the
@@ -473,9 +594,30 @@ func (c *Cache) Flush(ctx context.Context) error {
 // Run flushes statistics every FlushInterval until ctx is done, then makes
 // a last flush bounded by the store timeout and returns its error (nil when
 // it succeeded). Errors of periodic flushes go to the flush error handler;
-// their counts are kept for the next flush. Call Run once per Cache; the
-// caller owns the goroutine that calls it and should wait for it.
+// their counts are kept for the next flush.
+//
+// When the store is a Feed, Run also follows its invalidations (on a
+// goroutine of its own, ended and waited for before Run returns), again
+// after each break (WithFeedRetry): meanwhile the memory layer answers and
+// Watch works. Call Run once per Cache; the caller owns the goroutine that
+// calls it and should wait for it.
 func (c *Cache) Run(ctx context.Context) error {
+	if c.feed == nil {
+		return c.flushLoop(ctx)
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.follow(fctx)
+	}()
+	err := c.flushLoop(ctx)
+	cancel()
+	<-done
+	return err
+}
+
+func (c *Cache) flushLoop(ctx context.Context) error {
 	t := time.NewTicker(c.flushInterval)
 	defer t.Stop()
 	for {

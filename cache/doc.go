@@ -2,7 +2,7 @@
 // values under string keys, each with a time to live, shared by every replica
 // of the service through a Store.
 //
-// The package holds three pieces:
+// The package holds these pieces:
 //
 //   - Store, the interface a backend implements (context first, an error on
 //     every method). MemoryStore is the embedded in-process store (LRU with
@@ -17,6 +17,19 @@
 //     loop (Cache.Run) adds the deltas to the store's StatsStore every
 //     FlushInterval, so counting never costs a store round trip per call and
 //     every replica sees the fleet totals within about a second.
+//   - Invalidations. A store that is a Feed (MemoryStore in process,
+//     redisstore over Redis pub/sub, one channel per key prefix) announces
+//     every Set, Delete and DeletePattern, whichever process made it. While
+//     Cache.Run follows the feed (one subscription per Cache, however many
+//     watchers), Cache.Watch hands the invalidations to any number of
+//     watchers (the service's WatchInvalidations streams) and the Cache's
+//     memory layer answers Gets. Expiry is not announced: a copy never
+//     outlives the TTL its read reported.
+//   - Near, a bounded (entries, bytes; LRU) in-process copy of recently
+//     read entries, kept right by invalidations: the Cache's memory layer
+//     and the Go SDK's near cache. It answers only while its invalidations
+//     follow without a gap, and a read in flight when an invalidation of its
+//     key arrives fills nothing.
 //
 // Patterns given to DeletePattern follow Redis MATCH glob rules (see Match):
 // "*" matches any run of bytes including "/", "?" one byte, "[...]" a class

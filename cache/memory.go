@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,7 +22,8 @@ const (
 // MemoryStore is the embedded in-process Store: exact on one replica, lost
 // on restart. It evicts the least recently used entries when an insert
 // would exceed its entry or byte budget, and never returns an expired entry.
-// It also implements StatsStore in process.
+// It also implements StatsStore in process, and Feed: Set, Delete and
+// DeletePattern call the followers' functions before they return.
 //
 // Create it with NewMemoryStore; the zero value is not usable. A MemoryStore
 // is safe for concurrent use.
@@ -36,6 +38,12 @@ type MemoryStore struct {
 	bytes int64                    // sum of memEntry.size
 	stats Counters
 	seqs  map[string]uint64 // last StatsDelta.Seq applied per Source
+
+	// fmu serialises the calls of the followers' functions, and protects
+	// followers.
+	fmu       sync.Mutex
+	followers map[*func(Invalidation)]struct{}
+	following atomic.Int32 // len(followers), read without fmu
 }
 
 type memEntry struct {
@@ -48,6 +56,7 @@ type memEntry struct {
 var (
 	_ Store      = (*MemoryStore)(nil)
 	_ StatsStore = (*MemoryStore)(nil)
+	_ Feed       = (*MemoryStore)(nil)
 )
 
 // MemoryOption configures a MemoryStore.
@@ -132,7 +141,6 @@ func (s *MemoryStore) Set(ctx context.Context, key string, value []byte, ttl tim
 		e.expireAt = now.Add(ttl)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if el, ok := s.items[key]; ok {
 		s.removeLocked(el)
 	}
@@ -141,6 +149,10 @@ func (s *MemoryStore) Set(ctx context.Context, key string, value []byte, ttl tim
 	}
 	s.items[key] = s.lru.PushFront(e)
 	s.bytes += e.size
+	s.mu.Unlock()
+	if s.following.Load() > 0 {
+		s.announce(Invalidation{Kind: InvalidateSet, Keys: []string{key}})
+	}
 	return nil
 }
 
@@ -151,7 +163,6 @@ func (s *MemoryStore) Delete(ctx context.Context, keys ...string) (int64, error)
 	}
 	now := s.now()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	var n int64
 	for _, k := range keys {
 		if el, ok := s.items[k]; ok {
@@ -160,6 +171,10 @@ func (s *MemoryStore) Delete(ctx context.Context, keys ...string) (int64, error)
 			}
 			s.removeLocked(el)
 		}
+	}
+	s.mu.Unlock()
+	if s.following.Load() > 0 {
+		s.announce(Invalidation{Kind: InvalidateDelete, Keys: append([]string(nil), keys...)})
 	}
 	return n, nil
 }
@@ -173,7 +188,6 @@ func (s *MemoryStore) DeletePattern(ctx context.Context, pattern string) (int64,
 	}
 	now := s.now()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	var n int64
 	for k, el := range s.items {
 		if Match(pattern, k) {
@@ -182,6 +196,10 @@ func (s *MemoryStore) DeletePattern(ctx context.Context, pattern string) (int64,
 			}
 			s.removeLocked(el)
 		}
+	}
+	s.mu.Unlock()
+	if s.following.Load() > 0 {
+		s.announce(Invalidation{Kind: InvalidatePattern, Pattern: pattern})
 	}
 	return n, nil
 }
@@ -234,6 +252,39 @@ func (s *MemoryStore) LoadStats(ctx context.Context) (Counters, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.stats, nil
+}
+
+// Follow implements Feed in process: it calls fn with an InvalidateAll, then
+// with the invalidation of each Set, Delete and DeletePattern (on the
+// writer's goroutine, before the write returns) until ctx ends, and returns
+// nil. It never fails.
+func (s *MemoryStore) Follow(ctx context.Context, fn func(Invalidation)) error {
+	if err := ctx.Err(); err != nil {
+		return nil
+	}
+	s.fmu.Lock()
+	if s.followers == nil {
+		s.followers = map[*func(Invalidation)]struct{}{}
+	}
+	s.followers[&fn] = struct{}{}
+	s.following.Add(1)
+	fn(Invalidation{Kind: InvalidateAll})
+	s.fmu.Unlock()
+	<-ctx.Done()
+	s.fmu.Lock()
+	delete(s.followers, &fn)
+	s.following.Add(-1)
+	s.fmu.Unlock()
+	return nil
+}
+
+// announce calls every follower's function with inv.
+func (s *MemoryStore) announce(inv Invalidation) {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	for fn := range s.followers {
+		(*fn)(inv)
+	}
 }
 
 func (s *MemoryStore) removeLocked(el *list.Element) {

@@ -79,6 +79,7 @@ var methodRoles = map[string]string{
 	resiliencev1.CacheService_Delete_FullMethodName:             config.RoleCaller,
 	resiliencev1.CacheService_DeletePattern_FullMethodName:      config.RoleOperator,
 	resiliencev1.CacheService_GetStats_FullMethodName:           config.RoleOperator,
+	resiliencev1.CacheService_WatchInvalidations_FullMethodName: config.RoleCaller,
 	ratelimitv3.RateLimitService_ShouldRateLimit_FullMethodName: config.RoleEnvoy,
 }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/topdeck/resilience/cache"
@@ -34,7 +36,11 @@ func (c *cacheServer) Get(ctx context.Context, req *resiliencev1.GetRequest) (*r
 	if err := checkName("key", req.GetKey(), true); err != nil {
 		return nil, err
 	}
-	res, err := c.b.Cache.Get(ctx, req.GetKey())
+	var opts []cache.GetOption
+	if req.GetFresh() {
+		opts = append(opts, cache.FromStore())
+	}
+	res, err := c.b.Cache.Get(ctx, req.GetKey(), opts...)
 	if err != nil {
 		return nil, toStatus(ctx, err)
 	}
@@ -121,6 +127,71 @@ func (c *cacheServer) GetStats(ctx context.Context, req *resiliencev1.GetStatsRe
 		Keys:     st.Keys,
 		Degraded: degraded,
 	}, nil
+}
+
+// WatchInvalidations serves CacheService.WatchInvalidations for the
+// caller's tenant: its Backends' Cache follows the invalidations of that
+// tenant's key prefix only (one Redis channel per prefix), so a stream never
+// carries another tenant's keys.
+func (x cacheRouter) WatchInvalidations(req *resiliencev1.WatchInvalidationsRequest, stream resiliencev1.CacheService_WatchInvalidationsServer) error {
+	r, err := x.s.routeFor(stream.Context())
+	if err != nil {
+		return err
+	}
+	return r.cache.WatchInvalidations(req, stream)
+}
+
+// WatchInvalidations streams the Cache's invalidations (see cache.Watch),
+// starting with a RESYNC. The stream ends with UNAVAILABLE when the
+// replica's subscription to them breaks or the caller falls behind by
+// cache.WatchBuffer (invalidations may then have been missed), and when the
+// server shuts down. The number of streams of one tenant on a replica is
+// bounded by cache.DefaultMaxWatchers (RESOURCE_EXHAUSTED beyond it).
+func (c *cacheServer) WatchInvalidations(_ *resiliencev1.WatchInvalidationsRequest, stream resiliencev1.CacheService_WatchInvalidationsServer) error {
+	// The watch ends with the caller, or when the server shuts down: a
+	// stream never finishes on its own and would hold a graceful stop.
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	stop := context.AfterFunc(c.srv.streamsCtx, cancel)
+	defer stop()
+	ch, err := c.b.Cache.Watch(ctx)
+	switch {
+	case errors.Is(err, cache.ErrTooManyWatchers):
+		return status.Error(codes.ResourceExhausted, "this replica has as many invalidation streams of this tenant open as it allows; close one or watch on another replica")
+	case errors.Is(err, cache.ErrFeedDown):
+		c.srv.log.DebugContext(ctx, "invalidation stream refused", "error", err.Error())
+		return status.Error(codes.Unavailable, "this replica does not follow the cache's invalidations now (shared store unreachable); bypass the near cache and watch again")
+	case err != nil:
+		return toStatus(ctx, err)
+	}
+	for inv := range ch {
+		if err := stream.Send(&resiliencev1.WatchInvalidationsResponse{Invalidation: invalidationProto(inv)}); err != nil {
+			return err
+		}
+	}
+	switch {
+	case c.srv.streamsCtx.Err() != nil && stream.Context().Err() == nil:
+		return status.Error(codes.Unavailable, "server shutting down; watch again on another replica")
+	case ctx.Err() != nil:
+		return toStatus(ctx, ctx.Err())
+	}
+	return status.Error(codes.Unavailable, "invalidations may have been missed (the replica's subscription broke, or this stream fell behind): drop every entry held and watch again")
+}
+
+// invalidationProto maps an invalidation to the API's.
+func invalidationProto(inv cache.Invalidation) *resiliencev1.Invalidation {
+	out := &resiliencev1.Invalidation{Keys: inv.Keys, Pattern: inv.Pattern}
+	switch inv.Kind {
+	case cache.InvalidateSet:
+		out.Kind = resiliencev1.InvalidationKind_INVALIDATION_KIND_SET
+	case cache.InvalidateDelete:
+		out.Kind = resiliencev1.InvalidationKind_INVALIDATION_KIND_DELETE
+	case cache.InvalidatePattern:
+		out.Kind = resiliencev1.InvalidationKind_INVALIDATION_KIND_DELETE_PATTERN
+	default:
+		out.Kind = resiliencev1.InvalidationKind_INVALIDATION_KIND_RESYNC
+	}
+	return out
 }
 
 // cacheResult is the result label of a cache answer.

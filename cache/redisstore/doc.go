@@ -14,6 +14,19 @@
 // "<escaped prefix>cache:<pattern>", so they never touch keys outside the
 // cache (limiter and breaker keys, other prefixes, the stats hash).
 //
+// Invalidations: Set (in set.lua, after its SET), Delete and DeletePattern
+// (after their UNLINKs) publish what they changed on the pub/sub channel
+// <prefix>cache-invalidations, one channel per key prefix, so per tenant.
+// Follow (cache.Feed) subscribes to it with one connection and checks that
+// the connection still hears Redis with a heartbeat on a channel of its own
+// (<prefix>cache-invalidations:hb:<random>) every 250 ms: a subscription that
+// has not heard its heartbeat for a second gives up, so writes go unheard
+// for at most about that long before the follower knows. Expiry is not
+// announced (no keyspace notifications, which need server configuration
+// and one subscription per Cluster node): whoever keeps a copy keeps it no
+// longer than the TTL its read reported. Writes made around the Store (a
+// redis-cli SET, eviction, FLUSHALL) are not announced either.
+//
 // Every method wraps the Redis error ("redisstore: get: ...") and never
 // reports a Redis failure as a missing key. Time comes from Redis alone:
 // expiry is Redis's own.

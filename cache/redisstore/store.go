@@ -28,6 +28,10 @@ var (
 	//go:embed addstats.lua
 	addStatsLua    string
 	addStatsScript = redis.NewScript(addStatsLua)
+
+	//go:embed set.lua
+	setLua    string
+	setScript = redis.NewScript(setLua)
 )
 
 // statsFields are the fields of the stats hash, in Counters order.
@@ -45,6 +49,7 @@ type Store struct {
 var (
 	_ cache.Store      = (*Store)(nil)
 	_ cache.StatsStore = (*Store)(nil)
+	_ cache.Feed       = (*Store)(nil)
 )
 
 // Option configures a Store.
@@ -102,29 +107,34 @@ func (s *Store) Get(ctx context.Context, key string) (cache.Entry, bool, error) 
 	return cache.Entry{Value: v, TTL: ttl}, true, nil
 }
 
-// Set stores value with SET PX (ttl rounded up to a millisecond); ttl <= 0
-// stores it without expiry.
+// Set stores value with SET PX (ttl rounded up to a millisecond; ttl <= 0
+// stores it without expiry) and publishes its invalidation on Channel, both
+// in set.lua: on the key's node, the announcement comes after the write.
 func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	var ms int64
 	if ttl > 0 {
-		ttl = (ttl + time.Millisecond - 1).Truncate(time.Millisecond)
-	} else {
-		ttl = 0
+		ms = (ttl + time.Millisecond - 1).Milliseconds()
 	}
-	if err := s.client.Set(ctx, s.Key(key), value, ttl).Err(); err != nil {
+	msg := encodeInvalidation(cache.Invalidation{Kind: cache.InvalidateSet, Keys: []string{key}})
+	if err := setScript.Run(ctx, s.client, []string{s.Key(key)}, value, ms, s.Channel(), msg).Err(); err != nil {
 		return fmt.Errorf("redisstore: set: %w", err)
 	}
 	return nil
 }
 
 // Delete removes keys with UNLINK: in batches on one node, one key per
-// command (pipelined) on Cluster and Ring, where keys span nodes and slots.
+// command (pipelined) on Cluster and Ring, where keys span nodes and slots;
+// then it publishes their invalidation on Channel.
 func (s *Store) Delete(ctx context.Context, keys ...string) (int64, error) {
 	full := make([]string, len(keys))
 	for i, k := range keys {
 		full[i] = s.Key(k)
 	}
 	n, err := unlink(ctx, s.client, full, s.sharded())
-	if err != nil {
+	// Announced after the UNLINK replies (also after a failure: some keys
+	// may be gone), so a subscriber that reads a key again reads it gone.
+	perr := s.publish(ctx, cache.Invalidation{Kind: cache.InvalidateDelete, Keys: keys})
+	if err = errors.Join(err, perr); err != nil {
 		return n, fmt.Errorf("redisstore: delete: %w", err)
 	}
 	return n, nil
@@ -132,8 +142,8 @@ func (s *Store) Delete(ctx context.Context, keys ...string) (int64, error) {
 
 // DeletePattern SCANs "<escaped prefix>cache:<pattern>" (COUNT 500) on
 // every master (every shard of a Ring) and UNLINKs what it finds, batch by
-// batch. It never uses KEYS. It returns the keys removed so far with any
-// error.
+// batch, then publishes the pattern's invalidation on Channel. It never uses
+// KEYS. It returns the keys removed so far with any error.
 func (s *Store) DeletePattern(ctx context.Context, pattern string) (int64, error) {
 	match := escapeGlob(s.keyPfx) + pattern
 	var total atomic.Int64
@@ -144,7 +154,8 @@ func (s *Store) DeletePattern(ctx context.Context, pattern string) (int64, error
 			return err
 		})
 	})
-	if err != nil {
+	perr := s.publish(ctx, cache.Invalidation{Kind: cache.InvalidatePattern, Pattern: pattern})
+	if err = errors.Join(err, perr); err != nil {
 		return total.Load(), fmt.Errorf("redisstore: delete pattern: %w", err)
 	}
 	return total.Load(), nil

@@ -1,0 +1,198 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Defaults of the invalidation watchers of a Cache.
+const (
+	// DefaultMaxWatchers bounds the Watch channels open on one Cache (so
+	// per tenant and replica on the service) unless WithMaxWatchers says
+	// otherwise.
+	DefaultMaxWatchers = 1024
+	// WatchBuffer is how many invalidations a watcher may fall behind by
+	// before it is disconnected (its channel closed).
+	WatchBuffer = 1024
+	// DefaultFeedRetry is the pause before the Cache follows its store's
+	// feed again after it broke, unless WithFeedRetry says otherwise
+	// (jittered by ±20 %).
+	DefaultFeedRetry = 250 * time.Millisecond
+)
+
+// ErrTooManyWatchers is returned by Watch when the Cache has its maximum of
+// watchers (WithMaxWatchers).
+var ErrTooManyWatchers = errors.New("cache: too many invalidation watchers")
+
+// watchers fans the invalidations the Cache follows out to its Watch
+// channels. Publish never blocks: a watcher without room is disconnected,
+// so that it learns it missed invalidations instead of losing them silently.
+// The zero value is not live and has no bound; it is safe for concurrent
+// use.
+type watchers struct {
+	max int // 0: no bound
+
+	mu   sync.Mutex // protects the fields below
+	live bool       // the Cache follows its feed without a gap
+	set  map[*watcher]struct{}
+}
+
+type watcher struct {
+	ch   chan Invalidation
+	stop func() bool // stops the context.AfterFunc
+}
+
+// watch registers a watcher whose channel starts with an InvalidateAll.
+func (ws *watchers) watch(ctx context.Context) (<-chan Invalidation, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if !ws.live {
+		return nil, fmt.Errorf("%w: watch: the cache is not following its store's invalidations", ErrFeedDown)
+	}
+	if ws.max > 0 && len(ws.set) >= ws.max {
+		return nil, fmt.Errorf("%w: %d open, the limit", ErrTooManyWatchers, ws.max)
+	}
+	w := &watcher{ch: make(chan Invalidation, WatchBuffer)}
+	w.ch <- Invalidation{Kind: InvalidateAll}
+	if ws.set == nil {
+		ws.set = map[*watcher]struct{}{}
+	}
+	ws.set[w] = struct{}{}
+	w.stop = context.AfterFunc(ctx, func() {
+		ws.mu.Lock()
+		defer ws.mu.Unlock()
+		ws.removeLocked(w)
+	})
+	return w.ch, nil
+}
+
+// publish delivers inv to every watcher, disconnecting those without room.
+func (ws *watchers) publish(inv Invalidation) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	for w := range ws.set {
+		select {
+		case w.ch <- inv:
+		default:
+			ws.removeLocked(w)
+		}
+	}
+}
+
+// setLive sets whether watchers may join; going down disconnects every
+// watcher (invalidations are being missed).
+func (ws *watchers) setLive(live bool) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	ws.live = live
+	if !live {
+		for w := range ws.set {
+			ws.removeLocked(w)
+		}
+	}
+}
+
+func (ws *watchers) len() int {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	return len(ws.set)
+}
+
+func (ws *watchers) removeLocked(w *watcher) {
+	if _, ok := ws.set[w]; !ok {
+		return
+	}
+	delete(ws.set, w)
+	w.stop()
+	close(w.ch)
+}
+
+// Watch returns a channel of the invalidations of every write made to the
+// store by any Cache sharing it, starting with an InvalidateAll: from it on,
+// no write is missed while the channel stays open. The channel is closed
+// when ctx ends, when the Cache stops following its store's feed (writes may
+// then be missed: drop every copy), and when the watcher falls behind by
+// WatchBuffer invalidations. Watch fails with an error wrapping ErrFeedDown
+// while the Cache does not follow the feed (Run is not running, the store
+// has none, or it broke and is being followed again), and with
+// ErrTooManyWatchers at the bound. Expiry is never announced.
+func (c *Cache) Watch(ctx context.Context) (<-chan Invalidation, error) {
+	return c.watchers.watch(ctx)
+}
+
+// Watchers returns the number of open Watch channels.
+func (c *Cache) Watchers() int { return c.watchers.len() }
+
+// Following reports whether the Cache follows its store's invalidations
+// without a gap (its memory layer, if any, then answers).
+func (c *Cache) Following() bool {
+	c.watchers.mu.Lock()
+	defer c.watchers.mu.Unlock()
+	return c.watchers.live
+}
+
+// follow follows the store's feed until ctx ends, again after each break.
+func (c *Cache) follow(ctx context.Context) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := c.feed.Follow(ctx, c.apply)
+		c.feedDown()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil && c.onFeedError != nil {
+			c.onFeedError(err)
+		}
+		q := c.feedRetry / 5
+		t.Reset(c.feedRetry - q + rand.N(2*q+1))
+	}
+}
+
+// apply applies one invalidation of the feed: to the memory layer and the
+// single flights first, so that a watcher that reads again after it does
+// not read an older copy from this Cache, then to the watchers.
+func (c *Cache) apply(inv Invalidation) {
+	switch inv.Kind {
+	case InvalidateAll:
+		if c.near != nil {
+			c.near.SetLive(true)
+		}
+		c.flights.forgetAll()
+		c.watchers.setLive(true)
+	case InvalidateSet, InvalidateDelete:
+		if c.near != nil {
+			c.near.Invalidate(inv)
+		}
+		for _, k := range inv.Keys {
+			c.flights.forget(k)
+		}
+	default:
+		if c.near != nil {
+			c.near.Invalidate(inv)
+		}
+		c.flights.forgetAll()
+	}
+	c.watchers.publish(inv)
+}
+
+// feedDown marks the gap after the feed broke: the memory layer empties and
+// stops answering, every watcher is disconnected.
+func (c *Cache) feedDown() {
+	if c.near != nil {
+		c.near.SetLive(false)
+	}
+	c.watchers.setLive(false)
+}
