@@ -41,6 +41,7 @@ type Request struct {
 	Cost           int64         // tokens the call takes; 1 <= Cost <= burst
 	MaxWait        time.Duration // longest the caller will wait for a reservation; 0 = answer now
 	OnStoreFailure FailurePolicy // what to do when the store fails; zero value AllowLocal
+	Lease          LeasePolicy   // lease mode for a hot key (see LeasePolicy); zero value off
 }
 
 // Validate reports whether r is a usable request (see ValidateCall). It does
@@ -51,6 +52,14 @@ func (r Request) Validate() error {
 	}
 	if r.OnStoreFailure != AllowLocal && r.OnStoreFailure != Deny {
 		return invalid("on_store_failure", "must be allow_local or deny, got %d", int(r.OnStoreFailure))
+	}
+	if r.Lease.Enabled() {
+		if err := r.Lease.Validate(r.Limit); err != nil {
+			return err
+		}
+		if c := r.Lease.LeaseCapacity(r.Limit); r.Cost > c {
+			return &InvalidArgumentError{Field: "cost", Reason: fmt.Sprintf("must be at most %d under this leased limit (its burst less rate x lease ttl), got %d", c, r.Cost), Err: ErrCostExceedsBurst}
+		}
 	}
 	return nil
 }
@@ -97,6 +106,7 @@ type Limiter struct {
 	now      func() time.Time
 	denies   *denyCache           // nil when disabled
 	health   *storehealth.Tracker // nil when not tracked
+	leases   *leases              // this replica's leases (lease mode)
 }
 
 // Option configures a Limiter.
@@ -152,7 +162,7 @@ func New(store Store, opts ...Option) *Limiter {
 	if !o.healthSet {
 		o.health = storehealth.New(storehealth.WithClock(o.now))
 	}
-	l := &Limiter{store: store, fallback: o.fallback, now: o.now, health: o.health}
+	l := &Limiter{store: store, fallback: o.fallback, now: o.now, health: o.health, leases: newLeases(o.denyCacheSize)}
 	if o.denyCacheSize > 0 {
 		l.denies = newDenyCache(o.denyCacheSize)
 	}
@@ -171,6 +181,9 @@ func New(store Store, opts ...Option) *Limiter {
 func (l *Limiter) Acquire(ctx context.Context, req Request) (Result, error) {
 	if err := req.Validate(); err != nil {
 		return Result{}, err
+	}
+	if s, ok := l.store.(Leaser); ok && req.Lease.Enabled() {
+		return l.acquireLeased(ctx, req, s)
 	}
 	sent := l.now() // before the store decides: see the deny cache notes
 	if l.denies != nil {

@@ -29,6 +29,7 @@ type MemoryStore struct {
 var (
 	_ Store    = (*MemoryStore)(nil)
 	_ Canceler = (*MemoryStore)(nil)
+	_ Leaser   = (*MemoryStore)(nil)
 )
 
 // MemoryOption configures a MemoryStore.
@@ -119,6 +120,28 @@ func (s *MemoryStore) Cancel(ctx context.Context, key string, lim Limit, res Res
 		s.buckets[key] = st
 	}
 	return true, nil
+}
+
+// Lease implements Leaser.
+func (s *MemoryStore) Lease(ctx context.Context, key string, lim Limit, req LeaseRequest) (LeaseGrant, error) {
+	if err := ValidateLeaseRequest(lim, req); err != nil {
+		return LeaseGrant{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return LeaseGrant{}, err
+	}
+	nowUS := s.now().UnixMicro()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, g, changed := leaseStep(s.buckets[key], nowUS, lim.params(), req)
+	if changed {
+		if st.idleAt(nowUS) {
+			delete(s.buckets, key)
+		} else {
+			s.buckets[key] = st
+		}
+	}
+	return g, nil
 }
 
 // Len returns the number of buckets held, full ones not yet swept included.

@@ -19,3 +19,9 @@ func TestMemoryStoreConformance(t *testing.T) {
 		return limiter.NewMemoryStore(limiter.WithMemoryClock(now))
 	})
 }
+
+func TestMemoryStoreLease(t *testing.T) {
+	storetest.RunLease(t, func(t *testing.T, now func() time.Time) limiter.Store {
+		return limiter.NewMemoryStore(limiter.WithMemoryClock(now))
+	})
+}
