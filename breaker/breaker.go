@@ -101,6 +101,9 @@ type Breaker struct {
 	// localPrefix is "local:<nonce>:", the start of this Breaker's local
 	// permits; nonce is random per Breaker.
 	localPrefix string
+	// states, when set, admits CLOSED breakers without the store and
+	// observes the store's answers (WithStateCache).
+	states *StateCache
 
 	downUntil atomic.Int64 // UnixNano until which the store is skipped
 }
@@ -114,6 +117,7 @@ type breakerOptions struct {
 	now      func() time.Time
 	retry    time.Duration
 	fallback bool
+	states   *StateCache
 }
 
 // WithClock sets the clock of the local fallback and of the retry interval
@@ -125,6 +129,17 @@ func WithClock(now func() time.Time) Option { return func(o *breakerOptions) { o
 func WithStoreRetryInterval(d time.Duration) Option {
 	return func(o *breakerOptions) { o.retry = d }
 }
+
+// WithStateCache makes the Breaker skip the store for breakers that c knows
+// to be CLOSED: Allow admits their calls at once, with the generation c
+// knows. CLOSED admits every call, and that generation makes the late
+// outcome of a call admitted just before a transition count as stale, as it
+// would have. Every answer of the store (Allow, Report, Reset; not the local
+// fallback's) is observed in c. Feed c with the store's events too
+// (StateCache.Run on this Breaker), so that a transition made by another
+// replica is seen; without them an entry is trusted for c's max age only.
+// Default: no cache, every call asks the store.
+func WithStateCache(c *StateCache) Option { return func(o *breakerOptions) { o.states = c } }
 
 // WithoutLocalFallback makes the Breaker return store errors instead of
 // deciding locally (fail closed: the caller decides what an error means).
@@ -138,7 +153,7 @@ func New(store Store, opts ...Option) *Breaker {
 	}
 	var nonce [nonceLen / 2]byte
 	_, _ = rand.Read(nonce[:]) // crypto/rand.Read never fails
-	b := &Breaker{store: store, now: o.now, retry: o.retry, localPrefix: localPermitPrefix + hex.EncodeToString(nonce[:]) + ":"}
+	b := &Breaker{store: store, now: o.now, retry: o.retry, localPrefix: localPermitPrefix + hex.EncodeToString(nonce[:]) + ":", states: o.states}
 	if o.fallback {
 		b.local = NewMemoryStore(WithMemoryClock(o.now))
 	}
@@ -169,10 +184,19 @@ func (b *Breaker) localPermit(p string) (string, bool) {
 	return strings.CutPrefix(p, b.localPrefix)
 }
 
-// Allow implements Store.
+// Allow implements Store. With a state cache (WithStateCache), a breaker
+// known to be CLOSED is admitted without a store round trip.
 func (b *Breaker) Allow(ctx context.Context, name string, s Settings) (Admission, error) {
+	if b.states != nil {
+		if st, gen, ok := b.states.Lookup(name); ok && st == StateClosed {
+			return Admission{Allowed: true, State: st, Generation: gen}, nil
+		}
+	}
 	if b.useStore() {
 		a, err := b.store.Allow(ctx, name, s)
+		if err == nil {
+			b.observe(name, a.State, a.Generation)
+		}
 		if err == nil || !b.fallback(ctx, err) {
 			return a, err
 		}
@@ -203,6 +227,9 @@ func (b *Breaker) Report(ctx context.Context, name string, s Settings, o Outcome
 	}
 	if b.useStore() {
 		r, err := b.store.Report(ctx, name, s, o, generation, permitID)
+		if err == nil {
+			b.observe(name, r.State, r.Generation)
+		}
 		if err == nil || !b.fallback(ctx, err) {
 			return r, err
 		}
@@ -246,7 +273,18 @@ func (b *Breaker) Status(ctx context.Context, name string, s Settings) (Status, 
 // shared state was not changed. The local breaker is left alone: it only
 // reflects what this replica saw while the store was down.
 func (b *Breaker) Reset(ctx context.Context, name string, s Settings, to State) (Status, error) {
-	return b.store.Reset(ctx, name, s, to)
+	st, err := b.store.Reset(ctx, name, s, to)
+	if err == nil {
+		b.observe(name, st.State, st.Generation)
+	}
+	return st, err
+}
+
+// observe records an answer of the store in the state cache, if any.
+func (b *Breaker) observe(name string, st State, gen uint64) {
+	if b.states != nil {
+		b.states.Observe(name, st, gen)
+	}
 }
 
 // Release implements Store. A permit of the local fallback (with this

@@ -172,7 +172,13 @@ func TestStateCache(t *testing.T) {
 	clock := storetest.NewClock(storetest.Epoch)
 	store := breaker.NewMemoryStore(breaker.WithMemoryClock(clock.Now))
 	defer store.Close()
-	cache := breaker.NewStateCache(breaker.WithCacheClock(clock.Now), breaker.WithCacheMaxAge(time.Minute))
+	watching := make(chan struct{})
+	applied := make(chan breaker.Event, 16)
+	cache := breaker.NewStateCache(breaker.WithCacheClock(clock.Now), breaker.WithCacheMaxAge(time.Minute),
+		breaker.WithCacheHooks(breaker.CacheHooks{
+			Watching: func() { close(watching) },
+			Event:    func(e breaker.Event) { applied <- e },
+		}))
 
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -192,33 +198,18 @@ func TestStateCache(t *testing.T) {
 	if st, gen, ok := cache.Lookup("b"); !ok || st != breaker.StateClosed || gen != a.Generation {
 		t.Fatalf("Lookup after Observe: got %v %d %v, want CLOSED %d true", st, gen, ok, a.Generation)
 	}
-	// Run subscribes asynchronously: reset until the cache sees an event, and
-	// then until it has applied the last reset's event, so that no event is
-	// still in flight (a late one would refresh the entry's age below).
-	deadline := time.Now().Add(5 * time.Second)
-	var gen uint64
-	for {
-		if gen == 0 {
-			if _, err := store.Reset(ctx, "b", pol, breaker.StateOpen); err != nil {
-				t.Fatalf("Reset: %v", err)
-			}
-		}
-		if st, g, _ := cache.Lookup("b"); st == breaker.StateOpen {
-			if gen == 0 {
-				status, err := store.Status(ctx, "b", pol)
-				if err != nil {
-					t.Fatalf("Status: %v", err)
-				}
-				gen = status.Generation
-			}
-			if g == gen {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cache never saw the last OPEN event (want generation %d)", gen)
-		}
-		time.Sleep(10 * time.Millisecond)
+	// Once Run's subscription is in place, a reset's event reaches the cache.
+	<-watching
+	status, err := store.Reset(ctx, "b", pol, breaker.StateOpen)
+	if err != nil {
+		t.Fatalf("Reset: %v", err)
+	}
+	gen := status.Generation
+	if e := <-applied; e.Name != "b" || e.To != breaker.StateOpen || e.Generation != gen {
+		t.Fatalf("event applied: got %v, want b -> OPEN at generation %d", e, gen)
+	}
+	if st, g, _ := cache.Lookup("b"); st != breaker.StateOpen || g != gen {
+		t.Fatalf("Lookup after the OPEN event: got %v %d, want OPEN %d", st, g, gen)
 	}
 	cache.Observe("b", breaker.StateClosed, 1) // an older answer arriving late
 	if st, g, _ := cache.Lookup("b"); st != breaker.StateOpen || g != gen {
@@ -236,5 +227,70 @@ func TestStateCache(t *testing.T) {
 	cache.Apply(breaker.Event{Reason: breaker.ReasonResync})
 	if _, _, ok := cache.Lookup("b"); ok {
 		t.Fatalf("Lookup after a resync: got ok, want not known")
+	}
+	if e := <-applied; e.Reason != breaker.ReasonResync {
+		t.Fatalf("hooked event: got %v, want the resync marker", e)
+	}
+}
+
+// countingStore is a MemoryStore that counts its Allow calls.
+type countingStore struct {
+	*breaker.MemoryStore
+	allows atomic.Int64
+}
+
+func (c *countingStore) Allow(ctx context.Context, name string, s breaker.Settings) (breaker.Admission, error) {
+	c.allows.Add(1)
+	return c.MemoryStore.Allow(ctx, name, s)
+}
+
+// With a state cache, a breaker known to be CLOSED costs no store call; the
+// store's answers keep the cache right.
+func TestBreakerWithStateCache(t *testing.T) {
+	ctx := context.Background()
+	clock := storetest.NewClock(storetest.Epoch)
+	store := &countingStore{MemoryStore: breaker.NewMemoryStore(breaker.WithMemoryClock(clock.Now))}
+	defer store.Close()
+	var observed []breaker.State
+	cache := breaker.NewStateCache(breaker.WithCacheClock(clock.Now), breaker.WithCacheHooks(breaker.CacheHooks{
+		Observed: func(_ string, st breaker.State) { observed = append(observed, st) },
+	}))
+	b := breaker.New(store, breaker.WithClock(clock.Now), breaker.WithStateCache(cache))
+	defer b.Close()
+
+	first, err := b.Allow(ctx, "c", pol)
+	if err != nil || !first.Allowed {
+		t.Fatalf("Allow: got %+v, %v; want allowed", first, err)
+	}
+	for range 3 {
+		a, err := b.Allow(ctx, "c", pol)
+		if err != nil || !a.Allowed || a.State != breaker.StateClosed || a.Generation != first.Generation {
+			t.Fatalf("cached Allow: got %+v, %v; want allowed, CLOSED at generation %d", a, err, first.Generation)
+		}
+	}
+	if n := store.allows.Load(); n != 1 {
+		t.Fatalf("store Allow calls: got %d, want 1 (CLOSED is cached)", n)
+	}
+	for range 2 {
+		if _, err := b.Report(ctx, "c", pol, breaker.OutcomeFailure, first.Generation, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open, err := b.Allow(ctx, "c", pol)
+	if err != nil || open.Allowed || open.State != breaker.StateOpen {
+		t.Fatalf("Allow after 2 failures: got %+v, %v; want refused by the store, OPEN", open, err)
+	}
+	if n := store.allows.Load(); n != 2 {
+		t.Errorf("store Allow calls: got %d, want 2 (an OPEN breaker asks the store)", n)
+	}
+	if _, err := b.Reset(ctx, "c", pol, breaker.StateClosed); err != nil {
+		t.Fatal(err)
+	}
+	if st, _, ok := cache.Lookup("c"); !ok || st != breaker.StateClosed {
+		t.Errorf("cache after Reset: got %v %v, want CLOSED", st, ok)
+	}
+	want := []breaker.State{breaker.StateClosed, breaker.StateClosed, breaker.StateOpen, breaker.StateOpen, breaker.StateClosed}
+	if fmt.Sprint(observed) != fmt.Sprint(want) {
+		t.Errorf("observed: got %v, want %v (Allow, 2 Reports, Allow, Reset)", observed, want)
 	}
 }

@@ -23,8 +23,9 @@ const (
 
 // StateCache remembers, per replica, the last known state and generation of
 // each breaker, fed by Store.Watch events (Run) and by store answers
-// (Observe). A server may use it to skip the store for breakers it knows to
-// be CLOSED. It is eventually consistent: a transition made by another
+// (Observe). Given to a Breaker (WithStateCache), it lets the Breaker skip
+// the store for breakers it knows to be CLOSED, and the Breaker observes the
+// store's answers in it. It is eventually consistent: a transition made by another
 // replica is seen when its event arrives; entries older than the maximum age
 // are not trusted, and a ReasonResync event (a possible gap) clears the
 // cache. After the store lost its data, Resync re-reads the breakers it
@@ -42,6 +43,7 @@ type StateCache struct {
 	idleTTL    time.Duration
 	maxEntries int
 	now        func() time.Time
+	hooks      CacheHooks
 
 	mu      sync.RWMutex // protects the fields below
 	entries map[string]*cacheEntry
@@ -60,6 +62,24 @@ type cacheEntry struct {
 
 // CacheOption configures a StateCache.
 type CacheOption func(*StateCache)
+
+// CacheHooks are told what a StateCache learns, for metrics and tests. A
+// nil hook is not called. Hooks run on the caller's goroutine, outside the
+// cache's lock, and must not block.
+type CacheHooks struct {
+	// Watching is called each time Run's subscription to the store's
+	// events is in place, before the first event is applied.
+	Watching func()
+	// Event is called for each event applied (Apply, Run), resync markers
+	// included.
+	Event func(Event)
+	// Observed is called for each observation recorded (Observe, Resync):
+	// a state the store answered, not older than the one known.
+	Observed func(name string, st State)
+}
+
+// WithCacheHooks sets the cache's hooks (default: none).
+func WithCacheHooks(h CacheHooks) CacheOption { return func(c *StateCache) { c.hooks = h } }
 
 // WithCacheMaxAge sets how long an entry is trusted (default 5s).
 func WithCacheMaxAge(d time.Duration) CacheOption { return func(c *StateCache) { c.maxAge = d } }
@@ -102,6 +122,9 @@ func (c *StateCache) Run(ctx context.Context, store Store, prefix string) error 
 	if err != nil {
 		return err
 	}
+	if c.hooks.Watching != nil {
+		c.hooks.Watching()
+	}
 	for e := range ch {
 		c.Apply(e)
 	}
@@ -113,9 +136,12 @@ func (c *StateCache) Run(ctx context.Context, store Store, prefix string) error 
 func (c *StateCache) Apply(e Event) {
 	if e.Reason == ReasonResync {
 		c.Clear()
-		return
+	} else {
+		c.record(e.Name, e.To, e.Generation)
 	}
-	c.Observe(e.Name, e.To, e.Generation)
+	if c.hooks.Event != nil {
+		c.hooks.Event(e)
+	}
 }
 
 // Observe records a state that the store answered (Admission.State and
@@ -123,15 +149,23 @@ func (c *StateCache) Apply(e Event) {
 // generation 0 (no state). An observation older (by generation) than the
 // entry is ignored.
 func (c *StateCache) Observe(name string, st State, gen uint64) {
+	if c.record(name, st, gen) && c.hooks.Observed != nil {
+		c.hooks.Observed(name, st)
+	}
+}
+
+// record keeps st and gen as name's entry unless they are older than it,
+// and reports whether it did.
+func (c *StateCache) record(name string, st State, gen uint64) bool {
 	if gen&LocalGenerationBit != 0 || gen == 0 {
-		return
+		return false
 	}
 	now := c.now().UnixNano()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.entries[name]; ok {
 		if e.gen > gen {
-			return
+			return false
 		}
 		e.state, e.gen, e.at = st, gen, now
 		c.unlinkLocked(e)
@@ -142,6 +176,7 @@ func (c *StateCache) Observe(name string, st State, gen uint64) {
 		c.pushLocked(e)
 	}
 	c.pruneLocked(now)
+	return true
 }
 
 // pushLocked links e as the newest entry.
