@@ -12,15 +12,15 @@ import (
 // safe for concurrent use.
 //
 // Memory: an entry is dropped by a sweep once its lease has ended for a TTL
-// (no live tokens, no fetch under way), by the amortised sweep of
-// MemoryStore, so the table holds about the keys leased within the last two
-// TTLs.
+// (no fetch under way), by the amortised sweep of MemoryStore, so the table
+// holds at most about twice the keys leased within the last two TTLs.
 type leases struct {
 	denies *denyCache // lease denials, by the tokens the shared bucket lacked; nil: off
 
 	mu         sync.Mutex // protects the fields below
 	entries    map[leaseKey]*leaseEntry
-	sinceSweep int
+	sinceSweep int // calls since the last sweep
+	afterSweep int // entries left by the last sweep
 }
 
 type leaseKey struct {
@@ -78,7 +78,7 @@ func (t *leases) get(k leaseKey, now time.Time) *leaseEntry {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.sinceSweep++
-	if t.sinceSweep >= max(len(t.entries), minSweep) {
+	if t.sinceSweep >= max(t.afterSweep, minSweep) {
 		t.sweepLocked(now)
 	}
 	e, ok := t.entries[k]
@@ -99,7 +99,7 @@ func (t *leases) sweepLocked(now time.Time) {
 			delete(t.entries, k)
 		}
 	}
-	t.sinceSweep = 0
+	t.sinceSweep, t.afterSweep = 0, len(t.entries)
 }
 
 // len returns the number of entries, for tests.

@@ -13,7 +13,8 @@ import (
 // Memory is bounded by the number of busy keys: a bucket is dropped once it is
 // full again (its TAT is not ahead of now), by a sweep that runs lazily inside
 // Take once the number of decisions since the last sweep reaches the number of
-// buckets, so its cost is amortised to O(1) per decision. No goroutine is
+// buckets that sweep left, so its cost is amortised to O(1) per decision and
+// at most twice the busy buckets are held. No goroutine is
 // started.
 //
 // Create one with [NewMemoryStore]; the zero value is not usable. A
@@ -24,6 +25,7 @@ type MemoryStore struct {
 	mu         sync.Mutex // protects the fields below
 	buckets    map[string]bucket
 	sinceSweep int // decisions since the last sweep
+	afterSweep int // buckets left by the last sweep
 }
 
 var (
@@ -73,7 +75,7 @@ func (s *MemoryStore) Take(ctx context.Context, key string, lim Limit, cost int6
 		s.buckets[key] = st
 	}
 	s.sinceSweep++
-	if s.sinceSweep >= max(len(s.buckets), minSweep) {
+	if s.sinceSweep >= max(s.afterSweep, minSweep) {
 		s.sweepLocked(now.UnixMicro())
 	}
 	return res, nil
@@ -158,5 +160,5 @@ func (s *MemoryStore) sweepLocked(nowUS int64) {
 			delete(s.buckets, k)
 		}
 	}
-	s.sinceSweep = 0
+	s.sinceSweep, s.afterSweep = 0, len(s.buckets)
 }
