@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import os
 import threading
@@ -205,7 +206,7 @@ class RateLimit:
         return self.burst or self.max_calls
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Decision:
     """The answer to one Acquire (rate limit and/or breaker). Immutable.
 
@@ -230,6 +231,38 @@ class Decision:
     local: bool = False
     permit_id: str = ""
     breaker_generation: int = 0
+
+    def _fields(self) -> Tuple[Any, ...]:
+        return (self.allowed, self.reason, self.remaining, self.retry_after, self.reset_after, self.waited,
+                self.breaker_state, self.degraded, self.local, self.permit_id, self.breaker_generation)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Decision):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+
+class _WireDecision(Decision):
+    """A Decision read from the service's AcquireResponse field by field when
+    first looked at: acquire() is the hot path and most callers never look."""
+
+    allowed = functools.cached_property(lambda self: self._r.allowed)  # type: ignore[assignment]
+    reason = functools.cached_property(lambda self: _REASON_FROM_PB.get(self._r.reason, Reason.ALLOWED))  # type: ignore[assignment]
+    remaining = functools.cached_property(lambda self: self._r.remaining)  # type: ignore[assignment]
+    retry_after = functools.cached_property(lambda self: _secs(self._r.retry_after))  # type: ignore[assignment]
+    reset_after = functools.cached_property(lambda self: _secs(self._r.reset_after))  # type: ignore[assignment]
+    waited = functools.cached_property(lambda self: _secs(self._r.waited))  # type: ignore[assignment]
+    breaker_state = functools.cached_property(lambda self: _STATE_FROM_PB.get(self._r.breaker_state))  # type: ignore[assignment]
+    degraded = functools.cached_property(lambda self: self._r.degraded)  # type: ignore[assignment]
+    local = False
+    permit_id = functools.cached_property(lambda self: self._r.permit_id)  # type: ignore[assignment]
+    breaker_generation = functools.cached_property(lambda self: self._r.breaker_generation)  # type: ignore[assignment]
+
+
+_WireDecision.__qualname__ = _WireDecision.__name__ = "Decision"  # it prints as what it is to callers
 
 
 @dataclass(frozen=True)
@@ -611,18 +644,9 @@ class ResilienceClient:
 
     @staticmethod
     def _decision(r: Any) -> Decision:
-        return Decision(
-            allowed=r.allowed,
-            reason=_REASON_FROM_PB.get(r.reason, Reason.ALLOWED),
-            remaining=r.remaining,
-            retry_after=_secs(r.retry_after),
-            reset_after=_secs(r.reset_after),
-            waited=_secs(r.waited),
-            breaker_state=_STATE_FROM_PB.get(r.breaker_state),
-            degraded=r.degraded,
-            permit_id=r.permit_id,
-            breaker_generation=r.breaker_generation,
-        )
+        d = object.__new__(_WireDecision)
+        d.__dict__["_r"] = r
+        return d
 
     async def acquire(
         self,
@@ -653,6 +677,21 @@ class ResilienceClient:
         DeadlineExceeded, ClientClosedError.
         """
         req, max_wait = self._acquire_request(key, limit, policy, cost, max_wait, breaker, dry_run)
+        return await self._acquire(req, max_wait, key, limit, policy, cost, breaker, dry_run, local_breaker)
+
+    async def _acquire(
+        self,
+        req: Any,
+        max_wait: float,
+        key: str,
+        limit: Optional[RateLimit],
+        policy: Optional[str],
+        cost: int,
+        breaker: str,
+        dry_run: bool,
+        local_breaker: Optional[BreakerSettings],
+    ) -> Decision:
+        """acquire() for a request already built and checked."""
         try:
             r = await self._call("rs", "Acquire", req, max_wait)
         except ServiceUnavailableError:

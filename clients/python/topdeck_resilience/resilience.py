@@ -47,6 +47,7 @@ import grpc
 
 from ._status import details_from_metadata
 from .client import (
+    _deadline_var,
     BreakerSettings,
     BreakerStatus,
     CircuitState,
@@ -153,6 +154,9 @@ class RateLimiter:
         self.burst = burst
         self.policy = policy
         self._client = client
+        # Requests of acquire() without a bound, by (client, cost): immutable
+        # once built, shared by concurrent calls (read only).
+        self._prepared: Dict[Tuple[int, int], Tuple[Any, float]] = {}
         has_limit = max_calls is not None or time_window is not None
         if has_limit:
             self.limit: Optional[RateLimit] = RateLimit(cast(int, max_calls), cast(float, time_window), burst)
@@ -178,6 +182,8 @@ class RateLimiter:
     @staticmethod
     def _bounds(max_wait: Optional[float]) -> Optional[float]:
         """The monotonic time past which acquire must not wait, or None."""
+        if max_wait is None and _deadline_var.get() is None:
+            return None
         now = time.monotonic()
         ends = []
         if max_wait is not None:
@@ -220,8 +226,18 @@ class RateLimiter:
         args = self._args()
         waited = 0.0
         while True:
-            chunk = _MAX_WAIT_CHUNK if end is None else max(end - time.monotonic(), 0.0)
-            d = await c.acquire(self.key, cost=cost, max_wait=chunk, **args)
+            if end is None:
+                # The common case (wait until admitted): one prepared request per cost.
+                prepared = self._prepared.get((id(c), cost))
+                if prepared is None:
+                    prepared = self._prepared[(id(c), cost)] = c._acquire_request(
+                        self.key, self.limit if not self.policy else None, self.policy, cost, _MAX_WAIT_CHUNK, "", False
+                    )
+                req, chunk = prepared
+                d = await c._acquire(req, chunk, self.key, self.limit if not self.policy else None, self.policy, cost, "", False, None)
+            else:
+                chunk = max(end - time.monotonic(), 0.0)
+                d = await c.acquire(self.key, cost=cost, max_wait=chunk, **args)
             if d.allowed:
                 return d if not waited else _with_waited(d, waited)
             pause = self._next(d, end, waited)
