@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to run the polyglot examples
 # (tests/polyglot_test.go runs them):
-#   - Python: protoc, the gRPC Python plugin, grpcio and protobuf for python3
-#     (Debian packages protobuf-compiler, protobuf-compiler-grpc,
-#     python3-grpcio, python3-protobuf; PyPI is not needed);
+#   - Python: grpcio and protobuf for python3 (Debian packages python3-grpcio,
+#     python3-protobuf; PyPI is not needed). The Python example uses the SDK
+#     from clients/python (its stubs are committed; clients/python/test.sh
+#     installs what the SDK's own tests and stub generation need);
 #   - Node: node and npm (Debian's nodejs and npm when missing), then
 #     `npm ci` in examples/node from the committed package-lock.json.
 # Idempotent and quiet when everything is there. Uses sudo only when not
@@ -22,7 +23,8 @@ apt_install() {
 }
 
 # Python. Debian's python3-grpcio lands in /usr/lib/python3/dist-packages,
-# which only /usr/bin/python3 sees: examples/python/run.sh looks there too.
+# which only /usr/bin/python3 sees (unless clients/python/install.sh ran):
+# examples/python/run.sh looks there too.
 py_ok() {
   for c in python3 /usr/bin/python3; do
     command -v "$c" >/dev/null && "$c" -c 'import grpc, google.protobuf' 2>/dev/null && return 0
@@ -30,8 +32,6 @@ py_ok() {
   return 1
 }
 pkgs=()
-command -v protoc >/dev/null || pkgs+=(protobuf-compiler)
-command -v grpc_python_plugin >/dev/null || pkgs+=(protobuf-compiler-grpc)
 py_ok || pkgs+=(python3 python3-grpcio python3-protobuf)
 if [ ${#pkgs[@]} -gt 0 ]; then apt_install "${pkgs[@]}"; fi
 py_ok || { echo "install-deps: python3 still cannot import grpc and google.protobuf" >&2; exit 1; }

@@ -1,26 +1,27 @@
 #!/usr/bin/env python3
-"""A TopDeck-style caller of resilienced, and a runnable check of the API.
+"""A TopDeck-style caller of resilienced through the Python SDK
+(clients/python, import name topdeck_resilience), and a runnable check of it.
 
 It guards calls to a fake upstream (a tiny HTTP server on 127.0.0.1) the way
-TopDeck guards its Azure DevOps calls: Acquire (inline rate limit and a
-breaker) before the call, ReportOutcome (with permit_id and
-breaker_generation) after it, and the shared cache for JSON values. Every RPC
-carries an x-correlation-id, which the server must echo.
+TopDeck guards its Azure DevOps calls, with the seed's API: a RateLimiter
+and a CircuitBreaker around the call, retry_with_backoff, and the shared
+Cache for JSON values; every RPC carries the correlation id set with
+set_correlation_id, which the server logs.
 
-    examples/python/gen.sh            # stubs into examples/python/gen (git-ignored)
+    clients/python/install.sh            # once: the SDK and its Debian deps
     python3 examples/python/client.py [HOST:PORT]
 
 The address comes from the argument, else $TOPDECK_RESILIENCE_ADDR, else
-localhost:50051. The stubs come from $TOPDECK_PY_STUBS, else
-examples/python/gen. Exit status: 0 when every check held, 1 with a message
-when one did not, 3 when the stubs or grpcio are missing.
+localhost:50051. Exit status: 0 when every check held, 1 with a message
+when one did not, 3 when the SDK or grpcio is missing.
 
 Names (bucket, breaker, cache key) are unique per run, so it can run again
 and again against a long-lived server. The half-open probe is checked when
 the breaker policy's recovery_timeout is at most 5s; otherwise the breaker is
-closed with ResetBreaker instead.
+closed with reset() instead.
 """
 
+import asyncio
 import http.server
 import json
 import os
@@ -28,21 +29,22 @@ import secrets
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.environ.get("TOPDECK_PY_STUBS") or os.path.join(HERE, "gen"))
+# Run from a checkout without installing: the SDK's source is two levels up.
+sys.path.append(os.path.join(HERE, "..", "..", "clients", "python"))
 
 try:
-    import grpc
-    from google.protobuf import duration_pb2
-    from topdeck.resilience.v1 import cache_pb2, cache_pb2_grpc
-    from topdeck.resilience.v1 import resilience_pb2 as pb
-    from topdeck.resilience.v1 import resilience_pb2_grpc
+    import topdeck_resilience as tr
+    from topdeck_resilience.cache import Cache
+    from topdeck_resilience.logging_config import set_correlation_id
+    from topdeck_resilience.resilience import CircuitBreaker, RateLimiter, RetryConfig, retry_with_backoff
 except ImportError as e:  # pragma: no cover - environment problem
-    print(f"python client: {e}: run examples/install-deps.sh, then examples/python/gen.sh", file=sys.stderr)
+    print(f"python client: {e}: run clients/python/install.sh", file=sys.stderr)
     sys.exit(3)
 
-RPC_TIMEOUT = 5.0  # seconds, per RPC
 MAX_PROBE_WAIT = 5.0  # check the half-open probe only when recovery_timeout <= this
 
 
@@ -55,15 +57,12 @@ def expect(cond, what):
         raise CheckFailed(what)
 
 
-def seconds(d):
-    """A google.protobuf.Duration as float seconds."""
-    return d.seconds + d.nanos / 1e9
+class UpstreamError(Exception):
+    """The fake upstream answered 5xx."""
 
-
-def duration(s):
-    d = duration_pb2.Duration()
-    d.FromNanoseconds(int(s * 1e9))
-    return d
+    def __init__(self, status):
+        super().__init__(f"upstream answered {status}")
+        self.status = status
 
 
 class FakeUpstream:
@@ -96,219 +95,126 @@ class FakeUpstream:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def get(self):
-        """GETs the upstream: (status, parsed JSON body)."""
-        import urllib.error
-        import urllib.request
-
+    def get_sync(self):
+        """GETs the upstream: the parsed JSON body, or UpstreamError."""
         try:
             with urllib.request.urlopen(self.url, timeout=5) as r:
-                return r.status, json.loads(r.read())
+                return json.loads(r.read())
         except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read())
+            raise UpstreamError(e.code) from None
+
+    async def get(self):
+        return await asyncio.to_thread(self.get_sync)
 
     def close(self):
         self.server.shutdown()
         self.server.server_close()
 
 
-class Resilience:
-    """Calls resilienced with an x-correlation-id on every RPC and checks
-    that the server echoes it in the response headers."""
+async def checks(client, upstream, run_id):
+    key = f"polyglot/python/{run_id}"
+    breaker = CircuitBreaker(f"polyglot-python-{run_id}", client=client)
+    limiter = RateLimiter(max_calls=100, time_window=60.0, key=key, client=client)
+    cache = Cache(client=client)
+    n = 0
 
-    def __init__(self, addr, run_id):
-        self.channel = grpc.insecure_channel(addr)
-        self.rs = resilience_pb2_grpc.ResilienceServiceStub(self.channel)
-        self.cache = cache_pb2_grpc.CacheServiceStub(self.channel)
-        self.run_id = run_id
-        self.n = 0
+    def correlate():
+        nonlocal n
+        n += 1
+        set_correlation_id(f"polyglot-python-{run_id}-{n}")
 
-    def call(self, stub, name, request):
-        """Calls stub.name(request); raises CheckFailed on an RPC error or
-        when the correlation id does not come back."""
-        self.n += 1
-        cid = f"polyglot-python-{self.run_id}-{self.n}"
-        try:
-            resp, call = getattr(stub, name).with_call(request, timeout=RPC_TIMEOUT, metadata=[("x-correlation-id", cid)])
-        except grpc.RpcError as e:
-            raise CheckFailed(f"{name}: {e.code()}: {e.details()}") from None
-        got = dict(call.initial_metadata()).get("x-correlation-id")
-        expect(got == cid, f"{name}: x-correlation-id header: got {got!r}, want {cid!r}")
-        return resp
-
-    def close(self):
-        self.channel.close()
-
-
-class GuardedCaller:
-    """What TopDeck does around every outgoing call: acquire, call, report."""
-
-    def __init__(self, api, key, limit, breaker):
-        self.api, self.key, self.limit, self.breaker = api, key, limit, breaker
-
-    def acquire(self):
-        return self.api.call(self.api.rs, "Acquire", pb.AcquireRequest(key=self.key, limit=self.limit, breaker=self.breaker))
-
-    def report(self, acq, ok, latency):
-        return self.api.call(
-            self.api.rs,
-            "ReportOutcome",
-            pb.ReportOutcomeRequest(
-                breaker=self.breaker,
-                outcome=pb.OUTCOME_SUCCESS if ok else pb.OUTCOME_FAILURE,
-                latency=duration(latency),
-                permit_id=acq.permit_id,
-                breaker_generation=acq.breaker_generation,
-            ),
-        )
-
-    def call(self, fn):
-        """Runs fn() if admitted: returns (acquire response, fn's result or
-        None, report response or None)."""
-        acq = self.acquire()
-        if not acq.allowed:
-            return acq, None, None
-        start = time.monotonic()
-        status, body = fn()
-        rep = self.report(acq, 200 <= status < 300, time.monotonic() - start)
-        return acq, (status, body), rep
-
-
-def state_name(s):
-    return pb.CircuitState.Name(s)
-
-
-def run(addr):
-    run_id = secrets.token_hex(4)
-    api = Resilience(addr, run_id)
-    upstream = FakeUpstream()
-    try:
-        checks(api, upstream, run_id)
-    finally:
-        upstream.close()
-        api.close()
-
-
-def checks(api, upstream, run_id):
-    breaker = f"polyglot-python-{run_id}"
-    guarded = GuardedCaller(
-        api,
-        key=f"polyglot/python/{run_id}",
-        limit=pb.RateLimit(max_calls=100, time_window=duration(60)),
-        breaker=breaker,
-    )
-    cache_key = f"polyglot/python/{run_id}/projects"
+    @breaker
+    async def list_projects():
+        async with limiter:
+            return await upstream.get()
 
     # 1. Cache miss, then a guarded call whose JSON result is cached.
-    got = api.call(api.cache, "Get", cache_pb2.GetRequest(key=cache_key))
-    expect(not got.found and not got.degraded, f"Get of a new key: got found={got.found} degraded={got.degraded}, want a plain miss")
-
-    acq, result, rep = guarded.call(upstream.get)
-    expect(acq.allowed and acq.reason == pb.ACQUIRE_REASON_ALLOWED,
-           f"first Acquire: got allowed={acq.allowed} reason={pb.AcquireReason.Name(acq.reason)}, want allowed")
-    expect(acq.breaker_state == pb.CIRCUIT_STATE_CLOSED, f"first Acquire breaker_state: got {state_name(acq.breaker_state)}, want CLOSED")
-    expect(acq.remaining == 99, f"first Acquire remaining: got {acq.remaining}, want 99")
-    expect(not acq.degraded, "first Acquire: degraded, want the shared store to answer")
-    first_gen = acq.breaker_generation
-    expect(result[0] == 200, f"upstream status: got {result[0]}, want 200")
-    expect(rep.state == pb.CIRCUIT_STATE_CLOSED and not rep.ignored,
-           f"ReportOutcome(success): got state={state_name(rep.state)} ignored={rep.ignored}, want CLOSED, not ignored")
-
-    value = json.dumps(result[1], sort_keys=True).encode()
-    st = api.call(api.cache, "Set", cache_pb2.SetRequest(key=cache_key, value=value, ttl=duration(60)))
-    expect(st.stored and not st.degraded, f"Set: got stored={st.stored} degraded={st.degraded}, want stored")
-    got = api.call(api.cache, "Get", cache_pb2.GetRequest(key=cache_key))
-    expect(got.found, "Get after Set: not found")
-    expect(0 < seconds(got.ttl) <= 60, f"Get ttl: got {seconds(got.ttl)}s, want in (0, 60]")
-    parsed = json.loads(got.value)
-    expect(parsed == result[1], f"cached JSON: got {parsed!r}, want {result[1]!r}")
+    correlate()
+    expect(await cache.connect(), "cache.connect: the service did not answer")
+    cache_key = f"polyglot/python/{run_id}/projects"
+    expect(await cache.get(cache_key) is None, "Get of a new key: want a miss")
+    correlate()
+    projects = await cache.get_or_load(cache_key, list_projects, ttl=60)
+    expect(projects["count"] == 2, f"upstream body: got {projects!r}")
+    expect(await breaker.state() == tr.CircuitState.CLOSED, "breaker not CLOSED after a success")
+    d = await limiter.check(dry_run=True)  # as a second call would be answered: 98 left after it
+    expect(d.allowed and d.remaining == 98 and not d.degraded, f"limiter after one call: got {d}, want 98 left after a second, not degraded")
+    correlate()
+    expect(await cache.get(cache_key) == projects, "cached JSON differs from the upstream's")
+    hits = upstream.hits
+    expect(await cache.get_or_load(cache_key, list_projects) == projects and upstream.hits == hits, "get_or_load called the upstream on a hit")
 
     # 2. An inline limit of 2 calls a minute: the third call is refused.
-    tight = pb.AcquireRequest(key=f"polyglot/python/{run_id}/tight", limit=pb.RateLimit(max_calls=2, time_window=duration(60)))
-    for want_remaining in (1, 0):
-        a = api.call(api.rs, "Acquire", tight)
-        expect(a.allowed and a.remaining == want_remaining,
-               f"tight Acquire: got allowed={a.allowed} remaining={a.remaining}, want allowed with {want_remaining} left")
-    a = api.call(api.rs, "Acquire", tight)
-    expect(not a.allowed and a.reason == pb.ACQUIRE_REASON_RATE_LIMITED,
-           f"third tight Acquire: got allowed={a.allowed} reason={pb.AcquireReason.Name(a.reason)}, want RATE_LIMITED")
-    expect(0 < seconds(a.retry_after) <= 30, f"RATE_LIMITED retry_after: got {seconds(a.retry_after)}s, want in (0, 30]")
+    correlate()
+    tight = RateLimiter(2, 60.0, key=f"{key}/tight", client=client)
+    expect(await tight.try_acquire() and await tight.try_acquire(), "tight limiter refused its first two calls")
+    try:
+        await tight.acquire(max_wait=0.1)
+        raise CheckFailed("third call of a 2/min limit admitted")
+    except tr.RateLimited as e:
+        expect(0 < e.retry_after <= 30, f"RateLimited.retry_after: got {e.retry_after}s, want in (0, 30]")
 
-    # 3. The upstream fails: reported failures open the breaker.
-    policy = api.call(api.rs, "BreakerState", pb.BreakerStateRequest(breaker=breaker)).status.policy
+    # 3. The upstream fails: failures open the breaker; retry_with_backoff gives up on it.
+    correlate()
+    status = await breaker.status()
+    policy = status.policy
     upstream.healthy = False
-    tries = max(policy.failure_threshold, policy.minimum_calls) + 3
     opened = False
-    for _ in range(tries):
-        acq, result, rep = guarded.call(upstream.get)
-        expect(acq.allowed, f"Acquire before the breaker opened: refused ({pb.AcquireReason.Name(acq.reason)})")
-        expect(result[0] == 503, f"failing upstream status: got {result[0]}, want 503")
-        expect(not rep.ignored, "ReportOutcome(failure): ignored, want counted")
-        if rep.state == pb.CIRCUIT_STATE_OPEN:
+    for _ in range(max(policy.failure_threshold, policy.minimum_calls) + 3):
+        try:
+            await list_projects()
+        except UpstreamError:
+            pass
+        if await breaker.state() == tr.CircuitState.OPEN:
             opened = True
             break
-    expect(opened, f"breaker still {state_name(rep.state)} after {tries} failures (policy {policy.mode} threshold {policy.failure_threshold})")
-
+    expect(opened, f"breaker still closed after failures (policy {policy.mode} threshold {policy.failure_threshold})")
     hits = upstream.hits
-    acq, result, _ = guarded.call(upstream.get)
-    expect(not acq.allowed and acq.reason == pb.ACQUIRE_REASON_CIRCUIT_OPEN,
-           f"Acquire on an open breaker: got allowed={acq.allowed} reason={pb.AcquireReason.Name(acq.reason)}, want CIRCUIT_OPEN")
-    expect(acq.breaker_state == pb.CIRCUIT_STATE_OPEN, f"breaker_state: got {state_name(acq.breaker_state)}, want OPEN")
-    expect(seconds(acq.retry_after) > 0, "CIRCUIT_OPEN retry_after: got 0, want > 0")
+    try:
+        await list_projects()
+        raise CheckFailed("call admitted by an open breaker")
+    except tr.CircuitOpenError as e:
+        expect(e.retry_after > 0 and not e.local, f"CircuitOpenError: retry_after={e.retry_after} local={e.local}")
     expect(upstream.hits == hits, "the upstream was called although the breaker refused")
-    open_gen = acq.breaker_generation
-    expect(open_gen > first_gen, f"generation after opening: got {open_gen}, want > {first_gen}")
 
-    # 4. Recovery: a half-open probe carries a permit_id back; or a reset.
+    # 4. Recovery: retry_with_backoff waits the breaker's retry-after, the probe closes it.
     upstream.healthy = True
-    recovery = seconds(policy.recovery_timeout)
+    correlate()
+    recovery = policy.recovery_timeout
     if recovery <= MAX_PROBE_WAIT:
-        deadline = time.monotonic() + recovery + 3
-        while True:
-            time.sleep(max(min(seconds(acq.retry_after), 1.0), 0.02))
-            acq = guarded.acquire()
-            if acq.allowed or time.monotonic() > deadline:
-                break
-        expect(acq.allowed, f"Acquire after recovery_timeout {recovery}s: still refused ({pb.AcquireReason.Name(acq.reason)})")
-        expect(acq.breaker_state == pb.CIRCUIT_STATE_HALF_OPEN and acq.permit_id,
-               f"probe: got breaker_state={state_name(acq.breaker_state)} permit_id={acq.permit_id!r}, want HALF_OPEN with a permit")
-        status, _ = upstream.get()
-        rep = guarded.report(acq, status == 200, 0.001)
-        expect(not rep.ignored, "probe outcome ignored, want counted")
-        for _ in range(policy.success_threshold - 1):  # more probes when the policy asks for them
-            acq, _, rep = guarded.call(upstream.get)
-            expect(acq.allowed and rep and not rep.ignored, "further probe refused or ignored")
-        expect(rep.state == pb.CIRCUIT_STATE_CLOSED, f"after successful probes: got {state_name(rep.state)}, want CLOSED")
+        retried = retry_with_backoff(RetryConfig(max_attempts=5, initial_delay=0.05, deadline=recovery + 3),
+                                     exceptions=(tr.CircuitOpenError,))(list_projects)
+        expect((await retried())["count"] == 2, "call after recovery failed")
         how = "half-open probe"
     else:
-        st = api.call(api.rs, "ResetBreaker", pb.ResetBreakerRequest(breaker=breaker)).status
-        expect(st.state == pb.CIRCUIT_STATE_CLOSED, f"ResetBreaker: got {state_name(st.state)}, want CLOSED")
-        how = f"ResetBreaker (recovery_timeout {recovery}s > {MAX_PROBE_WAIT}s: probe not checked)"
+        await breaker.reset()
+        how = f"reset() (recovery_timeout {recovery}s > {MAX_PROBE_WAIT}s: probe not checked)"
+    expect(await breaker.state() == tr.CircuitState.CLOSED, "breaker not CLOSED after recovery")
 
-    # 5. An outcome from the generation that opened it is stale: ignored.
-    stale = api.call(api.rs, "ReportOutcome", pb.ReportOutcomeRequest(
-        breaker=breaker, outcome=pb.OUTCOME_FAILURE, breaker_generation=open_gen))
-    expect(stale.ignored, f"outcome of generation {open_gen}: got ignored=False, want ignored")
-    st = api.call(api.rs, "BreakerState", pb.BreakerStateRequest(breaker=breaker)).status
-    expect(st.state == pb.CIRCUIT_STATE_CLOSED and st.generation > open_gen,
-           f"BreakerState: got {state_name(st.state)} generation {st.generation}, want CLOSED after generation {open_gen}")
+    correlate()
+    expect(await cache.delete(cache_key), "cache delete: key not found")
+    set_correlation_id(None)
+    print(f"python client: OK ({n} correlation ids; breaker {breaker.name} opened after failures and closed by {how}; "
+          f"rate limit, cache JSON round trip and correlation ids checked)")
 
-    acq, result, rep = guarded.call(upstream.get)
-    expect(acq.allowed and result[0] == 200 and rep.state == pb.CIRCUIT_STATE_CLOSED, "guarded call after recovery failed")
 
-    deleted = api.call(api.cache, "Delete", cache_pb2.DeleteRequest(keys=[cache_key])).deleted
-    expect(deleted == 1, f"Delete: got {deleted} deleted, want 1")
-
-    print(f"python client: OK ({api.n} RPCs; breaker {breaker} opened after failures and closed by {how}; "
-          f"rate limit, cache JSON round trip and x-correlation-id checked)")
+async def run(addr):
+    run_id = secrets.token_hex(4)
+    upstream = FakeUpstream()
+    client = tr.ResilienceClient(addr, timeout=5.0, fail_open=False)  # a check: no local decisions
+    try:
+        await checks(client, upstream, run_id)
+    finally:
+        await client.close()
+        upstream.close()
 
 
 def main(argv):
-    addr = argv[1] if len(argv) > 1 else os.environ.get("TOPDECK_RESILIENCE_ADDR", "localhost:50051")
+    addr = argv[1] if len(argv) > 1 else os.environ.get("TOPDECK_RESILIENCE_ADDR") or "localhost:50051"
     try:
-        run(addr)
-    except CheckFailed as e:
-        print(f"python client: FAILED against {addr}: {e}", file=sys.stderr)
+        asyncio.run(run(addr))
+    except (CheckFailed, tr.ResilienceError) as e:
+        print(f"python client: FAILED against {addr}: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     return 0
 
