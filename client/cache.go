@@ -1,27 +1,48 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/topdeck/resilience/cache"
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
 )
 
 // Cache is the client of the shared cache. Values are opaque bytes;
 // GetJSON, SetJSON and GetOrLoad store JSON.
 //
+// It has a near cache: while Run runs, it keeps the entries it read in
+// process memory (bounded, see WithNearCache) and answers Gets from there,
+// dropping an entry when the service streams its invalidation (a Set,
+// Delete or DeletePattern through any replica) and when the TTL the service
+// reported has passed. See Run for the guarantees; NoNearCache opts a call
+// out, WithoutNearCache the whole Cache.
+//
 // Get it from Client.Cache; the zero value is not usable. A Cache is safe for
 // concurrent use.
 type Cache struct {
 	c      *Client
 	flight singleflight.Group
+	near   *cache.Near // nil: WithoutNearCache
+	// running is set while Run runs.
+	running atomic.Bool
+}
+
+func newCache(c *Client) *Cache {
+	k := &Cache{c: c}
+	if !c.o.near.off {
+		k.near = c.o.near.newNear()
+	}
+	return k
 }
 
 // Cache returns the Client's cache.
@@ -49,24 +70,46 @@ type Stats struct {
 	Degraded bool
 }
 
-// Get reads key. A miss is Item{Found: false}, not an error; so is a read
-// the service could not make (Degraded). Errors: the context's, a gRPC status
-// from the service (INVALID_ARGUMENT for a bad key), or an error matching
-// ErrServiceUnavailable when the service cannot be reached (the cache has no
-// local fallback).
-func (k *Cache) Get(ctx context.Context, key string) (Item, error) {
+// Get reads key: from the near cache when it holds the key (see Run), from
+// the service otherwise. A miss is Item{Found: false}, not an error; so is a
+// read the service could not make (Degraded). Errors: the context's, a gRPC
+// status from the service (INVALID_ARGUMENT for a bad key), or an error
+// matching ErrServiceUnavailable when the service cannot be reached (the
+// cache has no local fallback). Item.Value belongs to the caller.
+func (k *Cache) Get(ctx context.Context, key string, opts ...GetOption) (Item, error) {
+	var o getOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	var fill *cache.Fill
+	if k.near != nil && !o.noNear {
+		now := k.c.o.now()
+		if e, ok := k.near.Get(key, now); ok {
+			return Item{Found: true, Value: bytes.Clone(e.Value), TTL: e.TTL}, nil
+		}
+		fill = k.near.Begin(key, now) // nil unless the near cache is live
+	}
+	// A read that may fill the near cache reads the shared store itself:
+	// a replica's memory may not have the invalidation we already have.
+	req := &resiliencev1.GetRequest{Key: key, Fresh: fill != nil}
 	var resp *resiliencev1.GetResponse
 	err := k.c.invoke(ctx, 0, func(ctx context.Context, opts ...grpc.CallOption) error {
 		var err error
-		resp, err = k.c.cs.Get(ctx, &resiliencev1.GetRequest{Key: key}, opts...)
+		resp, err = k.c.cs.Get(ctx, req, opts...)
 		return err
 	})
 	if err != nil {
+		k.near.Abandon(fill)
 		return Item{}, err
 	}
 	it := Item{Found: resp.GetFound(), Degraded: resp.GetDegraded(), TTL: resp.GetTtl().AsDuration()}
-	if it.Found {
-		it.Value = resp.GetValue()
+	if !it.Found || it.Degraded {
+		k.near.Abandon(fill)
+		return Item{Found: false, Degraded: it.Degraded}, nil
+	}
+	it.Value = resp.GetValue()
+	if fill != nil {
+		k.near.Commit(fill, cache.Entry{Value: bytes.Clone(it.Value), TTL: it.TTL})
 	}
 	return it, nil
 }
@@ -85,6 +128,9 @@ func (k *Cache) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 		resp, err = k.c.cs.Set(ctx, req, opts...)
 		return err
 	})
+	// Whatever the answer (the write may have happened), this process's
+	// next Get reads it from the service.
+	k.forget(cache.Invalidation{Kind: cache.InvalidateSet, Keys: []string{key}})
 	if err != nil {
 		return err
 	}
@@ -102,6 +148,7 @@ func (k *Cache) Delete(ctx context.Context, keys ...string) (int64, error) {
 		resp, err = k.c.cs.Delete(ctx, &resiliencev1.DeleteRequest{Keys: keys}, opts...)
 		return err
 	})
+	k.forget(cache.Invalidation{Kind: cache.InvalidateDelete, Keys: keys})
 	if err != nil {
 		return 0, err
 	}
@@ -120,6 +167,7 @@ func (k *Cache) DeletePattern(ctx context.Context, pattern string) (int64, error
 		resp, err = k.c.cs.DeletePattern(ctx, &resiliencev1.DeletePatternRequest{Pattern: pattern}, opts...)
 		return err
 	})
+	k.forget(cache.Invalidation{Kind: cache.InvalidatePattern, Pattern: pattern})
 	if err != nil {
 		return 0, err
 	}
@@ -147,11 +195,11 @@ func (k *Cache) Stats(ctx context.Context) (Stats, error) {
 	}, nil
 }
 
-// GetJSON reads key and decodes its JSON value into a T. found is false on a
-// miss (degraded reads included). A value that is not a valid JSON T is an
-// error. Other errors: as Cache.Get.
-func GetJSON[T any](ctx context.Context, k *Cache, key string) (v T, found bool, err error) {
-	it, err := k.Get(ctx, key)
+// GetJSON reads key (with opts, as Cache.Get) and decodes its JSON value
+// into a T. found is false on a miss (degraded reads included). A value that
+// is not a valid JSON T is an error. Other errors: as Cache.Get.
+func GetJSON[T any](ctx context.Context, k *Cache, key string, opts ...GetOption) (v T, found bool, err error) {
+	it, err := k.Get(ctx, key, opts...)
 	if err != nil || !it.Found {
 		return v, false, err
 	}
@@ -182,11 +230,11 @@ func SetJSON[T any](ctx context.Context, k *Cache, key string, v T, ttl time.Dur
 // The cache never stands between the caller and its value: when the service
 // answers degraded, cannot be reached, or fails, load runs directly, and its
 // value is cached afterwards, best effort, only when the service answered.
-// A cached value that is not a valid JSON T is loaded again. Errors: load's,
-// or the context's.
-func GetOrLoad[T any](ctx context.Context, k *Cache, key string, ttl time.Duration, load func(ctx context.Context) (T, error)) (T, error) {
+// A cached value that is not a valid JSON T is loaded again. opts apply to
+// the read (as Cache.Get). Errors: load's, or the context's.
+func GetOrLoad[T any](ctx context.Context, k *Cache, key string, ttl time.Duration, load func(ctx context.Context) (T, error), opts ...GetOption) (T, error) {
 	var zero T
-	it, err := k.Get(ctx, key)
+	it, err := k.Get(ctx, key, opts...)
 	if cerr := ctx.Err(); cerr != nil {
 		return zero, cerr
 	}

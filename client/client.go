@@ -72,6 +72,7 @@ type options struct {
 	breakerSettings func(name string) breaker.Settings
 	localPolicies   map[string]RateLimit
 	isFailure       func(error) bool
+	near            nearOptions // the cache's near cache (nearcache.go)
 }
 
 // WithCallTimeout bounds each call to the service (default
@@ -148,7 +149,7 @@ func New(conn grpc.ClientConnInterface, opts ...Option) *Client {
 		lim: limiter.New(limiter.NewMemoryStore(limiter.WithMemoryClock(o.now)), limiter.WithClock(o.now)),
 		brk: breaker.NewMemoryStore(breaker.WithMemoryClock(o.now)),
 	}
-	c.cache = &Cache{c: c}
+	c.cache = newCache(c)
 	return c
 }
 

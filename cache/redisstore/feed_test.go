@@ -59,7 +59,7 @@ func testFeed(t *testing.T, client redis.UniversalClient) {
 	ctx := context.Background()
 	prefix := newPrefixer()()
 	follower := redisstore.New(client, redisstore.WithPrefix(prefix))
-	writer := redisstore.New(client, redisstore.WithPrefix(prefix))   // another replica
+	writer := redisstore.New(client, redisstore.WithPrefix(prefix))    // another replica
 	other := redisstore.New(client, redisstore.WithPrefix(prefix+"o")) // another tenant
 	invs, _ := follow(t, follower)
 	if inv := nextInv(t, invs); inv.Kind != cache.InvalidateAll {
