@@ -40,3 +40,16 @@ docker:
 
 bench:
 	go test -run '^$$' -bench . -benchmem ./limiter/... ./breaker/... ./cache/...
+
+# The Python SDK (clients/python): regenerate its committed stubs from proto/
+# with Debian's protoc and grpc_python_plugin; install it (apt-get for what is
+# missing, no PyPI); run its tests; run its benchmark.
+.PHONY: python-generate python-install python-test python-bench
+python-generate:
+	./clients/python/gen.sh
+python-install:
+	./clients/python/install.sh
+python-test:
+	./clients/python/test.sh
+python-bench:
+	/usr/bin/python3 clients/python/bench.py
