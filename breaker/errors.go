@@ -7,8 +7,9 @@ import (
 
 // Sentinel errors. Stores and Breaker wrap them with %w: compare with errors.Is.
 var (
-	// ErrInvalidSettings: a Settings field is out of range. The message names
-	// the field in snake_case (for example "failure_threshold").
+	// ErrInvalidSettings: a Settings field is out of range. Every such error
+	// is an *InvalidArgumentError naming the field in snake_case (for example
+	// "failure_threshold").
 	ErrInvalidSettings = errors.New("breaker: invalid settings")
 	// ErrInvalidName: the breaker name is empty or too long.
 	ErrInvalidName = errors.New("breaker: invalid name")
@@ -31,35 +32,50 @@ const (
 	FieldPageSize  = "page_size"  // List's page size
 	FieldPageToken = "page_token" // List's page token
 	FieldPermitID  = "permit_id"  // Report's or Release's permit
+	FieldOutcome   = "outcome"    // Report's outcome (matches ErrInvalidOutcome)
+	FieldState     = "state"      // Reset's target state, or a state name (matches ErrInvalidState)
 )
 
-// InvalidArgumentError reports an invalid argument of a call, other than
-// Settings (see SettingsError). Field is the snake_case name of the argument
-// as in the API (one of the Field... constants); Reason says what is wrong
-// and what is allowed, without the field's name, so that a server can print
-// "<field>: <reason>":
+// InvalidArgumentError is the package's one invalid-argument error: a field
+// of Settings or another argument of a call. Field is the snake_case name of
+// the field as in configuration files and the API (a Settings field, or one
+// of the Field... constants); Reason says what is wrong and what is allowed,
+// without the field's name, so that a server can print "<field>: <reason>":
 //
 //	page_token: malformed, pass the next_page_token of the previous page
 //
-// It matches ErrInvalidName with errors.Is when Field is FieldName, and
-// ErrInvalidArgument otherwise.
+// It matches, with errors.Is, ErrInvalidSettings for a field of Settings,
+// ErrInvalidName for FieldName, and ErrInvalidArgument otherwise. A server
+// tells a bad policy in its own configuration (ErrInvalidSettings) from a
+// caller's bad argument with that.
 type InvalidArgumentError struct {
 	Field  string
 	Reason string
+
+	err error // the sentinel when not implied by Field (ErrInvalidSettings, ErrInvalidOutcome, ErrInvalidState)
 }
 
 // Error returns "<sentinel>: <field>: <reason>", for example
-// "breaker: invalid argument: page_token: malformed, pass ...".
+// "breaker: invalid argument: page_token: malformed, pass ...", or for a
+// field of Settings "breaker: invalid settings: <field> <reason>".
 func (e *InvalidArgumentError) Error() string {
+	if e.err == ErrInvalidSettings {
+		return ErrInvalidSettings.Error() + ": " + e.Field + " " + e.Reason
+	}
 	return e.sentinel().Error() + ": " + e.Field + ": " + e.Reason
 }
 
-// Is reports whether target is the sentinel of e's field (ErrInvalidName
-// for FieldName, ErrInvalidArgument for the others).
+// Is reports whether target is the sentinel of e's field (ErrInvalidSettings
+// for a field of Settings, ErrInvalidName for FieldName, ErrInvalidOutcome for
+// FieldOutcome, ErrInvalidState for FieldState, ErrInvalidArgument for the
+// others).
 func (e *InvalidArgumentError) Is(target error) bool { return target == e.sentinel() }
 
 func (e *InvalidArgumentError) sentinel() error {
-	if e.Field == FieldName {
+	switch {
+	case e.err != nil:
+		return e.err
+	case e.Field == FieldName:
 		return ErrInvalidName
 	}
 	return ErrInvalidArgument
@@ -67,4 +83,17 @@ func (e *InvalidArgumentError) sentinel() error {
 
 func invalidArg(field, format string, args ...any) error {
 	return &InvalidArgumentError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// InvalidOutcome returns the error of an outcome that is neither
+// OutcomeSuccess nor OutcomeFailure (it matches ErrInvalidOutcome). Stores
+// return it from Report.
+func InvalidOutcome(o Outcome) error {
+	return &InvalidArgumentError{Field: FieldOutcome, Reason: fmt.Sprintf("must be success or failure, got %d", o), err: ErrInvalidOutcome}
+}
+
+// InvalidResetState returns the error of a Reset to a state other than
+// CLOSED or OPEN (it matches ErrInvalidState). Stores return it from Reset.
+func InvalidResetState(to State) error {
+	return &InvalidArgumentError{Field: FieldState, Reason: fmt.Sprintf("reset to %s: only CLOSED or OPEN", to), err: ErrInvalidState}
 }

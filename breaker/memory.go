@@ -2,7 +2,6 @@ package breaker
 
 import (
 	"context"
-	"fmt"
 	"sort"
 	"strings"
 	"sync"
@@ -126,7 +125,7 @@ func (m *MemoryStore) Report(ctx context.Context, name string, s Settings, o Out
 		return ReportResult{}, err
 	}
 	if !o.Valid() {
-		return ReportResult{}, fmt.Errorf("%w: %d", ErrInvalidOutcome, o)
+		return ReportResult{}, InvalidOutcome(o)
 	}
 	now := micros(m.now())
 	m.mu.Lock()
@@ -160,7 +159,7 @@ func (m *MemoryStore) Reset(ctx context.Context, name string, s Settings, to Sta
 		return Status{}, err
 	}
 	if to != StateClosed && to != StateOpen {
-		return Status{}, fmt.Errorf("%w: reset to %s: only CLOSED or OPEN", ErrInvalidState, to)
+		return Status{}, InvalidResetState(to)
 	}
 	now := micros(m.now())
 	m.mu.Lock()

@@ -56,6 +56,10 @@ const (
 // WithDefaults); a negative or out-of-range field is an error from Validate.
 // The zero value is a valid policy: consecutive mode with every default.
 //
+// Build the Settings of a configured policy once with [NewSettings] (which
+// validates and fills the defaults) and pass that on every call: the stores
+// check what they are given (Prepare) but no longer find anything to fill.
+//
 // Settings is a plain value, safe to copy and to share read-only.
 type Settings struct {
 	// Mode selects consecutive-failure or failure-rate tripping.
@@ -87,42 +91,77 @@ type Settings struct {
 	ProbeTimeout time.Duration
 }
 
+// defaults holds every default; its Mode is the zero Mode.
+var defaults = Settings{
+	FailureThreshold:     DefaultFailureThreshold,
+	FailureRateThreshold: DefaultFailureRateThreshold,
+	Window:               DefaultWindow,
+	MinimumCalls:         DefaultMinimumCalls,
+	RecoveryTimeout:      DefaultRecoveryTimeout,
+	HalfOpenMaxCalls:     DefaultHalfOpenMaxCalls,
+	SuccessThreshold:     DefaultSuccessThreshold,
+	ProbeTimeout:         DefaultProbeTimeout,
+}
+
 // WithDefaults returns s with every zero field set to its default.
-func (s Settings) WithDefaults() Settings {
+func (s Settings) WithDefaults() Settings { return s.Inherit(defaults) }
+
+// Inherit returns s with every zero field but Mode (whose zero value is a
+// mode, ModeConsecutive) taken from parent, as a configured breaker takes the
+// fields it leaves out from the "default" entry.
+func (s Settings) Inherit(parent Settings) Settings {
 	if s.FailureThreshold == 0 {
-		s.FailureThreshold = DefaultFailureThreshold
+		s.FailureThreshold = parent.FailureThreshold
 	}
 	if s.FailureRateThreshold == 0 {
-		s.FailureRateThreshold = DefaultFailureRateThreshold
+		s.FailureRateThreshold = parent.FailureRateThreshold
 	}
 	if s.Window == 0 {
-		s.Window = DefaultWindow
+		s.Window = parent.Window
 	}
 	if s.MinimumCalls == 0 {
-		s.MinimumCalls = DefaultMinimumCalls
+		s.MinimumCalls = parent.MinimumCalls
 	}
 	if s.RecoveryTimeout == 0 {
-		s.RecoveryTimeout = DefaultRecoveryTimeout
+		s.RecoveryTimeout = parent.RecoveryTimeout
 	}
 	if s.HalfOpenMaxCalls == 0 {
-		s.HalfOpenMaxCalls = DefaultHalfOpenMaxCalls
+		s.HalfOpenMaxCalls = parent.HalfOpenMaxCalls
 	}
 	if s.SuccessThreshold == 0 {
-		s.SuccessThreshold = DefaultSuccessThreshold
+		s.SuccessThreshold = parent.SuccessThreshold
 	}
 	if s.ProbeTimeout == 0 {
-		s.ProbeTimeout = DefaultProbeTimeout
+		s.ProbeTimeout = parent.ProbeTimeout
 	}
 	return s
 }
 
-// Validate reports the first invalid field of s.WithDefaults() as an error
-// wrapping ErrInvalidSettings whose message names the field in snake_case
-// (mode, failure_threshold, failure_rate_threshold, window, minimum_calls,
-// recovery_timeout, half_open_max_calls, success_threshold, probe_timeout).
-// Zero fields are valid: they mean the default.
-func (s Settings) Validate() error {
+// NewSettings returns s.WithDefaults() when it is valid, and otherwise the
+// error of Validate. It is the one place where a policy is checked and
+// completed: the configuration builds every breaker policy with it.
+func NewSettings(s Settings) (Settings, error) {
 	d := s.WithDefaults()
+	if err := d.validateComplete(); err != nil {
+		return Settings{}, err
+	}
+	return d, nil
+}
+
+// Validate reports the first invalid field of s.WithDefaults() as an
+// *InvalidArgumentError matching ErrInvalidSettings whose message names the
+// field in snake_case (mode, failure_threshold, failure_rate_threshold,
+// window, minimum_calls, recovery_timeout, half_open_max_calls,
+// success_threshold, probe_timeout). Zero fields are valid: they mean the
+// default.
+func (s Settings) Validate() error {
+	_, err := NewSettings(s)
+	return err
+}
+
+// validateComplete checks s, whose zero fields are already filled.
+func (s Settings) validateComplete() error {
+	d := s
 	if d.Mode != ModeConsecutive && d.Mode != ModeFailureRate {
 		return invalid("mode", "must be consecutive (0) or failure_rate (1), got %d", d.Mode)
 	}
@@ -158,52 +197,35 @@ func (s Settings) Validate() error {
 	return nil
 }
 
-// SettingsError reports an invalid field of Settings. It matches
-// ErrInvalidSettings with errors.Is; Field is the snake_case name of the
-// field, as in configuration files and the API.
-type SettingsError struct {
-	Field  string // e.g. "failure_threshold"
-	Reason string // e.g. "must be between 1 and 1000000, got 0"
-}
-
-// Error returns "breaker: invalid settings: <field> <reason>".
-func (e *SettingsError) Error() string {
-	return ErrInvalidSettings.Error() + ": " + e.Field + " " + e.Reason
-}
-
-// Is reports whether target is ErrInvalidSettings.
-func (e *SettingsError) Is(target error) bool { return target == ErrInvalidSettings }
-
 func invalid(field, format string, args ...any) error {
-	return &SettingsError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	return &InvalidArgumentError{Field: field, Reason: fmt.Sprintf(format, args...), err: ErrInvalidSettings}
 }
 
-// maxNameLen is the longest breaker name accepted.
-const maxNameLen = 256
+// MaxNameBytes is the longest breaker name accepted: the bound of every name
+// and key in the service's API and configuration.
+const MaxNameBytes = 256
 
 // ValidateName returns an *InvalidArgumentError (FieldName, matching
-// ErrInvalidName) when name is empty or longer than 256 bytes. Stores call
-// it; callers may call it earlier.
+// ErrInvalidName) when name is empty or longer than MaxNameBytes. Stores
+// call it; callers may call it earlier.
 func ValidateName(name string) error {
 	if name == "" {
 		return invalidArg(FieldName, "must not be empty")
 	}
-	if len(name) > maxNameLen {
-		return invalidArg(FieldName, "must be at most %d bytes, got %d", maxNameLen, len(name))
+	if len(name) > MaxNameBytes {
+		return invalidArg(FieldName, "must be at most %d bytes, got %d", MaxNameBytes, len(name))
 	}
 	return nil
 }
 
-// Prepare validates name and s and returns s.WithDefaults(). Stores call it at
-// the start of every method that takes Settings.
+// Prepare validates name and s and returns NewSettings(s). Stores call it at
+// the start of every method that takes Settings: whoever calls them, they
+// refuse what is invalid, and for Settings from NewSettings it fills nothing.
 func Prepare(name string, s Settings) (Settings, error) {
 	if err := ValidateName(name); err != nil {
 		return Settings{}, err
 	}
-	if err := s.Validate(); err != nil {
-		return Settings{}, err
-	}
-	return s.WithDefaults(), nil
+	return NewSettings(s)
 }
 
 // DefaultIdleTTL is how long the stores keep a breaker that nothing has used:

@@ -36,8 +36,8 @@ func (s State) String() string {
 func (s State) Valid() bool { return s <= StateHalfOpen }
 
 // ParseState parses "CLOSED", "OPEN" or "HALF_OPEN" (case-insensitive,
-// "half-open" accepted). It returns an error wrapping ErrInvalidState
-// otherwise.
+// "half-open" accepted). It returns an *InvalidArgumentError (FieldState,
+// matching ErrInvalidState) otherwise.
 func ParseState(v string) (State, error) {
 	switch strings.ToUpper(strings.ReplaceAll(v, "-", "_")) {
 	case "CLOSED":
@@ -47,7 +47,7 @@ func ParseState(v string) (State, error) {
 	case "HALF_OPEN":
 		return StateHalfOpen, nil
 	}
-	return 0, fmt.Errorf("%w: %q", ErrInvalidState, v)
+	return 0, &InvalidArgumentError{Field: FieldState, Reason: fmt.Sprintf("must be CLOSED, OPEN or HALF_OPEN, got %q", v), err: ErrInvalidState}
 }
 
 // Outcome is the result of a call that the breaker admitted. The zero value is

@@ -161,7 +161,7 @@ func EncodePageToken(lastName string) string {
 // A malformed token is an *InvalidArgumentError (FieldPageToken).
 func DecodePageToken(token string) (string, error) {
 	b, err := base64.RawURLEncoding.DecodeString(token)
-	if err != nil || len(b) > maxNameLen {
+	if err != nil || len(b) > MaxNameBytes {
 		return "", invalidArg(FieldPageToken, "malformed, pass the next_page_token of the previous page")
 	}
 	return string(b), nil

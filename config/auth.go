@@ -368,10 +368,11 @@ func (c *Config) applyAuthDefaults() {
 	}
 }
 
-// withDefaults fills l's zero fields (burst and on_store_failure).
+// withDefaults fills l's zero fields (burst and on_store_failure) and builds
+// its limiter.Limit. l was validated (validateLimits), so NewLimit accepts it.
 func (l Limit) withDefaults() Limit {
-	if l.Burst == 0 {
-		l.Burst = l.MaxCalls
+	if lim, err := l.newLimit(); err == nil {
+		l.limit, l.Burst = lim, lim.Burst
 	}
 	if l.OnStoreFailure == "" {
 		l.OnStoreFailure = AllowLocal
@@ -414,7 +415,7 @@ func validateLimits(add func(string, ...string), limits map[string]Limit, path .
 		// The limiter's own rules: positive limits, whole microseconds,
 		// exact arithmetic.
 		var ie *limiter.InvalidArgumentError
-		if err := l.Limiter().Validate(); errors.As(err, &ie) {
+		if _, err := l.newLimit(); errors.As(err, &ie) {
 			add(ie.Reason, at(name, ie.Field)...)
 		}
 		switch l.OnStoreFailure {
@@ -439,8 +440,8 @@ func validateBreakers(add func(string, ...string), breakers map[string]Breaker, 
 			add(fmt.Sprintf("must be %q or %q, got %q", ModeConsecutive, ModeFailureRate, b.Mode), at(name, "mode")...)
 		}
 		// Zero fields mean "inherit"; the breaker package checks the rest.
-		var se *breaker.SettingsError
-		if err := b.Settings().Validate(); errors.As(err, &se) {
+		var se *breaker.InvalidArgumentError
+		if _, err := breaker.NewSettings(b.fields()); errors.As(err, &se) {
 			add(se.Reason, at(name, se.Field)...)
 		}
 	}

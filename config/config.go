@@ -64,11 +64,32 @@ type Limit struct {
 	// "allow_local" (default: decide with a local bucket, answer degraded)
 	// or "deny" (answer UNAVAILABLE).
 	OnStoreFailure string `yaml:"on_store_failure"`
+
+	// limit is the limiter's Limit, built by limiter.NewLimit when the file
+	// is loaded (zero in a Limit written as a literal).
+	limit limiter.Limit
 }
 
-// Limiter returns l as the limiter's Limit.
+// InlineLimit returns the Limit of lim, a limit from limiter.NewLimit that
+// came in a request rather than from the file, with the default
+// on_store_failure (allow_local).
+func InlineLimit(lim limiter.Limit) Limit {
+	return Limit{MaxCalls: lim.MaxCalls, TimeWindow: Duration(lim.Window), Burst: lim.Burst, OnStoreFailure: AllowLocal, limit: lim}
+}
+
+// Limiter returns l as the limiter's Limit: the one validated when the file
+// was loaded (see limiter.NewLimit), so that nothing checks or converts it
+// again per call.
 func (l Limit) Limiter() limiter.Limit {
+	if l.limit.MaxCalls == l.MaxCalls && l.limit.Window == l.TimeWindow.D() && l.limit.Burst == l.Burst && l.MaxCalls != 0 {
+		return l.limit
+	}
 	return limiter.Limit{MaxCalls: l.MaxCalls, Window: l.TimeWindow.D(), Burst: l.Burst}
+}
+
+// newLimit validates l's numbers with the limiter's rules.
+func (l Limit) newLimit() (limiter.Limit, error) {
+	return limiter.NewLimit(l.MaxCalls, l.TimeWindow.D(), l.Burst)
 }
 
 // FailurePolicy returns l's OnStoreFailure as the limiter's policy.
@@ -111,6 +132,10 @@ type Breaker struct {
 	// ProbeTimeout is a probe's lease: an unreported probe is reclaimed after
 	// it (default 10s).
 	ProbeTimeout Duration `yaml:"probe_timeout"`
+
+	// settings is the breaker's Settings, built by breaker.NewSettings when
+	// the file is loaded (zero in a Breaker written as a literal).
+	settings breaker.Settings
 }
 
 // The values of Breaker.Mode.
@@ -119,8 +144,18 @@ const (
 	ModeFailureRate = "failure_rate"
 )
 
-// Settings returns b as the breaker package's Settings.
+// Settings returns b as the breaker package's Settings: the ones validated
+// and completed when the file was loaded (see breaker.NewSettings), so that
+// nothing converts or completes them again per call.
 func (b Breaker) Settings() breaker.Settings {
+	if b.settings != (breaker.Settings{}) && breakerFromSettings(b.settings) == b {
+		return b.settings
+	}
+	return b.fields()
+}
+
+// fields converts b's fields as they are, zero ones included.
+func (b Breaker) fields() breaker.Settings {
 	s := breaker.Settings{
 		FailureThreshold:     b.FailureThreshold,
 		FailureRateThreshold: b.FailureRateThreshold,
@@ -141,8 +176,10 @@ func (b Breaker) Settings() breaker.Settings {
 // package's defaults.
 var DefaultBreaker = breakerFromSettings(breaker.Settings{}.WithDefaults())
 
+// breakerFromSettings returns the Breaker of s, complete settings.
 func breakerFromSettings(s breaker.Settings) Breaker {
 	return Breaker{
+		settings:             s,
 		Mode:                 s.Mode.String(),
 		FailureThreshold:     s.FailureThreshold,
 		FailureRateThreshold: s.FailureRateThreshold,
@@ -174,8 +211,9 @@ const (
 	DefaultRedisKeyPrefix   = "resilience:"
 )
 
-// MaxNameBytes bounds the names of limits and breakers, as the API bounds keys.
-const MaxNameBytes = 256
+// MaxNameBytes bounds the names of limits and breakers, as the API bounds keys
+// and breaker names: breaker.MaxNameBytes is the one bound.
+const MaxNameBytes = breaker.MaxNameBytes
 
 // Duration is a time.Duration written in YAML as a Go duration string
 // ("250ms", "60s", "1h").
@@ -289,13 +327,7 @@ func (c *Config) applyDefaults() {
 		c.RedisKeyPrefix = DefaultRedisKeyPrefix
 	}
 	for name, l := range c.Limits {
-		if l.Burst == 0 {
-			l.Burst = l.MaxCalls
-		}
-		if l.OnStoreFailure == "" {
-			l.OnStoreFailure = AllowLocal
-		}
-		c.Limits[name] = l
+		c.Limits[name] = l.withDefaults()
 	}
 	if c.Breakers == nil {
 		c.Breakers = map[string]Breaker{}
@@ -321,36 +353,18 @@ func (c *Config) applyDefaults() {
 	c.applyAuthDefaults()
 }
 
-// withDefaults fills b's zero fields from def.
+// withDefaults fills b's zero fields from def, a complete policy (the
+// "default" entry), with breaker.Settings.Inherit, and builds its Settings.
+// b was validated (validateBreakers), so NewSettings accepts the result.
 func (b Breaker) withDefaults(def Breaker) Breaker {
+	s := b.fields().Inherit(def.Settings())
 	if b.Mode == "" {
-		b.Mode = def.Mode
+		s.Mode = def.Settings().Mode
 	}
-	if b.FailureThreshold == 0 {
-		b.FailureThreshold = def.FailureThreshold
+	if complete, err := breaker.NewSettings(s); err == nil {
+		s = complete
 	}
-	if b.FailureRateThreshold == 0 {
-		b.FailureRateThreshold = def.FailureRateThreshold
-	}
-	if b.Window == 0 {
-		b.Window = def.Window
-	}
-	if b.MinimumCalls == 0 {
-		b.MinimumCalls = def.MinimumCalls
-	}
-	if b.RecoveryTimeout == 0 {
-		b.RecoveryTimeout = def.RecoveryTimeout
-	}
-	if b.HalfOpenMaxCalls == 0 {
-		b.HalfOpenMaxCalls = def.HalfOpenMaxCalls
-	}
-	if b.SuccessThreshold == 0 {
-		b.SuccessThreshold = def.SuccessThreshold
-	}
-	if b.ProbeTimeout == 0 {
-		b.ProbeTimeout = def.ProbeTimeout
-	}
-	return b
+	return breakerFromSettings(s)
 }
 
 // BreakerPolicy returns the policy for the breaker called name and the name

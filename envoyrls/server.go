@@ -2,7 +2,6 @@ package envoyrls
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/topdeck/resilience/internal/grpcerr"
 	"github.com/topdeck/resilience/limiter"
 )
 
@@ -199,7 +199,7 @@ func (s *Server) ShouldRateLimit(ctx context.Context, req *ratelimitv3.RateLimit
 	for i := range checks {
 		c := &checks[i]
 		if c.err != nil {
-			return nil, storeError(c.err)
+			return nil, storeError(ctx, c.err)
 		}
 		degraded = degraded || c.res.Degraded
 		resp.Statuses[i] = c.status()
@@ -418,13 +418,20 @@ func (s *Server) validate(req *ratelimitv3.RateLimitRequest) error {
 	return nil
 }
 
-// storeError maps a limiter error to a gRPC status.
-func storeError(err error) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return status.FromContextError(err).Err()
-	}
-	if errors.Is(err, limiter.ErrInvalidArgument) {
+// storeError maps a limiter error met while serving a call with ctx to a
+// gRPC status, with the service's one table (internal/grpcerr, as the
+// server's API): the caller's context ending is CANCELLED or
+// DEADLINE_EXCEEDED, a store failure or the service's own store timeout
+// UNAVAILABLE, and a limiter invalid-argument error INTERNAL (every limit
+// comes from the configuration). Unlike the API, the message carries the
+// store's own error, for the operators who read Envoy's logs.
+func storeError(ctx context.Context, err error) error {
+	st := status.Convert(grpcerr.Status(ctx, err, grpcerr.LimitsConfigured()))
+	switch st.Code() {
+	case codes.Unavailable:
+		return status.Errorf(codes.Unavailable, "envoyrls: cannot decide: %v", err)
+	case codes.Internal:
 		return status.Errorf(codes.Internal, "envoyrls: %v", err)
 	}
-	return status.Errorf(codes.Unavailable, "envoyrls: cannot decide: %v", err)
+	return st.Err()
 }

@@ -22,9 +22,17 @@ import (
 // changes"). Two Limits are the same limit when their [Limit.Params] are
 // equal, so 10 per second and 20 per 2 seconds with Burst 10 are one limit.
 //
-// The zero value is not a valid limit; check a Limit with [Limit.Validate]
-// before use (every Store and the Limiter do). A Limit is a plain value, safe
-// to copy and to share between goroutines.
+// Build a Limit with [NewLimit]: it validates the numbers once, sets Burst to
+// its effective value and keeps the limit's integer form ([Params]), so that
+// the Limiter and every Store, which check each Limit they are given, find a
+// Limit from NewLimit valid at the cost of three comparisons and never
+// compute its greatest common divisor again. A Limit written as a literal is
+// valid too when its fields are; it is then checked in full on each use.
+// Changing a field of a Limit from NewLimit is allowed: it is then checked
+// in full, like a literal.
+//
+// The zero value is not a valid limit. A Limit is a plain value, safe to copy
+// and to share between goroutines.
 type Limit struct {
 	// MaxCalls is the number of tokens added per Window. Must be > 0.
 	MaxCalls int64
@@ -34,6 +42,39 @@ type Limit struct {
 	// Burst is the bucket capacity: the most tokens that can be spent at
 	// once. Must be >= 0; 0 means MaxCalls.
 	Burst int64
+
+	// checked is what NewLimit validated: zero for a literal Limit.
+	checked checked
+}
+
+// checked is the MaxCalls and Window that NewLimit validated, with their
+// integer form (p.b is the effective Burst).
+type checked struct {
+	maxCalls int64
+	window   time.Duration
+	p        params
+}
+
+// NewLimit returns the Limit of maxCalls tokens per window with capacity
+// burst (0 means maxCalls), validated (see [Limit.Validate], whose error it
+// returns) and with Burst set to its effective value. It is the one place
+// where a limit is parsed: the server builds inline limits and the
+// configuration builds named ones with it.
+func NewLimit(maxCalls int64, window time.Duration, burst int64) (Limit, error) {
+	l := Limit{MaxCalls: maxCalls, Window: window, Burst: burst}
+	if err := l.validate(); err != nil {
+		return Limit{}, err
+	}
+	p := l.params()
+	l.Burst = p.b
+	l.checked = checked{maxCalls: maxCalls, window: window, p: p}
+	return l, nil
+}
+
+// trusted reports whether l is a Limit from NewLimit whose fields are still
+// the ones it validated.
+func (l Limit) trusted() bool {
+	return l.checked.p.m != 0 && l.checked.maxCalls == l.MaxCalls && l.checked.window == l.Window && l.checked.p.b == l.Burst
 }
 
 // maxScaled bounds the numbers the GCRA arithmetic works with (see params), so
@@ -88,8 +129,16 @@ func invalid(field, format string, args ...any) error {
 // *InvalidArgumentError naming the first offending field, saying what is
 // allowed, and naming the field to change when the problem is a combination
 // (a burst a bucket of that rate cannot hold, a window too long for its
-// max_calls).
+// max_calls). A Limit from NewLimit is valid without a second check.
 func (l Limit) Validate() error {
+	if l.trusted() {
+		return nil
+	}
+	return l.validate()
+}
+
+// validate checks l's fields in full.
+func (l Limit) validate() error {
 	if l.MaxCalls <= 0 {
 		return invalid("max_calls", "must be at least 1, got %d", l.MaxCalls)
 	}
@@ -186,10 +235,11 @@ func (l Limit) burst() int64 {
 }
 
 // Normalized returns l with Burst set to its effective value (MaxCalls when
-// Burst is 0). Two limits with the same normalized form are the same policy.
+// Burst is 0) and nothing else: two limits with the same normalized form are
+// the same policy, whether they came from NewLimit or a literal, so it is
+// the form to compare limits by or key a map with.
 func (l Limit) Normalized() Limit {
-	l.Burst = l.burst()
-	return l
+	return Limit{MaxCalls: l.MaxCalls, Window: l.Window, Burst: l.burst()}
 }
 
 // Params is the integer form of a valid Limit used by the GCRA arithmetic, for
@@ -212,6 +262,9 @@ func (l Limit) Params() Params {
 type params struct{ m, w, b int64 }
 
 func (l Limit) params() params {
+	if l.trusted() {
+		return l.checked.p
+	}
 	w := int64(l.Window / time.Microsecond)
 	g := gcd(l.MaxCalls, w)
 	if g == 0 {

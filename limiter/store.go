@@ -25,7 +25,9 @@ import (
 // # Errors
 //
 // An error means the store could not decide; it is never a denial. Stores
-// validate their input with [ValidateCall] and return its error unchanged.
+// validate their input with [ValidateCall] and return its error unchanged;
+// for a Limit from [NewLimit] that costs a few comparisons, not a second
+// parse, so a Store trusts what the Limiter and the server built.
 type Store interface {
 	// Take decides whether a call of cost tokens on key may proceed under lim.
 	//

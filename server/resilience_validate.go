@@ -67,32 +67,28 @@ func parseAcquire(cfg *config.Config, req *resiliencev1.AcquireRequest) (acquire
 			return a, err
 		}
 	}
-	// The limiter's own rules: positive limits, whole microseconds, exact
-	// arithmetic, cost within the burst, a representable max_wait.
+	// The limiter's own rules for the call: cost within the burst, a
+	// representable max_wait (the limit itself was checked when it was
+	// built, by NewLimit here or when the configuration was loaded).
 	if err := limiter.ValidateCall(a.limit.Limiter(), a.cost, a.maxWait); err != nil {
 		return a, toStatus(context.Background(), err) // a validation error: no store involved
 	}
 	return a, nil
 }
 
-// parseRateLimit reads an inline limit; parseAcquire checks it with the
-// limiter's rules. Inline limits fall back to a local bucket when the shared
+// parseRateLimit reads an inline limit and validates it with the limiter's
+// rules, once (limiter.NewLimit). Inline limits fall back to a local bucket when the shared
 // store is down, like configured limits by default.
 func parseRateLimit(l *resiliencev1.RateLimit) (config.Limit, error) {
 	w, err := duration("limit.time_window", l.GetTimeWindow())
 	if err != nil {
 		return config.Limit{}, err
 	}
-	out := config.Limit{
-		MaxCalls:       l.GetMaxCalls(),
-		TimeWindow:     config.Duration(w),
-		Burst:          l.GetBurst(),
-		OnStoreFailure: config.AllowLocal,
+	lim, err := limiter.NewLimit(l.GetMaxCalls(), w, l.GetBurst())
+	if err != nil {
+		return config.Limit{}, toStatus(context.Background(), err) // a validation error: no store involved
 	}
-	if out.Burst == 0 {
-		out.Burst = out.MaxCalls
-	}
-	return out, nil
+	return config.InlineLimit(lim), nil
 }
 
 // reportArgs is a validated ReportOutcomeRequest.
@@ -148,10 +144,12 @@ func parseResetState(s resiliencev1.CircuitState) (open bool, err error) {
 	}
 }
 
-// Page sizes of ListBreakers.
+// Page sizes of ListBreakers: the breaker's. The API refuses a page_size
+// above the maximum (INVALID_ARGUMENT) where breaker.NormalizePageSize, for
+// Go callers, caps it.
 const (
-	defaultPageSize = 100
-	maxPageSize     = 1000
+	defaultPageSize = breaker.DefaultPageSize
+	maxPageSize     = breaker.MaxPageSize
 )
 
 func parseList(req *resiliencev1.ListBreakersRequest) (prefix string, size int, token string, err error) {

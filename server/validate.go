@@ -1,30 +1,24 @@
 package server
 
 import (
-	"fmt"
 	"math"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/topdeck/resilience/breaker"
+	"github.com/topdeck/resilience/internal/grpcerr"
 )
 
-// MaxKeyBytes bounds every key and name in the API.
-const MaxKeyBytes = 256
+// MaxKeyBytes bounds every key and name in the API: the breaker's bound on
+// names (breaker.MaxNameBytes), which the configuration's names and the
+// cache's keys share.
+const MaxKeyBytes = breaker.MaxNameBytes
 
 // invalid returns an INVALID_ARGUMENT status whose message starts with the
 // field's name and which carries a BadRequest detail naming it.
 func invalid(field, format string, args ...any) error {
-	msg := fmt.Sprintf(format, args...)
-	st := status.New(codes.InvalidArgument, field+": "+msg)
-	if d, err := st.WithDetails(&errdetails.BadRequest{
-		FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: msg}},
-	}); err == nil {
-		st = d
-	}
-	return st.Err()
+	return grpcerr.Invalid(field, format, args...)
 }
 
 // checkName validates a key or breaker name. An empty name is an error only

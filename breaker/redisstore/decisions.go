@@ -2,7 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 
 	"github.com/topdeck/resilience/breaker"
@@ -35,7 +34,7 @@ func (s *Store) Report(ctx context.Context, name string, st breaker.Settings, o 
 		return breaker.ReportResult{}, err
 	}
 	if !o.Valid() {
-		return breaker.ReportResult{}, fmt.Errorf("%w: %d", breaker.ErrInvalidOutcome, o)
+		return breaker.ReportResult{}, breaker.InvalidOutcome(o)
 	}
 	if err := s.register(ctx, name); err != nil {
 		return breaker.ReportResult{}, s.fail("report", name, err)
@@ -80,7 +79,7 @@ func (s *Store) Reset(ctx context.Context, name string, st breaker.Settings, to 
 		return breaker.Status{}, err
 	}
 	if to != breaker.StateClosed && to != breaker.StateOpen {
-		return breaker.Status{}, fmt.Errorf("%w: reset to %s: only CLOSED or OPEN", breaker.ErrInvalidState, to)
+		return breaker.Status{}, breaker.InvalidResetState(to)
 	}
 	if err := s.register(ctx, name); err != nil {
 		return breaker.Status{}, s.fail("reset", name, err)
