@@ -45,11 +45,26 @@ type leaseEntry struct {
 	// lease, for answers: tokens left there, and when it is full (local clock).
 	remaining int64
 	fullAt    time.Time
-	// fetching is non-nil while one caller fetches the next lease; it is
-	// closed when that fetch ends. waiting is the cost of the callers
-	// waiting for it.
-	fetching chan struct{}
-	waiting  int64
+	// fetching is true while one caller fetches the next lease; the
+	// callers that need tokens meanwhile queue in waiters, and the fetcher
+	// serves them from the new lease in order when it comes, before any
+	// newcomer, so that no caller starves.
+	fetching bool
+	waiters  []*leaseWaiter
+}
+
+// leaseWaiter is a caller waiting for a lease fetch: the fetcher sends it
+// the Result of its cost taken from the new lease (ok) or nothing (!ok:
+// the lease lacked the tokens, was refused or failed; the caller decides
+// again).
+type leaseWaiter struct {
+	cost int64
+	done chan leaseServed // buffered: the fetcher never blocks
+}
+
+type leaseServed struct {
+	res Result
+	ok  bool
 }
 
 func newLeases(denyCacheSize int) *leases {
@@ -93,7 +108,7 @@ func (t *leases) get(k leaseKey, now time.Time) *leaseEntry {
 func (t *leases) sweepLocked(now time.Time) {
 	for k, e := range t.entries {
 		e.mu.Lock()
-		idle := e.fetching == nil && !now.Before(e.expires.Add(k.pol.TTL))
+		idle := !e.fetching && !now.Before(e.expires.Add(k.pol.TTL))
 		e.mu.Unlock()
 		if idle {
 			delete(t.entries, k)
@@ -153,19 +168,23 @@ func (l *Limiter) acquireLeased(ctx context.Context, req Request, s Leaser) (Res
 			res.Remaining = min(res.Remaining, req.Cost-1)
 			return res, nil
 		}
-		if e.fetching == nil {
+		if !e.fetching {
 			return l.fetchLease(ctx, req, e, s, now) // unlocks e.mu
 		}
 		if waits >= maxLeaseWaits {
 			e.mu.Unlock()
 			return l.oneOffLease(ctx, req, s)
 		}
-		ch := e.fetching
-		e.waiting += req.Cost
+		w := &leaseWaiter{cost: req.Cost, done: make(chan leaseServed, 1)}
+		e.waiters = append(e.waiters, w)
 		e.mu.Unlock()
 		select {
-		case <-ch:
+		case got := <-w.done:
+			if got.ok {
+				return got.res, nil
+			}
 		case <-ctx.Done():
+			// Tokens the fetcher may give it now are charged to no one.
 			return Result{}, ctx.Err()
 		}
 	}
@@ -203,10 +222,8 @@ func (l *Limiter) fetchLease(ctx context.Context, req Request, e *leaseEntry, s 
 	}
 	e.granted = used // the lease has ended, whatever comes next
 	lr.Need = req.Cost - live
-	lr.Want = min(max(2*used, lr.Need+e.waiting, lr.Need), req.Lease.MaxTokens, capacity)
-	lr.Want = max(lr.Want, lr.Need)
-	done := make(chan struct{})
-	e.fetching, e.waiting = done, 0
+	lr.Want = max(min(2*used, req.Lease.MaxTokens, capacity), lr.Need)
+	e.fetching = true
 	e.mu.Unlock()
 	sent := now
 
@@ -214,8 +231,13 @@ func (l *Limiter) fetchLease(ctx context.Context, req Request, e *leaseEntry, s 
 
 	e.mu.Lock()
 	defer func() {
-		e.fetching = nil
-		close(done)
+		// Serve the callers that queued meanwhile, in order.
+		now := l.now()
+		for _, w := range e.waiters {
+			res, ok := e.takeLocked(w.cost, now)
+			w.done <- leaseServed{res, ok}
+		}
+		e.fetching, e.waiters = false, nil
 		e.mu.Unlock()
 	}()
 	if err != nil {

@@ -4,9 +4,13 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/topdeck/resilience/internal/redistest"
 	"github.com/topdeck/resilience/limiter"
@@ -69,4 +73,78 @@ func BenchmarkTake(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkHotKey measures one hot key decided by two replicas (two
+// Limiters, each with its own Store and client, as two resilienced
+// processes) on one Redis, from 64 concurrent callers split between them,
+// with every call admitted: lease=off sends one gcra.lua per decision (the
+// single-key ceiling is what one Redis core runs of it), lease=on one
+// lease.lua per lease of up to max_tokens. It reports decisions/s and Redis
+// script calls per decision (from INFO commandstats).
+func BenchmarkHotKey(b *testing.B) {
+	srv := redistest.Start(b)
+	admin := srv.Client()
+	// 10 million per second, far above what the machine does: all admitted.
+	lim := limiter.Limit{MaxCalls: 10_000_000, Window: time.Second}
+	for _, mode := range []struct {
+		name  string
+		lease limiter.LeasePolicy
+	}{
+		{"lease=off", limiter.LeasePolicy{}},
+		{"lease=on/max_tokens=100", limiter.LeasePolicy{MaxTokens: 100, TTL: 100 * time.Millisecond}},
+		{"lease=on/max_tokens=1000", limiter.LeasePolicy{MaxTokens: 1000, TTL: 100 * time.Millisecond}},
+	} {
+		b.Run(mode.name, func(b *testing.B) {
+			reps := []*limiter.Limiter{
+				limiter.New(redisstore.New(srv.Client(), redisstore.WithPrefix(b.Name()))),
+				limiter.New(redisstore.New(srv.Client(), redisstore.WithPrefix(b.Name()))),
+			}
+			ctx := context.Background()
+			calls0 := scriptCalls(b, admin)
+			var n atomic.Int64
+			b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				l := reps[n.Add(1)%2]
+				req := limiter.Request{Key: "hot", Limit: lim, Cost: 1, Lease: mode.lease}
+				for pb.Next() {
+					res, err := l.Acquire(ctx, req)
+					if err != nil || !res.Allowed || res.Degraded {
+						b.Errorf("Acquire = %+v, %v; want allowed", res, err)
+						return
+					}
+				}
+			})
+			elapsed := time.Since(start)
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "decisions/s")
+			b.ReportMetric(float64(scriptCalls(b, admin)-calls0)/float64(b.N), "redis-calls/op")
+		})
+	}
+}
+
+// scriptCalls returns how many EVALSHA and EVAL calls Redis has run.
+func scriptCalls(b *testing.B, c *redis.Client) int64 {
+	b.Helper()
+	info, err := c.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total int64
+	for _, line := range strings.Split(info, "\n") {
+		for _, cmd := range []string{"cmdstat_evalsha:", "cmdstat_eval:"} {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), cmd); ok {
+				for _, kv := range strings.Split(rest, ",") {
+					if v, ok := strings.CutPrefix(kv, "calls="); ok {
+						n, _ := strconv.ParseInt(v, 10, 64)
+						total += n
+					}
+				}
+			}
+		}
+	}
+	return total
 }
