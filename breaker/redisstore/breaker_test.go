@@ -48,52 +48,10 @@ func TestBreakerFallsBackWhileRedisIsDown(t *testing.T) {
 	}
 }
 
-func BenchmarkAllowClosed(b *testing.B) {
+func BenchmarkRedis(b *testing.B) {
 	srv := redistest.Start(b)
-	s := redisstore.New(srv.Client())
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := s.Allow(ctx, "bench", settings); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-}
-
-func BenchmarkReportSuccess(b *testing.B) {
-	srv := redistest.Start(b)
-	s := redisstore.New(srv.Client())
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := s.Report(ctx, "bench", settings, breaker.OutcomeSuccess, 0, ""); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-}
-
-func BenchmarkReportFailureRate(b *testing.B) {
-	srv := redistest.Start(b)
-	s := redisstore.New(srv.Client())
-	ctx := context.Background()
-	rate := breaker.Settings{Mode: breaker.ModeFailureRate, MinimumCalls: 1_000_000}
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		i := 0
-		for pb.Next() {
-			o := breaker.OutcomeSuccess
-			if i%3 == 0 {
-				o = breaker.OutcomeFailure
-			}
-			i++
-			if _, err := s.Report(ctx, "bench", rate, o, 0, ""); err != nil {
-				b.Fatal(err)
-			}
-		}
+	storetest.Benchmark(b, func(b *testing.B) breaker.Store {
+		return redisstore.New(srv.Client(), redisstore.WithPrefix(uniquePrefix()))
 	})
 }
 

@@ -39,6 +39,19 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestConformanceCluster runs the suite on a 3-master Redis Cluster: each
+// breaker's keys share its hash tag, while the registry (List, Prune) and the
+// events channel live elsewhere, and List's pipeline of status scripts is
+// split per node.
+func TestConformanceCluster(t *testing.T) {
+	client := redistest.StartCluster(t, 3, 0).Client()
+	storetest.Run(t, func(t *testing.T, now func() time.Time) breaker.Store {
+		s := redisstore.New(client, redisstore.WithPrefix(uniquePrefix()), redisstore.WithClockForTesting(now))
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	})
+}
+
 var settings = breaker.Settings{FailureThreshold: 2, RecoveryTimeout: 30 * time.Second, ProbeTimeout: 5 * time.Second}
 
 func TestRedisTimeIsTheClock(t *testing.T) {

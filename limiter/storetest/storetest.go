@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -56,6 +58,7 @@ func Run(t *testing.T, newStore NewStoreFunc) {
 		{"CancelOnlyLast", testCancelOnlyLast},
 		{"InvalidInput", testInvalidInput},
 		{"RandomBound", testRandomBound},
+		{"ConcurrentKeys", testConcurrentKeys},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore) })
@@ -336,6 +339,53 @@ func testKeysIndependent(t *testing.T, newStore NewStoreFunc) {
 		{key: "", lim: l, cost: 2, want: allowed(3, 200*ms)},
 		{key: "a", lim: l, want: denied(0, 100*ms, 500*ms)},
 	})
+}
+
+// testConcurrentKeys takes on many keys from many goroutines at once, so
+// that a batching store sends decisions on several keys in one pipeline
+// (split per node on Redis Cluster), and checks that each key admitted
+// exactly its burst: the clock does not move, so nothing refills.
+func testConcurrentKeys(t *testing.T, newStore NewStoreFunc) {
+	const (
+		keys    = 16 // enough to land on every master of a 3-master Cluster
+		workers = 4  // per key
+		calls   = 5  // per worker: 20 per key, twice the burst
+		burst   = 10
+	)
+	clock := NewClock(start)
+	s := newStore(t, clock.Now)
+	lim := limiter.Limit{MaxCalls: 1, Window: time.Hour, Burst: burst}
+	var admitted [keys]atomic.Int64
+	errs := make(chan error, keys*workers)
+	var wg sync.WaitGroup
+	for k := range keys {
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range calls {
+					res, err := s.Take(context.Background(), fmt.Sprintf("ck%d", k), lim, 1, 0)
+					if err != nil {
+						errs <- err
+						return
+					}
+					if res.Allowed {
+						admitted[k].Add(1)
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("Take: %v", err)
+	}
+	for k := range keys {
+		if got := admitted[k].Load(); got != burst {
+			t.Errorf("key ck%d: admitted %d of %d calls, want the burst, %d", k, got, workers*calls, burst)
+		}
+	}
 }
 
 // canceler returns s as a limiter.Canceler, or fails the test.
