@@ -415,8 +415,12 @@ func validateLimits(add func(string, ...string), limits map[string]Limit, path .
 		// The limiter's own rules: positive limits, whole microseconds,
 		// exact arithmetic.
 		var ie *limiter.InvalidArgumentError
-		if _, err := l.newLimit(); errors.As(err, &ie) {
+		if lim, err := l.newLimit(); errors.As(err, &ie) {
 			add(ie.Reason, at(name, ie.Field)...)
+		} else if err == nil && l.Lease.MaxTokens == 0 && l.Lease.TTL != 0 {
+			add("is required with lease.ttl (lease mode is off without it)", at(name, "lease", "max_tokens")...)
+		} else if err := l.LeasePolicy().Validate(lim); errors.As(err, &ie) {
+			add(ie.Reason, at(append([]string{name}, strings.Split(ie.Field, ".")...)...)...)
 		}
 		switch l.OnStoreFailure {
 		case "", AllowLocal, Deny:

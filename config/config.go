@@ -64,6 +64,8 @@ type Limit struct {
 	// "allow_local" (default: decide with a local bucket, answer degraded)
 	// or "deny" (answer UNAVAILABLE).
 	OnStoreFailure string `yaml:"on_store_failure"`
+	// Lease turns on lease mode for hot keys (absent: off). See LimitLease.
+	Lease LimitLease `yaml:"lease"`
 
 	// limit is the limiter's Limit, built by limiter.NewLimit when the file
 	// is loaded (zero in a Limit written as a literal).
@@ -85,6 +87,27 @@ func (l Limit) Limiter() limiter.Limit {
 		return l.limit
 	}
 	return limiter.Limit{MaxCalls: l.MaxCalls, Window: l.TimeWindow.D(), Burst: l.Burst}
+}
+
+// LimitLease is a named limit's lease mode (package limiter, LeasePolicy):
+// each replica takes tokens from the shared bucket in leases, one Redis round
+// trip per lease instead of per call, and decides from them locally; the
+// bucket keeps rate x TTL of its burst in reserve, so the fleet never admits
+// more than the limit. The zero value is lease mode off.
+type LimitLease struct {
+	// MaxTokens is the most tokens one lease takes (> 0, at most the burst
+	// less rate x TTL). A replica's leases start at what a call needs and
+	// double up to it.
+	MaxTokens int64 `yaml:"max_tokens"`
+	// TTL is how long a lease's tokens may be used (> 0, whole
+	// microseconds; rate x TTL must leave at least one token to lend).
+	TTL Duration `yaml:"ttl"`
+}
+
+// LeasePolicy returns l's lease mode as the limiter's LeasePolicy (the zero
+// value when off).
+func (l Limit) LeasePolicy() limiter.LeasePolicy {
+	return limiter.LeasePolicy{MaxTokens: l.Lease.MaxTokens, TTL: l.Lease.TTL.D()}
 }
 
 // newLimit validates l's numbers with the limiter's rules.
