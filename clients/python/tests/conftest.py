@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
+import grpc
 import pytest
 
 HERE = Path(__file__).resolve().parent
@@ -64,7 +65,7 @@ class Server:
     """One resilienced process. ``addr`` is its gRPC address; ``lines()``
     its JSON log lines so far."""
 
-    def __init__(self, binary: str, workdir: Path, args: List[str], config: Optional[str] = None) -> None:
+    def __init__(self, binary: str, workdir: Path, args: List[str], config: Optional[str] = None, creds=None) -> None:
         argv = [binary, "--listen", "127.0.0.1:0", "--metrics-listen", ""]
         if config is not None:
             p = workdir / f"config-{time.monotonic_ns()}.yaml"
@@ -97,6 +98,19 @@ class Server:
         if not started.wait(START_TIMEOUT):
             self.kill()
             raise RuntimeError(f"resilienced did not start within {START_TIMEOUT}s:\n{self.output()}")
+        self.wait_serving(creds)
+
+    def wait_serving(self, creds=None) -> None:
+        """Waits (bounded) until the gRPC port completes a handshake: the
+        "started" line can come a moment before a loaded machine serves."""
+        ch = grpc.secure_channel(self.addr, creds) if creds is not None else grpc.insecure_channel(self.addr)
+        try:
+            grpc.channel_ready_future(ch).result(timeout=START_TIMEOUT)
+        except grpc.FutureTimeoutError:
+            self.kill()
+            raise RuntimeError(f"resilienced not serving within {START_TIMEOUT}s:\n{self.output()}")
+        finally:
+            ch.close()
 
     def output(self) -> str:
         with self._mu:
@@ -207,8 +221,8 @@ def start_server(resilienced_bin: str, workdir: Path) -> Iterator:
     """A factory of resilienced processes owned by one test."""
     started: List[Server] = []
 
-    def start(*args: str, config: Optional[str] = SERVER_CONFIG) -> Server:
-        s = Server(resilienced_bin, workdir, list(args), config)
+    def start(*args: str, config: Optional[str] = SERVER_CONFIG, creds=None) -> Server:
+        s = Server(resilienced_bin, workdir, list(args), config, creds)
         started.append(s)
         return s
 

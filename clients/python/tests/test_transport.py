@@ -124,8 +124,9 @@ def tls_cert(tmp_path_factory):
 
 async def test_tls(start_server, tls_cert) -> None:
     cert, key = tls_cert
-    srv = start_server("--tls-cert", str(cert), "--tls-key", str(key))
-    good = tr.ResilienceClient(srv.addr, tls=grpc.ssl_channel_credentials(root_certificates=Path(cert).read_bytes()), timeout=2.0)
+    creds = grpc.ssl_channel_credentials(root_certificates=Path(cert).read_bytes())
+    srv = start_server("--tls-cert", str(cert), "--tls-key", str(key), creds=creds)
+    good = tr.ResilienceClient(srv.addr, tls=creds, timeout=2.0)
     plain = tr.ResilienceClient(srv.addr, timeout=0.5)
     try:
         d = await good.acquire(unique("tls"), limit=tr.RateLimit(1, 1.0))
