@@ -71,6 +71,17 @@ func NewLimit(maxCalls int64, window time.Duration, burst int64) (Limit, error) 
 	return l, nil
 }
 
+// Format prints l's exported fields as fmt prints a struct with %v and %+v
+// ("{10 1s 5}", "{MaxCalls:10 Window:1s Burst:5}"), leaving out what
+// NewLimit keeps, so that a Limit reads the same however it was built.
+func (l Limit) Format(f fmt.State, verb rune) {
+	if verb == 'v' && f.Flag('+') {
+		fmt.Fprintf(f, "{MaxCalls:%d Window:%v Burst:%d}", l.MaxCalls, l.Window, l.Burst)
+		return
+	}
+	fmt.Fprintf(f, "{%d %v %d}", l.MaxCalls, l.Window, l.Burst)
+}
+
 // trusted reports whether l is a Limit from NewLimit whose fields are still
 // the ones it validated.
 func (l Limit) trusted() bool {

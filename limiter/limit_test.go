@@ -2,6 +2,7 @@ package limiter_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -81,5 +82,21 @@ func TestNewLimitChangedField(t *testing.T) {
 	want := limiter.Limit{MaxCalls: 20, Window: time.Second, Burst: 10}.Params()
 	if c.Params() != want {
 		t.Errorf("after MaxCalls = 20: Params() = %+v, want %+v", c.Params(), want)
+	}
+}
+
+func TestLimitFormat(t *testing.T) {
+	l, err := limiter.NewLimit(10, time.Second, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lit := limiter.Limit{MaxCalls: 10, Window: time.Second, Burst: 5}
+	for _, f := range []string{"%v", "%+v"} {
+		if got, want := fmt.Sprintf(f, l), fmt.Sprintf(f, lit); got != want {
+			t.Errorf("Sprintf(%q): got %s, want the literal's %s", f, got, want)
+		}
+	}
+	if got, want := fmt.Sprintf("%+v", lit), "{MaxCalls:10 Window:1s Burst:5}"; got != want {
+		t.Errorf("Sprintf(%%+v): got %s, want %s", got, want)
 	}
 }
