@@ -36,9 +36,10 @@ var ErrTooManyWatchers = errors.New("cache: too many invalidation watchers")
 type watchers struct {
 	max int // 0: no bound
 
-	mu   sync.Mutex // protects the fields below
-	live bool       // the Cache follows its feed without a gap
-	set  map[*watcher]struct{}
+	mu     sync.Mutex // protects the fields below
+	live   bool       // the Cache follows its feed without a gap
+	set    map[*watcher]struct{}
+	liveCh chan struct{} // closed when live becomes true; nil: not made yet
 }
 
 type watcher struct {
@@ -91,12 +92,33 @@ func (ws *watchers) publish(inv Invalidation) {
 func (ws *watchers) setLive(live bool) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
+	if live == ws.live {
+		return
+	}
 	ws.live = live
-	if !live {
-		for w := range ws.set {
-			ws.removeLocked(w)
+	if live {
+		if ws.liveCh != nil {
+			close(ws.liveCh)
+		}
+		return
+	}
+	ws.liveCh = nil
+	for w := range ws.set {
+		ws.removeLocked(w)
+	}
+}
+
+// liveChan returns a channel closed once live (already closed when live).
+func (ws *watchers) liveChan() <-chan struct{} {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if ws.liveCh == nil {
+		ws.liveCh = make(chan struct{})
+		if ws.live {
+			close(ws.liveCh)
 		}
 	}
+	return ws.liveCh
 }
 
 func (ws *watchers) len() int {
@@ -136,6 +158,18 @@ func (c *Cache) Following() bool {
 	c.watchers.mu.Lock()
 	defer c.watchers.mu.Unlock()
 	return c.watchers.live
+}
+
+// AwaitFollowing waits until the Cache follows its store's invalidations
+// (see Following) and returns nil, or returns ctx.Err() when ctx ends first:
+// a Cache whose Run has just started subscribes within moments.
+func (c *Cache) AwaitFollowing(ctx context.Context) error {
+	select {
+	case <-c.watchers.liveChan():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // follow follows the store's feed until ctx ends, again after each break.

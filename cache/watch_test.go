@@ -284,3 +284,21 @@ func TestCacheMemoryLayerOptions(t *testing.T) {
 		}
 	}
 }
+
+func TestCacheAwaitFollowing(t *testing.T) {
+	c := newCache(t, newMemory(t))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	if err := c.AwaitFollowing(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("AwaitFollowing without Run: got %v, want DeadlineExceeded", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.AwaitFollowing(context.Background()) }()
+	runCache(t, c)
+	if err := <-done; err != nil {
+		t.Errorf("AwaitFollowing with Run: %v", err)
+	}
+	if err := c.AwaitFollowing(context.Background()); err != nil {
+		t.Errorf("AwaitFollowing while following: %v", err)
+	}
+}

@@ -92,8 +92,11 @@ var errRunning = errors.New("client: Cache.Run is already running")
 // invalidation of its key arrived while it was in flight. So once an
 // invalidation has arrived, the value it replaced is never served; until
 // then a Get may serve it (the staleness bound, measured in
-// docs/benchmarks.md). Writes through this Cache drop their keys at once.
-// Writes made around the service (redis-cli) are not seen until the TTL.
+// docs/benchmarks.md). Writes through this Cache drop their keys at once
+// (and their invalidation, coming back on the stream, drops a copy read in
+// between). Writes made around the service (redis-cli) are not seen until
+// the TTL. Values the service did not find, or answered degraded, are not
+// kept.
 //
 // Run returns an error at once with WithoutNearCache, or while another Run
 // of this Cache runs. The caller owns the goroutine that calls Run and

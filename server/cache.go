@@ -154,6 +154,11 @@ func (c *cacheServer) WatchInvalidations(_ *resiliencev1.WatchInvalidationsReque
 	defer cancel()
 	stop := context.AfterFunc(c.srv.streamsCtx, cancel)
 	defer stop()
+	// A tenant's Backends start on its first call: give their subscription
+	// a moment rather than refuse the first stream.
+	actx, acancel := context.WithTimeout(ctx, followWait)
+	_ = c.b.Cache.AwaitFollowing(actx)
+	acancel()
 	ch, err := c.b.Cache.Watch(ctx)
 	switch {
 	case errors.Is(err, cache.ErrTooManyWatchers):
@@ -177,6 +182,10 @@ func (c *cacheServer) WatchInvalidations(_ *resiliencev1.WatchInvalidationsReque
 	}
 	return status.Error(codes.Unavailable, "invalidations may have been missed (the replica's subscription broke, or this stream fell behind): drop every entry held and watch again")
 }
+
+// followWait bounds how long WatchInvalidations waits for the replica to
+// follow the cache's invalidations before it refuses the stream.
+const followWait = 2 * time.Second
 
 // invalidationProto maps an invalidation to the API's.
 func invalidationProto(inv cache.Invalidation) *resiliencev1.Invalidation {
