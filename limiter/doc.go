@@ -66,6 +66,77 @@
 // holds for the calls that did proceed, and the bucket is back to full within
 // its refill time of the outage.
 //
+// # Leases (hot keys)
+//
+// One bucket lives on one Redis shard, so one key is decided at most as fast
+// as one Redis core runs the script. A [Request] whose Lease ([LeasePolicy])
+// is enabled is decided in lease mode instead: the replica takes tokens from
+// the shared bucket in a lease (one [Leaser.Lease] round trip, atomic on the
+// key, at most MaxTokens), decides the calls that follow from its lease
+// locally, without a round trip, and takes the next lease when the current
+// one lacks a call's tokens or its TTL is over. Lease sizes adapt: a
+// replica's first lease on a key takes what its call needs, each next one up
+// to twice what the replica used of the previous one, at most MaxTokens.
+// Callers that need tokens while a lease is being fetched wait for it and
+// are served from it in order; an expired lease's unused tokens go back with
+// the replica's next lease on the key when nothing was taken on the bucket
+// since (within one TTL of the expiry), and are otherwise left to refill.
+//
+// The bucket lends only Burst - rate*TTL of its tokens: it keeps rate*TTL
+// (the reserve) as if used, and a replica uses a lease's tokens only before
+// its TTL has passed since it sent the request. That makes the bound exact:
+//
+//   - Never over-admits: over any interval of length t, the fleet admits at
+//     most Burst + rate*t, as without leases. Proof: let tau = 1/rate and
+//     D = TTL. A lease (or reservation) of k tokens is granted at Redis time
+//     c only when TAT' - c <= Burst*tau - D, where TAT' = max(TAT, c) +
+//     k*tau, and its tokens are used at instants in [c, c+D) (the replica
+//     stops at s+D, s <= c being when it sent the request; a reply that
+//     arrives after s+D is not used). The tokens used in [a, b] were lent at
+//     instants in [a-D, b]. Without give-backs the TAT never decreases and
+//     each grant adds k*tau to it, so after the last of those grants, at c*
+//     <= b, TAT >= a - D + L*tau, where L is their total; its admission
+//     gives TAT <= c* + Burst*tau - D. Hence L*tau <= b - a + Burst*tau: L
+//     <= Burst + rate*(b-a). A give-back (or Cancel) is made only when the
+//     bucket still holds exactly the state the lease left, so it leaves the
+//     state that lease would have left had it taken fewer tokens, which
+//     the replica never uses: the proof applies to that history.
+//   - Under-admission: a call of cost n is refused only when its replica's
+//     live lease holds l < n tokens and the bucket cannot lend n-l while
+//     keeping the reserve. Beyond the tokens callers used, the bucket counts
+//     as used: the reserve (rate*TTL, never lent, so a full bucket admits
+//     Burst - rate*TTL at once and the rest as it refills); the unused
+//     tokens of live leases, at most MaxTokens per replica and key; and the
+//     unused tokens of leases that expired and could not be given back, at
+//     most MaxTokens per replica and key per TTL (a replica holds one lease
+//     per key at a time, and a lease ends either used up, its last tokens
+//     going to the call that fetches the next, or by expiring), which refill
+//     at the limit's rate like any used token. So with R replicas calling
+//     without pause from a full bucket, the fleet admits over [0, t] at least
+//     Burst + rate*t - rate*TTL - R*MaxTokens - (n-1) when leases are used up
+//     within their TTL (a replica's demand at least MaxTokens per TTL), and
+//     otherwise fewer by at most R*MaxTokens per TTL, for the leases that
+//     expired part-used.
+//
+// The bound holds when every replica uses the key with the same limit and
+// lease policy: a key decided both per call (lease mode off) and from
+// leases may admit up to rate*TTL more over an interval, the reserve the
+// per-call decisions do not keep. Replicas' clocks need not agree with
+// Redis's, only run at its rate.
+//
+// Lease mode changes nothing else: the deny cache answers refusals (by the
+// tokens the bucket lacked), a failed lease round trip is a store failure
+// answered by the request's FailurePolicy with the store's health tracked,
+// a live lease still answers while the store is down (its tokens were
+// taken), a lease whose reply came after its TTL is not used
+// ([ErrLeaseLate], answered by the policy), and a reservation (max_wait) is
+// made on the bucket as by Take, with the reserve kept, and given back with
+// Cancel. Peek answers from the shared bucket, where leased tokens count as
+// used, and an allowed Result's Remaining and ResetAfter are this replica's
+// lease plus the bucket as of its last lease. A call's cost can be at most
+// [LeasePolicy.LeaseCapacity]. A store that does not implement [Leaser]
+// decides a leased limit call by call.
+//
 // # Stores and the Limiter
 //
 // A [Store] keeps the buckets. [MemoryStore] keeps them in process (exact on
