@@ -26,6 +26,11 @@ func TestMain(m *testing.M) {
 // Store cannot batch.
 type scripterOnly struct{ redis.Scripter }
 
+// conformanceTimeout bounds each store call of the conformance suites: the
+// suites test answers, not timeouts, and a loaded 2-core machine under
+// -race can take longer than the production 100 ms over a Cluster.
+const conformanceTimeout = 2 * time.Second
+
 func TestConformance(t *testing.T) {
 	srv := redistest.Start(t)
 	client := srv.Client()
@@ -44,7 +49,7 @@ func TestConformance(t *testing.T) {
 			storetest.Run(t, func(t *testing.T, now func() time.Time) limiter.Store {
 				// One server for the suite; a fresh prefix gives each test an empty store.
 				prefix := fmt.Sprintf("test%d:", n.Add(1))
-				opts := append([]redisstore.Option{redisstore.WithPrefix(prefix), redisstore.WithClockForTesting(now)}, tt.opts...)
+				opts := append([]redisstore.Option{redisstore.WithPrefix(prefix), redisstore.WithClockForTesting(now), redisstore.WithTimeout(conformanceTimeout)}, tt.opts...)
 				return redisstore.New(tt.client, opts...)
 			})
 		})
@@ -102,7 +107,7 @@ func TestConformanceCluster(t *testing.T) {
 		t.Run(fmt.Sprint("batching=", batching), func(t *testing.T) {
 			storetest.Run(t, func(t *testing.T, now func() time.Time) limiter.Store {
 				prefix := fmt.Sprintf("test%d:", n.Add(1))
-				return redisstore.New(client, redisstore.WithPrefix(prefix), redisstore.WithClockForTesting(now), redisstore.WithBatching(batching))
+				return redisstore.New(client, redisstore.WithPrefix(prefix), redisstore.WithClockForTesting(now), redisstore.WithBatching(batching), redisstore.WithTimeout(conformanceTimeout))
 			})
 		})
 	}
