@@ -169,7 +169,9 @@ func check(req Request) error {
 // for a reservation. A refusal is a Decision, not an error. Errors: the
 // breaker's or the limiter's (invalid arguments, a store failure under a
 // deny policy), the context's when the caller left while held (its tokens
-// and probe lease are given back), or ErrUnsupported.
+// and probe lease are given back), or ErrUnsupported. With an error after
+// the breaker admitted the call, the Decision carries the breaker's answer
+// (Breaker, without its permit, given back) and nothing else.
 func (a *Admitter) Decide(ctx context.Context, req Request) (Decision, error) {
 	if err := check(req); err != nil {
 		return Decision{}, err
@@ -193,8 +195,7 @@ func (a *Admitter) Decide(ctx context.Context, req Request) (Decision, error) {
 	lreq.MaxWait = a.maxWait(ctx, req.MaxWait)
 	res, err := a.limits.Acquire(ctx, lreq)
 	if err != nil {
-		a.release(ctx, req.Breaker, d.Breaker.PermitID)
-		return Decision{}, err
+		return a.abandon(ctx, req, d), err
 	}
 	d.Limit = res
 	if !res.Allowed {
@@ -210,12 +211,19 @@ func (a *Admitter) Decide(ctx context.Context, req Request) (Decision, error) {
 		// A caller who gives up first gets them back, when nothing was
 		// taken after them.
 		if err := a.limits.Wait(ctx, lreq, res); err != nil {
-			a.release(ctx, req.Breaker, d.Breaker.PermitID)
-			return Decision{}, err
+			return a.abandon(ctx, req, d), err
 		}
 		d.Waited = res.Wait
 	}
 	return d, nil
+}
+
+// abandon gives back the probe lease of d, a call that will not go, and
+// returns what an error carries: the breaker's answer alone.
+func (a *Admitter) abandon(ctx context.Context, req Request, d Decision) Decision {
+	a.release(ctx, req.Breaker, d.Breaker.PermitID)
+	d.Breaker.PermitID = ""
+	return Decision{Breaker: d.Breaker}
 }
 
 // maxWait is maxWait cut to ctx's deadline less the margin.

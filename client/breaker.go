@@ -28,11 +28,14 @@ import (
 // for the limit) carrying RetryAfter. Other errors: the context's, a gRPC
 // status from the service, ErrInvalidArgument, or ErrServiceUnavailable
 // under WithFailClosed.
-func (c *Client) Allow(ctx context.Context, name string, opts ...CallOption) (done func(err error), err error) {
+func (c *Client) Allow(ctx context.Context, name string, opts ...AllowOption) (done func(err error), err error) {
 	if name == "" {
 		return nil, fmt.Errorf("%w: breaker name is required", ErrInvalidArgument)
 	}
-	o := collect(opts)
+	var o callOptions
+	for _, opt := range opts {
+		opt.applyAllow(&o)
+	}
 	a, err := c.acquire(ctx, acquireReq{key: o.key, limit: o.limit, cost: o.cost, maxWait: o.maxWait, breaker: name})
 	if err != nil {
 		return nil, err
@@ -48,7 +51,7 @@ func (c *Client) Allow(ctx context.Context, name string, opts ...CallOption) (do
 }
 
 // finish reports the outcome of an admitted call.
-func (c *Client) finish(ctx context.Context, name string, a admission, start time.Time, callErr error) {
+func (c *Client) finish(ctx context.Context, name string, a admitted, start time.Time, callErr error) {
 	report, failed := c.outcomeOf(ctx, callErr)
 	if !report {
 		if a.Local {
@@ -91,7 +94,7 @@ func (c *Client) finish(ctx context.Context, name string, a admission, start tim
 // Do runs fn through the breaker called name: Allow, fn, then the report of
 // fn's error. It returns fn's error, or Allow's error without calling fn
 // (a *RejectedError matching ErrOpen when the breaker is open). fn gets ctx.
-func (c *Client) Do(ctx context.Context, name string, fn func(ctx context.Context) error, opts ...CallOption) error {
+func (c *Client) Do(ctx context.Context, name string, fn func(ctx context.Context) error, opts ...AllowOption) error {
 	done, err := c.Allow(ctx, name, opts...)
 	if err != nil {
 		return err
@@ -108,7 +111,7 @@ func (c *Client) Do(ctx context.Context, name string, fn func(ctx context.Contex
 }
 
 // Call is Do for a function that returns a value.
-func Call[T any](ctx context.Context, c *Client, name string, fn func(ctx context.Context) (T, error), opts ...CallOption) (T, error) {
+func Call[T any](ctx context.Context, c *Client, name string, fn func(ctx context.Context) (T, error), opts ...AllowOption) (T, error) {
 	var v T
 	err := c.Do(ctx, name, func(ctx context.Context) error {
 		var err error

@@ -33,7 +33,13 @@ func authService(t *testing.T, token string) string {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	build := func(c *config.Config) (*server.Backends, error) { return server.NewBackends(c, nil, log) }
+	build := func(c *config.Config) (*server.Backends, error) {
+		st, err := stores(c, nil)
+		if err != nil {
+			return nil, err
+		}
+		return server.NewBackends(c, st, log)
+	}
 	b, err := build(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -17,17 +17,26 @@
 //     Allow is the two-step form for code that cannot be wrapped. An open
 //     breaker returns a *RejectedError matching ErrOpen that carries the
 //     retry-after.
-//   - Middleware: UnaryClientInterceptor and RoundTripper do
-//     acquire -> call -> report for every outgoing gRPC or HTTP call.
+//   - Middleware: UnaryClientInterceptor, StreamClientInterceptor and
+//     RoundTripper do acquire -> call -> report for every outgoing gRPC
+//     call, stream or HTTP request. They are package-level constructors
+//     over Guard, the one method they need (Admit); *Client implements
+//     it, and its methods of the same names are shorthands.
 //   - The shared cache: Cache, with typed JSON helpers (GetJSON, SetJSON)
 //     and GetOrLoad, which loads once per key across goroutines and still
 //     returns the loader's value when the service is degraded or down.
+//
+// Each method takes its own option type, so that an option it would ignore
+// does not compile: Check takes CheckOption (Cost, DryRun), Wait takes
+// WaitOption (Cost, MaxWait), Allow, Do and Call take AllowOption (Cost,
+// MaxWait, WithRateLimit).
 //
 // Subpackage retry retries with exponential backoff and full jitter,
 // honouring a server's retry-after; subpackage pool runs a batch over a
 // bounded number of workers and tracks every failure.
 //
 // When the service cannot be reached, limits and breakers are decided with
-// local, per-process state (Decision.Local) unless WithFailClosed is given;
-// a caller is never held past its deadline.
+// local, per-process state (Decision.Local) unless WithFailClosed is given,
+// by the same decision as the service's (package admission); a caller is
+// never held past its deadline.
 package client

@@ -196,6 +196,53 @@ func ExampleClient_UnaryClientInterceptor() {
 	// Output: ready
 }
 
+func ExampleUnaryClientInterceptor() {
+	conn, stop := exampleService()
+	defer stop()
+	c := client.New(conn)
+
+	// The interceptors take any client.Guard; *client.Client is one. Both
+	// unary calls and streams go through the upstream's breaker.
+	route := client.WithGRPCRoute(func(method string) client.Route { return client.Route{Breaker: "upstream"} })
+	upstream, err := grpc.NewClient("passthrough:///upstream.example:443",
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithChainUnaryInterceptor(client.UnaryClientInterceptor(c, route)),
+		grpc.WithChainStreamInterceptor(client.StreamClientInterceptor(c, route)))
+	if err != nil {
+		panic(err)
+	}
+	defer upstream.Close()
+	fmt.Println("ready")
+	// Output: ready
+}
+
+func ExampleRoundTripper() {
+	conn, stop := exampleService()
+	defer stop()
+	c := client.New(conn)
+
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer upstream.Close()
+	// Requests to the upstream take a token of a fleet-wide limit first.
+	hc := &http.Client{Transport: client.RoundTripper(c, upstream.Client().Transport,
+		client.WithHTTPRoute(func(r *http.Request) client.Route {
+			return client.Route{Key: "http/" + r.URL.Host, Limit: client.RateLimit{MaxCalls: 1, Window: time.Hour}}
+		}))}
+	defer hc.CloseIdleConnections()
+	for range 2 {
+		resp, err := hc.Get(upstream.URL)
+		if err != nil {
+			fmt.Println(errors.Is(err, client.ErrRateLimited))
+			continue
+		}
+		resp.Body.Close()
+		fmt.Println(resp.StatusCode)
+	}
+	// Output:
+	// 200
+	// true
+}
+
 func ExampleGetOrLoad() {
 	conn, stop := exampleService()
 	defer stop()

@@ -16,8 +16,14 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/topdeck/resilience/breaker"
+	breakerredis "github.com/topdeck/resilience/breaker/redisstore"
+	"github.com/topdeck/resilience/cache"
+	cacheredis "github.com/topdeck/resilience/cache/redisstore"
 	"github.com/topdeck/resilience/config"
 	"github.com/topdeck/resilience/correlation"
+	"github.com/topdeck/resilience/limiter"
+	limiterredis "github.com/topdeck/resilience/limiter/redisstore"
 	"github.com/topdeck/resilience/server"
 )
 
@@ -67,6 +73,20 @@ func (s *service) IDs() []string {
 	return append([]string(nil), s.ids...)
 }
 
+// stores returns the stores of cfg as cmd/resilienced builds them: the
+// memory ones with rdb nil, else the Redis ones on rdb.
+func stores(cfg *config.Config, rdb redis.UniversalClient) (server.Stores, error) {
+	if rdb == nil {
+		cs, err := cache.NewMemoryStore(cache.WithMaxEntries(int(cfg.Cache.MaxMemoryEntries)))
+		return server.Stores{Limiter: limiter.NewMemoryStore(), Breaker: breaker.NewMemoryStore(), Cache: cs}, err
+	}
+	return server.Stores{
+		Limiter: limiterredis.New(rdb, limiterredis.WithPrefix(cfg.RedisKeyPrefix), limiterredis.WithTimeout(200*time.Millisecond)),
+		Breaker: breakerredis.New(rdb, breakerredis.WithPrefix(cfg.RedisKeyPrefix)),
+		Cache:   cacheredis.New(rdb, cacheredis.WithPrefix(cfg.RedisKeyPrefix)),
+	}, nil
+}
+
 // startService starts server.New on bufconn with memory backends (rdb nil)
 // or Redis. It does not need a testing.T, so that examples can use it.
 func startService(yaml string, rdb redis.UniversalClient) (*service, error) {
@@ -78,7 +98,11 @@ func startService(yaml string, rdb redis.UniversalClient) (*service, error) {
 		}
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	b, err := server.NewBackends(cfg, rdb, log)
+	st, err := stores(cfg, rdb)
+	if err != nil {
+		return nil, err
+	}
+	b, err := server.NewBackends(cfg, st, log)
 	if err != nil {
 		return nil, err
 	}

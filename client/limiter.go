@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/topdeck/resilience/admission"
 	"github.com/topdeck/resilience/breaker"
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
 	"github.com/topdeck/resilience/limiter"
@@ -78,8 +79,24 @@ type Decision struct {
 	Local bool
 }
 
-// CallOption configures one call of Check, Wait, Allow, Do or Call.
-type CallOption func(*callOptions)
+// CheckOption configures Check: Cost, DryRun.
+type CheckOption interface{ applyCheck(*callOptions) }
+
+// WaitOption configures Wait: Cost, MaxWait.
+type WaitOption interface{ applyWait(*callOptions) }
+
+// AllowOption configures Allow, Do and Call: Cost, MaxWait, WithRateLimit.
+type AllowOption interface{ applyAllow(*callOptions) }
+
+// CallOption is an option that every method takes (Cost).
+//
+// Deprecated: each method has its own option type (CheckOption, WaitOption,
+// AllowOption), so that an option a method would ignore does not compile.
+type CallOption interface {
+	CheckOption
+	WaitOption
+	AllowOption
+}
 
 type callOptions struct {
 	cost    int64
@@ -90,32 +107,51 @@ type callOptions struct {
 	limit   Limit
 }
 
-// Cost sets the tokens the call takes (default 1).
-func Cost(n int64) CallOption { return func(o *callOptions) { o.cost = n } }
+// CostOption sets the tokens a call takes; see Cost.
+type CostOption int64
 
-// MaxWait bounds how long the call may wait for tokens. Wait defaults to
-// waiting until the context's deadline; Allow, Do and Call to 0 (answer at
-// once).
-func MaxWait(d time.Duration) CallOption {
-	return func(o *callOptions) { o.maxWait, o.hasWait = max(d, 0), true }
+// Cost sets the tokens the call takes (default 1): an option of Check,
+// Wait, Allow, Do and Call.
+func Cost(n int64) CostOption { return CostOption(n) }
+
+func (o CostOption) applyCheck(c *callOptions) { c.cost = int64(o) }
+func (o CostOption) applyWait(c *callOptions)  { c.cost = int64(o) }
+func (o CostOption) applyAllow(c *callOptions) { c.cost = int64(o) }
+
+// MaxWaitOption bounds how long a call may wait for tokens; see MaxWait.
+type MaxWaitOption time.Duration
+
+// MaxWait bounds how long the call may wait for tokens: an option of Wait
+// (default: until the context's deadline) and of Allow, Do and Call
+// (default 0: answer at once).
+func MaxWait(d time.Duration) MaxWaitOption { return MaxWaitOption(max(d, 0)) }
+
+func (o MaxWaitOption) applyWait(c *callOptions)  { c.maxWait, c.hasWait = time.Duration(o), true }
+func (o MaxWaitOption) applyAllow(c *callOptions) { c.maxWait, c.hasWait = time.Duration(o), true }
+
+// DryRunOption makes Check take nothing; see DryRun.
+type DryRunOption struct{}
+
+// DryRun makes Check answer without taking tokens (or a breaker's probe
+// slot).
+func DryRun() DryRunOption { return DryRunOption{} }
+
+func (DryRunOption) applyCheck(c *callOptions) { c.dryRun = true }
+
+// RateLimitOption adds a rate limit to a breaker's decision; see
+// WithRateLimit.
+type RateLimitOption struct {
+	key   string
+	limit Limit
 }
 
-// DryRun makes Check answer without taking tokens.
-func DryRun() CallOption { return func(o *callOptions) { o.dryRun = true } }
-
-// WithRateLimit makes Allow, Do and Call also take a token of key under lim,
-// in the same decision as the breaker's.
-func WithRateLimit(key string, lim Limit) CallOption {
-	return func(o *callOptions) { o.key, o.limit = key, lim }
+// WithRateLimit makes Allow, Do and Call also take a token of key under
+// lim, in the same decision as the breaker's.
+func WithRateLimit(key string, lim Limit) RateLimitOption {
+	return RateLimitOption{key: key, limit: lim}
 }
 
-func collect(opts []CallOption) callOptions {
-	var o callOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
-	return o
-}
+func (o RateLimitOption) applyAllow(c *callOptions) { c.key, c.limit = o.key, o.limit }
 
 // acquireReq is one decision to ask for.
 type acquireReq struct {
@@ -127,8 +163,8 @@ type acquireReq struct {
 	dryRun  bool
 }
 
-// admission is a decision with what ReportOutcome needs.
-type admission struct {
+// admitted is a decision with what ReportOutcome needs.
+type admitted struct {
 	Decision
 	permit     string
 	generation uint64
@@ -138,12 +174,12 @@ type admission struct {
 const maxWaitChunk = time.Minute
 
 // acquire asks the service (or the local state) for one decision.
-func (c *Client) acquire(ctx context.Context, r acquireReq) (admission, error) {
+func (c *Client) acquire(ctx context.Context, r acquireReq) (admitted, error) {
 	if r.key != "" && r.limit == nil {
-		return admission{}, fmt.Errorf("%w: key %q needs a limit (RateLimit or Policy)", ErrInvalidArgument, r.key)
+		return admitted{}, fmt.Errorf("%w: key %q needs a limit (RateLimit or Policy)", ErrInvalidArgument, r.key)
 	}
 	if r.key == "" && r.breaker == "" {
-		return admission{}, fmt.Errorf("%w: a key or a breaker is required", ErrInvalidArgument)
+		return admitted{}, fmt.Errorf("%w: a key or a breaker is required", ErrInvalidArgument)
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		r.maxWait = min(r.maxWait, max(time.Until(dl), 0))
@@ -166,9 +202,9 @@ func (c *Client) acquire(ctx context.Context, r acquireReq) (admission, error) {
 		if c.local(err) {
 			return c.localAcquire(ctx, r)
 		}
-		return admission{}, err
+		return admitted{}, err
 	}
-	return admission{
+	return admitted{
 		Decision: Decision{
 			Allowed:      resp.GetAllowed(),
 			Reason:       reasonOf(resp.GetReason()),
@@ -204,74 +240,59 @@ func stateOf(s resiliencev1.CircuitState) breaker.State {
 	return breaker.StateClosed
 }
 
-// localAcquire decides r with the local breaker and limiter, as the service
-// would: the breaker first, then the limit, a refused call giving back its
-// probe.
-func (c *Client) localAcquire(ctx context.Context, r acquireReq) (admission, error) {
-	a := admission{Decision: Decision{Allowed: true, Degraded: true, Local: true}}
-	settings := c.o.breakerSettings(r.breaker)
-	if r.breaker != "" {
-		if r.dryRun {
-			st, err := c.brk.Status(ctx, r.breaker, settings)
-			if err != nil {
-				return admission{}, localError(err)
-			}
-			a.BreakerState = st.State
-			if st.State != breaker.StateClosed && st.NextProbeAt.After(c.o.now()) {
-				a.Allowed, a.Reason, a.RetryAfter = false, ReasonCircuitOpen, st.NextProbeAt.Sub(c.o.now())
-				return a, nil
-			}
-		} else {
-			adm, err := c.brk.Allow(ctx, r.breaker, settings)
-			if err != nil {
-				return admission{}, localError(err)
-			}
-			a.BreakerState, a.generation, a.permit = adm.State, adm.Generation, adm.PermitID
-			if !adm.Allowed {
-				a.Allowed, a.Reason, a.RetryAfter = false, ReasonCircuitOpen, adm.RetryAfter
-				return a, nil
-			}
+// localAcquire decides r with the local breakers and limits, through the
+// same admission decision as the service's (package admission): the
+// breaker first, then the limit, a refused call or a caller who leaves
+// giving back its probe and its reservation.
+func (c *Client) localAcquire(ctx context.Context, r acquireReq) (admitted, error) {
+	req := admission.Request{Breaker: r.breaker, BreakerSettings: c.o.breakerSettings(r.breaker), MaxWait: r.maxWait}
+	var limits [1]limiter.Request
+	if r.key != "" {
+		if lim, ok := r.limit.local(c); ok { // a policy the SDK does not know: fail open
+			req.Limits = append(limits[:0], limiter.Request{Key: r.key, Limit: lim, Cost: max(r.cost, 1)})
 		}
 	}
-	if r.key == "" {
-		return a, nil
-	}
-	lim, ok := r.limit.local(c)
-	if !ok {
-		return a, nil // a policy the SDK does not know: fail open
-	}
-	req := limiter.Request{Key: r.key, Limit: lim, Cost: max(r.cost, 1), MaxWait: r.maxWait}
-	var (
-		res limiter.Result
-		err error
-	)
+	local := c.localAdmitter()
+	decide := local.Decide
 	if r.dryRun {
-		res, err = c.lim.Peek(ctx, req)
-	} else {
-		res, err = c.lim.Acquire(ctx, req)
+		decide = local.Peek
 	}
+	d, err := decide(ctx, req)
 	if err != nil {
-		c.release(r.breaker, a.permit)
-		return admission{}, localError(err)
+		return admitted{}, localError(err)
 	}
-	a.Remaining, a.ResetAfter = res.Remaining, res.ResetAfter
-	if !res.Allowed {
-		c.release(r.breaker, a.permit)
-		a.Allowed, a.Reason, a.RetryAfter, a.permit = false, ReasonRateLimited, res.RetryAfter, ""
-		return a, nil
-	}
-	if res.Wait > 0 {
-		t := time.NewTimer(res.Wait)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			a.Waited = res.Wait
-		case <-ctx.Done():
-			c.release(r.breaker, a.permit)
-			return admission{}, ctx.Err()
-		}
+	a := admitted{
+		Decision: Decision{
+			Allowed:      d.Allowed,
+			Reason:       localReason(d.Reason),
+			Remaining:    d.Limit.Remaining,
+			RetryAfter:   d.RetryAfter,
+			ResetAfter:   d.Limit.ResetAfter,
+			Waited:       d.Waited,
+			BreakerState: d.Breaker.State,
+			Degraded:     true,
+			Local:        true,
+		},
+		permit:     d.Breaker.PermitID,
+		generation: d.Breaker.Generation,
 	}
 	return a, nil
+}
+
+// localAdmitter decides on the local breakers and limits, reading the
+// Client's clock.
+func (c *Client) localAdmitter() *admission.Admitter {
+	return admission.New(c.brk, c.lim, admission.WithClock(c.o.now))
+}
+
+func localReason(r admission.Reason) Reason {
+	switch r {
+	case admission.ReasonRateLimited:
+		return ReasonRateLimited
+	case admission.ReasonCircuitOpen:
+		return ReasonCircuitOpen
+	}
+	return ReasonAllowed
 }
 
 // release gives back an unused local probe lease.
@@ -291,14 +312,17 @@ func localError(err error) error {
 }
 
 // Check takes tokens of key under lim if they are there now and says so; it
-// never waits (MaxWait is ignored). A refusal is a Decision with Allowed
+// never waits. A refusal is a Decision with Allowed
 // false and RetryAfter, not an error. With DryRun it takes nothing. Errors:
 // the context's, a gRPC status from the service (INVALID_ARGUMENT,
 // NOT_FOUND for an unknown policy, UNAVAILABLE for a deny policy while the
 // shared store is down), ErrInvalidArgument, or ErrServiceUnavailable under
 // WithFailClosed.
-func (c *Client) Check(ctx context.Context, key string, lim Limit, opts ...CallOption) (Decision, error) {
-	o := collect(opts)
+func (c *Client) Check(ctx context.Context, key string, lim Limit, opts ...CheckOption) (Decision, error) {
+	var o callOptions
+	for _, opt := range opts {
+		opt.applyCheck(&o)
+	}
 	if key == "" {
 		return Decision{}, fmt.Errorf("%w: key is required", ErrInvalidArgument)
 	}
@@ -313,8 +337,11 @@ func (c *Client) Check(ctx context.Context, key string, lim Limit, opts ...CallO
 // the tokens cannot be there in time it returns at once with a
 // *RejectedError (errors.Is ErrRateLimited) carrying RetryAfter, and the
 // Decision. Other errors: as Check.
-func (c *Client) Wait(ctx context.Context, key string, lim Limit, opts ...CallOption) (Decision, error) {
-	o := collect(opts)
+func (c *Client) Wait(ctx context.Context, key string, lim Limit, opts ...WaitOption) (Decision, error) {
+	var o callOptions
+	for _, opt := range opts {
+		opt.applyWait(&o)
+	}
 	if key == "" {
 		return Decision{}, fmt.Errorf("%w: key is required", ErrInvalidArgument)
 	}

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -33,7 +34,9 @@ type Route struct {
 	Breaker string
 }
 
-// MiddlewareOption configures UnaryClientInterceptor and RoundTripper.
+// MiddlewareOption configures UnaryClientInterceptor,
+// StreamClientInterceptor and RoundTripper. The defaults are copied for
+// each middleware built.
 type MiddlewareOption func(*middlewareOptions)
 
 type middlewareOptions struct {
@@ -41,6 +44,7 @@ type middlewareOptions struct {
 	grpcRoute   func(method string) Route
 	httpFailure func(*http.Response, error) bool
 	grpcFailure func(error) bool
+	now         func() time.Time
 }
 
 // WithHTTPRoute maps an outgoing HTTP request to its Route (default: the
@@ -66,6 +70,13 @@ func WithHTTPFailure(f func(resp *http.Response, err error) bool) MiddlewareOpti
 // (default DefaultGRPCFailure). A cancelled call never counts.
 func WithGRPCFailure(f func(err error) bool) MiddlewareOption {
 	return func(o *middlewareOptions) { o.grpcFailure = f }
+}
+
+// WithMiddlewareClock sets the clock of the upstream's cooldowns
+// (Retry-After, RetryInfo), for tests (default time.Now; the Client's clock
+// for the Client's own methods).
+func WithMiddlewareClock(now func() time.Time) MiddlewareOption {
+	return func(o *middlewareOptions) { o.now = now }
 }
 
 // DefaultHTTPFailure counts as failures a transport error and the statuses
@@ -96,11 +107,47 @@ func middlewareDefaults(opts []MiddlewareOption) middlewareOptions {
 		},
 		httpFailure: DefaultHTTPFailure,
 		grpcFailure: DefaultGRPCFailure,
+		now:         time.Now,
 	}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	return o
+}
+
+// Guard admits one outgoing call of a Route and is told how it ended: the
+// one method UnaryClientInterceptor, StreamClientInterceptor and
+// RoundTripper need. *Client implements it (Client.Admit); a fake or
+// another implementation can stand in for it.
+type Guard interface {
+	// Admit asks to make one call of r. It returns a *RejectedError when
+	// the call must not go; otherwise done, to call exactly once when the
+	// call has ended, with nil when the upstream answered (success or an
+	// answer that is no failure), context.Canceled when it was cancelled,
+	// or an error wrapping the upstream's when it failed.
+	Admit(ctx context.Context, r Route) (done func(err error), err error)
+}
+
+var _ Guard = (*Client)(nil)
+
+// Admit implements Guard: the route's breaker (Allow, with the rate limit
+// in the same decision) or, without a breaker, its rate limit alone. A
+// route with neither is admitted without asking the service.
+func (c *Client) Admit(ctx context.Context, r Route) (done func(err error), err error) {
+	if r.Breaker != "" {
+		return c.Allow(ctx, r.Breaker, WithRateLimit(r.Key, r.Limit), Cost(r.Cost), MaxWait(r.MaxWait))
+	}
+	if r.Key == "" {
+		return func(error) {}, nil
+	}
+	a, err := c.acquire(ctx, acquireReq{key: r.Key, limit: r.Limit, cost: r.Cost, maxWait: r.MaxWait})
+	if err != nil {
+		return nil, err
+	}
+	if !a.Allowed {
+		return nil, &RejectedError{Reason: a.Reason, Key: r.Key, RetryAfter: a.RetryAfter, Local: a.Local}
+	}
+	return func(error) {}, nil
 }
 
 // cooldowns remembers, per route, until when the upstream asked not to be
@@ -133,14 +180,17 @@ func (cd *cooldowns) left(scope string, now time.Time) time.Duration {
 	return u.Sub(now)
 }
 
-// guard is the acquire -> call -> report logic shared by both middlewares.
-type guard struct {
-	c  *Client
+// middleware is the acquire -> call -> report logic shared by the
+// interceptors and the RoundTripper: a Guard, the upstream's cooldowns and
+// the options.
+type middleware struct {
+	g  Guard
+	o  middlewareOptions
 	cd cooldowns
 }
 
-func newGuard(c *Client) *guard {
-	return &guard{c: c, cd: cooldowns{until: make(map[string]time.Time)}}
+func newMiddleware(g Guard, opts []MiddlewareOption) *middleware {
+	return &middleware{g: g, o: middlewareDefaults(opts), cd: cooldowns{until: make(map[string]time.Time)}}
 }
 
 func scopeOf(r Route) string {
@@ -150,42 +200,45 @@ func scopeOf(r Route) string {
 	return "k:" + r.Key
 }
 
-// admit checks the route's cooldown, then acquires. done is nil when the
-// route has no breaker (nothing to report).
-func (g *guard) admit(ctx context.Context, r Route) (done func(error), err error) {
-	if left := g.cd.left(scopeOf(r), g.c.o.now()); left > 0 {
+// admit checks the route's cooldown, then asks the Guard.
+func (m *middleware) admit(ctx context.Context, r Route) (done func(error), err error) {
+	if left := m.cd.left(scopeOf(r), m.o.now()); left > 0 {
 		return nil, &RejectedError{Reason: ReasonUpstreamRetryAfter, Breaker: r.Breaker, Key: r.Key, RetryAfter: left}
 	}
-	if r.Breaker != "" {
-		done, err := g.c.Allow(ctx, r.Breaker, WithRateLimit(r.Key, r.Limit), Cost(r.Cost), MaxWait(r.MaxWait))
-		return done, g.withCooldown(r, err)
-	}
-	a, err := g.c.acquire(ctx, acquireReq{key: r.Key, limit: r.Limit, cost: r.Cost, maxWait: r.MaxWait})
-	if err != nil {
-		return nil, err
-	}
-	if !a.Allowed {
-		return nil, &RejectedError{Reason: a.Reason, Key: r.Key, RetryAfter: a.RetryAfter, Local: a.Local}
-	}
-	return nil, nil
-}
-
-// withCooldown makes a breaker's rejection carry the upstream's retry-after
-// when that is later.
-func (g *guard) withCooldown(r Route, err error) error {
+	done, err = m.g.Admit(ctx, r)
 	var rej *RejectedError
-	if errors.As(err, &rej) {
-		if left := g.cd.left(scopeOf(r), g.c.o.now()); left > rej.RetryAfter {
+	if r.Breaker != "" && errors.As(err, &rej) {
+		// A breaker's rejection carries the upstream's retry-after when
+		// that is later.
+		if left := m.cd.left(scopeOf(r), m.o.now()); left > rej.RetryAfter {
 			rej.RetryAfter = left
 		}
 	}
-	return err
+	return done, err
 }
 
 // observe remembers an upstream retry-after.
-func (g *guard) observe(r Route, d time.Duration) {
+func (m *middleware) observe(r Route, d time.Duration) {
 	if d > 0 {
-		g.cd.set(scopeOf(r), g.c.o.now().Add(d))
+		m.cd.set(scopeOf(r), m.o.now().Add(d))
+	}
+}
+
+// endGRPC remembers the retry-after of a gRPC call's error and reports
+// the call's outcome to done.
+func (m *middleware) endGRPC(r Route, done func(error), err error) {
+	if d, ok := retry.RetryAfter(err); ok {
+		m.observe(r, d)
+	}
+	switch {
+	case err == nil:
+		done(nil)
+	case status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled):
+		done(context.Canceled)
+	case m.o.grpcFailure(err):
+		done(failure{err})
+	default:
+		done(nil) // the upstream answered: not a failure
 	}
 }
 
@@ -195,48 +248,112 @@ func isResilienceMethod(method string) bool {
 	return strings.HasPrefix(method, "/topdeck.resilience.v1.")
 }
 
-// UnaryClientInterceptor returns a gRPC interceptor that guards each outgoing
-// unary call by its Route (WithGRPCRoute): acquire, call, report. A refused
-// call returns a *RejectedError (ErrOpen or ErrRateLimited) without reaching
-// the upstream; an upstream error carrying errdetails.RetryInfo holds later
-// calls of the route back until then (ReasonUpstreamRetryAfter) and makes
-// the breaker's rejections carry it. The caller's correlation id is added to
-// the outgoing metadata. Calls to the resilience service itself pass
-// through. Safe for concurrent use.
-func (c *Client) UnaryClientInterceptor(opts ...MiddlewareOption) grpc.UnaryClientInterceptor {
-	o := middlewareDefaults(opts)
-	g := newGuard(c)
+// UnaryClientInterceptor returns a gRPC interceptor that guards each
+// outgoing unary call by its Route (WithGRPCRoute) through g: admit, call,
+// report. A refused call returns a *RejectedError (ErrOpen or
+// ErrRateLimited) without reaching the upstream; an upstream error carrying
+// errdetails.RetryInfo holds later calls of the route back until then
+// (ReasonUpstreamRetryAfter) and makes the breaker's rejections carry it.
+// The caller's correlation id is added to the outgoing metadata. Calls to
+// the resilience service itself pass through. Safe for concurrent use.
+func UnaryClientInterceptor(g Guard, opts ...MiddlewareOption) grpc.UnaryClientInterceptor {
+	m := newMiddleware(g, opts)
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, callOpts ...grpc.CallOption) error {
 		if isResilienceMethod(method) {
 			return invoker(ctx, method, req, reply, cc, callOpts...)
 		}
 		ctx = outgoing(ctx)
-		r := o.grpcRoute(method)
+		r := m.o.grpcRoute(method)
 		if r.Key == "" && r.Breaker == "" {
 			return invoker(ctx, method, req, reply, cc, callOpts...)
 		}
-		done, err := g.admit(ctx, r)
+		done, err := m.admit(ctx, r)
 		if err != nil {
 			return err
 		}
 		err = invoker(ctx, method, req, reply, cc, callOpts...)
-		if d, ok := retry.RetryAfter(err); ok {
-			g.observe(r, d)
-		}
-		if done != nil {
-			switch {
-			case err == nil:
-				done(nil)
-			case status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled):
-				done(context.Canceled)
-			case o.grpcFailure(err):
-				done(failure{err})
-			default:
-				done(nil) // the upstream answered: not a failure
-			}
-		}
+		m.endGRPC(r, done, err)
 		return err
 	}
+}
+
+// StreamClientInterceptor returns a gRPC interceptor that guards each
+// outgoing stream by its Route (WithGRPCRoute) through g, as
+// UnaryClientInterceptor guards unary calls: the stream is admitted before
+// it opens, and its outcome is reported once it ends: when it cannot open,
+// when RecvMsg returns an error (io.EOF is a success) or, for a stream with
+// a single response, once that response came; a stream whose context ends
+// first is reported as cancelled. Safe for concurrent use.
+func StreamClientInterceptor(g Guard, opts ...MiddlewareOption) grpc.StreamClientInterceptor {
+	m := newMiddleware(g, opts)
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, callOpts ...grpc.CallOption) (grpc.ClientStream, error) {
+		if isResilienceMethod(method) {
+			return streamer(ctx, desc, cc, method, callOpts...)
+		}
+		ctx = outgoing(ctx)
+		r := m.o.grpcRoute(method)
+		if r.Key == "" && r.Breaker == "" {
+			return streamer(ctx, desc, cc, method, callOpts...)
+		}
+		done, err := m.admit(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		cs, err := streamer(ctx, desc, cc, method, callOpts...)
+		if err != nil {
+			m.endGRPC(r, done, err)
+			return nil, err
+		}
+		s := &guardedStream{ClientStream: cs, serverStreams: desc.ServerStreams}
+		s.end = func(err error) {
+			s.once.Do(func() {
+				s.stop()
+				m.endGRPC(r, done, err)
+			})
+		}
+		s.stop = context.AfterFunc(ctx, func() { s.end(context.Canceled) })
+		return s, nil
+	}
+}
+
+// guardedStream reports its outcome once it has ended (see
+// StreamClientInterceptor).
+type guardedStream struct {
+	grpc.ClientStream
+	serverStreams bool
+	once          sync.Once
+	end           func(err error) // reports once
+	stop          func() bool     // stops the report on the context's end
+}
+
+func (s *guardedStream) RecvMsg(msg any) error {
+	err := s.ClientStream.RecvMsg(msg)
+	switch {
+	case errors.Is(err, io.EOF):
+		s.end(nil)
+	case err != nil:
+		s.end(err)
+	case !s.serverStreams:
+		s.end(nil) // the single response came: the call is over
+	}
+	return err
+}
+
+// UnaryClientInterceptor is UnaryClientInterceptor(c, opts...), with c's
+// clock for the upstream's cooldowns.
+func (c *Client) UnaryClientInterceptor(opts ...MiddlewareOption) grpc.UnaryClientInterceptor {
+	return UnaryClientInterceptor(c, c.middlewareOptions(opts)...)
+}
+
+// StreamClientInterceptor is StreamClientInterceptor(c, opts...), with c's
+// clock for the upstream's cooldowns.
+func (c *Client) StreamClientInterceptor(opts ...MiddlewareOption) grpc.StreamClientInterceptor {
+	return StreamClientInterceptor(c, c.middlewareOptions(opts)...)
+}
+
+// middlewareOptions puts c's clock before opts.
+func (c *Client) middlewareOptions(opts []MiddlewareOption) []MiddlewareOption {
+	return append([]MiddlewareOption{WithMiddlewareClock(c.o.now)}, opts...)
 }
 
 // failure marks an error the middleware's classifier counted as a failure,
@@ -247,24 +364,30 @@ func (f failure) Unwrap() error { return f.error }
 
 // RoundTripper returns an http.RoundTripper that guards each request sent
 // through next (http.DefaultTransport when nil) by its Route
-// (WithHTTPRoute): acquire, send, report. A refused request returns a
-// *RejectedError (ErrOpen or ErrRateLimited) without reaching the upstream.
-// A response with a Retry-After (seconds or HTTP date) on a 429 or 503 holds
-// later requests of the route back until then (ReasonUpstreamRetryAfter) and
-// makes the breaker's rejections carry it; the response itself is returned
-// unchanged. The caller's correlation id is sent in the x-correlation-id
-// header unless the request has one. Safe for concurrent use.
-func (c *Client) RoundTripper(next http.RoundTripper, opts ...MiddlewareOption) http.RoundTripper {
+// (WithHTTPRoute) through g: admit, send, report. A refused request returns
+// a *RejectedError (ErrOpen or ErrRateLimited) without reaching the
+// upstream. A response with a Retry-After (seconds or HTTP date) on a 429
+// or 503 holds later requests of the route back until then
+// (ReasonUpstreamRetryAfter) and makes the breaker's rejections carry it;
+// the response itself is returned unchanged. The caller's correlation id is
+// sent in the x-correlation-id header unless the request has one. Safe for
+// concurrent use.
+func RoundTripper(g Guard, next http.RoundTripper, opts ...MiddlewareOption) http.RoundTripper {
 	if next == nil {
 		next = http.DefaultTransport
 	}
-	return &roundTripper{next: next, o: middlewareDefaults(opts), g: newGuard(c)}
+	return &roundTripper{next: next, m: newMiddleware(g, opts)}
+}
+
+// RoundTripper is RoundTripper(c, next, opts...) with c's clock for the
+// upstream's cooldowns.
+func (c *Client) RoundTripper(next http.RoundTripper, opts ...MiddlewareOption) http.RoundTripper {
+	return RoundTripper(c, next, c.middlewareOptions(opts)...)
 }
 
 type roundTripper struct {
 	next http.RoundTripper
-	o    middlewareOptions
-	g    *guard
+	m    *middleware
 }
 
 func (t *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -273,11 +396,11 @@ func (t *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		req = req.Clone(ctx)
 		req.Header.Set(correlation.Header, id)
 	}
-	r := t.o.httpRoute(req)
+	r := t.m.o.httpRoute(req)
 	if r.Key == "" && r.Breaker == "" {
 		return t.next.RoundTrip(req)
 	}
-	done, err := t.g.admit(ctx, r)
+	done, err := t.m.admit(ctx, r)
 	if err != nil {
 		if req.Body != nil {
 			_ = req.Body.Close() // a RoundTripper always closes the body
@@ -286,23 +409,21 @@ func (t *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp, err := t.next.RoundTrip(req)
 	if err == nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
-		if d, ok := retry.ParseRetryAfter(resp.Header.Get("Retry-After"), t.g.c.o.now()); ok {
-			t.g.observe(r, d)
+		if d, ok := retry.ParseRetryAfter(resp.Header.Get("Retry-After"), t.m.o.now()); ok {
+			t.m.observe(r, d)
 		}
 	}
-	if done != nil {
-		switch {
-		case err != nil && (errors.Is(err, context.Canceled) || ctx.Err() == context.Canceled):
-			done(context.Canceled)
-		case t.o.httpFailure(resp, err):
-			if err == nil {
-				done(failure{&retry.HTTPError{StatusCode: resp.StatusCode, Status: resp.Status}})
-			} else {
-				done(failure{err})
-			}
-		default:
-			done(nil)
+	switch {
+	case err != nil && (errors.Is(err, context.Canceled) || ctx.Err() == context.Canceled):
+		done(context.Canceled)
+	case t.m.o.httpFailure(resp, err):
+		if err == nil {
+			done(failure{&retry.HTTPError{StatusCode: resp.StatusCode, Status: resp.Status}})
+		} else {
+			done(failure{err})
 		}
+	default:
+		done(nil)
 	}
 	return resp, err
 }

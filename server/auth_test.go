@@ -85,7 +85,7 @@ func startAuthServer(t *testing.T) *testEnv {
 	t.Helper()
 	cfg := authConfig(t)
 	tenants := NewTenants(cfg, func(c *config.Config) (*Backends, error) {
-		return NewBackends(c, nil, slog.New(slog.NewJSONHandler(&syncBuffer{}, nil)))
+		return NewBackends(c, memoryStores(t, c, nil), slog.New(slog.NewJSONHandler(&syncBuffer{}, nil)))
 	})
 	t.Cleanup(func() { _ = tenants.Close() })
 	return startServer(t, cfg, WithTenants(tenants))

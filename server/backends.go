@@ -2,48 +2,62 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
+	"github.com/topdeck/resilience/admission"
 	"github.com/topdeck/resilience/breaker"
-	breakerredis "github.com/topdeck/resilience/breaker/redisstore"
 	"github.com/topdeck/resilience/cache"
-	cacheredis "github.com/topdeck/resilience/cache/redisstore"
 	"github.com/topdeck/resilience/config"
 	"github.com/topdeck/resilience/envoyrls"
 	"github.com/topdeck/resilience/limiter"
-	limiterredis "github.com/topdeck/resilience/limiter/redisstore"
 )
 
-// Backends are the domain components behind the handlers, on one kind of
-// store: the embedded memory stores (one replica) or Redis (a fleet).
+// Stores are the stores the Backends decide on: the embedded memory stores
+// (one replica) or the Redis ones (a fleet). cmd/resilienced builds them;
+// the server knows them only by these interfaces.
+type Stores struct {
+	Limiter limiter.Store
+	Breaker breaker.Store
+	Cache   cache.Store
+}
+
+// Backends are the domain components behind the handlers, on one set of
+// Stores.
 //
-// Create them with NewBackends; run their background work (cache statistics
-// flushing) with Run. The components are safe for concurrent use.
+// Create them with NewBackends; run their background work with Run (the
+// cache statistics flush, the breaker state cache's subscription to the
+// store's events, the pruning of the breaker registry), then Close. The
+// components are safe for concurrent use.
 type Backends struct {
 	// Limiter decides Acquire's rate limits.
 	Limiter *limiter.Limiter
 	// Cache serves CacheService.
 	Cache *cache.Cache
 	// Breaker decides and records breaker state, with a per-replica
-	// fallback while the shared store is down.
+	// fallback while the shared store is down; it admits the breakers that
+	// States knows to be CLOSED without a store round trip.
 	Breaker *breaker.Breaker
+	// Admission decides Acquire: the breaker first, then the limit.
+	Admission *admission.Admitter
 	// EnvoyRLS serves Envoy's rate limit protocol on the same limiter.
 	EnvoyRLS *envoyrls.Server
 	// States is this replica's view of breaker states, fed by the shared
-	// store's events, so that CLOSED breakers cost no store round trip.
+	// store's events (Run) and by the store's answers (Breaker).
 	States *breaker.StateCache
 
-	log          *slog.Logger
-	metrics      *Metrics // nil: none
-	breakerStore breakerStore
-	pruneEvery   time.Duration // the registry pruning period (pruneEvery)
-	cacheRDB     redis.UniversalClient
+	log        *slog.Logger
+	metrics    *Metrics // nil: none
+	stores     Stores
+	now        func() time.Time
+	pruneEvery time.Duration // the registry pruning period (pruneEvery)
+
+	following     chan struct{} // closed once the state cache follows the events
+	followingOnce sync.Once
 }
 
 // BackendOption configures NewBackends.
@@ -54,67 +68,52 @@ type BackendOption func(*Backends)
 // in m (default: none).
 func WithBackendMetrics(m *Metrics) BackendOption { return func(b *Backends) { b.metrics = m } }
 
-// WithCacheRedis gives the cache its own Redis client (the caller owns it),
-// so that cache pressure can never evict rate-limit or breaker keys. By
-// default the cache shares the Redis client of NewBackends.
-func WithCacheRedis(c redis.UniversalClient) BackendOption {
-	return func(b *Backends) { b.cacheRDB = c }
-}
+// WithBackendClock sets the clock of the components (the limiter's deny
+// cache and fallback, the breaker's fallback, the state cache, the dry-run
+// answers), for tests; default time.Now. The stores read their own clocks.
+func WithBackendClock(now func() time.Time) BackendOption { return func(b *Backends) { b.now = now } }
 
-// breakerStore is a breaker.Store that holds resources (watchers).
-type breakerStore interface {
-	breaker.Store
-	Close() error
-}
-
-// storeTimeout bounds each limiter decision batch and each cache call on
-// Redis, on top of the client's own timeouts (internal/redisconn): a dead
-// Redis fails at dial long before it, a hung one is given up after it.
+// storeTimeout bounds each cache call on the store, on top of the client's
+// own timeouts (internal/redisconn): a dead Redis fails at dial long before
+// it, a hung one is given up after it.
 const storeTimeout = 200 * time.Millisecond
 
-// NewBackends builds the components for cfg. With rdb nil they run on the
-// embedded memory stores; otherwise on Redis through rdb, which the caller
-// owns and closes after Run has returned.
-func NewBackends(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger, opts ...BackendOption) (*Backends, error) {
+// deadlineMargin is kept between the end of a reservation's wait and the
+// caller's deadline, for the answer to travel back.
+const deadlineMargin = 5 * time.Millisecond
+
+// NewBackends builds the components for cfg on st. The Backends own the
+// stores from then on: Close closes those that have a Close method.
+func NewBackends(cfg *config.Config, st Stores, log *slog.Logger, opts ...BackendOption) (*Backends, error) {
+	if st.Limiter == nil || st.Breaker == nil || st.Cache == nil {
+		return nil, errors.New("server: NewBackends needs a limiter, a breaker and a cache store")
+	}
 	if log == nil {
 		log = slog.Default()
 	}
-	b := &Backends{log: log, pruneEvery: pruneEvery}
+	b := &Backends{log: log, stores: st, now: time.Now, pruneEvery: pruneEvery, following: make(chan struct{})}
 	for _, o := range opts {
 		o(b)
 	}
-	var (
-		lstore limiter.Store
-		cstore cache.Store
-		bstore breakerStore
-	)
-	if rdb == nil {
-		lstore = limiter.NewMemoryStore()
-		ms, err := cache.NewMemoryStore(cache.WithMaxEntries(int(cfg.Cache.MaxMemoryEntries)))
-		if err != nil {
-			return nil, fmt.Errorf("server: cache memory store: %w", err)
-		}
-		cstore = ms
-		bstore = breaker.NewMemoryStore()
-	} else {
-		lstore = limiterredis.New(rdb, limiterredis.WithPrefix(cfg.RedisKeyPrefix), limiterredis.WithTimeout(storeTimeout))
-		crdb := rdb
-		if b.cacheRDB != nil {
-			crdb = b.cacheRDB
-		}
-		cstore = cacheredis.New(crdb, cacheredis.WithPrefix(cfg.RedisKeyPrefix))
-		bstore = breakerredis.New(rdb, breakerredis.WithPrefix(cfg.RedisKeyPrefix))
-	}
-	b.breakerStore = bstore
-	b.Breaker = breaker.New(bstore)
-	b.States = breaker.NewStateCache()
-	b.Limiter = limiter.New(lstore)
+	b.States = breaker.NewStateCache(breaker.WithCacheClock(b.now), breaker.WithCacheHooks(breaker.CacheHooks{
+		Watching: func() { b.followingOnce.Do(func() { close(b.following) }) },
+		Event:    b.metrics.observeEvent,
+		Observed: b.metrics.observeBreaker,
+	}))
+	b.Breaker = breaker.New(st.Breaker, breaker.WithClock(b.now), breaker.WithStateCache(b.States))
+	b.Limiter = limiter.New(st.Limiter, limiter.WithClock(b.now))
+	b.Admission = admission.New(b.Breaker, b.Limiter,
+		admission.WithClock(b.now),
+		admission.WithDeadlineMargin(deadlineMargin),
+		admission.WithReleaseErrorHandler(func(ctx context.Context, name string, err error) {
+			log.WarnContext(ctx, "cannot release an unused probe lease; it will expire", "breaker", name, "error", err.Error())
+		}))
 	rls, err := envoyrls.New(b.Limiter, cfg.EnvoyRateLimit)
 	if err != nil {
 		return nil, fmt.Errorf("server: envoy_ratelimit: %w", err)
 	}
 	b.EnvoyRLS = rls
-	c, err := cache.New(cstore,
+	c, err := cache.New(st.Cache,
 		cache.WithDefaultTTL(cfg.Cache.DefaultTTL.D()),
 		cache.WithMaxValueBytes(int(cfg.Cache.MaxValueBytes)),
 		cache.WithStoreTimeout(storeTimeout),
@@ -129,27 +128,43 @@ func NewBackends(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger
 	return b, nil
 }
 
-// Run does the components' background work until ctx is done: the cache
-// statistics flush (with a last bounded flush at the end) and the breaker
+// Run does the components' background work until ctx is done: the cache's
+// (statistics flush, with a last bounded flush at the end), the breaker
 // state cache's subscription to the shared store's events (re-established
-// while the store is unreachable). Run returns when all of it has stopped;
-// then call Close.
+// while the store is unreachable) and the pruning of the breaker registry.
+// Run returns when all of it has stopped; then call Close.
 func (b *Backends) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() {
-		defer wg.Done()
-		_ = b.Cache.Run(ctx)
-	}()
-	go func() {
-		defer wg.Done()
-		b.watchStates(ctx)
-	}()
-	go func() {
-		defer wg.Done()
-		b.pruneRegistry(ctx)
-	}()
+	for _, run := range []func(context.Context){
+		func(ctx context.Context) { _ = b.Cache.Run(ctx) },
+		b.followEvents,
+		b.pruneRegistry,
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			run(ctx)
+		}()
+	}
 	wg.Wait()
+}
+
+// Following is closed once Run's state cache follows the shared store's
+// events: from then on, a transition made by any replica reaches States
+// (and the metrics).
+func (b *Backends) Following() <-chan struct{} { return b.following }
+
+// watchRetry is the pause before re-subscribing to breaker events.
+const watchRetry = time.Second
+
+// followEvents runs the state cache on the breaker's events until ctx ends,
+// subscribing again after watchRetry when the subscription fails or ends.
+func (b *Backends) followEvents(ctx context.Context) {
+	repeat(ctx, 0, func() time.Duration { return watchRetry }, func() {
+		if err := b.States.Run(ctx, b.Breaker, ""); err != nil && ctx.Err() == nil {
+			b.log.Debug("breaker events unavailable; retrying", "error", err.Error())
+		}
+	})
 }
 
 // registryPruner is a breaker store with a shared registry of names to
@@ -166,7 +181,7 @@ const pruneEvery = time.Hour
 // pruneRegistry removes idle breaker names from the shared registry until
 // ctx ends (nothing to do on the memory store).
 func (b *Backends) pruneRegistry(ctx context.Context) {
-	p, ok := b.breakerStore.(registryPruner)
+	p, ok := b.stores.Breaker.(registryPruner)
 	if !ok {
 		return
 	}
@@ -202,33 +217,6 @@ func repeat(ctx context.Context, first time.Duration, next func() time.Duration,
 	}
 }
 
-// watchRetry is the pause before re-subscribing to breaker events.
-const watchRetry = time.Second
-
-func (b *Backends) watchStates(ctx context.Context) {
-	repeat(ctx, 0, func() time.Duration { return watchRetry }, func() {
-		if err := b.followEvents(ctx); err != nil && ctx.Err() == nil {
-			b.log.Debug("breaker events unavailable; retrying", "error", err.Error())
-		}
-	})
-}
-
-// followEvents feeds every breaker transition, made by any replica, to the
-// state cache and the metrics until ctx ends or the subscription fails. The
-// state cache is cleared when it returns: no events keep it right then.
-func (b *Backends) followEvents(ctx context.Context) error {
-	defer b.States.Clear()
-	events, err := b.Breaker.Watch(ctx, "")
-	if err != nil {
-		return err
-	}
-	for e := range events {
-		b.States.Apply(e)
-		b.metrics.observeEvent(e)
-	}
-	return nil
-}
-
 // StoreDataLost is called when the shared store is found to have lost its
 // data (the store probe's epoch check). The state cache forgets its CLOSED
 // entries, so that no breaker is admitted on a generation the store no
@@ -246,12 +234,18 @@ func (b *Backends) StoreDataLost(ctx context.Context) {
 	b.log.WarnContext(ctx, "breakers re-read after the shared store lost its data", "changed", len(events))
 }
 
-// Close releases the components' resources (breaker watchers). It does not
-// close the Redis client. Call it after Run has returned.
+// closer is a store that holds resources (the breaker stores' watchers).
+type closer interface{ Close() error }
+
+// Close releases the components' resources and closes the stores that have
+// a Close method. It does not close the Redis clients (their owner does).
+// Call it after Run has returned.
 func (b *Backends) Close() error {
-	err := b.Breaker.Close()
-	if cerr := b.breakerStore.Close(); err == nil {
-		err = cerr
+	errs := []error{b.Breaker.Close()}
+	for _, s := range []any{b.stores.Limiter, b.stores.Breaker, b.stores.Cache} {
+		if c, ok := s.(closer); ok {
+			errs = append(errs, c.Close())
+		}
 	}
-	return err
+	return errors.Join(errs...)
 }

@@ -13,10 +13,25 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/redis/go-redis/v9"
+
+	breakerredis "github.com/topdeck/resilience/breaker/redisstore"
+	cacheredis "github.com/topdeck/resilience/cache/redisstore"
 	"github.com/topdeck/resilience/config"
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
 	"github.com/topdeck/resilience/internal/redistest"
+	limiterredis "github.com/topdeck/resilience/limiter/redisstore"
 )
+
+// redisStores returns the Redis stores for cfg on rdb, as cmd/resilienced
+// builds them.
+func redisStores(cfg *config.Config, rdb redis.UniversalClient) Stores {
+	return Stores{
+		Limiter: limiterredis.New(rdb, limiterredis.WithPrefix(cfg.RedisKeyPrefix), limiterredis.WithTimeout(storeTimeout)),
+		Breaker: breakerredis.New(rdb, breakerredis.WithPrefix(cfg.RedisKeyPrefix)),
+		Cache:   cacheredis.New(rdb, cacheredis.WithPrefix(cfg.RedisKeyPrefix)),
+	}
+}
 
 // BenchmarkCacheGetFloor puts a cache Get through the service next to what
 // bounds it from below, one caller at a time, all on TCP loopback and one
@@ -50,7 +65,7 @@ func BenchmarkCacheGetFloor(b *testing.B) {
 	b.Run("BareGRPC", func(b *testing.B) { benchHealth(b, bareConn) })
 
 	cfg := config.Default()
-	backends, err := NewBackends(cfg, rdb, slog.New(slog.DiscardHandler))
+	backends, err := NewBackends(cfg, redisStores(cfg, rdb), slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatal(err)
 	}

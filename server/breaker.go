@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -13,36 +12,6 @@ import (
 	"github.com/topdeck/resilience/config"
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
 )
-
-// admitBreaker asks the breaker called name to admit one call. When this
-// replica knows the breaker is CLOSED (from the shared store's events, see
-// breaker.StateCache), it admits without a store round trip: CLOSED admits
-// every call, and the generation from the cache makes a late outcome of a
-// call admitted just before a transition count as stale, as it would.
-func (b *Backends) admitBreaker(ctx context.Context, cfg *config.Config, name string) (breaker.Admission, error) {
-	if st, gen, ok := b.States.Lookup(name); ok && st == breaker.StateClosed {
-		return breaker.Admission{Allowed: true, State: st, Generation: gen}, nil
-	}
-	pol, _ := cfg.BreakerPolicy(name)
-	adm, err := b.Breaker.Allow(ctx, name, pol.Settings())
-	if err == nil && !adm.Degraded {
-		b.States.Observe(name, adm.State, adm.Generation)
-		b.metrics.observeBreaker(name, adm.State)
-	}
-	return adm, err
-}
-
-// releaseProbe gives back a probe lease the call will not use (the limiter
-// refused the call after the breaker admitted it). It never fails the call:
-// an unreleased lease expires after probe_timeout by itself.
-func (b *Backends) releaseProbe(ctx context.Context, name, permit string) {
-	if permit == "" {
-		return
-	}
-	if err := b.Breaker.Release(context.WithoutCancel(ctx), name, permit); err != nil {
-		b.log.WarnContext(ctx, "cannot release an unused probe lease; it will expire", "breaker", name, "error", err.Error())
-	}
-}
 
 func (r *resilienceServer) ReportOutcome(ctx context.Context, req *resiliencev1.ReportOutcomeRequest) (*resiliencev1.ReportOutcomeResponse, error) {
 	a, err := parseReport(req)
@@ -60,9 +29,6 @@ func (r *resilienceServer) ReportOutcome(ctx context.Context, req *resiliencev1.
 	}
 	if res.Degraded {
 		r.b.metrics.observeDegraded("breaker")
-	} else {
-		r.b.States.Observe(a.breaker, res.State, res.Generation)
-		r.b.metrics.observeBreaker(a.breaker, res.State)
 	}
 	return &resiliencev1.ReportOutcomeResponse{
 		State:    circuitState(res.State),
@@ -165,7 +131,6 @@ func (r *resilienceServer) ResetBreaker(ctx context.Context, req *resiliencev1.R
 	if err != nil {
 		return nil, toStatus(ctx, err)
 	}
-	r.b.States.Observe(req.GetBreaker(), st.State, st.Generation)
 	return &resiliencev1.ResetBreakerResponse{Status: breakerStatus(cfg, st)}, nil
 }
 
@@ -215,9 +180,4 @@ func breakerStatus(cfg *config.Config, st breaker.Status) *resiliencev1.BreakerS
 		out.NextProbeAt = timestamppb.New(st.NextProbeAt)
 	}
 	return out
-}
-
-// breakerRetry is the retry_after of a breaker denial.
-func breakerRetry(adm breaker.Admission) *durationpb.Duration {
-	return durationpb.New(max(adm.RetryAfter, time.Duration(0)))
 }

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -33,12 +32,19 @@ breakers:
 
 func newClients(t *testing.T) (resiliencev1.ResilienceServiceClient, resiliencev1.CacheServiceClient) {
 	t.Helper()
+	env := startHandlers(t)
+	return resiliencev1.NewResilienceServiceClient(env.conn), resiliencev1.NewCacheServiceClient(env.conn)
+}
+
+// startHandlers starts a server with handlersConfig; its clock lets
+// recovery timeouts pass without sleeping.
+func startHandlers(t *testing.T) *testEnv {
+	t.Helper()
 	cfg, err := config.Parse("t.yaml", []byte(handlersConfig))
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := startServer(t, cfg)
-	return resiliencev1.NewResilienceServiceClient(env.conn), resiliencev1.NewCacheServiceClient(env.conn)
+	return startServer(t, cfg)
 }
 
 func mustAcquire(t *testing.T, c resiliencev1.ResilienceServiceClient, req *resiliencev1.AcquireRequest) *resiliencev1.AcquireResponse {
@@ -109,7 +115,8 @@ func TestAcquireMaxWait(t *testing.T) {
 }
 
 func TestAcquireBreakerFlow(t *testing.T) {
-	c, _ := newClients(t)
+	env := startHandlers(t)
+	c := resiliencev1.NewResilienceServiceClient(env.conn)
 	ctx := ctxT(t)
 	lim := &resiliencev1.RateLimit{MaxCalls: 100, TimeWindow: durationpb.New(time.Hour)}
 	acq := &resiliencev1.AcquireRequest{Key: "ado", Limit: lim, Breaker: "ado"}
@@ -142,7 +149,7 @@ func TestAcquireBreakerFlow(t *testing.T) {
 		t.Errorf("remaining after a breaker denial: got %d, want 98 (the denial took nothing)", got)
 	}
 
-	time.Sleep(250 * time.Millisecond)
+	env.clock.Advance(250 * time.Millisecond) // recovery_timeout is 200ms here
 	probe := mustAcquire(t, c, acq)
 	if !probe.GetAllowed() || probe.GetBreakerState() != resiliencev1.CircuitState_CIRCUIT_STATE_HALF_OPEN || probe.GetPermitId() == "" {
 		t.Fatalf("after recovery_timeout: got %v, want a HALF_OPEN probe with a permit", probe)
@@ -168,12 +175,13 @@ func TestAcquireBreakerFlow(t *testing.T) {
 }
 
 func TestProbeReleasedWhenRateLimited(t *testing.T) {
-	c, _ := newClients(t)
+	env := startHandlers(t)
+	c := resiliencev1.NewResilienceServiceClient(env.conn)
 	ctx := ctxT(t)
 	if _, err := c.ResetBreaker(ctx, &resiliencev1.ResetBreakerRequest{Breaker: "b", State: resiliencev1.CircuitState_CIRCUIT_STATE_OPEN}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(250 * time.Millisecond) // default recovery_timeout is 200ms here
+	env.clock.Advance(250 * time.Millisecond) // default recovery_timeout is 200ms here
 	lim := &resiliencev1.RateLimit{MaxCalls: 1, TimeWindow: durationpb.New(time.Hour)}
 	mustAcquire(t, c, &resiliencev1.AcquireRequest{Key: "empty", Limit: lim}) // empty the bucket
 	denied := mustAcquire(t, c, &resiliencev1.AcquireRequest{Key: "empty", Limit: lim, Breaker: "b"})
@@ -348,11 +356,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
-	b, err := NewBackends(cfg, nil, slog.New(slog.NewJSONHandler(&syncBuffer{}, nil)), WithBackendMetrics(m))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	b := memoryBackends(t, cfg, WithBackendMetrics(m))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); b.Run(ctx) }()
@@ -364,7 +368,11 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	mustAcquire(t, c, &resiliencev1.AcquireRequest{Key: "secret-customer-key", Policy: "small"})
 	mustAcquire(t, c, &resiliencev1.AcquireRequest{Key: "k", Limit: &resiliencev1.RateLimit{MaxCalls: 1, TimeWindow: durationpb.New(time.Hour)}})
 	mustAcquire(t, c, &resiliencev1.AcquireRequest{Key: "k", Limit: &resiliencev1.RateLimit{MaxCalls: 1, TimeWindow: durationpb.New(time.Hour)}})
-	time.Sleep(50 * time.Millisecond) // let the watch subscribe before the transition
+	select { // the state cache follows the events: the transition reaches the metrics
+	case <-b.Following():
+	case <-ctxT(t).Done():
+		t.Fatal("the backends never followed the breaker events")
+	}
 	if _, err := c.ResetBreaker(ctxT(t), &resiliencev1.ResetBreakerRequest{Breaker: "ado", State: resiliencev1.CircuitState_CIRCUIT_STATE_OPEN}); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/topdeck/resilience/breaker"
 	"github.com/topdeck/resilience/config"
 )
 
@@ -78,7 +79,7 @@ func eventually(t *testing.T, d time.Duration, cond func() bool) {
 // prunerStore is a breaker store with a registry whose Prune removes 3 names
 // each time it runs.
 type prunerStore struct {
-	breakerStore
+	breaker.Store
 	calls chan time.Duration
 }
 
@@ -93,13 +94,14 @@ func (p *prunerStore) Prune(_ context.Context, every time.Duration) (int, bool, 
 func TestBackendsPruneTheBreakerRegistry(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
-	b, err := NewBackends(config.Default(), nil, slog.New(slog.DiscardHandler), WithBackendMetrics(m))
+	st := memoryStores(t, config.Default(), nil)
+	p := &prunerStore{Store: st.Breaker, calls: make(chan time.Duration, 1)}
+	st.Breaker = p
+	b, err := NewBackends(config.Default(), st, slog.New(slog.DiscardHandler), WithBackendMetrics(m))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
-	p := &prunerStore{breakerStore: b.breakerStore, calls: make(chan time.Duration, 1)}
-	b.breakerStore = p
 	b.pruneEvery = 40 * time.Millisecond
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,9 +23,12 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/topdeck/resilience/breaker"
+	"github.com/topdeck/resilience/cache"
 	"github.com/topdeck/resilience/config"
 	"github.com/topdeck/resilience/correlation"
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
+	"github.com/topdeck/resilience/limiter"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -48,18 +52,34 @@ func (s *syncBuffer) String() string {
 }
 
 type testEnv struct {
-	srv  *Server
-	conn *grpc.ClientConn
-	logs *syncBuffer
+	srv   *Server
+	conn  *grpc.ClientConn
+	logs  *syncBuffer
+	clock *testClock // the clock of the backends of startServer
 }
 
-// startServer runs a Server over bufconn and returns a connection to it.
+// testClock is the real clock moved forward by what a test advanced it,
+// so that a test can let a breaker's recovery timeout pass without
+// sleeping while reservations still wait in real time.
+type testClock struct{ offset atomic.Int64 }
+
+// Now returns the real time plus the offset.
+func (c *testClock) Now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
+
+// Advance moves the clock forward by d.
+func (c *testClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
+
+// startServer runs a Server over bufconn on memory backends reading a
+// testClock, and returns a connection to it.
 func startServer(t *testing.T, cfg *config.Config, opts ...Option) *testEnv {
 	t.Helper()
 	if cfg == nil {
 		cfg = config.Default()
 	}
-	return startServerWith(t, cfg, memoryBackends(t, cfg), opts...)
+	clock := &testClock{}
+	env := startServerWith(t, cfg, memoryBackends(t, cfg, WithBackendClock(clock.Now)), opts...)
+	env.clock = clock
+	return env
 }
 
 // startServerWith runs a Server on b over bufconn.
@@ -90,10 +110,33 @@ func startServerWith(t *testing.T, cfg *config.Config, b *Backends, opts ...Opti
 	return &testEnv{srv: srv, conn: conn, logs: logs}
 }
 
-// memoryBackends returns backends on the embedded stores.
-func memoryBackends(t *testing.T, cfg *config.Config) *Backends {
+// memoryStores returns the embedded stores for cfg, as cmd/resilienced
+// builds them without Redis, reading now (nil: time.Now).
+func memoryStores(t testing.TB, cfg *config.Config, now func() time.Time) Stores {
 	t.Helper()
-	b, err := NewBackends(cfg, nil, slog.New(slog.NewJSONHandler(&syncBuffer{}, nil)))
+	if now == nil {
+		now = time.Now
+	}
+	cs, err := cache.NewMemoryStore(cache.WithMaxEntries(int(cfg.Cache.MaxMemoryEntries)), cache.WithClock(now))
+	if err != nil {
+		t.Fatalf("cache.NewMemoryStore: %v", err)
+	}
+	return Stores{
+		Limiter: limiter.NewMemoryStore(limiter.WithMemoryClock(now)),
+		Breaker: breaker.NewMemoryStore(breaker.WithMemoryClock(now)),
+		Cache:   cs,
+	}
+}
+
+// memoryBackends returns backends on the embedded stores; with
+// WithBackendClock among opts, the stores read that clock too.
+func memoryBackends(t testing.TB, cfg *config.Config, opts ...BackendOption) *Backends {
+	t.Helper()
+	var o Backends
+	for _, opt := range opts {
+		opt(&o)
+	}
+	b, err := NewBackends(cfg, memoryStores(t, cfg, o.now), slog.New(slog.NewJSONHandler(&syncBuffer{}, nil)), opts...)
 	if err != nil {
 		t.Fatalf("NewBackends: %v", err)
 	}

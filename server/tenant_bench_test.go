@@ -52,7 +52,7 @@ auth:
 		b.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	build := func(c *config.Config) (*Backends, error) { return NewBackends(c, rs.Client(), log) }
+	build := func(c *config.Config) (*Backends, error) { return NewBackends(c, redisStores(c, rs.Client()), log) }
 	backends, err := build(cfg)
 	if err != nil {
 		b.Fatal(err)

@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -253,20 +252,17 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		defer cacheRDB.Close()
 	}
 
-	bopts := []server.BackendOption{server.WithBackendMetrics(metrics)}
-	if cacheRDB != nil {
-		bopts = append(bopts, server.WithCacheRedis(cacheRDB))
-	}
-	backends, err := server.NewBackends(cfg, rdb, log, bopts...)
+	// The composition root: the stores are built here, on the clients this
+	// process owns, and the server receives them as interfaces. Every tenant
+	// of the auth section gets backends of its own, in its own key space,
+	// on the same clients (see server.Tenants).
+	build := storeClients{limits: rdb, cache: cacheRDB}.builder(log, server.WithBackendMetrics(metrics))
+	backends, err := build(cfg)
 	if err != nil {
 		return err
 	}
 	defer backends.Close()
-	// Every tenant of the auth section gets backends of its own, in its own
-	// key space, on the same clients (see server.Tenants).
-	tenants := server.NewTenants(cfg, func(c *config.Config) (*server.Backends, error) {
-		return server.NewBackends(c, rdb, log, bopts...)
-	})
+	tenants := server.NewTenants(cfg, build)
 	defer tenants.Close()
 	opts := []server.Option{server.WithLogger(log), server.WithTenants(tenants), server.WithAuditLogger(audit),
 		server.WithTransport(f.Security.transport(cfg)), server.WithMaxWatchStreams(f.Security.MaxWatchStreams)}
@@ -317,19 +313,11 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	// Background work: the store probe, the backends' own loops, config
 	// reloads and the metrics endpoint. They stop after the gRPC server has
 	// drained, before Redis is closed.
-	bgCtx, stopBackground := context.WithCancel(context.Background())
-	var bg sync.WaitGroup
-	goBackground := func(fn func(context.Context)) {
-		bg.Add(1)
-		go func() {
-			defer bg.Done()
-			fn(bgCtx)
-		}()
-	}
-	goBackground(backends.Run)
-	goBackground(tenants.Run)
+	bg := newBackground()
+	bg.Go(backends.Run)
+	bg.Go(tenants.Run)
 	if probe != nil {
-		goBackground(probe.Run)
+		bg.Go(probe.Run)
 	}
 	if f.ConfigPath != "" {
 		apply := func(next *config.Config) error {
@@ -345,12 +333,12 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 			metrics.ConfigReloaded(err == nil)
 			srv.AuditReload(f.ConfigPath, err)
 		}
-		goBackground(newReloader(f.ConfigPath, cfgData, log, apply, result).Run)
+		bg.Go(newReloader(f.ConfigPath, cfgData, log, apply, result).Run)
 	}
 	metricsAddr := ""
 	if ops != nil {
 		metricsAddr = ops.lis.Addr().String()
-		goBackground(func(context.Context) { ops.Run() })
+		bg.Go(func(context.Context) { ops.Run() })
 	}
 
 	serveErr := make(chan error, 1)
@@ -374,8 +362,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		ops.Close(octx)
 		cancel()
 	}
-	stopBackground()
-	bg.Wait()
+	bg.Close()
 	if err == nil {
 		log.Info("stopped")
 	}
