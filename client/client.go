@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/topdeck/resilience/admission"
 	"github.com/topdeck/resilience/breaker"
 	"github.com/topdeck/resilience/correlation"
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
@@ -30,9 +31,9 @@ const (
 )
 
 // Client is the Go SDK of the resilience service: rate limits (Check, Wait),
-// circuit breakers (Do, Call, Allow), the shared cache (Cache) and
-// middleware for outgoing gRPC and HTTP calls (UnaryClientInterceptor,
-// RoundTripper).
+// circuit breakers (Do, Call, Allow), the shared cache (Cache) and, as a
+// Guard, middleware for outgoing gRPC and HTTP calls
+// (UnaryClientInterceptor, StreamClientInterceptor, RoundTripper).
 //
 // Every call to the service carries the caller's correlation id (from
 // correlation.FromContext) as x-correlation-id metadata and is bounded by
@@ -55,6 +56,7 @@ type Client struct {
 	o   options
 	lim *limiter.Limiter     // local limits
 	brk *breaker.MemoryStore // local breakers
+	adm *admission.Admitter  // decides on lim and brk, as the service decides
 
 	downUntil atomic.Int64 // UnixNano until which the service is not asked
 
@@ -149,6 +151,7 @@ func New(conn grpc.ClientConnInterface, opts ...Option) *Client {
 		lim: limiter.New(limiter.NewMemoryStore(limiter.WithMemoryClock(o.now)), limiter.WithClock(o.now)),
 		brk: breaker.NewMemoryStore(breaker.WithMemoryClock(o.now)),
 	}
+	c.adm = admission.New(c.brk, c.lim, admission.WithClock(o.now))
 	c.cache = newCache(c)
 	return c
 }

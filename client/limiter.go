@@ -252,10 +252,9 @@ func (c *Client) localAcquire(ctx context.Context, r acquireReq) (admitted, erro
 			req.Limits = append(limits[:0], limiter.Request{Key: r.key, Limit: lim, Cost: max(r.cost, 1)})
 		}
 	}
-	local := c.localAdmitter()
-	decide := local.Decide
+	decide := c.adm.Decide
 	if r.dryRun {
-		decide = local.Peek
+		decide = c.adm.Peek
 	}
 	d, err := decide(ctx, req)
 	if err != nil {
@@ -277,12 +276,6 @@ func (c *Client) localAcquire(ctx context.Context, r acquireReq) (admitted, erro
 		generation: d.Breaker.Generation,
 	}
 	return a, nil
-}
-
-// localAdmitter decides on the local breakers and limits, reading the
-// Client's clock.
-func (c *Client) localAdmitter() *admission.Admitter {
-	return admission.New(c.brk, c.lim, admission.WithClock(c.o.now))
 }
 
 func localReason(r admission.Reason) Reason {

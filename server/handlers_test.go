@@ -439,9 +439,14 @@ func TestAcquireGivesBackWhenCallerLeaves(t *testing.T) {
 		_, err := c.Acquire(ctx, &resiliencev1.AcquireRequest{Key: "leave", Limit: lim, MaxWait: durationpb.New(20 * time.Second)})
 		done <- err
 	}()
-	// Whether the cancel arrives before or after the reservation, the
-	// bucket must end as it was: the assertion holds either way.
-	time.Sleep(100 * time.Millisecond)
+	// Cancel once the server holds the call: a dry run then shows its
+	// reservation taken (the bucket must end as it was either way).
+	for i := 0; i < 500; i++ {
+		if now := mustAcquire(t, c, &resiliencev1.AcquireRequest{Key: "leave", Limit: lim, DryRun: true}); now.GetRetryAfter().AsDuration() > before.GetRetryAfter().AsDuration() {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
 	cancel()
 	if err := <-done; status.Code(err) != codes.Canceled {
 		t.Fatalf("cancelled Acquire: got %v, want CANCELLED", err)
