@@ -79,8 +79,6 @@ async def test_cancelled_acquire_cancels_the_held_call(server, client: tr.Resili
     assert codes == ["Canceled"], codes
 
 
-@pytest.mark.xfail(reason="server/resilience.go: Acquire holding a reservation does not give it back "
-                   "(limiter.Cancel) when its caller cancels", strict=False)
 async def test_cancelled_acquire_gives_tokens_back(client: tr.ResilienceClient) -> None:
     lim = RateLimiter(1, 1.0, key=unique("lim"), client=client)
     await lim.acquire()
