@@ -61,7 +61,9 @@
 //
 // Breaker wraps a Store and falls back to a per-replica MemoryStore when the
 // store is unavailable, marking its answers Degraded. StateCache keeps, per
-// replica, the last state of each breaker as published by Store.Watch.
+// replica, the last state of each breaker as published by Store.Watch; given
+// to a Breaker (WithStateCache), it lets CLOSED breakers be admitted without
+// a store round trip.
 //
 // Every transition is published as an Event (Store.Watch). The stores fan
 // their events out through a Hub, so any number of watchers cost one Redis
