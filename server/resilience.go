@@ -63,6 +63,7 @@ func admissionRequest(cfg *config.Config, a acquireArgs, limits []limiter.Reques
 			Limit:          a.limit.Limiter(),
 			Cost:           a.cost,
 			OnStoreFailure: a.limit.FailurePolicy(),
+			Lease:          a.limit.LeasePolicy(),
 		})
 	}
 	return req
