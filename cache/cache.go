@@ -22,8 +22,9 @@ const (
 	// WithMaxValueBytes says otherwise (1 MiB).
 	DefaultMaxValueBytes = 1 << 20
 	// DefaultTTL is the expiry of a value Set with ttl 0 unless
-	// WithDefaultTTL says otherwise.
-	DefaultTTL = 10 * time.Minute
+	// WithDefaultTTL says otherwise: 5 minutes, the service's documented
+	// default (config.DefaultCacheTTL is this value).
+	DefaultTTL = 5 * time.Minute
 	// MaxTTL is the longest expiry a Cache accepts, for Set's ttl and for the
 	// default TTL: 10 years (of 365 days). Longer TTLs are refused, never
 	// stored as "no expiry".

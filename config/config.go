@@ -224,11 +224,29 @@ type Cache struct {
 	// MaxMemoryEntries bounds the embedded in-memory cache (no Redis): the
 	// least recently used entries are evicted beyond it (default 100000).
 	MaxMemoryEntries int64 `yaml:"max_memory_entries"`
+	// MemoryLayer is each replica's memory layer over a Redis cache: Gets
+	// answered from memory while the replica follows the fleet's
+	// invalidation feed (see cache.WithMemoryLayer). Read at start-up.
+	MemoryLayer MemoryLayer `yaml:"memory_layer"`
 }
+
+// MemoryLayer configures a replica's memory layer over a Redis cache.
+type MemoryLayer struct {
+	// Enabled turns the layer on or off (default on; there is none on the
+	// embedded store, which is memory already). Off, every Get reads Redis.
+	Enabled *bool `yaml:"enabled"`
+	// MaxEntries bounds its entries (default cache.DefaultNearMaxEntries).
+	MaxEntries int64 `yaml:"max_entries"`
+	// MaxBytes bounds its bytes (default cache.DefaultNearMaxBytes).
+	MaxBytes int64 `yaml:"max_bytes"`
+}
+
+// On reports whether the memory layer is enabled.
+func (m MemoryLayer) On() bool { return m.Enabled == nil || *m.Enabled }
 
 // Defaults of the cache settings.
 const (
-	DefaultCacheTTL         = 5 * time.Minute
+	DefaultCacheTTL         = cache.DefaultTTL
 	DefaultMaxValueBytes    = 1 << 20
 	DefaultMaxMemoryEntries = 100000
 	DefaultRedisKeyPrefix   = "resilience:"
@@ -339,6 +357,12 @@ func (c *Config) validate() []fieldError {
 	}
 	if c.Cache.MaxMemoryEntries < 0 {
 		add(fmt.Sprintf("must not be negative, got %d", c.Cache.MaxMemoryEntries), "cache", "max_memory_entries")
+	}
+	if c.Cache.MemoryLayer.MaxEntries < 0 {
+		add(fmt.Sprintf("must not be negative (0 means %d), got %d", cache.DefaultNearMaxEntries, c.Cache.MemoryLayer.MaxEntries), "cache", "memory_layer", "max_entries")
+	}
+	if c.Cache.MemoryLayer.MaxBytes < 0 {
+		add(fmt.Sprintf("must not be negative (0 means %d), got %d", int64(cache.DefaultNearMaxBytes), c.Cache.MemoryLayer.MaxBytes), "cache", "memory_layer", "max_bytes")
 	}
 	c.validateTransport(add)
 	c.validateAuth(add)

@@ -113,14 +113,33 @@ func NewBackends(cfg *config.Config, st Stores, log *slog.Logger, opts ...Backen
 		return nil, fmt.Errorf("server: envoy_ratelimit: %w", err)
 	}
 	b.EnvoyRLS = rls
-	c, err := cache.New(st.Cache,
+	copts := []cache.Option{
 		cache.WithDefaultTTL(cfg.Cache.DefaultTTL.D()),
 		cache.WithMaxValueBytes(int(cfg.Cache.MaxValueBytes)),
 		cache.WithStoreTimeout(storeTimeout),
 		cache.WithFlushErrorHandler(func(err error) {
 			log.Debug("cache statistics flush failed; will retry", "error", err.Error())
 		}),
-	)
+	}
+	if ml := cfg.Cache.MemoryLayer; !ml.On() {
+		copts = append(copts, cache.WithMemoryLayer(nil))
+	} else if ml.MaxEntries > 0 || ml.MaxBytes > 0 {
+		var nopts []cache.NearOption
+		if ml.MaxEntries > 0 {
+			nopts = append(nopts, cache.WithNearMaxEntries(int(ml.MaxEntries)))
+		}
+		if ml.MaxBytes > 0 {
+			nopts = append(nopts, cache.WithNearMaxBytes(ml.MaxBytes))
+		}
+		if _, mem := st.Cache.(*cache.MemoryStore); !mem {
+			near, err := cache.NewNear(nopts...)
+			if err != nil {
+				return nil, fmt.Errorf("server: cache.memory_layer: %w", err)
+			}
+			copts = append(copts, cache.WithMemoryLayer(near))
+		}
+	}
+	c, err := cache.New(st.Cache, copts...)
 	if err != nil {
 		return nil, fmt.Errorf("server: cache: %w", err)
 	}
