@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -141,7 +142,7 @@ func TestTraceIDInLogs(t *testing.T) {
 		"OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:1", // nothing listens: export fails quietly
 		"OTEL_EXPORTER_OTLP_TIMEOUT=100",
 		"OTEL_BSP_SCHEDULE_DELAY=100",
-	})
+	}, "--log-level", "debug") // a successful BreakerState is logged at debug
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "traceparent", "00-"+traceID+"-00f067aa0ba902b7-01", "x-correlation-id", "traced-1")
 	_, _ = resiliencev1.NewResilienceServiceClient(r.conn).BreakerState(ctx, &resiliencev1.BreakerStateRequest{Breaker: "b"})
@@ -153,4 +154,13 @@ func TestTraceIDInLogs(t *testing.T) {
 		}
 		return false
 	})
+	// The failed exports are reported through the JSON log too: every line
+	// of output is JSON.
+	time.Sleep(300 * time.Millisecond) // a few export attempts
+	r.Stop()
+	for _, line := range strings.Split(strings.TrimSpace(r.Logs()), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Errorf("a log line is not JSON: %q", line)
+		}
+	}
 }

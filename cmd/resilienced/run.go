@@ -209,7 +209,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 
 	var tp *sdktrace.TracerProvider
 	if tracingEnabled(os.Getenv) {
-		if tp, err = newTracerProvider(ctx); err != nil {
+		if tp, err = newTracerProvider(ctx, log); err != nil {
 			return err
 		}
 		defer func() {

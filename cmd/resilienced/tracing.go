@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -26,8 +27,12 @@ func tracingEnabled(getenv func(string) string) bool {
 
 // newTracerProvider builds an OTLP/gRPC exporting provider configured by the
 // OTEL_* variables (endpoint, headers, insecure, timeout, sampler...), and
-// installs the W3C trace-context propagator.
-func newTracerProvider(ctx context.Context) (*sdktrace.TracerProvider, error) {
+// installs the W3C trace-context propagator. The SDK's own errors (a failed
+// export) go to log as warnings, so the process log stays JSON.
+func newTracerProvider(ctx context.Context, log *slog.Logger) (*sdktrace.TracerProvider, error) {
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		log.Warn("tracing: " + err.Error())
+	}))
 	exp, err := otlptracegrpc.New(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("OTLP trace exporter: %w", err)
