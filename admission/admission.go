@@ -36,14 +36,19 @@ var (
 	_ Limits   = (*limiter.Limiter)(nil)
 )
 
+// Circuit names the circuit breaker a call goes through, with its
+// settings.
+type Circuit struct {
+	Name     string
+	Settings breaker.Settings
+}
+
 // Request is one call to decide. The zero value asks for nothing and is
-// admitted.
+// admitted. The Admitter keeps no reference to it: a caller may build it
+// on its stack (Circuit and Limits included) for every call.
 type Request struct {
-	// Breaker is the name of the circuit breaker the call goes through; ""
-	// for none.
-	Breaker string
-	// BreakerSettings are the settings of Breaker.
-	BreakerSettings breaker.Settings
+	// Circuit is the circuit breaker the call goes through; nil for none.
+	Circuit *Circuit
 	// Limits are the rate limits the call takes tokens of, at most one
 	// today (more is ErrUnsupported). Their MaxWait is ignored: the call's
 	// MaxWait below bounds the whole call.
@@ -177,8 +182,8 @@ func (a *Admitter) Decide(ctx context.Context, req Request) (Decision, error) {
 		return Decision{}, err
 	}
 	d := Decision{Allowed: true}
-	if req.Breaker != "" {
-		adm, err := a.breakers.Allow(ctx, req.Breaker, req.BreakerSettings)
+	if req.Circuit != nil {
+		adm, err := a.breakers.Allow(ctx, req.Circuit.Name, req.Circuit.Settings)
 		if err != nil {
 			return Decision{}, err
 		}
@@ -201,7 +206,7 @@ func (a *Admitter) Decide(ctx context.Context, req Request) (Decision, error) {
 	if !res.Allowed {
 		// Refused by the limiter: not an upstream failure, and a probe
 		// lease the call will not use goes back at once.
-		a.release(ctx, req.Breaker, d.Breaker.PermitID)
+		a.release(ctx, req.Circuit, d.Breaker.PermitID)
 		d.Breaker.PermitID = ""
 		d.Allowed, d.Reason, d.RetryAfter = false, ReasonRateLimited, res.RetryAfter
 		return d, nil
@@ -221,7 +226,7 @@ func (a *Admitter) Decide(ctx context.Context, req Request) (Decision, error) {
 // abandon gives back the probe lease of d, a call that will not go, and
 // returns what an error carries: the breaker's answer alone.
 func (a *Admitter) abandon(ctx context.Context, req Request, d Decision) Decision {
-	a.release(ctx, req.Breaker, d.Breaker.PermitID)
+	a.release(ctx, req.Circuit, d.Breaker.PermitID)
 	d.Breaker.PermitID = ""
 	return Decision{Breaker: d.Breaker}
 }
@@ -236,12 +241,12 @@ func (a *Admitter) maxWait(ctx context.Context, maxWait time.Duration) time.Dura
 
 // release gives back a probe lease the call will not use. It never fails
 // the call: an unreleased lease expires after the probe timeout by itself.
-func (a *Admitter) release(ctx context.Context, name, permit string) {
+func (a *Admitter) release(ctx context.Context, c *Circuit, permit string) {
 	if permit == "" {
 		return
 	}
-	if err := a.breakers.Release(context.WithoutCancel(ctx), name, permit); err != nil && a.onRelease != nil {
-		a.onRelease(ctx, name, err)
+	if err := a.breakers.Release(context.WithoutCancel(ctx), c.Name, permit); err != nil && a.onRelease != nil {
+		a.onRelease(ctx, c.Name, err)
 	}
 }
 
@@ -254,8 +259,8 @@ func (a *Admitter) Peek(ctx context.Context, req Request) (Decision, error) {
 		return Decision{}, err
 	}
 	d := Decision{Allowed: true}
-	if req.Breaker != "" {
-		st, err := a.breakers.Status(ctx, req.Breaker, req.BreakerSettings)
+	if req.Circuit != nil {
+		st, err := a.breakers.Status(ctx, req.Circuit.Name, req.Circuit.Settings)
 		if err != nil {
 			return Decision{}, err
 		}

@@ -118,7 +118,7 @@ func TestDecideLimitOnly(t *testing.T) {
 func TestOpenBreakerTakesNoTokens(t *testing.T) {
 	e := newEnv(t)
 	e.open(t, "b")
-	req := admission.Request{Breaker: "b", BreakerSettings: settings, Limits: limited("k", limiter.Limit{MaxCalls: 2, Window: time.Hour})}
+	req := admission.Request{Circuit: &admission.Circuit{Name: "b", Settings: settings}, Limits: limited("k", limiter.Limit{MaxCalls: 2, Window: time.Hour})}
 	d := mustDecide(t, e.adm, req)
 	if d.Allowed || d.Reason != admission.ReasonCircuitOpen || d.RetryAfter != time.Minute || d.Breaker.State != breaker.StateOpen {
 		t.Fatalf("got %+v, want CIRCUIT_OPEN for 1m", d)
@@ -134,11 +134,11 @@ func TestProbeReleasedWhenRateLimited(t *testing.T) {
 	e.clk.Advance(time.Minute) // HALF_OPEN: one probe slot
 	mustDecide(t, e.adm, admission.Request{Limits: limited("empty", hourly)})
 
-	d := mustDecide(t, e.adm, admission.Request{Breaker: "b", BreakerSettings: settings, Limits: limited("empty", hourly)})
+	d := mustDecide(t, e.adm, admission.Request{Circuit: &admission.Circuit{Name: "b", Settings: settings}, Limits: limited("empty", hourly)})
 	if d.Allowed || d.Reason != admission.ReasonRateLimited || d.Breaker.PermitID != "" || d.Breaker.State != breaker.StateHalfOpen {
 		t.Fatalf("got %+v, want RATE_LIMITED in HALF_OPEN without a permit", d)
 	}
-	probe := mustDecide(t, e.adm, admission.Request{Breaker: "b", BreakerSettings: settings})
+	probe := mustDecide(t, e.adm, admission.Request{Circuit: &admission.Circuit{Name: "b", Settings: settings}})
 	if !probe.Allowed || probe.Breaker.PermitID == "" {
 		t.Fatalf("got %+v, want the probe slot free again", probe)
 	}
@@ -182,11 +182,11 @@ func TestCallerWhoLeavesGivesBack(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background()) // no deadline: the 1h reservation is made
 	defer cancel()
 	adm := admission.New(e.breakers, leaving{e.limits, cancel})
-	_, err := adm.Decide(ctx, admission.Request{Breaker: "b", BreakerSettings: settings, Limits: limited("leave", lim), MaxWait: 2 * time.Hour})
+	_, err := adm.Decide(ctx, admission.Request{Circuit: &admission.Circuit{Name: "b", Settings: settings}, Limits: limited("leave", lim), MaxWait: 2 * time.Hour})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want context.Canceled", err)
 	}
-	after := mustPeek(t, e.adm, admission.Request{Breaker: "b", BreakerSettings: settings, Limits: limited("leave", lim)})
+	after := mustPeek(t, e.adm, admission.Request{Circuit: &admission.Circuit{Name: "b", Settings: settings}, Limits: limited("leave", lim)})
 	if after.Limit.RetryAfter != before.Limit.RetryAfter {
 		t.Errorf("retry_after %v after the caller left, %v before: its token was not given back", after.Limit.RetryAfter, before.Limit.RetryAfter)
 	}
@@ -208,7 +208,7 @@ func TestNeverReservePastTheDeadline(t *testing.T) {
 
 func TestPeekChangesNothing(t *testing.T) {
 	e := newEnv(t)
-	req := admission.Request{Breaker: "p", BreakerSettings: settings, Limits: limited("p", limiter.Limit{MaxCalls: 2, Window: time.Hour})}
+	req := admission.Request{Circuit: &admission.Circuit{Name: "p", Settings: settings}, Limits: limited("p", limiter.Limit{MaxCalls: 2, Window: time.Hour})}
 	for i := range 3 {
 		d := mustPeek(t, e.adm, req)
 		if !d.Allowed || d.Limit.Remaining != 1 || d.Breaker.State != breaker.StateClosed {
@@ -224,7 +224,7 @@ func TestPeekChangesNothing(t *testing.T) {
 	if d := mustPeek(t, e.adm, req); !d.Allowed {
 		t.Fatalf("peek once the probe time came: got %+v, want allowed", d)
 	}
-	probe := mustDecide(t, e.adm, admission.Request{Breaker: "p", BreakerSettings: settings})
+	probe := mustDecide(t, e.adm, admission.Request{Circuit: &admission.Circuit{Name: "p", Settings: settings}})
 	if probe.Breaker.PermitID == "" {
 		t.Fatalf("got %+v, want a probe", probe)
 	}
@@ -274,7 +274,7 @@ func TestReleaseErrorIsReportedNotReturned(t *testing.T) {
 			got = append(got, name)
 		}
 	}))
-	d := mustDecide(t, adm, admission.Request{Breaker: "b", BreakerSettings: settings, Limits: limited("k", hourly)})
+	d := mustDecide(t, adm, admission.Request{Circuit: &admission.Circuit{Name: "b", Settings: settings}, Limits: limited("k", hourly)})
 	if d.Allowed || d.Reason != admission.ReasonRateLimited || d.Breaker.PermitID != "" {
 		t.Fatalf("got %+v, want RATE_LIMITED without a permit", d)
 	}
@@ -296,7 +296,7 @@ func TestErrors(t *testing.T) {
 	if _, err := e.adm.Decide(ctxT(t), admission.Request{Limits: bad}); !errors.Is(err, limiter.ErrInvalidArgument) {
 		t.Errorf("bad limit: got %v, want limiter.ErrInvalidArgument", err)
 	}
-	if _, err := e.adm.Decide(ctxT(t), admission.Request{Breaker: "b", BreakerSettings: breaker.Settings{FailureThreshold: -1}}); !errors.Is(err, breaker.ErrInvalidSettings) {
+	if _, err := e.adm.Decide(ctxT(t), admission.Request{Circuit: &admission.Circuit{Name: "b", Settings: breaker.Settings{FailureThreshold: -1}}}); !errors.Is(err, breaker.ErrInvalidSettings) {
 		t.Errorf("bad settings: got %v, want breaker.ErrInvalidSettings", err)
 	}
 }

@@ -245,7 +245,10 @@ func stateOf(s resiliencev1.CircuitState) breaker.State {
 // breaker first, then the limit, a refused call or a caller who leaves
 // giving back its probe and its reservation.
 func (c *Client) localAcquire(ctx context.Context, r acquireReq) (admitted, error) {
-	req := admission.Request{Breaker: r.breaker, BreakerSettings: c.o.breakerSettings(r.breaker), MaxWait: r.maxWait}
+	req := admission.Request{MaxWait: r.maxWait}
+	if r.breaker != "" {
+		req.Circuit = &admission.Circuit{Name: r.breaker, Settings: c.o.breakerSettings(r.breaker)}
+	}
 	var limits [1]limiter.Request
 	if r.key != "" {
 		if lim, ok := r.limit.local(c); ok { // a policy the SDK does not know: fail open

@@ -27,14 +27,17 @@ func (r *resilienceServer) Acquire(ctx context.Context, req *resiliencev1.Acquir
 	if err != nil {
 		return nil, err
 	}
-	var limits [1]limiter.Request
-	areq := admissionRequest(cfg, a, limits[:0])
+	var (
+		circuit admission.Circuit
+		limits  [1]limiter.Request
+	)
+	areq := admissionRequest(cfg, a, &circuit, limits[:0])
 	if req.GetDryRun() {
 		d, err := r.b.Admission.Peek(ctx, areq)
 		if err != nil {
 			return nil, toStatus(ctx, err)
 		}
-		return acquireResponse(a, d), nil
+		return acquireResponse(a, &d), nil
 	}
 	d, err := r.b.Admission.Decide(ctx, areq)
 	if d.Breaker.Degraded {
@@ -44,18 +47,20 @@ func (r *resilienceServer) Acquire(ctx context.Context, req *resiliencev1.Acquir
 		r.b.metrics.observeAcquire("error", policyLabel(a), false)
 		return nil, toStatus(ctx, err)
 	}
-	resp := acquireResponse(a, d)
+	resp := acquireResponse(a, &d)
 	r.b.metrics.observeAcquire(acquireReason(resp), policyLabel(a), resp.GetDegraded())
 	return resp, nil
 }
 
-// admissionRequest is the admission request of a validated Acquire, its
-// limit appended to limits.
-func admissionRequest(cfg *config.Config, a acquireArgs, limits []limiter.Request) admission.Request {
-	req := admission.Request{Breaker: a.breaker, MaxWait: a.maxWait}
+// admissionRequest is the admission request of a validated Acquire, in
+// storage of the caller's (its breaker in circuit, its limit appended to
+// limits), so that it costs no allocation.
+func admissionRequest(cfg *config.Config, a acquireArgs, circuit *admission.Circuit, limits []limiter.Request) admission.Request {
+	req := admission.Request{MaxWait: a.maxWait}
 	if a.breaker != "" {
 		pol, _ := cfg.BreakerPolicy(a.breaker)
-		req.BreakerSettings = pol.Settings()
+		*circuit = admission.Circuit{Name: a.breaker, Settings: pol.Settings()}
+		req.Circuit = circuit
 	}
 	if a.key != "" {
 		req.Limits = append(limits, limiter.Request{
@@ -72,7 +77,7 @@ func admissionRequest(cfg *config.Config, a acquireArgs, limits []limiter.Reques
 // acquireResponse maps the decision d on the call a to the API: the
 // breaker's fields when a named a breaker, the limit's when the limiter
 // answered, retry_after on a refusal, waited after a reservation.
-func acquireResponse(a acquireArgs, d admission.Decision) *resiliencev1.AcquireResponse {
+func acquireResponse(a acquireArgs, d *admission.Decision) *resiliencev1.AcquireResponse {
 	resp := &resiliencev1.AcquireResponse{Allowed: d.Allowed, Reason: acquireReasonProto(d.Reason), Degraded: d.Degraded()}
 	if a.breaker != "" {
 		resp.BreakerState = circuitState(d.Breaker.State)
