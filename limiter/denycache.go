@@ -25,6 +25,7 @@ type denial struct {
 	cost    int64
 	untilUS int64
 	fullUS  int64
+	paused  bool // the store refused for an upstream pause
 }
 
 func newDenyCache(size int) *denyCache {
@@ -52,7 +53,8 @@ func (c *denyCache) lookup(req Request, now time.Time) (Result, bool) {
 	p := req.Limit.params()
 	res := Result{
 		RetryAfter: time.Duration(retryUS) * time.Microsecond,
-		ResetAfter: time.Duration(d.fullUS-nowUS) * time.Microsecond,
+		ResetAfter: max(time.Duration(d.fullUS-nowUS)*time.Microsecond, 0),
+		Paused:     d.paused,
 	}
 	// The bucket lacks (fullUS-now) microseconds of refill, m units each.
 	if r := (p.b*p.w - (d.fullUS-nowUS)*p.m) / p.w; r > 0 {
@@ -72,6 +74,7 @@ func (c *denyCache) remember(req Request, sent time.Time, res Result) {
 		cost:    req.Cost,
 		untilUS: sentUS + int64(res.RetryAfter/time.Microsecond),
 		fullUS:  sentUS + int64(res.ResetAfter/time.Microsecond),
+		paused:  res.Paused,
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

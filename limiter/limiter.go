@@ -42,16 +42,39 @@ type Request struct {
 	MaxWait        time.Duration // longest the caller will wait for a reservation; 0 = answer now
 	OnStoreFailure FailurePolicy // what to do when the store fails; zero value AllowLocal
 	Lease          LeasePolicy   // lease mode for a hot key (see LeasePolicy); zero value off
+	// Slots is a concurrency limit on Key (zero value: none), decided by
+	// AcquireAll; with Slots, Limit may be the zero Limit (no rate limit).
+	Slots Slots
+	// Shadow decides the request without enforcing it (AcquireAll and
+	// package admission): its refusal is reported, never acted on.
+	Shadow bool
 }
 
 // Validate reports whether r is a usable request (see ValidateCall). It does
 // not check OnStoreFailure beyond it being a known policy.
 func (r Request) Validate() error {
+	if r.Slots.Enabled() {
+		if err := r.Slots.Validate(); err != nil {
+			return err
+		}
+		if !r.Limit.hasRate() {
+			if r.Cost < 1 {
+				return invalid("cost", "must be at least 1, got %d", r.Cost)
+			}
+			if r.MaxWait < 0 {
+				return invalid("max_wait", "must not be negative, got %v", r.MaxWait)
+			}
+			if r.Lease.Enabled() {
+				return invalid("lease.max_tokens", "needs a rate limit (lease mode takes tokens), not a concurrency limit alone")
+			}
+			return r.validPolicy()
+		}
+	}
 	if err := ValidateCall(r.Limit, r.Cost, r.MaxWait); err != nil {
 		return err
 	}
-	if r.OnStoreFailure != AllowLocal && r.OnStoreFailure != Deny {
-		return invalid("on_store_failure", "must be allow_local or deny, got %d", int(r.OnStoreFailure))
+	if err := r.validPolicy(); err != nil {
+		return err
 	}
 	if r.Lease.Enabled() {
 		if err := r.Lease.Validate(r.Limit); err != nil {
@@ -60,6 +83,13 @@ func (r Request) Validate() error {
 		if c := r.Lease.LeaseCapacity(r.Limit); r.Cost > c {
 			return &InvalidArgumentError{Field: "cost", Reason: fmt.Sprintf("must be at most %d under this leased limit (its burst less rate x lease ttl), got %d", c, r.Cost), Err: ErrCostExceedsBurst}
 		}
+	}
+	return nil
+}
+
+func (r Request) validPolicy() error {
+	if r.OnStoreFailure != AllowLocal && r.OnStoreFailure != Deny {
+		return invalid("on_store_failure", "must be allow_local or deny, got %d", int(r.OnStoreFailure))
 	}
 	return nil
 }
@@ -181,6 +211,9 @@ func New(store Store, opts ...Option) *Limiter {
 func (l *Limiter) Acquire(ctx context.Context, req Request) (Result, error) {
 	if err := req.Validate(); err != nil {
 		return Result{}, err
+	}
+	if req.Slots.Enabled() || !req.Limit.hasRate() {
+		return Result{}, invalid("max_in_flight", "a concurrency limit is decided by AcquireAll, which returns its slot")
 	}
 	if s, ok := l.store.(Leaser); ok && req.Lease.Enabled() {
 		return l.acquireLeased(ctx, req, s)

@@ -24,6 +24,8 @@ type MemoryStore struct {
 
 	mu         sync.Mutex // protects the fields below
 	buckets    map[string]bucket
+	pauses     map[string]int64    // upstream pauses: the end, µs since the epoch
+	slots      map[string]*slotSet // concurrency limits' slots and queues
 	sinceSweep int // decisions since the last sweep
 	afterSweep int // buckets left by the last sweep
 }
@@ -31,7 +33,9 @@ type MemoryStore struct {
 var (
 	_ Store    = (*MemoryStore)(nil)
 	_ Canceler = (*MemoryStore)(nil)
-	_ Leaser   = (*MemoryStore)(nil)
+	_ Leaser     = (*MemoryStore)(nil)
+	_ MultiStore = (*MemoryStore)(nil)
+	_ Pauser     = (*MemoryStore)(nil)
 )
 
 // MemoryOption configures a MemoryStore.
@@ -53,7 +57,7 @@ func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return &MemoryStore{now: o.now, buckets: make(map[string]bucket)}
+	return &MemoryStore{now: o.now, buckets: make(map[string]bucket), pauses: make(map[string]int64), slots: make(map[string]*slotSet)}
 }
 
 // minSweep is the fewest decisions between sweeps.
@@ -71,6 +75,9 @@ func (s *MemoryStore) Take(ctx context.Context, key string, lim Limit, cost int6
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st, res, changed := gcra(s.buckets[key], now, lim, cost, maxWait, true)
+	if left, ok := s.pausedLocked(key, now.UnixMicro()); ok {
+		res, changed = pausedResult(s.buckets[key], now, lim, cost, left), false
+	}
 	if changed {
 		s.buckets[key] = st
 	}
@@ -92,8 +99,12 @@ func (s *MemoryStore) Peek(ctx context.Context, key string, lim Limit, cost int6
 	now := s.now()
 	s.mu.Lock()
 	st := s.buckets[key]
+	left, paused := s.pausedLocked(key, now.UnixMicro())
 	s.mu.Unlock()
 	_, res, _ := gcra(st, now, lim, cost, 0, false)
+	if paused {
+		res = pausedResult(st, now, lim, cost, left)
+	}
 	return res, nil
 }
 
@@ -158,6 +169,16 @@ func (s *MemoryStore) sweepLocked(nowUS int64) {
 	for k, b := range s.buckets {
 		if b.idleAt(nowUS) {
 			delete(s.buckets, k)
+		}
+	}
+	for k, until := range s.pauses {
+		if until <= nowUS {
+			delete(s.pauses, k)
+		}
+	}
+	for k, set := range s.slots {
+		if set.clean(nowUS); set.empty() {
+			delete(s.slots, k)
 		}
 	}
 	s.sinceSweep, s.afterSweep = 0, len(s.buckets)

@@ -45,3 +45,9 @@ func TestMemoryStoreBoundedByBusyKeys(t *testing.T) {
 		t.Errorf("Len = %d after 10000 keys with 100 busy at once, want at most about 200", n)
 	}
 }
+
+func TestMemoryStoreMultiConformance(t *testing.T) {
+	storetest.RunMulti(t, func(t *testing.T, now func() time.Time) limiter.Store {
+		return limiter.NewMemoryStore(limiter.WithMemoryClock(now))
+	})
+}

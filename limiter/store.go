@@ -83,6 +83,15 @@ type Result struct {
 	// Degraded reports that the shared store failed and the decision was made
 	// by the Limiter's local fallback store (see AllowLocal).
 	Degraded bool
+	// Paused reports a refusal because the key is paused for its upstream
+	// (see Pauser); RetryAfter is then the pause's remaining time.
+	Paused bool
+	// InFlight is, for a concurrency limit (AcquireAll), the slots held on
+	// the key after this decision.
+	InFlight int64
+	// SlotsFull reports, for a concurrency limit, a refusal because its
+	// slots were all held (or promised to callers queued before this one).
+	SlotsFull bool
 }
 
 // Reservation identifies the tokens one Take reserved: the bucket's TAT (the

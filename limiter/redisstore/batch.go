@@ -16,14 +16,15 @@ type call struct {
 	mode     string    // "take" or "peek"
 	key      string    // the caller's key, for error messages
 	rkey     string    // the bucket's Redis key
+	pkey     string    // the key's upstream pause (see gcra.lua)
 	nums     [5]int64  // m w b cost max_wait (see gcra.lua)
 	now      string    // FOR TESTS ONLY: the injected clock, else ""
 	deadline time.Time // the caller's deadline; zero when it has none
 
-	// argv is the EVALSHA command: evalsha sha 1 rkey m w b cost max_wait
-	// mode now, with pointers to the fields above (go-redis writes *string
-	// and *int64 as their values).
-	argv [11]any
+	// argv is the EVALSHA command: evalsha sha 2 rkey pkey m w b cost
+	// max_wait mode now, with pointers to the fields above (go-redis writes
+	// *string and *int64 as their values).
+	argv [12]any
 
 	// wake receives at most one signal per use, true to lead the next batch
 	// or false when res and err are set. It is buffered, so the sender never

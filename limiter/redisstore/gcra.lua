@@ -7,6 +7,9 @@
 --          was written under. A value written before limits were recorded,
 --          "tat:rem:m", is still read (see below). The key expires when the
 --          bucket is full.
+-- KEYS[2]  the key's upstream pause, <prefix>up:{<key>} (same hash slot):
+--          when it holds an instant (µs since the epoch) still to come, the
+--          call is refused with retry_us at least until then (see pause.lua)
 -- ARGV[1]  m: refill is m tokens per w microseconds, in lowest terms
 -- ARGV[2]  w
 -- ARGV[3]  b: capacity in tokens (the effective burst)
@@ -21,9 +24,10 @@
 -- Lua's doubles hold them exactly.
 --
 -- Reply: {allowed (0|1), remaining tokens, retry_after_us, reset_after_us,
---         wait_us, tat, tat_rem, prev, prev_rem}: the last four identify a
---         reservation (wait_us > 0) for cancel.lua, the state it left and the
---         state it found; all 0 otherwise.
+--         wait_us, tat, tat_rem, prev, prev_rem, paused}: tat..prev_rem
+--         identify a reservation (wait_us > 0) for cancel.lua, the state it
+--         left and the state it found, all 0 otherwise; paused is 1 when
+--         the upstream pause refused the call.
 
 local key = KEYS[1]
 local m = tonumber(ARGV[1])
@@ -109,6 +113,17 @@ else
   end
 end
 
+-- An upstream pause refuses whatever the bucket holds; the bucket's answer
+-- is given as if peeked.
+local paused = 0
+local pu = redis.call("GET", KEYS[2])
+if pu and tonumber(pu) > now then
+  local t = 0
+  if need > 0 then t = ceildiv(need, m) end
+  paused, allowed, wait, after = 1, 0, 0, debt
+  retry = math.max(t, tonumber(pu) - now)
+end
+
 local remaining = 0
 if capacity > after then remaining = floordiv(capacity - after, w) end
 local reset = ceildiv(after, m)
@@ -126,4 +141,4 @@ if mode == "take" and allowed == 1 then
   end
 end
 
-return {allowed, remaining, retry, reset, wait, r_tat, r_rem, r_prev, r_prev_rem}
+return {allowed, remaining, retry, reset, wait, r_tat, r_rem, r_prev, r_prev_rem, paused}

@@ -179,6 +179,12 @@ func (s *Store) Key(key string) string {
 	return s.prefix + "rl:{" + key + "}"
 }
 
+// pauseKey is the Redis key of key's upstream pause, in the bucket's hash
+// slot: <prefix>up:{<key>}.
+func (s *Store) pauseKey(key string) string {
+	return s.prefix + "up:{" + key + "}"
+}
+
 // Take implements limiter.Store. When ctx ends before the decision is known,
 // a batched Take returns ctx.Err() itself (a decision that arrived anyway is
 // returned instead); an unbatched one returns go-redis's error wrapped with
@@ -253,7 +259,7 @@ func (s *Store) run(ctx context.Context, mode, key string, lim limiter.Limit, co
 	} else {
 		// One round trip (EVALSHA, falling back to EVAL) under ctx.
 		var v any
-		v, err = gcraScript.Run(ctx, s.client, []string{c.rkey}, c.argv[4:]...).Result()
+		v, err = gcraScript.Run(ctx, s.client, []string{c.rkey, c.pkey}, c.argv[5:]...).Result()
 		res, err = decodeReply(c, v, err)
 	}
 	if reuse {
@@ -265,7 +271,7 @@ func (s *Store) run(ctx context.Context, mode, key string, lim limiter.Limit, co
 // newCall returns a call whose argv points at its own fields.
 func (s *Store) newCall() *call {
 	c := &call{wake: make(chan bool, 1)}
-	c.argv = [11]any{"evalsha", &s.sha, "1", &c.rkey,
+	c.argv = [12]any{"evalsha", &s.sha, "2", &c.rkey, &c.pkey,
 		&c.nums[0], &c.nums[1], &c.nums[2], &c.nums[3], &c.nums[4], &c.mode, &c.now}
 	return c
 }
@@ -273,7 +279,7 @@ func (s *Store) newCall() *call {
 // fill sets c up for one decision.
 func (s *Store) fill(c *call, mode, key string, lim limiter.Limit, cost int64, maxWait time.Duration) {
 	p := lim.Params()
-	c.mode, c.key, c.rkey = mode, key, s.Key(key)
+	c.mode, c.key, c.rkey, c.pkey = mode, key, s.Key(key), s.pauseKey(key)
 	c.nums = [5]int64{p.M, p.W, p.B, cost, int64(maxWait / time.Microsecond)}
 	c.now = ""
 	if s.now != nil {
@@ -310,12 +316,12 @@ func decodeReply(c *call, v any, err error) (limiter.Result, error) {
 }
 
 // replyLen is the length of gcra.lua's reply.
-const replyLen = 9
+const replyLen = 10
 
 // decodeResult decodes the script's reply {allowed, remaining, retry_after_us,
-// reset_after_us, wait_us, tat, tat_rem, prev, prev_rem}: every element an
-// integer >= 0, allowed 0 or 1, and the reservation set exactly when wait_us
-// is not 0.
+// reset_after_us, wait_us, tat, tat_rem, prev, prev_rem, paused}: every
+// element an integer >= 0, allowed and paused 0 or 1, and the reservation
+// set exactly when wait_us is not 0.
 func decodeResult(v any) (limiter.Result, error) {
 	vals, ok := v.([]any)
 	if !ok {
@@ -335,8 +341,8 @@ func decodeResult(v any) (limiter.Result, error) {
 		}
 		n[i] = xi
 	}
-	if n[0] > 1 {
-		return limiter.Result{}, fmt.Errorf("malformed reply: allowed is %d, want 0 or 1", n[0])
+	if n[0] > 1 || n[9] > 1 || (n[0] == 1 && n[9] == 1) {
+		return limiter.Result{}, fmt.Errorf("malformed reply: allowed %d and paused %d, want 0 or 1 and not both", n[0], n[9])
 	}
 	// Durations in µs must fit a time.Duration.
 	for i := 2; i <= 4; i++ {
@@ -355,6 +361,7 @@ func decodeResult(v any) (limiter.Result, error) {
 		ResetAfter:  time.Duration(n[3]) * time.Microsecond,
 		Wait:        time.Duration(n[4]) * time.Microsecond,
 		Reservation: r,
+		Paused:      n[9] == 1,
 	}, nil
 }
 

@@ -1,0 +1,213 @@
+-- multi.lua: one all-or-nothing decision on several limits (package limiter,
+-- multi_memory.go's multiStepLocked, is the reference; this mirrors it).
+-- Every key of one call is in one hash slot, or Redis is one node.
+--
+-- KEYS, five per limit i (i = 0..n-1), at 5i+1 .. 5i+5:
+--   rl  the bucket, <prefix>rl:{<key>}, "tat:rem:m:w:b" as in gcra.lua
+--   up  the upstream pause, <prefix>up:{<key>}: its end, µs since the epoch
+--   cc  the slots held, <prefix>cc:{<key>}: ZSET id -> lease end (µs)
+--   cq  the slot queue, <prefix>cq:{<key>}: ZSET id -> time queued (µs)
+--   cx  the queue places' expiry, <prefix>cx:{<key>}: ZSET id -> expiry (µs)
+-- ARGV[1]  mode: "take" or "peek" (decide, change nothing)
+-- ARGV[2]  now in µs, FOR TESTS ONLY; empty in production (redis TIME)
+-- ARGV[3]  max_wait in µs: the longest the call waits for every rate limit
+-- ARGV[4]  the call's slot id (its slots and its queue places); may be ""
+-- ARGV[5]  queue: "1" to queue the call for the full concurrency limits
+--          when they alone refuse it, else "0"
+-- ARGV[6]  the place's lifetime in µs (limiter.TicketTTL)
+-- then seven per limit i, at 6+7i+1 .. 6+7i+7:
+--   m w b    the rate limit as in gcra.lua; m = 0: no rate limit
+--   cost     tokens
+--   max_in_flight, lease_us   the concurrency limit; 0 0: none
+--   shadow   "1": decided, charged only when the call goes, never refusing
+--
+-- Reply: {allowed, wait_us, queued, then twelve per limit: verdict (it alone
+-- admits the call), remaining, retry_us, reset_us, tat, tat_rem, prev,
+-- prev_rem (the state a charge left and found, for a give-back; 0 when not
+-- charged), paused, in_flight, slots_full, charged}.
+
+local mode = ARGV[1]
+local take = mode == "take"
+local now
+if ARGV[2] ~= "" then
+  now = tonumber(ARGV[2])
+else
+  local t = redis.call("TIME")
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local max_wait = 0
+if take then max_wait = tonumber(ARGV[3]) end
+local id = ARGV[4]
+local queue = ARGV[5] == "1"
+local ticket_ttl = tonumber(ARGV[6])
+local n = #KEYS / 5
+
+local function floordiv(a, d)
+  local q = math.floor(a / d)
+  while q * d > a do q = q - 1 end
+  while (q + 1) * d <= a do q = q + 1 end
+  return q
+end
+
+local function ceildiv(a, d)
+  local q = floordiv(a, d)
+  if q * d < a then q = q + 1 end
+  return q
+end
+
+-- debt of bucket key under m w b at now (gcra.lua's, without the old
+-- three-field value, which multi.lua treats as a drained bucket's start).
+local function debt_of(key, m, w, b)
+  local v = redis.call("GET", key)
+  if not v then return 0 end
+  local s_tat, s_rem, s_m, s_w, s_b = string.match(v, "^(%d+):(%d+):(%d+):(%d+):(%d+)$")
+  if not s_tat then
+    return redis.error_reply("limiter: malformed bucket value at " .. key)
+  end
+  local tat, om, ow = tonumber(s_tat), tonumber(s_m), tonumber(s_w)
+  if tat < now then return 0 end
+  local d = (tat - now) * om + tonumber(s_rem)
+  if om ~= m or ow ~= w or tonumber(s_b) ~= b then
+    d = math.min(ceildiv(d, ow), b) * w
+  end
+  return d
+end
+
+local items = {}
+local wait = 0
+for i = 0, n - 1 do
+  local a = 6 + 7 * i
+  local it = {
+    rl = KEYS[5 * i + 1], up = KEYS[5 * i + 2], cc = KEYS[5 * i + 3],
+    cq = KEYS[5 * i + 4], cx = KEYS[5 * i + 5],
+    m = tonumber(ARGV[a + 1]), w = tonumber(ARGV[a + 2]), b = tonumber(ARGV[a + 3]),
+    cost = tonumber(ARGV[a + 4]), mif = tonumber(ARGV[a + 5]), lease = tonumber(ARGV[a + 6]),
+    shadow = ARGV[a + 7] == "1",
+    debt = 0, need = 0, pause = 0, in_use = 0, slot_ok = true,
+  }
+  local pu = redis.call("GET", it.up)
+  if pu and tonumber(pu) > now then it.pause = tonumber(pu) - now end
+  if it.m > 0 then
+    it.debt = debt_of(it.rl, it.m, it.w, it.b)
+    if type(it.debt) == "table" then return it.debt end
+    local need = it.debt + it.cost * it.w - it.b * it.w
+    if need > 0 then it.need = ceildiv(need, it.m) end
+  end
+  if it.mif > 0 then
+    if take then
+      redis.call("ZREMRANGEBYSCORE", it.cc, "-inf", now)
+      local gone = redis.call("ZRANGEBYSCORE", it.cx, "-inf", now, "LIMIT", 0, 256)
+      if #gone > 0 then
+        redis.call("ZREM", it.cx, unpack(gone))
+        redis.call("ZREM", it.cq, unpack(gone))
+      end
+      it.in_use = redis.call("ZCARD", it.cc)
+    else
+      it.in_use = redis.call("ZCOUNT", it.cc, "(" .. now, "+inf")
+    end
+    local ahead
+    local rank = nil
+    if id ~= "" then rank = redis.call("ZRANK", it.cq, id) end
+    if rank then
+      ahead = rank
+    else
+      ahead = redis.call("ZCARD", it.cq)
+    end
+    if not take and ahead > 0 then
+      -- a peek does not clean: count the live places ahead
+      local live = 0
+      local members = redis.call("ZRANGE", it.cq, 0, ahead - 1)
+      for _, mb in ipairs(members) do
+        local ex = redis.call("ZSCORE", it.cx, mb)
+        if ex and tonumber(ex) > now then live = live + 1 end
+      end
+      ahead = live
+    end
+    it.slot_ok = it.in_use + ahead < it.mif
+  end
+  if not it.shadow and it.need <= max_wait and it.need > wait then wait = it.need end
+  items[i + 1] = it
+end
+
+local allowed = 1
+local only_slots = true
+for _, it in ipairs(items) do
+  it.refused_r = it.need > wait
+  it.verdict = it.pause == 0 and not it.refused_r and it.slot_ok
+  if not it.verdict and not it.shadow then
+    allowed = 0
+    if it.pause > 0 or it.refused_r then only_slots = false end
+  end
+end
+
+local reply = {allowed, 0, 0}
+if allowed == 1 then reply[2] = wait end
+for _, it in ipairs(items) do
+  local charge = allowed == 1 and it.verdict and take
+  local remaining, retry, reset = 0, 0, 0
+  local r_tat, r_rem, r_prev, r_prev_rem = 0, 0, 0, 0
+  local in_flight, slots_full = it.in_use, 0
+  if it.m > 0 then
+    local m, w, b = it.m, it.w, it.b
+    local after = it.debt
+    if charge then
+      after = math.max(it.debt, wait * m) + it.cost * w
+      local q = floordiv(after, m)
+      local reset_us = ceildiv(after, m)
+      redis.call("SET", it.rl, string.format("%d:%d:%d:%d:%d", now + q, after - q * m, m, w, b),
+        "PX", math.max(ceildiv(reset_us, 1000), 1))
+      local qp = floordiv(it.debt, m)
+      r_tat, r_rem, r_prev, r_prev_rem = now + q, after - q * m, now + qp, it.debt - qp * m
+    end
+    if b * w > after then remaining = floordiv(b * w - after, w) end
+    reset = ceildiv(after, m)
+    if it.refused_r then retry = it.need end
+  end
+  if it.mif > 0 then
+    if charge then
+      local ends = now + wait + it.lease
+      redis.call("ZADD", it.cc, ends, id)
+      local last = redis.call("ZRANGE", it.cc, -1, -1, "WITHSCORES")
+      redis.call("PEXPIRE", it.cc, math.max(ceildiv(tonumber(last[2]) - now, 1000), 1))
+      in_flight = in_flight + 1
+    end
+    if take and allowed == 1 and id ~= "" then
+      redis.call("ZREM", it.cq, id)
+      redis.call("ZREM", it.cx, id)
+    end
+    if not it.slot_ok then
+      slots_full = 1
+      local first = redis.call("ZRANGE", it.cc, 0, 0, "WITHSCORES")
+      local hint = 1000
+      if #first == 2 then hint = math.max(tonumber(first[2]) - now, 1000) end
+      retry = math.max(retry, hint)
+    end
+  end
+  local paused = 0
+  if it.pause > 0 then
+    paused = 1
+    retry = math.max(retry, it.pause)
+  end
+  local v, c = 0, 0
+  if it.verdict then v = 1 end
+  if charge then c = 1 end
+  local k = #reply
+  reply[k + 1], reply[k + 2], reply[k + 3], reply[k + 4] = v, remaining, retry, reset
+  reply[k + 5], reply[k + 6], reply[k + 7], reply[k + 8] = r_tat, r_rem, r_prev, r_prev_rem
+  reply[k + 9], reply[k + 10], reply[k + 11], reply[k + 12] = paused, in_flight, slots_full, c
+end
+
+if allowed == 0 and take and queue and only_slots and id ~= "" then
+  for _, it in ipairs(items) do
+    if it.mif > 0 and not it.shadow and not it.slot_ok then
+      redis.call("ZADD", it.cq, "NX", now, id)
+      redis.call("ZADD", it.cx, now + ticket_ttl, id)
+      local ms = math.max(ceildiv(ticket_ttl, 1000), 1)
+      redis.call("PEXPIRE", it.cq, ms)
+      redis.call("PEXPIRE", it.cx, ms)
+    end
+  end
+  reply[3] = 1
+end
+
+return reply

@@ -1,0 +1,74 @@
+-- pause.lua: what an upstream answered for one key (package limiter,
+-- multi_memory.go's Pause and pauseStep, is the reference).
+--
+-- KEYS[1]  the bucket, <prefix>rl:{<key>}, as in gcra.lua
+-- KEYS[2]  the pause, <prefix>up:{<key>}: its end in µs since the epoch
+-- ARGV[1]  now in µs, FOR TESTS ONLY; empty in production (redis TIME)
+-- ARGV[2]  pause in µs (0: none; the caller bounds it by limiter.MaxPause)
+-- ARGV[3]  remaining tokens the upstream has, or -1 when unknown
+-- ARGV[4..6]  m w b: the bucket's limit, as in gcra.lua (used with remaining)
+--
+-- The pause's end becomes the later of its end and now + pause (never
+-- shortened); with remaining >= 0, the bucket is left with at most
+-- remaining tokens (its debt only grows). Reply: {paused_for_us,
+-- remaining_after} (remaining_after 0 without remaining).
+
+local now
+if ARGV[1] ~= "" then
+  now = tonumber(ARGV[1])
+else
+  local t = redis.call("TIME")
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local pause = tonumber(ARGV[2])
+local remaining = tonumber(ARGV[3])
+
+local function floordiv(a, d)
+  local q = math.floor(a / d)
+  while q * d > a do q = q - 1 end
+  while (q + 1) * d <= a do q = q + 1 end
+  return q
+end
+
+local function ceildiv(a, d)
+  local q = floordiv(a, d)
+  if q * d < a then q = q + 1 end
+  return q
+end
+
+local cur = tonumber(redis.call("GET", KEYS[2]) or "0")
+if pause > 0 and now + pause > cur then
+  cur = now + pause
+  redis.call("SET", KEYS[2], string.format("%d", cur), "PX", math.max(ceildiv(pause, 1000), 1))
+end
+local paused_for = 0
+if cur > now then paused_for = cur - now end
+
+local after = 0
+if remaining >= 0 then
+  local m, w, b = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+  local debt = 0
+  local v = redis.call("GET", KEYS[1])
+  if v then
+    local s_tat, s_rem, s_m, s_w, s_b = string.match(v, "^(%d+):(%d+):(%d+):(%d+):(%d+)$")
+    if not s_tat then
+      return redis.error_reply("limiter: malformed bucket value at " .. KEYS[1])
+    end
+    local tat, om, ow = tonumber(s_tat), tonumber(s_m), tonumber(s_w)
+    if tat >= now then
+      debt = (tat - now) * om + tonumber(s_rem)
+      if om ~= m or ow ~= w or tonumber(s_b) ~= b then
+        debt = math.min(ceildiv(debt, ow), b) * w
+      end
+    end
+  end
+  local floor = b * w - math.min(remaining, b) * w
+  if debt < floor then debt = floor end
+  if debt > 0 then
+    local q = floordiv(debt, m)
+    redis.call("SET", KEYS[1], string.format("%d:%d:%d:%d:%d", now + q, debt - q * m, m, w, b),
+      "PX", math.max(ceildiv(ceildiv(debt, m), 1000), 1))
+  end
+  after = floordiv(b * w - debt, w)
+end
+return {paused_for, after}
