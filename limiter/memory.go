@@ -26,13 +26,13 @@ type MemoryStore struct {
 	buckets    map[string]bucket
 	pauses     map[string]int64    // upstream pauses: the end, µs since the epoch
 	slots      map[string]*slotSet // concurrency limits' slots and queues
-	sinceSweep int // decisions since the last sweep
-	afterSweep int // buckets left by the last sweep
+	sinceSweep int                 // decisions since the last sweep
+	afterSweep int                 // buckets left by the last sweep
 }
 
 var (
-	_ Store    = (*MemoryStore)(nil)
-	_ Canceler = (*MemoryStore)(nil)
+	_ Store      = (*MemoryStore)(nil)
+	_ Canceler   = (*MemoryStore)(nil)
 	_ Leaser     = (*MemoryStore)(nil)
 	_ MultiStore = (*MemoryStore)(nil)
 	_ Pauser     = (*MemoryStore)(nil)
