@@ -10,8 +10,9 @@ import (
 	"github.com/topdeck/resilience/limiter"
 )
 
-// ErrUnsupported is returned for a Request that asks for what the Admitter
-// does not do yet (several limits in one call).
+// ErrUnsupported is returned for a Request that asks for what the
+// Admitter's Limits cannot do: several limits in one call, or a concurrency
+// limit, with Limits that do not implement MultiLimits.
 var ErrUnsupported = errors.New("admission: not supported")
 
 // Breakers is what an Admitter needs of the circuit breakers.
@@ -30,10 +31,20 @@ type Limits interface {
 	Wait(ctx context.Context, req limiter.Request, res limiter.Result) error
 }
 
+// MultiLimits is what an Admitter needs of the rate limiter for several
+// limits in one call and for concurrency limits (all or nothing, see
+// limiter.MultiStore). *limiter.Limiter implements it.
+type MultiLimits interface {
+	AcquireAll(ctx context.Context, reqs []limiter.Request, maxWait time.Duration) (limiter.MultiResult, error)
+	PeekAll(ctx context.Context, reqs []limiter.Request) (limiter.MultiResult, error)
+	WaitAll(ctx context.Context, reqs []limiter.Request, res limiter.MultiResult) error
+}
+
 var (
-	_ Breakers = (*breaker.Breaker)(nil)
-	_ Breakers = (*breaker.MemoryStore)(nil)
-	_ Limits   = (*limiter.Limiter)(nil)
+	_ Breakers    = (*breaker.Breaker)(nil)
+	_ Breakers    = (*breaker.MemoryStore)(nil)
+	_ Limits      = (*limiter.Limiter)(nil)
+	_ MultiLimits = (*limiter.Limiter)(nil)
 )
 
 // Circuit names the circuit breaker a call goes through, with its
@@ -41,6 +52,10 @@ var (
 type Circuit struct {
 	Name     string
 	Settings breaker.Settings
+	// Shadow puts the breaker in shadow mode: a refusal by it is reported
+	// in Decision.ShadowReason and the call goes on (without a probe
+	// permit).
+	Shadow bool
 }
 
 // Request is one call to decide. The zero value asks for nothing and is
@@ -49,9 +64,14 @@ type Circuit struct {
 type Request struct {
 	// Circuit is the circuit breaker the call goes through; nil for none.
 	Circuit *Circuit
-	// Limits are the rate limits the call takes tokens of, at most one
-	// today (more is ErrUnsupported). Their MaxWait is ignored: the call's
-	// MaxWait below bounds the whole call.
+	// Limits are the limits the call takes, all or nothing, at most
+	// limiter.MaxLimitsPerCall with distinct keys: rate limits, and
+	// concurrency limits (limiter.Request.Slots). One rate limit alone is
+	// decided by Limits.Acquire (one gcra.lua round trip, as fast as ever);
+	// several, or any concurrency limit, by MultiLimits.AcquireAll. A limit
+	// with Shadow set is decided and reported but never refuses the call.
+	// Their MaxWait is ignored: the call's MaxWait below bounds the whole
+	// call.
 	Limits []limiter.Request
 	// MaxWait is the longest the call may be held for a reservation; 0
 	// answers at once. It is cut to the context's deadline less the
@@ -71,9 +91,15 @@ const (
 	// ReasonCircuitOpen: the breaker refused the call (OPEN, or HALF_OPEN
 	// with its probe slots taken).
 	ReasonCircuitOpen
+	// ReasonUpstreamThrottled: a limit's key is paused for its upstream
+	// (limiter.Pauser).
+	ReasonUpstreamThrottled
+	// ReasonConcurrencyLimited: a concurrency limit has all its slots held.
+	ReasonConcurrencyLimited
 )
 
-// String returns "allowed", "rate_limited" or "circuit_open".
+// String returns "allowed", "rate_limited", "circuit_open",
+// "upstream_throttled" or "concurrency_limited".
 func (r Reason) String() string {
 	switch r {
 	case ReasonAllowed:
@@ -82,6 +108,10 @@ func (r Reason) String() string {
 		return "rate_limited"
 	case ReasonCircuitOpen:
 		return "circuit_open"
+	case ReasonUpstreamThrottled:
+		return "upstream_throttled"
+	case ReasonConcurrencyLimited:
+		return "concurrency_limited"
 	}
 	return fmt.Sprintf("Reason(%d)", int(r))
 }
@@ -104,9 +134,24 @@ type Decision struct {
 	// its lease was given back.
 	Breaker breaker.Admission
 
-	// Limit is the limiter's answer when the Request had a limit and the
-	// breaker admitted the call (Remaining, ResetAfter, Degraded).
+	// Limit is the limiter's answer for the first limit when the Request
+	// had one and the breaker admitted (or, in shadow mode, let through)
+	// the call (Remaining, ResetAfter, Degraded).
 	Limit limiter.Result
+	// Limits are every limit's own answer, in the Request's order, when the
+	// call was decided by MultiLimits (several limits, or a concurrency
+	// limit); nil for one rate limit alone, whose answer is Limit.
+	Limits []limiter.Result
+	// LimitedBy is, when a limit refused the call, the index of the one
+	// whose refusal has the longest RetryAfter; -1 otherwise.
+	LimitedBy int
+	// SlotID identifies the concurrency slots the admitted call holds, to
+	// release with limiter.Limiter.ReleaseSlots when it ends; "" for none.
+	SlotID string
+	// ShadowReason is why a policy in shadow mode (the breaker, or a limit
+	// with Shadow) would have refused the call, which went on anyway;
+	// ReasonAllowed when none would have.
+	ShadowReason Reason
 	// Waited is how long the call was held for its reservation.
 	Waited time.Duration
 }
@@ -162,26 +207,46 @@ func New(breakers Breakers, limits Limits, opts ...Option) *Admitter {
 	return &Admitter{breakers: breakers, limits: limits, now: o.now, margin: o.margin, onRelease: o.onRelease}
 }
 
-// check refuses what the Admitter does not do yet.
-func check(req Request) error {
-	if len(req.Limits) > 1 {
-		return fmt.Errorf("%w: %d limits in one call (at most 1)", ErrUnsupported, len(req.Limits))
+// multi returns the MultiLimits that decides req, nil when req has no
+// limit or a single rate limit, which goes through Limits.Acquire.
+func (a *Admitter) multi(req Request) (MultiLimits, error) {
+	if len(req.Limits) == 0 || (len(req.Limits) == 1 && !req.Limits[0].Slots.Enabled()) {
+		return nil, nil
 	}
-	return nil
+	ml, ok := a.limits.(MultiLimits)
+	if !ok {
+		return nil, fmt.Errorf("%w: %d limits or a concurrency limit in one call", ErrUnsupported, len(req.Limits))
+	}
+	return ml, nil
 }
 
-// Decide decides req: the breaker first, then the limit, holding the call
-// for a reservation. A refusal is a Decision, not an error. Errors: the
-// breaker's or the limiter's (invalid arguments, a store failure under a
-// deny policy), the context's when the caller left while held (its tokens
-// and probe lease are given back), or ErrUnsupported. With an error after
-// the breaker admitted the call, the Decision carries the breaker's answer
-// (Breaker, without its permit, given back) and nothing else.
+// limitReason is the reason of a limit's refusal r.
+func limitReason(r limiter.Result) Reason {
+	switch {
+	case r.Paused:
+		return ReasonUpstreamThrottled
+	case r.SlotsFull:
+		return ReasonConcurrencyLimited
+	}
+	return ReasonRateLimited
+}
+
+// Decide decides req: the breaker first, then the limits, holding the call
+// for a reservation (and, with a concurrency limit and MaxWait, for a slot,
+// first come first served). A refusal is a Decision, not an error. A policy
+// in shadow mode is decided but never refuses: its refusal is in
+// ShadowReason. Errors: the breaker's or the limiter's (invalid arguments, a
+// store failure under a deny policy), the context's when the caller left
+// while held (its tokens, slots and probe lease are given back), or
+// ErrUnsupported. With an error after the breaker admitted the call, the
+// Decision carries the breaker's answer (Breaker, without its permit,
+// given back) and nothing else.
 func (a *Admitter) Decide(ctx context.Context, req Request) (Decision, error) {
-	if err := check(req); err != nil {
+	ml, err := a.multi(req)
+	if err != nil {
 		return Decision{}, err
 	}
-	d := Decision{Allowed: true}
+	d := Decision{Allowed: true, LimitedBy: -1}
 	if req.Circuit != nil {
 		adm, err := a.breakers.Allow(ctx, req.Circuit.Name, req.Circuit.Settings)
 		if err != nil {
@@ -189,26 +254,41 @@ func (a *Admitter) Decide(ctx context.Context, req Request) (Decision, error) {
 		}
 		d.Breaker = adm
 		if !adm.Allowed {
-			d.Allowed, d.Reason, d.RetryAfter = false, ReasonCircuitOpen, max(adm.RetryAfter, 0)
-			return d, nil
+			if !req.Circuit.Shadow {
+				d.Allowed, d.Reason, d.RetryAfter = false, ReasonCircuitOpen, max(adm.RetryAfter, 0)
+				return d, nil
+			}
+			d.ShadowReason = ReasonCircuitOpen
 		}
 	}
 	if len(req.Limits) == 0 {
 		return d, nil
 	}
+	if ml != nil {
+		return a.decideAll(ctx, ml, req, d)
+	}
 	lreq := req.Limits[0]
 	lreq.MaxWait = a.maxWait(ctx, req.MaxWait)
+	if lreq.Shadow {
+		lreq.MaxWait = 0 // a shadow limit never holds the call either
+	}
 	res, err := a.limits.Acquire(ctx, lreq)
 	if err != nil {
 		return a.abandon(ctx, req, d), err
 	}
 	d.Limit = res
 	if !res.Allowed {
+		if lreq.Shadow {
+			if d.ShadowReason == ReasonAllowed {
+				d.ShadowReason = limitReason(res)
+			}
+			return d, nil
+		}
 		// Refused by the limiter: not an upstream failure, and a probe
 		// lease the call will not use goes back at once.
 		a.release(ctx, req.Circuit, d.Breaker.PermitID)
 		d.Breaker.PermitID = ""
-		d.Allowed, d.Reason, d.RetryAfter = false, ReasonRateLimited, res.RetryAfter
+		d.Allowed, d.Reason, d.RetryAfter, d.LimitedBy = false, limitReason(res), res.RetryAfter, 0
 		return d, nil
 	}
 	if res.Wait > 0 {
@@ -223,12 +303,56 @@ func (a *Admitter) Decide(ctx context.Context, req Request) (Decision, error) {
 	return d, nil
 }
 
+// decideAll decides req's limits all or nothing with ml, d holding the
+// breaker's answer.
+func (a *Admitter) decideAll(ctx context.Context, ml MultiLimits, req Request, d Decision) (Decision, error) {
+	res, err := ml.AcquireAll(ctx, req.Limits, a.maxWait(ctx, req.MaxWait))
+	if err != nil {
+		return a.abandon(ctx, req, d), err
+	}
+	fill(&d, req, res)
+	if !res.Allowed {
+		a.release(ctx, req.Circuit, d.Breaker.PermitID)
+		d.Breaker.PermitID = ""
+		return d, nil
+	}
+	if res.Wait > 0 {
+		if err := ml.WaitAll(ctx, req.Limits, res); err != nil {
+			return a.abandon(ctx, req, d), err
+		}
+		d.Waited = res.Wait
+	}
+	return d, nil
+}
+
+// fill sets d's limit fields from res, the answer on req's limits.
+func fill(d *Decision, req Request, res limiter.MultiResult) {
+	d.Limits = res.Results
+	for i := range d.Limits {
+		d.Limits[i].Degraded = res.Degraded
+	}
+	if len(d.Limits) > 0 {
+		d.Limit = d.Limits[0]
+	}
+	d.Limit.Degraded = res.Degraded
+	d.SlotID = res.SlotID
+	for i, r := range res.Results {
+		if i < len(req.Limits) && req.Limits[i].Shadow && !r.Allowed && d.ShadowReason == ReasonAllowed {
+			d.ShadowReason = limitReason(r)
+		}
+	}
+	if !res.Allowed && res.Refused >= 0 && res.Refused < len(res.Results) {
+		d.Allowed, d.RetryAfter, d.LimitedBy = false, res.RetryAfter, res.Refused
+		d.Reason = limitReason(res.Results[res.Refused])
+	}
+}
+
 // abandon gives back the probe lease of d, a call that will not go, and
 // returns what an error carries: the breaker's answer alone.
 func (a *Admitter) abandon(ctx context.Context, req Request, d Decision) Decision {
 	a.release(ctx, req.Circuit, d.Breaker.PermitID)
 	d.Breaker.PermitID = ""
-	return Decision{Breaker: d.Breaker}
+	return Decision{Breaker: d.Breaker, LimitedBy: -1}
 }
 
 // maxWait is maxWait cut to ctx's deadline less the margin.
@@ -251,14 +375,15 @@ func (a *Admitter) release(ctx context.Context, c *Circuit, permit string) {
 }
 
 // Peek answers as Decide would now, changing nothing: no probe lease is
-// taken, no token, no reservation (MaxWait is ignored). The breaker's
-// answer carries its State and Generation; a refusal by it says how long
-// until it would admit (see WouldWait). Errors: as Decide's.
+// taken, no token, no slot, no reservation (MaxWait is ignored). The
+// breaker's answer carries its State and Generation; a refusal by it says
+// how long until it would admit (see WouldWait). Errors: as Decide's.
 func (a *Admitter) Peek(ctx context.Context, req Request) (Decision, error) {
-	if err := check(req); err != nil {
+	ml, err := a.multi(req)
+	if err != nil {
 		return Decision{}, err
 	}
-	d := Decision{Allowed: true}
+	d := Decision{Allowed: true, LimitedBy: -1}
 	if req.Circuit != nil {
 		st, err := a.breakers.Status(ctx, req.Circuit.Name, req.Circuit.Settings)
 		if err != nil {
@@ -267,12 +392,24 @@ func (a *Admitter) Peek(ctx context.Context, req Request) (Decision, error) {
 		d.Breaker = breaker.Admission{State: st.State, Generation: st.Generation, Degraded: st.Degraded}
 		if wait := WouldWait(st, a.now()); wait > 0 {
 			d.Breaker.RetryAfter = wait
-			d.Allowed, d.Reason, d.RetryAfter = false, ReasonCircuitOpen, wait
-			return d, nil
+			if !req.Circuit.Shadow {
+				d.Allowed, d.Reason, d.RetryAfter = false, ReasonCircuitOpen, wait
+				return d, nil
+			}
+			d.ShadowReason = ReasonCircuitOpen
+		} else {
+			d.Breaker.Allowed = true
 		}
-		d.Breaker.Allowed = true
 	}
 	if len(req.Limits) == 0 {
+		return d, nil
+	}
+	if ml != nil {
+		res, err := ml.PeekAll(ctx, req.Limits)
+		if err != nil {
+			return Decision{}, err
+		}
+		fill(&d, req, res)
 		return d, nil
 	}
 	res, err := a.limits.Peek(ctx, req.Limits[0])
@@ -280,8 +417,13 @@ func (a *Admitter) Peek(ctx context.Context, req Request) (Decision, error) {
 		return Decision{}, err
 	}
 	d.Limit = res
-	if !res.Allowed {
-		d.Allowed, d.Reason, d.RetryAfter = false, ReasonRateLimited, res.RetryAfter
+	switch {
+	case !res.Allowed && req.Limits[0].Shadow:
+		if d.ShadowReason == ReasonAllowed {
+			d.ShadowReason = limitReason(res)
+		}
+	case !res.Allowed:
+		d.Allowed, d.Reason, d.RetryAfter, d.LimitedBy = false, limitReason(res), res.RetryAfter, 0
 	}
 	return d, nil
 }

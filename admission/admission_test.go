@@ -286,11 +286,12 @@ func TestReleaseErrorIsReportedNotReturned(t *testing.T) {
 func TestErrors(t *testing.T) {
 	e := newEnv(t)
 	two := append(limited("a", hourly), limited("b", hourly)...)
-	if _, err := e.adm.Decide(ctxT(t), admission.Request{Limits: two}); !errors.Is(err, admission.ErrUnsupported) {
-		t.Errorf("two limits: got %v, want ErrUnsupported", err)
+	single := admission.New(e.breakers, struct{ admission.Limits }{e.limits}) // no MultiLimits
+	if _, err := single.Decide(ctxT(t), admission.Request{Limits: two}); !errors.Is(err, admission.ErrUnsupported) {
+		t.Errorf("two limits without MultiLimits: got %v, want ErrUnsupported", err)
 	}
-	if _, err := e.adm.Peek(ctxT(t), admission.Request{Limits: two}); !errors.Is(err, admission.ErrUnsupported) {
-		t.Errorf("peek of two limits: got %v, want ErrUnsupported", err)
+	if _, err := single.Peek(ctxT(t), admission.Request{Limits: two}); !errors.Is(err, admission.ErrUnsupported) {
+		t.Errorf("peek of two limits without MultiLimits: got %v, want ErrUnsupported", err)
 	}
 	bad := []limiter.Request{{Key: "k", Limit: limiter.Limit{MaxCalls: 0, Window: time.Second}, Cost: 1}}
 	if _, err := e.adm.Decide(ctxT(t), admission.Request{Limits: bad}); !errors.Is(err, limiter.ErrInvalidArgument) {

@@ -21,13 +21,21 @@
 // its next probe time, a HALF_OPEN one refuses while its probe slots are
 // full, a CLOSED one admits.
 //
-// # Extensions
+// # Several limits, concurrency slots, upstream pauses, shadow mode
 //
-// The Request is a list of limits so that several limits per call (all or
-// nothing), fleet-wide concurrency slots, upstream feedback pauses and a
-// shadow mode fit without changing the callers' shape; each adds a field
-// and a Reason. Until a feature is built, a Request that asks for it is
-// refused with [ErrUnsupported].
+// A Request with several limits, or with a concurrency limit
+// (limiter.Request.Slots), is decided all or nothing by
+// [MultiLimits.AcquireAll] (limiter.MultiStore: one script on one Redis node
+// or hash tag, ordered with give-backs across Cluster slots): admitted only
+// when every limit admits, none charged otherwise, RetryAfter the longest
+// and LimitedBy the limit that set it; every limit's own answer is in
+// Decision.Limits. One rate limit alone still goes through Limits.Acquire,
+// one gcra.lua, as fast as before. A key paused for its upstream
+// (limiter.Pauser) refuses with ReasonUpstreamThrottled, full slots with
+// ReasonConcurrencyLimited; with MaxWait a call waits for a slot first come
+// first served. A breaker (Circuit.Shadow) or limit (limiter.Request.Shadow)
+// in shadow mode is decided but never refuses: Decision.ShadowReason says
+// what it would have answered.
 //
 // The package imports no gRPC and no generated code: the server maps its
 // Decision to the API, the SDK to its own Decision.
