@@ -415,6 +415,18 @@ func validateLimits(add func(string, ...string), limits map[string]Limit, path .
 		// The limiter's own rules: positive limits, whole microseconds,
 		// exact arithmetic.
 		var ie *limiter.InvalidArgumentError
+		if l.MaxInFlight != 0 || l.InFlightLease != 0 {
+			if err := l.Slots().Validate(); errors.As(err, &ie) {
+				add(ie.Reason, at(name, ie.Field)...)
+			}
+			if !l.HasRate() {
+				if l.Lease.MaxTokens != 0 || l.Lease.TTL != 0 {
+					add("needs a rate limit (max_calls and time_window): a concurrency limit alone takes no tokens", at(name, "lease")...)
+				}
+				validFailurePolicy(add, l, at(name, "on_store_failure"))
+				continue
+			}
+		}
 		if lim, err := l.newLimit(); errors.As(err, &ie) {
 			add(ie.Reason, at(name, ie.Field)...)
 		} else if err == nil && l.Lease.MaxTokens == 0 && l.Lease.TTL != 0 {
@@ -422,11 +434,15 @@ func validateLimits(add func(string, ...string), limits map[string]Limit, path .
 		} else if err := l.LeasePolicy().Validate(lim); errors.As(err, &ie) {
 			add(ie.Reason, at(append([]string{name}, strings.Split(ie.Field, ".")...)...)...)
 		}
-		switch l.OnStoreFailure {
-		case "", AllowLocal, Deny:
-		default:
-			add(fmt.Sprintf("must be %q or %q, got %q", AllowLocal, Deny, l.OnStoreFailure), at(name, "on_store_failure")...)
-		}
+		validFailurePolicy(add, l, at(name, "on_store_failure"))
+	}
+}
+
+func validFailurePolicy(add func(string, ...string), l Limit, path []string) {
+	switch l.OnStoreFailure {
+	case "", AllowLocal, Deny:
+	default:
+		add(fmt.Sprintf("must be %q or %q, got %q", AllowLocal, Deny, l.OnStoreFailure), path...)
 	}
 }
 

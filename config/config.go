@@ -66,6 +66,17 @@ type Limit struct {
 	OnStoreFailure string `yaml:"on_store_failure"`
 	// Lease turns on lease mode for hot keys (absent: off). See LimitLease.
 	Lease LimitLease `yaml:"lease"`
+	// MaxInFlight makes the limit a concurrency limit too (or only, with
+	// max_calls, time_window and burst unset): at most this many calls
+	// admitted on a key and not released, fleet-wide (0: none).
+	MaxInFlight int64 `yaml:"max_in_flight"`
+	// InFlightLease is how long one slot is held at most; required with
+	// max_in_flight (> 0, whole milliseconds, at most 1h).
+	InFlightLease Duration `yaml:"in_flight_lease"`
+	// Shadow decides the limit without enforcing it: what it would refuse
+	// is metered (resilience_acquire_total{shadow=...}) and logged at
+	// debug, and the call goes on. For rolling out a new limit.
+	Shadow bool `yaml:"shadow"`
 
 	// limit is the limiter's Limit, built by limiter.NewLimit when the file
 	// is loaded (zero in a Limit written as a literal).
@@ -87,6 +98,16 @@ func (l Limit) Limiter() limiter.Limit {
 		return l.limit
 	}
 	return limiter.Limit{MaxCalls: l.MaxCalls, Window: l.TimeWindow.D(), Burst: l.Burst}
+}
+
+// HasRate reports whether l limits calls per window (a concurrency limit
+// alone has max_calls, time_window and burst unset).
+func (l Limit) HasRate() bool { return l.MaxCalls != 0 || l.TimeWindow != 0 || l.Burst != 0 }
+
+// Slots returns l's concurrency limit as the limiter's (the zero value when
+// it has none).
+func (l Limit) Slots() limiter.Slots {
+	return limiter.Slots{MaxInFlight: l.MaxInFlight, Lease: l.InFlightLease.D()}
 }
 
 // LimitLease is a named limit's lease mode (package limiter, LeasePolicy):
@@ -155,6 +176,12 @@ type Breaker struct {
 	// ProbeTimeout is a probe's lease: an unreported probe is reclaimed after
 	// it (default 10s).
 	ProbeTimeout Duration `yaml:"probe_timeout"`
+	// Shadow decides the breaker without enforcing it: a call it would
+	// refuse goes on (metered with resilience_acquire_total{shadow=
+	// "circuit_open"} and logged at debug). Outcomes are still recorded, so
+	// its state is what it would be. Not inherited from "default" by
+	// breakers that have their own entry.
+	Shadow bool `yaml:"shadow"`
 
 	// settings is the breaker's Settings, built by breaker.NewSettings when
 	// the file is loaded (zero in a Breaker written as a literal).
@@ -171,8 +198,12 @@ const (
 // and completed when the file was loaded (see breaker.NewSettings), so that
 // nothing converts or completes them again per call.
 func (b Breaker) Settings() breaker.Settings {
-	if b.settings != (breaker.Settings{}) && breakerFromSettings(b.settings) == b {
-		return b.settings
+	if b.settings != (breaker.Settings{}) {
+		x := breakerFromSettings(b.settings)
+		x.Shadow = b.Shadow // not a setting of the breaker package
+		if x == b {
+			return b.settings
+		}
 	}
 	return b.fields()
 }
@@ -411,7 +442,9 @@ func (b Breaker) withDefaults(def Breaker) Breaker {
 	if complete, err := breaker.NewSettings(s); err == nil {
 		s = complete
 	}
-	return breakerFromSettings(s)
+	out := breakerFromSettings(s)
+	out.Shadow = b.Shadow
+	return out
 }
 
 // BreakerPolicy returns the policy for the breaker called name and the name
