@@ -68,19 +68,21 @@ const openMethod = ""
 // refused (fail closed), and TestEveryMethodHasARole keeps the table
 // complete.
 var methodRoles = map[string]string{
-	resiliencev1.ResilienceService_Acquire_FullMethodName:       config.RoleCaller,
-	resiliencev1.ResilienceService_ReportOutcome_FullMethodName: config.RoleCaller,
-	resiliencev1.ResilienceService_BreakerState_FullMethodName:  config.RoleCaller,
-	resiliencev1.ResilienceService_ListBreakers_FullMethodName:  config.RoleOperator,
-	resiliencev1.ResilienceService_WatchBreakers_FullMethodName: config.RoleOperator,
-	resiliencev1.ResilienceService_ResetBreaker_FullMethodName:  config.RoleOperator,
-	resiliencev1.CacheService_Get_FullMethodName:                config.RoleCaller,
-	resiliencev1.CacheService_Set_FullMethodName:                config.RoleCaller,
-	resiliencev1.CacheService_Delete_FullMethodName:             config.RoleCaller,
-	resiliencev1.CacheService_DeletePattern_FullMethodName:      config.RoleOperator,
-	resiliencev1.CacheService_GetStats_FullMethodName:           config.RoleOperator,
-	resiliencev1.CacheService_WatchInvalidations_FullMethodName: config.RoleCaller,
-	ratelimitv3.RateLimitService_ShouldRateLimit_FullMethodName: config.RoleEnvoy,
+	resiliencev1.ResilienceService_Acquire_FullMethodName:        config.RoleCaller,
+	resiliencev1.ResilienceService_ReportOutcome_FullMethodName:  config.RoleCaller,
+	resiliencev1.ResilienceService_BreakerState_FullMethodName:   config.RoleCaller,
+	resiliencev1.ResilienceService_ListBreakers_FullMethodName:   config.RoleOperator,
+	resiliencev1.ResilienceService_WatchBreakers_FullMethodName:  config.RoleOperator,
+	resiliencev1.ResilienceService_ResetBreaker_FullMethodName:   config.RoleOperator,
+	resiliencev1.ResilienceService_Release_FullMethodName:        config.RoleCaller,
+	resiliencev1.ResilienceService_ReportUpstream_FullMethodName: config.RoleCaller,
+	resiliencev1.CacheService_Get_FullMethodName:                 config.RoleCaller,
+	resiliencev1.CacheService_Set_FullMethodName:                 config.RoleCaller,
+	resiliencev1.CacheService_Delete_FullMethodName:              config.RoleCaller,
+	resiliencev1.CacheService_DeletePattern_FullMethodName:       config.RoleOperator,
+	resiliencev1.CacheService_GetStats_FullMethodName:            config.RoleOperator,
+	resiliencev1.CacheService_WatchInvalidations_FullMethodName:  config.RoleCaller,
+	ratelimitv3.RateLimitService_ShouldRateLimit_FullMethodName:  config.RoleEnvoy,
 }
 
 // openServices are the services every caller may use without credentials.

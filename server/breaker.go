@@ -18,6 +18,16 @@ func (r *resilienceServer) ReportOutcome(ctx context.Context, req *resiliencev1.
 	if err != nil {
 		return nil, err
 	}
+	if err := r.validateReportExtras(req); err != nil {
+		return nil, err
+	}
+	if a.breaker == "" { // only slots to release or feedback (parseReport)
+		resp := &resiliencev1.ReportOutcomeResponse{}
+		if err := r.reportExtras(ctx, req, resp); err != nil {
+			return nil, err
+		}
+		return resp, nil
+	}
 	pol, _ := r.config().BreakerPolicy(a.breaker)
 	o := breaker.OutcomeFailure
 	if a.success {
@@ -30,11 +40,15 @@ func (r *resilienceServer) ReportOutcome(ctx context.Context, req *resiliencev1.
 	if res.Degraded {
 		r.b.metrics.observeDegraded("breaker")
 	}
-	return &resiliencev1.ReportOutcomeResponse{
+	resp := &resiliencev1.ReportOutcomeResponse{
 		State:    circuitState(res.State),
 		Ignored:  res.Ignored,
 		Degraded: res.Degraded,
-	}, nil
+	}
+	if err := r.reportExtras(ctx, req, resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
 }
 
 func (r *resilienceServer) BreakerState(ctx context.Context, req *resiliencev1.BreakerStateRequest) (*resiliencev1.BreakerStateResponse, error) {

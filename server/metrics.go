@@ -39,6 +39,8 @@ type Metrics struct {
 	auditEvents        *prometheus.CounterVec
 	storeDataLoss      prometheus.Counter
 	storeEvictable     prometheus.Gauge
+	upstreamReports    *prometheus.CounterVec
+	slotsReleased      prometheus.Counter
 
 	mu       sync.Mutex // protects breakers
 	breakers map[string]bool
@@ -53,10 +55,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	latency := []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
 	m := &Metrics{
 		grpc: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(grpcprom.WithHistogramBuckets(latency))),
+		upstreamReports: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "resilience_upstream_reports_total",
+			Help: "Upstream feedback reports (ReportUpstream, ReportOutcome.upstream) by named policy (\"inline\" otherwise), whether the key is paused after it, and whether the pause was cut to the maximum (15m).",
+		}, []string{"policy", "paused", "clamped"}),
+		slotsReleased: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "resilience_slots_released_total",
+			Help: "Concurrency slots given back by Release or ReportOutcome.slot_token before their lease ended.",
+		}),
 		acquire: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "resilience_acquire_total",
-			Help: "Acquire decisions by reason (allowed, rate_limited, circuit_open, error), named policy (\"inline\" for inline limits, \"none\" for breaker-only calls) and whether they were made without the shared store.",
-		}, []string{"reason", "policy", "degraded"}),
+			Help: "Acquire decisions by reason (allowed, rate_limited, circuit_open, upstream_throttled, concurrency_limited, error), named policy (the refusing limit's, else the first; \"inline\" for inline limits, \"none\" for breaker-only calls), whether they were made without the shared store, and shadow: what a policy in shadow mode would have answered (rate_limited, circuit_open, upstream_throttled, concurrency_limited) or none.",
+		}, []string{"reason", "policy", "degraded", "shadow"}),
 		breakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "resilience_breaker_state",
 			Help: "1 for the state each breaker is in (closed, open, half_open), 0 for the others, as last seen by this replica.",
@@ -109,6 +119,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		breakers: map[string]bool{},
 	}
 	reg.MustRegister(m.auditEvents)
+	reg.MustRegister(m.upstreamReports, m.slotsReleased)
 	reg.MustRegister(m.grpc, m.acquire, m.breakerState, m.breakerTransitions, m.cacheRequests,
 		m.storeDuration, m.storeErrors, m.degraded, m.configGeneration, m.configReloads, m.breakersPruned,
 		m.storeDataLoss, m.storeEvictable)
@@ -122,11 +133,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 func boolLabel(b bool) string { return strconv.FormatBool(b) }
 
 // observeAcquire counts one Acquire answer.
-func (m *Metrics) observeAcquire(reason, policy string, degraded bool) {
+func (m *Metrics) observeAcquire(reason, policy, shadow string, degraded bool) {
 	if m == nil {
 		return
 	}
-	m.acquire.WithLabelValues(reason, policy, boolLabel(degraded)).Inc()
+	m.acquire.WithLabelValues(reason, policy, boolLabel(degraded), shadow).Inc()
 	if degraded {
 		m.degraded.WithLabelValues("limiter").Inc()
 	}
@@ -308,4 +319,20 @@ func realFailure(err error) bool {
 		return false
 	}
 	return true
+}
+
+// observeUpstream counts one upstream feedback report.
+func (m *Metrics) observeUpstream(policy string, paused, clamped bool) {
+	if m == nil {
+		return
+	}
+	m.upstreamReports.WithLabelValues(policy, boolLabel(paused), boolLabel(clamped)).Inc()
+}
+
+// observeSlotsReleased counts n slots given back.
+func (m *Metrics) observeSlotsReleased(n int64) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.slotsReleased.Add(float64(n))
 }

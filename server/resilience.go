@@ -31,24 +31,33 @@ func (r *resilienceServer) Acquire(ctx context.Context, req *resiliencev1.Acquir
 		circuit admission.Circuit
 		limits  [1]limiter.Request
 	)
-	areq := admissionRequest(cfg, a, &circuit, limits[:0])
+	buf := limits[:0]
+	if a.count() > 1 {
+		buf = make([]limiter.Request, 0, a.count())
+	}
+	areq := admissionRequest(cfg, a, &circuit, buf)
 	if req.GetDryRun() {
 		d, err := r.b.Admission.Peek(ctx, areq)
 		if err != nil {
 			return nil, toStatus(ctx, err)
 		}
-		return acquireResponse(a, &d), nil
+		return acquireResponse(a, &d, true), nil
 	}
 	d, err := r.b.Admission.Decide(ctx, areq)
 	if d.Breaker.Degraded {
 		r.b.metrics.observeDegraded("breaker")
 	}
 	if err != nil {
-		r.b.metrics.observeAcquire("error", policyLabel(a), false)
+		r.b.metrics.observeAcquire("error", policyLabel(a, -1), "none", false)
 		return nil, toStatus(ctx, err)
 	}
-	resp := acquireResponse(a, &d)
-	r.b.metrics.observeAcquire(acquireReason(resp), policyLabel(a), resp.GetDegraded())
+	resp := acquireResponse(a, &d, false)
+	shadow := "none"
+	if d.ShadowReason != admission.ReasonAllowed {
+		shadow = d.ShadowReason.String()
+		r.srv.log.DebugContext(ctx, "a policy in shadow mode would have refused the call", "would_be", shadow, "breaker", a.breaker, "policy", policyLabel(a, -1))
+	}
+	r.b.metrics.observeAcquire(acquireReason(resp), policyLabel(a, d.LimitedBy), shadow, resp.GetDegraded())
 	return resp, nil
 }
 
@@ -59,34 +68,61 @@ func admissionRequest(cfg *config.Config, a acquireArgs, circuit *admission.Circ
 	req := admission.Request{MaxWait: a.maxWait}
 	if a.breaker != "" {
 		pol, _ := cfg.BreakerPolicy(a.breaker)
-		*circuit = admission.Circuit{Name: a.breaker, Settings: pol.Settings()}
+		*circuit = admission.Circuit{Name: a.breaker, Settings: pol.Settings(), Shadow: pol.Shadow}
 		req.Circuit = circuit
 	}
 	if a.key != "" {
-		req.Limits = append(limits, limiter.Request{
-			Key:            a.key,
-			Limit:          a.limit.Limiter(),
-			Cost:           a.cost,
-			OnStoreFailure: a.limit.FailurePolicy(),
-			Lease:          a.limit.LeasePolicy(),
-		})
+		limits = append(limits, limitRequest(a.key, a.limit, a.cost))
+	}
+	for _, l := range a.more {
+		limits = append(limits, limitRequest(l.key, l.limit, l.cost))
+	}
+	if len(limits) > 0 {
+		req.Limits = limits
 	}
 	return req
+}
+
+// limitRequest is the limiter's request for a call of cost on key under l.
+func limitRequest(key string, l config.Limit, cost int64) limiter.Request {
+	r := limiter.Request{
+		Key:            key,
+		Cost:           cost,
+		OnStoreFailure: l.FailurePolicy(),
+		Slots:          l.Slots(),
+		Shadow:         l.Shadow,
+	}
+	if l.HasRate() {
+		r.Limit, r.Lease = l.Limiter(), l.LeasePolicy()
+	}
+	return r
 }
 
 // acquireResponse maps the decision d on the call a to the API: the
 // breaker's fields when a named a breaker, the limit's when the limiter
 // answered, retry_after on a refusal, waited after a reservation.
-func acquireResponse(a acquireArgs, d *admission.Decision) *resiliencev1.AcquireResponse {
+func acquireResponse(a acquireArgs, d *admission.Decision, explain bool) *resiliencev1.AcquireResponse {
 	resp := &resiliencev1.AcquireResponse{Allowed: d.Allowed, Reason: acquireReasonProto(d.Reason), Degraded: d.Degraded()}
 	if a.breaker != "" {
 		resp.BreakerState = circuitState(d.Breaker.State)
 		resp.BreakerGeneration = d.Breaker.Generation
 		resp.PermitId = d.Breaker.PermitID
 	}
-	if a.key != "" && d.Reason != admission.ReasonCircuitOpen {
+	if a.count() > 0 && d.Reason != admission.ReasonCircuitOpen {
 		resp.Remaining = d.Limit.Remaining
 		resp.ResetAfter = durationpb.New(d.Limit.ResetAfter)
+		if explain || a.several() {
+			resp.Limits = limitDecisions(a, d)
+		}
+		if d.LimitedBy >= 0 {
+			resp.LimitedBy = a.keyAt(d.LimitedBy)
+		}
+	}
+	if d.SlotID != "" {
+		resp.SlotToken = encodeSlotToken(d.SlotID, a.slotKeys(), d.Degraded())
+	}
+	if d.ShadowReason != admission.ReasonAllowed {
+		resp.ShadowReason = acquireReasonProto(d.ShadowReason)
 	}
 	if !d.Allowed {
 		resp.RetryAfter = durationpb.New(d.RetryAfter)
@@ -97,6 +133,98 @@ func acquireResponse(a acquireArgs, d *admission.Decision) *resiliencev1.Acquire
 	return resp
 }
 
+// limitDecisions is every limit's answer in d, in a's order.
+func limitDecisions(a acquireArgs, d *admission.Decision) []*resiliencev1.LimitDecision {
+	n := a.count()
+	out := make([]*resiliencev1.LimitDecision, 0, n)
+	for i := range n {
+		res := d.Limit
+		if i < len(d.Limits) {
+			res = d.Limits[i]
+		}
+		lim := a.limitAt(i)
+		ld := &resiliencev1.LimitDecision{
+			Key:        a.keyAt(i),
+			Allowed:    res.Allowed,
+			Reason:     resiliencev1.AcquireReason_ACQUIRE_REASON_ALLOWED,
+			Remaining:  res.Remaining,
+			ResetAfter: durationpb.New(res.ResetAfter),
+			InFlight:   res.InFlight,
+			Shadow:     lim.Shadow,
+		}
+		if !res.Allowed {
+			ld.Reason = acquireReasonProto(limitReason(res))
+			ld.RetryAfter = durationpb.New(res.RetryAfter)
+		}
+		out = append(out, ld)
+	}
+	return out
+}
+
+// limitReason is the reason a limit's refusal res gives.
+func limitReason(res limiter.Result) admission.Reason {
+	switch {
+	case res.Paused:
+		return admission.ReasonUpstreamThrottled
+	case res.SlotsFull:
+		return admission.ReasonConcurrencyLimited
+	}
+	return admission.ReasonRateLimited
+}
+
+// keyAt is the key of a's i-th limit (key first, then limits).
+func (a *acquireArgs) keyAt(i int) string {
+	if a.key != "" {
+		if i == 0 {
+			return a.key
+		}
+		i--
+	}
+	if i >= 0 && i < len(a.more) {
+		return a.more[i].key
+	}
+	return ""
+}
+
+// limitAt is the limit of a's i-th limit.
+func (a *acquireArgs) limitAt(i int) config.Limit {
+	if a.key != "" {
+		if i == 0 {
+			return a.limit
+		}
+		i--
+	}
+	if i >= 0 && i < len(a.more) {
+		return a.more[i].limit
+	}
+	return config.Limit{}
+}
+
+// policyAt is the policy name of a's i-th limit ("" when inline).
+func (a *acquireArgs) policyAt(i int) string {
+	if a.key != "" {
+		if i == 0 {
+			return a.policy
+		}
+		i--
+	}
+	if i >= 0 && i < len(a.more) {
+		return a.more[i].policy
+	}
+	return ""
+}
+
+// slotKeys are the keys of a's concurrency limits.
+func (a *acquireArgs) slotKeys() []string {
+	var keys []string
+	for i := range a.count() {
+		if a.limitAt(i).Slots().Enabled() {
+			keys = append(keys, a.keyAt(i))
+		}
+	}
+	return keys
+}
+
 // acquireReasonProto maps an admission reason to the API's.
 func acquireReasonProto(r admission.Reason) resiliencev1.AcquireReason {
 	switch r {
@@ -104,6 +232,10 @@ func acquireReasonProto(r admission.Reason) resiliencev1.AcquireReason {
 		return resiliencev1.AcquireReason_ACQUIRE_REASON_RATE_LIMITED
 	case admission.ReasonCircuitOpen:
 		return resiliencev1.AcquireReason_ACQUIRE_REASON_CIRCUIT_OPEN
+	case admission.ReasonUpstreamThrottled:
+		return resiliencev1.AcquireReason_ACQUIRE_REASON_UPSTREAM_THROTTLED
+	case admission.ReasonConcurrencyLimited:
+		return resiliencev1.AcquireReason_ACQUIRE_REASON_CONCURRENCY_LIMITED
 	}
 	return resiliencev1.AcquireReason_ACQUIRE_REASON_ALLOWED
 }
@@ -115,18 +247,22 @@ func acquireReason(resp *resiliencev1.AcquireResponse) string {
 		return "rate_limited"
 	case resiliencev1.AcquireReason_ACQUIRE_REASON_CIRCUIT_OPEN:
 		return "circuit_open"
+	case resiliencev1.AcquireReason_ACQUIRE_REASON_UPSTREAM_THROTTLED:
+		return "upstream_throttled"
+	case resiliencev1.AcquireReason_ACQUIRE_REASON_CONCURRENCY_LIMITED:
+		return "concurrency_limited"
 	}
 	return "allowed"
 }
 
-// policyLabel names the limit of a for metrics: its configured name,
-// "inline" or "none"; never the caller's key.
-func policyLabel(a acquireArgs) string {
-	switch {
-	case a.policy != "":
-		return a.policy
-	case a.key != "":
-		return "inline"
+// policyLabel names a limit of a for metrics (the i-th, the first when i
+// is -1): its configured name, "inline" or "none"; never the caller's key.
+func policyLabel(a acquireArgs, i int) string {
+	if a.count() == 0 {
+		return "none"
 	}
-	return "none"
+	if p := a.policyAt(max(i, 0)); p != "" {
+		return p
+	}
+	return "inline"
 }

@@ -47,6 +47,16 @@ class ResilienceServiceStub(object):
                 request_serializer=topdeck_dot_resilience_dot_v1_dot_resilience__pb2.ResetBreakerRequest.SerializeToString,
                 response_deserializer=topdeck_dot_resilience_dot_v1_dot_resilience__pb2.ResetBreakerResponse.FromString,
                 )
+        self.Release = channel.unary_unary(
+                '/topdeck.resilience.v1.ResilienceService/Release',
+                request_serializer=topdeck_dot_resilience_dot_v1_dot_resilience__pb2.ReleaseRequest.SerializeToString,
+                response_deserializer=topdeck_dot_resilience_dot_v1_dot_resilience__pb2.ReleaseResponse.FromString,
+                )
+        self.ReportUpstream = channel.unary_unary(
+                '/topdeck.resilience.v1.ResilienceService/ReportUpstream',
+                request_serializer=topdeck_dot_resilience_dot_v1_dot_resilience__pb2.ReportUpstreamRequest.SerializeToString,
+                response_deserializer=topdeck_dot_resilience_dot_v1_dot_resilience__pb2.ReportUpstreamResponse.FromString,
+                )
 
 
 class ResilienceServiceServicer(object):
@@ -107,6 +117,29 @@ class ResilienceServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Release(self, request, context):
+        """Release gives back the concurrency slots an admitted call took
+        (AcquireResponse.slot_token) when the call has ended. Releasing twice,
+        or after the slots' lease expired, gives back nothing and is not an
+        error. ReportOutcome with `slot_token` does the same. Errors:
+        INVALID_ARGUMENT for a token this service did not issue.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportUpstream(self, request, context):
+        """ReportUpstream tells the fleet what an upstream answered (a 429 or 503
+        with Retry-After, X-RateLimit-Remaining / X-RateLimit-Reset, gRPC
+        RetryInfo) for named limit keys: each key is paused fleet-wide until
+        the upstream's retry time (at most 15 minutes), and its bucket's
+        remaining tokens are lowered to the upstream's (never raised).
+        ReportOutcome with `upstream` does the same.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ResilienceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -139,6 +172,16 @@ def add_ResilienceServiceServicer_to_server(servicer, server):
                     servicer.ResetBreaker,
                     request_deserializer=topdeck_dot_resilience_dot_v1_dot_resilience__pb2.ResetBreakerRequest.FromString,
                     response_serializer=topdeck_dot_resilience_dot_v1_dot_resilience__pb2.ResetBreakerResponse.SerializeToString,
+            ),
+            'Release': grpc.unary_unary_rpc_method_handler(
+                    servicer.Release,
+                    request_deserializer=topdeck_dot_resilience_dot_v1_dot_resilience__pb2.ReleaseRequest.FromString,
+                    response_serializer=topdeck_dot_resilience_dot_v1_dot_resilience__pb2.ReleaseResponse.SerializeToString,
+            ),
+            'ReportUpstream': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportUpstream,
+                    request_deserializer=topdeck_dot_resilience_dot_v1_dot_resilience__pb2.ReportUpstreamRequest.FromString,
+                    response_serializer=topdeck_dot_resilience_dot_v1_dot_resilience__pb2.ReportUpstreamResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -252,5 +295,39 @@ class ResilienceService(object):
         return grpc.experimental.unary_unary(request, target, '/topdeck.resilience.v1.ResilienceService/ResetBreaker',
             topdeck_dot_resilience_dot_v1_dot_resilience__pb2.ResetBreakerRequest.SerializeToString,
             topdeck_dot_resilience_dot_v1_dot_resilience__pb2.ResetBreakerResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def Release(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/topdeck.resilience.v1.ResilienceService/Release',
+            topdeck_dot_resilience_dot_v1_dot_resilience__pb2.ReleaseRequest.SerializeToString,
+            topdeck_dot_resilience_dot_v1_dot_resilience__pb2.ReleaseResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ReportUpstream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/topdeck.resilience.v1.ResilienceService/ReportUpstream',
+            topdeck_dot_resilience_dot_v1_dot_resilience__pb2.ReportUpstreamRequest.SerializeToString,
+            topdeck_dot_resilience_dot_v1_dot_resilience__pb2.ReportUpstreamResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

@@ -39,6 +39,12 @@ const (
 	AcquireReason_ACQUIRE_REASON_RATE_LIMITED AcquireReason = 2
 	// The breaker is open (or half-open with all probes in flight); see retry_after.
 	AcquireReason_ACQUIRE_REASON_CIRCUIT_OPEN AcquireReason = 3
+	// The upstream said to back off (ReportUpstream): the limit's key is
+	// paused fleet-wide until retry_after has passed.
+	AcquireReason_ACQUIRE_REASON_UPSTREAM_THROTTLED AcquireReason = 4
+	// A concurrency limit has max_in_flight calls in flight; retry_after is a
+	// hint (when the oldest slot's lease ends), a release may come sooner.
+	AcquireReason_ACQUIRE_REASON_CONCURRENCY_LIMITED AcquireReason = 5
 )
 
 // Enum value maps for AcquireReason.
@@ -48,12 +54,16 @@ var (
 		1: "ACQUIRE_REASON_ALLOWED",
 		2: "ACQUIRE_REASON_RATE_LIMITED",
 		3: "ACQUIRE_REASON_CIRCUIT_OPEN",
+		4: "ACQUIRE_REASON_UPSTREAM_THROTTLED",
+		5: "ACQUIRE_REASON_CONCURRENCY_LIMITED",
 	}
 	AcquireReason_value = map[string]int32{
-		"ACQUIRE_REASON_UNSPECIFIED":  0,
-		"ACQUIRE_REASON_ALLOWED":      1,
-		"ACQUIRE_REASON_RATE_LIMITED": 2,
-		"ACQUIRE_REASON_CIRCUIT_OPEN": 3,
+		"ACQUIRE_REASON_UNSPECIFIED":         0,
+		"ACQUIRE_REASON_ALLOWED":             1,
+		"ACQUIRE_REASON_RATE_LIMITED":        2,
+		"ACQUIRE_REASON_CIRCUIT_OPEN":        3,
+		"ACQUIRE_REASON_UPSTREAM_THROTTLED":  4,
+		"ACQUIRE_REASON_CONCURRENCY_LIMITED": 5,
 	}
 )
 
@@ -195,16 +205,31 @@ func (Outcome) EnumDescriptor() ([]byte, []int) {
 }
 
 // RateLimit is a token bucket: it holds at most `burst` tokens and refills at
-// `max_calls` per `time_window`.
+// `max_calls` per `time_window`. It may also (or instead) bound the calls in
+// flight on its key, fleet-wide: `max_in_flight` with `in_flight_lease`.
 type RateLimit struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Calls allowed per time_window. Must be > 0.
+	// Calls allowed per time_window. Must be > 0, except for a concurrency
+	// limit alone (max_in_flight set), where 0 means no rate limit.
 	MaxCalls int64 `protobuf:"varint,1,opt,name=max_calls,json=maxCalls,proto3" json:"max_calls,omitempty"`
-	// The window over which max_calls refill. Must be > 0.
+	// The window over which max_calls refill. Must be > 0 when max_calls is
+	// set, unset otherwise.
 	TimeWindow *durationpb.Duration `protobuf:"bytes,2,opt,name=time_window,json=timeWindow,proto3" json:"time_window,omitempty"`
 	// Bucket capacity: how many calls may go at once. 0 means max_calls.
 	// Must not be negative.
-	Burst         int64 `protobuf:"varint,3,opt,name=burst,proto3" json:"burst,omitempty"`
+	Burst int64 `protobuf:"varint,3,opt,name=burst,proto3" json:"burst,omitempty"`
+	// Concurrency limit: at most this many calls admitted on the key and not
+	// yet released, fleet-wide (a distributed bulkhead). Each admitted call
+	// holds one slot until Release (or ReportOutcome with slot_token), or
+	// until in_flight_lease has passed since it was admitted, whichever comes
+	// first: a caller that dies without releasing loses its slot after the
+	// lease. 0: no concurrency limit. At most 1000000.
+	MaxInFlight int64 `protobuf:"varint,4,opt,name=max_in_flight,json=maxInFlight,proto3" json:"max_in_flight,omitempty"`
+	// The lease of one slot. Required (> 0, a whole number of milliseconds,
+	// at most 1 hour) with max_in_flight; must be unset without it. Choose it
+	// longer than the slowest call: a call still running when its lease ends
+	// no longer counts.
+	InFlightLease *durationpb.Duration `protobuf:"bytes,5,opt,name=in_flight_lease,json=inFlightLease,proto3" json:"in_flight_lease,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -260,6 +285,20 @@ func (x *RateLimit) GetBurst() int64 {
 	return 0
 }
 
+func (x *RateLimit) GetMaxInFlight() int64 {
+	if x != nil {
+		return x.MaxInFlight
+	}
+	return 0
+}
+
+func (x *RateLimit) GetInFlightLease() *durationpb.Duration {
+	if x != nil {
+		return x.InFlightLease
+	}
+	return nil
+}
+
 // AcquireRequest asks to make one outgoing call.
 type AcquireRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -283,7 +322,29 @@ type AcquireRequest struct {
 	// Answer as Acquire would now, but change nothing: no tokens taken, no
 	// probe admitted, no wait (max_wait is ignored). For operators checking a
 	// limit (`resilctl limits check`).
-	DryRun        bool `protobuf:"varint,7,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	DryRun bool `protobuf:"varint,7,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// Several limits in one call, all or nothing, besides or instead of
+	// `key` (which, when set, is decided as the first of them). The call is
+	// admitted only when every limit admits it; when any refuses, none is
+	// charged (no token taken, no slot held) and retry_after is the longest
+	// of the refusing limits'. At most 8 limits per call, `key` included;
+	// keys must be distinct (INVALID_ARGUMENT naming `limits[i].key`).
+	//
+	// Atomicity: on one Redis node, or when the keys share one hash tag (keys
+	// that start with the same "{tag}", e.g. "{org-42}user-1" and
+	// "{org-42}org"), the decision is one Lua script in one round trip. On a
+	// Redis Cluster with keys on several slots, the limits are taken slot by
+	// slot in a fixed order (by key) and, when a later slot refuses, what was
+	// taken from the earlier ones is given back before the answer: the fleet
+	// never admits more than any limit allows, a refused call holds nothing
+	// once answered, and a concurrent caller may see those tokens taken for
+	// that round trip.
+	//
+	// max_wait with several limits: the call waits, within max_wait, until
+	// every rate limit has the tokens (they are reserved together, for the
+	// latest of their instants) and for a free slot of each concurrency
+	// limit (first come, first served); a caller that leaves gives them back.
+	Limits        []*LimitRequest `protobuf:"bytes,8,rep,name=limits,proto3" json:"limits,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -367,6 +428,203 @@ func (x *AcquireRequest) GetDryRun() bool {
 	return false
 }
 
+func (x *AcquireRequest) GetLimits() []*LimitRequest {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
+// LimitRequest is one limit of an Acquire with several limits: a key with an
+// inline limit or a named policy, and a cost.
+type LimitRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The bucket (and, for a concurrency limit, the slot set) key. Required,
+	// at most 256 bytes, distinct within one Acquire.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// An inline limit. Exactly one of `limit` and `policy` is set.
+	Limit *RateLimit `protobuf:"bytes,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	// The name of a limit in the server configuration, instead of `limit`.
+	Policy string `protobuf:"bytes,3,opt,name=policy,proto3" json:"policy,omitempty"`
+	// Tokens this call takes of the rate limit. 0 means 1. Must not exceed
+	// the limit's burst. A concurrency slot is one whatever the cost.
+	Cost          int64 `protobuf:"varint,4,opt,name=cost,proto3" json:"cost,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LimitRequest) Reset() {
+	*x = LimitRequest{}
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LimitRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LimitRequest) ProtoMessage() {}
+
+func (x *LimitRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LimitRequest.ProtoReflect.Descriptor instead.
+func (*LimitRequest) Descriptor() ([]byte, []int) {
+	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *LimitRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *LimitRequest) GetLimit() *RateLimit {
+	if x != nil {
+		return x.Limit
+	}
+	return nil
+}
+
+func (x *LimitRequest) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+func (x *LimitRequest) GetCost() int64 {
+	if x != nil {
+		return x.Cost
+	}
+	return 0
+}
+
+// LimitDecision is one limit's answer within an Acquire ("why was I
+// limited").
+type LimitDecision struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The limit's key, as in the request.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// Whether this limit, alone, admits the call now. A limit can admit while
+	// the call is refused by another: it was then not charged.
+	Allowed bool `protobuf:"varint,2,opt,name=allowed,proto3" json:"allowed,omitempty"`
+	// RATE_LIMITED, UPSTREAM_THROTTLED or CONCURRENCY_LIMITED when this
+	// limit refuses; ALLOWED when it admits.
+	Reason AcquireReason `protobuf:"varint,3,opt,name=reason,proto3,enum=topdeck.resilience.v1.AcquireReason" json:"reason,omitempty"`
+	// Whole tokens left in the bucket after this decision (a refused call
+	// took none); 0 for a concurrency limit alone.
+	Remaining int64 `protobuf:"varint,4,opt,name=remaining,proto3" json:"remaining,omitempty"`
+	// When this limit refuses: how long until it would admit the call.
+	RetryAfter *durationpb.Duration `protobuf:"bytes,5,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
+	// How long until the bucket is full again.
+	ResetAfter *durationpb.Duration `protobuf:"bytes,6,opt,name=reset_after,json=resetAfter,proto3" json:"reset_after,omitempty"`
+	// Concurrency limits: the slots held on the key after this decision.
+	InFlight int64 `protobuf:"varint,7,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
+	// The limit is in shadow mode (server configuration): its refusal is
+	// metered and logged but not enforced, and the call's answer ignores it.
+	Shadow        bool `protobuf:"varint,8,opt,name=shadow,proto3" json:"shadow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LimitDecision) Reset() {
+	*x = LimitDecision{}
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LimitDecision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LimitDecision) ProtoMessage() {}
+
+func (x *LimitDecision) ProtoReflect() protoreflect.Message {
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LimitDecision.ProtoReflect.Descriptor instead.
+func (*LimitDecision) Descriptor() ([]byte, []int) {
+	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *LimitDecision) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *LimitDecision) GetAllowed() bool {
+	if x != nil {
+		return x.Allowed
+	}
+	return false
+}
+
+func (x *LimitDecision) GetReason() AcquireReason {
+	if x != nil {
+		return x.Reason
+	}
+	return AcquireReason_ACQUIRE_REASON_UNSPECIFIED
+}
+
+func (x *LimitDecision) GetRemaining() int64 {
+	if x != nil {
+		return x.Remaining
+	}
+	return 0
+}
+
+func (x *LimitDecision) GetRetryAfter() *durationpb.Duration {
+	if x != nil {
+		return x.RetryAfter
+	}
+	return nil
+}
+
+func (x *LimitDecision) GetResetAfter() *durationpb.Duration {
+	if x != nil {
+		return x.ResetAfter
+	}
+	return nil
+}
+
+func (x *LimitDecision) GetInFlight() int64 {
+	if x != nil {
+		return x.InFlight
+	}
+	return 0
+}
+
+func (x *LimitDecision) GetShadow() bool {
+	if x != nil {
+		return x.Shadow
+	}
+	return false
+}
+
 // AcquireResponse is the decision for one call.
 type AcquireResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -394,13 +652,26 @@ type AcquireResponse struct {
 	// ReportOutcome so that outcomes of calls admitted before a state change
 	// are ignored.
 	BreakerGeneration uint64 `protobuf:"varint,10,opt,name=breaker_generation,json=breakerGeneration,proto3" json:"breaker_generation,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Every limit's own answer, in order: `key` first when set, then
+	// `limits`. Set for every Acquire that names a limit.
+	Limits []*LimitDecision `protobuf:"bytes,11,rep,name=limits,proto3" json:"limits,omitempty"`
+	// When refused by a limit: the key of the limit that refused with the
+	// longest retry_after (the one to read first in `limits`).
+	LimitedBy string `protobuf:"bytes,12,opt,name=limited_by,json=limitedBy,proto3" json:"limited_by,omitempty"`
+	// Set when the admitted call took concurrency slots: pass it to Release
+	// (or ReportOutcome.slot_token) when the call ends. Opaque, at most 4 KiB.
+	SlotToken string `protobuf:"bytes,13,opt,name=slot_token,json=slotToken,proto3" json:"slot_token,omitempty"`
+	// What a policy in shadow mode would have answered when it would have
+	// refused the call (RATE_LIMITED, CIRCUIT_OPEN, ...), UNSPECIFIED
+	// otherwise. Shadow policies are never enforced: `allowed` ignores them.
+	ShadowReason  AcquireReason `protobuf:"varint,14,opt,name=shadow_reason,json=shadowReason,proto3,enum=topdeck.resilience.v1.AcquireReason" json:"shadow_reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AcquireResponse) Reset() {
 	*x = AcquireResponse{}
-	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[2]
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -412,7 +683,7 @@ func (x *AcquireResponse) String() string {
 func (*AcquireResponse) ProtoMessage() {}
 
 func (x *AcquireResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[2]
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -425,7 +696,7 @@ func (x *AcquireResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireResponse.ProtoReflect.Descriptor instead.
 func (*AcquireResponse) Descriptor() ([]byte, []int) {
-	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{2}
+	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AcquireResponse) GetAllowed() bool {
@@ -498,12 +769,43 @@ func (x *AcquireResponse) GetBreakerGeneration() uint64 {
 	return 0
 }
 
-// ReportOutcomeRequest records the outcome of a call admitted through a breaker.
+func (x *AcquireResponse) GetLimits() []*LimitDecision {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
+func (x *AcquireResponse) GetLimitedBy() string {
+	if x != nil {
+		return x.LimitedBy
+	}
+	return ""
+}
+
+func (x *AcquireResponse) GetSlotToken() string {
+	if x != nil {
+		return x.SlotToken
+	}
+	return ""
+}
+
+func (x *AcquireResponse) GetShadowReason() AcquireReason {
+	if x != nil {
+		return x.ShadowReason
+	}
+	return AcquireReason_ACQUIRE_REASON_UNSPECIFIED
+}
+
+// ReportOutcomeRequest records the outcome of a call admitted through a
+// breaker, gives back its concurrency slots and passes on what the upstream
+// said, in one call (each part optional, at least one present).
 type ReportOutcomeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The breaker the call went through. Required, at most 256 bytes.
+	// The breaker the call went through. Required unless slot_token or
+	// upstream is set, at most 256 bytes.
 	Breaker string `protobuf:"bytes,1,opt,name=breaker,proto3" json:"breaker,omitempty"`
-	// What happened. Required.
+	// What happened. Required with breaker, ignored without.
 	Outcome Outcome `protobuf:"varint,2,opt,name=outcome,proto3,enum=topdeck.resilience.v1.Outcome" json:"outcome,omitempty"`
 	// How long the upstream call took (informational). Must not be negative.
 	Latency *durationpb.Duration `protobuf:"bytes,3,opt,name=latency,proto3" json:"latency,omitempty"`
@@ -512,13 +814,18 @@ type ReportOutcomeRequest struct {
 	// The breaker_generation from AcquireResponse. 0 means unknown: the outcome
 	// counts against the current generation.
 	BreakerGeneration uint64 `protobuf:"varint,5,opt,name=breaker_generation,json=breakerGeneration,proto3" json:"breaker_generation,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The slot_token of AcquireResponse: its slots are released (as by
+	// Release).
+	SlotToken string `protobuf:"bytes,6,opt,name=slot_token,json=slotToken,proto3" json:"slot_token,omitempty"`
+	// What the upstream answered (as by ReportUpstream), at most 8 entries.
+	Upstream      []*UpstreamFeedback `protobuf:"bytes,7,rep,name=upstream,proto3" json:"upstream,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReportOutcomeRequest) Reset() {
 	*x = ReportOutcomeRequest{}
-	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[3]
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -530,7 +837,7 @@ func (x *ReportOutcomeRequest) String() string {
 func (*ReportOutcomeRequest) ProtoMessage() {}
 
 func (x *ReportOutcomeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[3]
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -543,7 +850,7 @@ func (x *ReportOutcomeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportOutcomeRequest.ProtoReflect.Descriptor instead.
 func (*ReportOutcomeRequest) Descriptor() ([]byte, []int) {
-	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{3}
+	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ReportOutcomeRequest) GetBreaker() string {
@@ -581,6 +888,20 @@ func (x *ReportOutcomeRequest) GetBreakerGeneration() uint64 {
 	return 0
 }
 
+func (x *ReportOutcomeRequest) GetSlotToken() string {
+	if x != nil {
+		return x.SlotToken
+	}
+	return ""
+}
+
+func (x *ReportOutcomeRequest) GetUpstream() []*UpstreamFeedback {
+	if x != nil {
+		return x.Upstream
+	}
+	return nil
+}
+
 // ReportOutcomeResponse gives the breaker's state after the outcome.
 type ReportOutcomeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -590,14 +911,18 @@ type ReportOutcomeResponse struct {
 	// its permit had already been reported or reclaimed.
 	Ignored bool `protobuf:"varint,2,opt,name=ignored,proto3" json:"ignored,omitempty"`
 	// True when recorded without the shared store (this replica only).
-	Degraded      bool `protobuf:"varint,3,opt,name=degraded,proto3" json:"degraded,omitempty"`
+	Degraded bool `protobuf:"varint,3,opt,name=degraded,proto3" json:"degraded,omitempty"`
+	// Slots released by slot_token (0 when already released or expired).
+	Released int64 `protobuf:"varint,4,opt,name=released,proto3" json:"released,omitempty"`
+	// One result per upstream entry, in order.
+	Upstream      []*UpstreamResult `protobuf:"bytes,5,rep,name=upstream,proto3" json:"upstream,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReportOutcomeResponse) Reset() {
 	*x = ReportOutcomeResponse{}
-	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[4]
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -609,7 +934,7 @@ func (x *ReportOutcomeResponse) String() string {
 func (*ReportOutcomeResponse) ProtoMessage() {}
 
 func (x *ReportOutcomeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[4]
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -622,7 +947,7 @@ func (x *ReportOutcomeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportOutcomeResponse.ProtoReflect.Descriptor instead.
 func (*ReportOutcomeResponse) Descriptor() ([]byte, []int) {
-	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{4}
+	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ReportOutcomeResponse) GetState() CircuitState {
@@ -644,6 +969,402 @@ func (x *ReportOutcomeResponse) GetDegraded() bool {
 		return x.Degraded
 	}
 	return false
+}
+
+func (x *ReportOutcomeResponse) GetReleased() int64 {
+	if x != nil {
+		return x.Released
+	}
+	return 0
+}
+
+func (x *ReportOutcomeResponse) GetUpstream() []*UpstreamResult {
+	if x != nil {
+		return x.Upstream
+	}
+	return nil
+}
+
+// ReleaseRequest gives back the slots of one admitted call.
+type ReleaseRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// AcquireResponse.slot_token. Required.
+	SlotToken     string `protobuf:"bytes,1,opt,name=slot_token,json=slotToken,proto3" json:"slot_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseRequest) Reset() {
+	*x = ReleaseRequest{}
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseRequest) ProtoMessage() {}
+
+func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseRequest) Descriptor() ([]byte, []int) {
+	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ReleaseRequest) GetSlotToken() string {
+	if x != nil {
+		return x.SlotToken
+	}
+	return ""
+}
+
+// ReleaseResponse says what was given back.
+type ReleaseResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Slots released: 0 when they were released already or their lease ended.
+	Released int64 `protobuf:"varint,1,opt,name=released,proto3" json:"released,omitempty"`
+	// True when released in this replica's local store (the token came from a
+	// degraded answer).
+	Degraded      bool `protobuf:"varint,2,opt,name=degraded,proto3" json:"degraded,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseResponse) Reset() {
+	*x = ReleaseResponse{}
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseResponse) ProtoMessage() {}
+
+func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
+func (*ReleaseResponse) Descriptor() ([]byte, []int) {
+	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ReleaseResponse) GetReleased() int64 {
+	if x != nil {
+		return x.Released
+	}
+	return 0
+}
+
+func (x *ReleaseResponse) GetDegraded() bool {
+	if x != nil {
+		return x.Degraded
+	}
+	return false
+}
+
+// UpstreamFeedback is what an upstream answered to a call made under the
+// limit `key`. Every duration is counted from when the service receives
+// it. The service only ever becomes stricter: a pause is never shortened by
+// a later report, and remaining only lowers the bucket's tokens.
+type UpstreamFeedback struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The limit key the call was admitted under (as in Acquire). Required.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// The upstream's retry time: Retry-After (seconds, or an HTTP date minus
+	// now), gRPC RetryInfo.retry_delay, or X-RateLimit-Reset when remaining
+	// is 0. The key is paused until then, fleet-wide: every Acquire naming it
+	// is refused with ACQUIRE_REASON_UPSTREAM_THROTTLED and the pause's
+	// remaining time as retry_after. At most 15 minutes (a longer one is
+	// clamped, see UpstreamResult.clamped). Unset or 0: no pause.
+	RetryAfter *durationpb.Duration `protobuf:"bytes,2,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
+	// The upstream's remaining quota (X-RateLimit-Remaining): the bucket is
+	// left with at most this many tokens. Needs `limit` or `policy` (the
+	// bucket's limit). Unset: unknown. 0 with reset_after set pauses the key
+	// until reset_after, as retry_after would.
+	Remaining *int64 `protobuf:"varint,3,opt,name=remaining,proto3,oneof" json:"remaining,omitempty"`
+	// When the upstream's quota is reset (X-RateLimit-Reset minus now), used
+	// with remaining 0. Unset: unknown.
+	ResetAfter *durationpb.Duration `protobuf:"bytes,4,opt,name=reset_after,json=resetAfter,proto3" json:"reset_after,omitempty"`
+	// The limit of `key`, inline, for `remaining` (as in Acquire).
+	Limit *RateLimit `protobuf:"bytes,5,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Or the name of a configured limit.
+	Policy        string `protobuf:"bytes,6,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpstreamFeedback) Reset() {
+	*x = UpstreamFeedback{}
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpstreamFeedback) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpstreamFeedback) ProtoMessage() {}
+
+func (x *UpstreamFeedback) ProtoReflect() protoreflect.Message {
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpstreamFeedback.ProtoReflect.Descriptor instead.
+func (*UpstreamFeedback) Descriptor() ([]byte, []int) {
+	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *UpstreamFeedback) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *UpstreamFeedback) GetRetryAfter() *durationpb.Duration {
+	if x != nil {
+		return x.RetryAfter
+	}
+	return nil
+}
+
+func (x *UpstreamFeedback) GetRemaining() int64 {
+	if x != nil && x.Remaining != nil {
+		return *x.Remaining
+	}
+	return 0
+}
+
+func (x *UpstreamFeedback) GetResetAfter() *durationpb.Duration {
+	if x != nil {
+		return x.ResetAfter
+	}
+	return nil
+}
+
+func (x *UpstreamFeedback) GetLimit() *RateLimit {
+	if x != nil {
+		return x.Limit
+	}
+	return nil
+}
+
+func (x *UpstreamFeedback) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+// UpstreamResult is what the service did with one UpstreamFeedback.
+type UpstreamResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key, as reported.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// How long the key is paused from now (0: not paused). Longer than the
+	// reported time when an earlier report paused it for longer.
+	PausedFor *durationpb.Duration `protobuf:"bytes,2,opt,name=paused_for,json=pausedFor,proto3" json:"paused_for,omitempty"`
+	// True when the reported time exceeded the maximum pause (15 minutes)
+	// and was cut to it.
+	Clamped bool `protobuf:"varint,3,opt,name=clamped,proto3" json:"clamped,omitempty"`
+	// Whole tokens left in the bucket after remaining was applied (only
+	// when remaining was given).
+	Remaining int64 `protobuf:"varint,4,opt,name=remaining,proto3" json:"remaining,omitempty"`
+	// True when recorded without the shared store (this replica only).
+	Degraded      bool `protobuf:"varint,5,opt,name=degraded,proto3" json:"degraded,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpstreamResult) Reset() {
+	*x = UpstreamResult{}
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpstreamResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpstreamResult) ProtoMessage() {}
+
+func (x *UpstreamResult) ProtoReflect() protoreflect.Message {
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpstreamResult.ProtoReflect.Descriptor instead.
+func (*UpstreamResult) Descriptor() ([]byte, []int) {
+	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *UpstreamResult) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *UpstreamResult) GetPausedFor() *durationpb.Duration {
+	if x != nil {
+		return x.PausedFor
+	}
+	return nil
+}
+
+func (x *UpstreamResult) GetClamped() bool {
+	if x != nil {
+		return x.Clamped
+	}
+	return false
+}
+
+func (x *UpstreamResult) GetRemaining() int64 {
+	if x != nil {
+		return x.Remaining
+	}
+	return 0
+}
+
+func (x *UpstreamResult) GetDegraded() bool {
+	if x != nil {
+		return x.Degraded
+	}
+	return false
+}
+
+// ReportUpstreamRequest carries what upstreams answered.
+type ReportUpstreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most 8 entries, keys distinct.
+	Feedback      []*UpstreamFeedback `protobuf:"bytes,1,rep,name=feedback,proto3" json:"feedback,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportUpstreamRequest) Reset() {
+	*x = ReportUpstreamRequest{}
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportUpstreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportUpstreamRequest) ProtoMessage() {}
+
+func (x *ReportUpstreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportUpstreamRequest.ProtoReflect.Descriptor instead.
+func (*ReportUpstreamRequest) Descriptor() ([]byte, []int) {
+	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ReportUpstreamRequest) GetFeedback() []*UpstreamFeedback {
+	if x != nil {
+		return x.Feedback
+	}
+	return nil
+}
+
+// ReportUpstreamResponse has one result per feedback entry, in order.
+type ReportUpstreamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The results.
+	Results       []*UpstreamResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportUpstreamResponse) Reset() {
+	*x = ReportUpstreamResponse{}
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportUpstreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportUpstreamResponse) ProtoMessage() {}
+
+func (x *ReportUpstreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportUpstreamResponse.ProtoReflect.Descriptor instead.
+func (*ReportUpstreamResponse) Descriptor() ([]byte, []int) {
+	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ReportUpstreamResponse) GetResults() []*UpstreamResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
 }
 
 // BreakerPolicy is the policy in force for a breaker.
@@ -675,7 +1396,7 @@ type BreakerPolicy struct {
 
 func (x *BreakerPolicy) Reset() {
 	*x = BreakerPolicy{}
-	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[5]
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -687,7 +1408,7 @@ func (x *BreakerPolicy) String() string {
 func (*BreakerPolicy) ProtoMessage() {}
 
 func (x *BreakerPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[5]
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -700,7 +1421,7 @@ func (x *BreakerPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreakerPolicy.ProtoReflect.Descriptor instead.
 func (*BreakerPolicy) Descriptor() ([]byte, []int) {
-	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{5}
+	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *BreakerPolicy) GetFailureThreshold() int64 {
@@ -804,7 +1525,7 @@ type BreakerStatus struct {
 
 func (x *BreakerStatus) Reset() {
 	*x = BreakerStatus{}
-	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[6]
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -816,7 +1537,7 @@ func (x *BreakerStatus) String() string {
 func (*BreakerStatus) ProtoMessage() {}
 
 func (x *BreakerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[6]
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -829,7 +1550,7 @@ func (x *BreakerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreakerStatus.ProtoReflect.Descriptor instead.
 func (*BreakerStatus) Descriptor() ([]byte, []int) {
-	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{6}
+	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *BreakerStatus) GetName() string {
@@ -920,7 +1641,7 @@ type BreakerStateRequest struct {
 
 func (x *BreakerStateRequest) Reset() {
 	*x = BreakerStateRequest{}
-	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[7]
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +1653,7 @@ func (x *BreakerStateRequest) String() string {
 func (*BreakerStateRequest) ProtoMessage() {}
 
 func (x *BreakerStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[7]
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1666,7 @@ func (x *BreakerStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreakerStateRequest.ProtoReflect.Descriptor instead.
 func (*BreakerStateRequest) Descriptor() ([]byte, []int) {
-	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{7}
+	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *BreakerStateRequest) GetBreaker() string {
@@ -966,7 +1687,7 @@ type BreakerStateResponse struct {
 
 func (x *BreakerStateResponse) Reset() {
 	*x = BreakerStateResponse{}
-	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[8]
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -978,7 +1699,7 @@ func (x *BreakerStateResponse) String() string {
 func (*BreakerStateResponse) ProtoMessage() {}
 
 func (x *BreakerStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[8]
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -991,7 +1712,7 @@ func (x *BreakerStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreakerStateResponse.ProtoReflect.Descriptor instead.
 func (*BreakerStateResponse) Descriptor() ([]byte, []int) {
-	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{8}
+	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *BreakerStateResponse) GetStatus() *BreakerStatus {
@@ -1016,7 +1737,7 @@ type ListBreakersRequest struct {
 
 func (x *ListBreakersRequest) Reset() {
 	*x = ListBreakersRequest{}
-	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[9]
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1028,7 +1749,7 @@ func (x *ListBreakersRequest) String() string {
 func (*ListBreakersRequest) ProtoMessage() {}
 
 func (x *ListBreakersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[9]
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1041,7 +1762,7 @@ func (x *ListBreakersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBreakersRequest.ProtoReflect.Descriptor instead.
 func (*ListBreakersRequest) Descriptor() ([]byte, []int) {
-	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{9}
+	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListBreakersRequest) GetPrefix() string {
@@ -1078,7 +1799,7 @@ type ListBreakersResponse struct {
 
 func (x *ListBreakersResponse) Reset() {
 	*x = ListBreakersResponse{}
-	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[10]
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1090,7 +1811,7 @@ func (x *ListBreakersResponse) String() string {
 func (*ListBreakersResponse) ProtoMessage() {}
 
 func (x *ListBreakersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[10]
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1103,7 +1824,7 @@ func (x *ListBreakersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBreakersResponse.ProtoReflect.Descriptor instead.
 func (*ListBreakersResponse) Descriptor() ([]byte, []int) {
-	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{10}
+	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListBreakersResponse) GetBreakers() []*BreakerStatus {
@@ -1131,7 +1852,7 @@ type WatchBreakersRequest struct {
 
 func (x *WatchBreakersRequest) Reset() {
 	*x = WatchBreakersRequest{}
-	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[11]
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1143,7 +1864,7 @@ func (x *WatchBreakersRequest) String() string {
 func (*WatchBreakersRequest) ProtoMessage() {}
 
 func (x *WatchBreakersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[11]
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1156,7 +1877,7 @@ func (x *WatchBreakersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchBreakersRequest.ProtoReflect.Descriptor instead.
 func (*WatchBreakersRequest) Descriptor() ([]byte, []int) {
-	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{11}
+	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WatchBreakersRequest) GetPrefix() string {
@@ -1177,7 +1898,7 @@ type WatchBreakersResponse struct {
 
 func (x *WatchBreakersResponse) Reset() {
 	*x = WatchBreakersResponse{}
-	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[12]
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1189,7 +1910,7 @@ func (x *WatchBreakersResponse) String() string {
 func (*WatchBreakersResponse) ProtoMessage() {}
 
 func (x *WatchBreakersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[12]
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1202,7 +1923,7 @@ func (x *WatchBreakersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchBreakersResponse.ProtoReflect.Descriptor instead.
 func (*WatchBreakersResponse) Descriptor() ([]byte, []int) {
-	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{12}
+	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WatchBreakersResponse) GetEvent() *BreakerEvent {
@@ -1234,7 +1955,7 @@ type BreakerEvent struct {
 
 func (x *BreakerEvent) Reset() {
 	*x = BreakerEvent{}
-	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[13]
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1246,7 +1967,7 @@ func (x *BreakerEvent) String() string {
 func (*BreakerEvent) ProtoMessage() {}
 
 func (x *BreakerEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[13]
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1259,7 +1980,7 @@ func (x *BreakerEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreakerEvent.ProtoReflect.Descriptor instead.
 func (*BreakerEvent) Descriptor() ([]byte, []int) {
-	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{13}
+	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *BreakerEvent) GetBreaker() string {
@@ -1317,7 +2038,7 @@ type ResetBreakerRequest struct {
 
 func (x *ResetBreakerRequest) Reset() {
 	*x = ResetBreakerRequest{}
-	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[14]
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1329,7 +2050,7 @@ func (x *ResetBreakerRequest) String() string {
 func (*ResetBreakerRequest) ProtoMessage() {}
 
 func (x *ResetBreakerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[14]
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1342,7 +2063,7 @@ func (x *ResetBreakerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetBreakerRequest.ProtoReflect.Descriptor instead.
 func (*ResetBreakerRequest) Descriptor() ([]byte, []int) {
-	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{14}
+	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ResetBreakerRequest) GetBreaker() string {
@@ -1370,7 +2091,7 @@ type ResetBreakerResponse struct {
 
 func (x *ResetBreakerResponse) Reset() {
 	*x = ResetBreakerResponse{}
-	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[15]
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1382,7 +2103,7 @@ func (x *ResetBreakerResponse) String() string {
 func (*ResetBreakerResponse) ProtoMessage() {}
 
 func (x *ResetBreakerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[15]
+	mi := &file_topdeck_resilience_v1_resilience_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1395,7 +2116,7 @@ func (x *ResetBreakerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetBreakerResponse.ProtoReflect.Descriptor instead.
 func (*ResetBreakerResponse) Descriptor() ([]byte, []int) {
-	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{15}
+	return file_topdeck_resilience_v1_resilience_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ResetBreakerResponse) GetStatus() *BreakerStatus {
@@ -1409,12 +2130,14 @@ var File_topdeck_resilience_v1_resilience_proto protoreflect.FileDescriptor
 
 const file_topdeck_resilience_v1_resilience_proto_rawDesc = "" +
 	"\n" +
-	"&topdeck/resilience/v1/resilience.proto\x12\x15topdeck.resilience.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"z\n" +
+	"&topdeck/resilience/v1/resilience.proto\x12\x15topdeck.resilience.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe1\x01\n" +
 	"\tRateLimit\x12\x1b\n" +
 	"\tmax_calls\x18\x01 \x01(\x03R\bmaxCalls\x12:\n" +
 	"\vtime_window\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"timeWindow\x12\x14\n" +
-	"\x05burst\x18\x03 \x01(\x03R\x05burst\"\xef\x01\n" +
+	"\x05burst\x18\x03 \x01(\x03R\x05burst\x12\"\n" +
+	"\rmax_in_flight\x18\x04 \x01(\x03R\vmaxInFlight\x12A\n" +
+	"\x0fin_flight_lease\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\rinFlightLease\"\xac\x02\n" +
 	"\x0eAcquireRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x126\n" +
 	"\x05limit\x18\x02 \x01(\v2 .topdeck.resilience.v1.RateLimitR\x05limit\x12\x16\n" +
@@ -1422,7 +2145,24 @@ const file_topdeck_resilience_v1_resilience_proto_rawDesc = "" +
 	"\x04cost\x18\x04 \x01(\x03R\x04cost\x124\n" +
 	"\bmax_wait\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\amaxWait\x12\x18\n" +
 	"\abreaker\x18\x06 \x01(\tR\abreaker\x12\x17\n" +
-	"\adry_run\x18\a \x01(\bR\x06dryRun\"\xe4\x03\n" +
+	"\adry_run\x18\a \x01(\bR\x06dryRun\x12;\n" +
+	"\x06limits\x18\b \x03(\v2#.topdeck.resilience.v1.LimitRequestR\x06limits\"\x84\x01\n" +
+	"\fLimitRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x126\n" +
+	"\x05limit\x18\x02 \x01(\v2 .topdeck.resilience.v1.RateLimitR\x05limit\x12\x16\n" +
+	"\x06policy\x18\x03 \x01(\tR\x06policy\x12\x12\n" +
+	"\x04cost\x18\x04 \x01(\x03R\x04cost\"\xc4\x02\n" +
+	"\rLimitDecision\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
+	"\aallowed\x18\x02 \x01(\bR\aallowed\x12<\n" +
+	"\x06reason\x18\x03 \x01(\x0e2$.topdeck.resilience.v1.AcquireReasonR\x06reason\x12\x1c\n" +
+	"\tremaining\x18\x04 \x01(\x03R\tremaining\x12:\n" +
+	"\vretry_after\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"retryAfter\x12:\n" +
+	"\vreset_after\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"resetAfter\x12\x1b\n" +
+	"\tin_flight\x18\a \x01(\x03R\binFlight\x12\x16\n" +
+	"\x06shadow\x18\b \x01(\bR\x06shadow\"\xab\x05\n" +
 	"\x0fAcquireResponse\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12<\n" +
 	"\x06reason\x18\x02 \x01(\x0e2$.topdeck.resilience.v1.AcquireReasonR\x06reason\x12\x1c\n" +
@@ -1436,17 +2176,56 @@ const file_topdeck_resilience_v1_resilience_proto_rawDesc = "" +
 	"\bdegraded\x18\b \x01(\bR\bdegraded\x121\n" +
 	"\x06waited\x18\t \x01(\v2\x19.google.protobuf.DurationR\x06waited\x12-\n" +
 	"\x12breaker_generation\x18\n" +
-	" \x01(\x04R\x11breakerGeneration\"\xeb\x01\n" +
+	" \x01(\x04R\x11breakerGeneration\x12<\n" +
+	"\x06limits\x18\v \x03(\v2$.topdeck.resilience.v1.LimitDecisionR\x06limits\x12\x1d\n" +
+	"\n" +
+	"limited_by\x18\f \x01(\tR\tlimitedBy\x12\x1d\n" +
+	"\n" +
+	"slot_token\x18\r \x01(\tR\tslotToken\x12I\n" +
+	"\rshadow_reason\x18\x0e \x01(\x0e2$.topdeck.resilience.v1.AcquireReasonR\fshadowReason\"\xcf\x02\n" +
 	"\x14ReportOutcomeRequest\x12\x18\n" +
 	"\abreaker\x18\x01 \x01(\tR\abreaker\x128\n" +
 	"\aoutcome\x18\x02 \x01(\x0e2\x1e.topdeck.resilience.v1.OutcomeR\aoutcome\x123\n" +
 	"\alatency\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\alatency\x12\x1b\n" +
 	"\tpermit_id\x18\x04 \x01(\tR\bpermitId\x12-\n" +
-	"\x12breaker_generation\x18\x05 \x01(\x04R\x11breakerGeneration\"\x88\x01\n" +
+	"\x12breaker_generation\x18\x05 \x01(\x04R\x11breakerGeneration\x12\x1d\n" +
+	"\n" +
+	"slot_token\x18\x06 \x01(\tR\tslotToken\x12C\n" +
+	"\bupstream\x18\a \x03(\v2'.topdeck.resilience.v1.UpstreamFeedbackR\bupstream\"\xe7\x01\n" +
 	"\x15ReportOutcomeResponse\x129\n" +
 	"\x05state\x18\x01 \x01(\x0e2#.topdeck.resilience.v1.CircuitStateR\x05state\x12\x18\n" +
 	"\aignored\x18\x02 \x01(\bR\aignored\x12\x1a\n" +
-	"\bdegraded\x18\x03 \x01(\bR\bdegraded\"\xd4\x03\n" +
+	"\bdegraded\x18\x03 \x01(\bR\bdegraded\x12\x1a\n" +
+	"\breleased\x18\x04 \x01(\x03R\breleased\x12A\n" +
+	"\bupstream\x18\x05 \x03(\v2%.topdeck.resilience.v1.UpstreamResultR\bupstream\"/\n" +
+	"\x0eReleaseRequest\x12\x1d\n" +
+	"\n" +
+	"slot_token\x18\x01 \x01(\tR\tslotToken\"I\n" +
+	"\x0fReleaseResponse\x12\x1a\n" +
+	"\breleased\x18\x01 \x01(\x03R\breleased\x12\x1a\n" +
+	"\bdegraded\x18\x02 \x01(\bR\bdegraded\"\x9d\x02\n" +
+	"\x10UpstreamFeedback\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12:\n" +
+	"\vretry_after\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"retryAfter\x12!\n" +
+	"\tremaining\x18\x03 \x01(\x03H\x00R\tremaining\x88\x01\x01\x12:\n" +
+	"\vreset_after\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"resetAfter\x126\n" +
+	"\x05limit\x18\x05 \x01(\v2 .topdeck.resilience.v1.RateLimitR\x05limit\x12\x16\n" +
+	"\x06policy\x18\x06 \x01(\tR\x06policyB\f\n" +
+	"\n" +
+	"_remaining\"\xb0\x01\n" +
+	"\x0eUpstreamResult\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x128\n" +
+	"\n" +
+	"paused_for\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\tpausedFor\x12\x18\n" +
+	"\aclamped\x18\x03 \x01(\bR\aclamped\x12\x1c\n" +
+	"\tremaining\x18\x04 \x01(\x03R\tremaining\x12\x1a\n" +
+	"\bdegraded\x18\x05 \x01(\bR\bdegraded\"\\\n" +
+	"\x15ReportUpstreamRequest\x12C\n" +
+	"\bfeedback\x18\x01 \x03(\v2'.topdeck.resilience.v1.UpstreamFeedbackR\bfeedback\"Y\n" +
+	"\x16ReportUpstreamResponse\x12?\n" +
+	"\aresults\x18\x01 \x03(\v2%.topdeck.resilience.v1.UpstreamResultR\aresults\"\xd4\x03\n" +
 	"\rBreakerPolicy\x12+\n" +
 	"\x11failure_threshold\x18\x01 \x01(\x03R\x10failureThreshold\x12D\n" +
 	"\x10recovery_timeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x0frecoveryTimeout\x12-\n" +
@@ -1503,12 +2282,14 @@ const file_topdeck_resilience_v1_resilience_proto_rawDesc = "" +
 	"\abreaker\x18\x01 \x01(\tR\abreaker\x129\n" +
 	"\x05state\x18\x02 \x01(\x0e2#.topdeck.resilience.v1.CircuitStateR\x05state\"T\n" +
 	"\x14ResetBreakerResponse\x12<\n" +
-	"\x06status\x18\x01 \x01(\v2$.topdeck.resilience.v1.BreakerStatusR\x06status*\x8d\x01\n" +
+	"\x06status\x18\x01 \x01(\v2$.topdeck.resilience.v1.BreakerStatusR\x06status*\xdc\x01\n" +
 	"\rAcquireReason\x12\x1e\n" +
 	"\x1aACQUIRE_REASON_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16ACQUIRE_REASON_ALLOWED\x10\x01\x12\x1f\n" +
 	"\x1bACQUIRE_REASON_RATE_LIMITED\x10\x02\x12\x1f\n" +
-	"\x1bACQUIRE_REASON_CIRCUIT_OPEN\x10\x03*|\n" +
+	"\x1bACQUIRE_REASON_CIRCUIT_OPEN\x10\x03\x12%\n" +
+	"!ACQUIRE_REASON_UPSTREAM_THROTTLED\x10\x04\x12&\n" +
+	"\"ACQUIRE_REASON_CONCURRENCY_LIMITED\x10\x05*|\n" +
 	"\fCircuitState\x12\x1d\n" +
 	"\x19CIRCUIT_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14CIRCUIT_STATE_CLOSED\x10\x01\x12\x16\n" +
@@ -1517,14 +2298,16 @@ const file_topdeck_resilience_v1_resilience_proto_rawDesc = "" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fOUTCOME_SUCCESS\x10\x01\x12\x13\n" +
-	"\x0fOUTCOME_FAILURE\x10\x022\x82\x05\n" +
+	"\x0fOUTCOME_FAILURE\x10\x022\xcb\x06\n" +
 	"\x11ResilienceService\x12X\n" +
 	"\aAcquire\x12%.topdeck.resilience.v1.AcquireRequest\x1a&.topdeck.resilience.v1.AcquireResponse\x12j\n" +
 	"\rReportOutcome\x12+.topdeck.resilience.v1.ReportOutcomeRequest\x1a,.topdeck.resilience.v1.ReportOutcomeResponse\x12g\n" +
 	"\fBreakerState\x12*.topdeck.resilience.v1.BreakerStateRequest\x1a+.topdeck.resilience.v1.BreakerStateResponse\x12g\n" +
 	"\fListBreakers\x12*.topdeck.resilience.v1.ListBreakersRequest\x1a+.topdeck.resilience.v1.ListBreakersResponse\x12l\n" +
 	"\rWatchBreakers\x12+.topdeck.resilience.v1.WatchBreakersRequest\x1a,.topdeck.resilience.v1.WatchBreakersResponse0\x01\x12g\n" +
-	"\fResetBreaker\x12*.topdeck.resilience.v1.ResetBreakerRequest\x1a+.topdeck.resilience.v1.ResetBreakerResponseBFZDgithub.com/topdeck/resilience/gen/topdeck/resilience/v1;resiliencev1b\x06proto3"
+	"\fResetBreaker\x12*.topdeck.resilience.v1.ResetBreakerRequest\x1a+.topdeck.resilience.v1.ResetBreakerResponse\x12X\n" +
+	"\aRelease\x12%.topdeck.resilience.v1.ReleaseRequest\x1a&.topdeck.resilience.v1.ReleaseResponse\x12m\n" +
+	"\x0eReportUpstream\x12,.topdeck.resilience.v1.ReportUpstreamRequest\x1a-.topdeck.resilience.v1.ReportUpstreamResponseBFZDgithub.com/topdeck/resilience/gen/topdeck/resilience/v1;resiliencev1b\x06proto3"
 
 var (
 	file_topdeck_resilience_v1_resilience_proto_rawDescOnce sync.Once
@@ -1539,74 +2322,102 @@ func file_topdeck_resilience_v1_resilience_proto_rawDescGZIP() []byte {
 }
 
 var file_topdeck_resilience_v1_resilience_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_topdeck_resilience_v1_resilience_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_topdeck_resilience_v1_resilience_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_topdeck_resilience_v1_resilience_proto_goTypes = []any{
-	(AcquireReason)(0),            // 0: topdeck.resilience.v1.AcquireReason
-	(CircuitState)(0),             // 1: topdeck.resilience.v1.CircuitState
-	(Outcome)(0),                  // 2: topdeck.resilience.v1.Outcome
-	(*RateLimit)(nil),             // 3: topdeck.resilience.v1.RateLimit
-	(*AcquireRequest)(nil),        // 4: topdeck.resilience.v1.AcquireRequest
-	(*AcquireResponse)(nil),       // 5: topdeck.resilience.v1.AcquireResponse
-	(*ReportOutcomeRequest)(nil),  // 6: topdeck.resilience.v1.ReportOutcomeRequest
-	(*ReportOutcomeResponse)(nil), // 7: topdeck.resilience.v1.ReportOutcomeResponse
-	(*BreakerPolicy)(nil),         // 8: topdeck.resilience.v1.BreakerPolicy
-	(*BreakerStatus)(nil),         // 9: topdeck.resilience.v1.BreakerStatus
-	(*BreakerStateRequest)(nil),   // 10: topdeck.resilience.v1.BreakerStateRequest
-	(*BreakerStateResponse)(nil),  // 11: topdeck.resilience.v1.BreakerStateResponse
-	(*ListBreakersRequest)(nil),   // 12: topdeck.resilience.v1.ListBreakersRequest
-	(*ListBreakersResponse)(nil),  // 13: topdeck.resilience.v1.ListBreakersResponse
-	(*WatchBreakersRequest)(nil),  // 14: topdeck.resilience.v1.WatchBreakersRequest
-	(*WatchBreakersResponse)(nil), // 15: topdeck.resilience.v1.WatchBreakersResponse
-	(*BreakerEvent)(nil),          // 16: topdeck.resilience.v1.BreakerEvent
-	(*ResetBreakerRequest)(nil),   // 17: topdeck.resilience.v1.ResetBreakerRequest
-	(*ResetBreakerResponse)(nil),  // 18: topdeck.resilience.v1.ResetBreakerResponse
-	(*durationpb.Duration)(nil),   // 19: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(AcquireReason)(0),             // 0: topdeck.resilience.v1.AcquireReason
+	(CircuitState)(0),              // 1: topdeck.resilience.v1.CircuitState
+	(Outcome)(0),                   // 2: topdeck.resilience.v1.Outcome
+	(*RateLimit)(nil),              // 3: topdeck.resilience.v1.RateLimit
+	(*AcquireRequest)(nil),         // 4: topdeck.resilience.v1.AcquireRequest
+	(*LimitRequest)(nil),           // 5: topdeck.resilience.v1.LimitRequest
+	(*LimitDecision)(nil),          // 6: topdeck.resilience.v1.LimitDecision
+	(*AcquireResponse)(nil),        // 7: topdeck.resilience.v1.AcquireResponse
+	(*ReportOutcomeRequest)(nil),   // 8: topdeck.resilience.v1.ReportOutcomeRequest
+	(*ReportOutcomeResponse)(nil),  // 9: topdeck.resilience.v1.ReportOutcomeResponse
+	(*ReleaseRequest)(nil),         // 10: topdeck.resilience.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),        // 11: topdeck.resilience.v1.ReleaseResponse
+	(*UpstreamFeedback)(nil),       // 12: topdeck.resilience.v1.UpstreamFeedback
+	(*UpstreamResult)(nil),         // 13: topdeck.resilience.v1.UpstreamResult
+	(*ReportUpstreamRequest)(nil),  // 14: topdeck.resilience.v1.ReportUpstreamRequest
+	(*ReportUpstreamResponse)(nil), // 15: topdeck.resilience.v1.ReportUpstreamResponse
+	(*BreakerPolicy)(nil),          // 16: topdeck.resilience.v1.BreakerPolicy
+	(*BreakerStatus)(nil),          // 17: topdeck.resilience.v1.BreakerStatus
+	(*BreakerStateRequest)(nil),    // 18: topdeck.resilience.v1.BreakerStateRequest
+	(*BreakerStateResponse)(nil),   // 19: topdeck.resilience.v1.BreakerStateResponse
+	(*ListBreakersRequest)(nil),    // 20: topdeck.resilience.v1.ListBreakersRequest
+	(*ListBreakersResponse)(nil),   // 21: topdeck.resilience.v1.ListBreakersResponse
+	(*WatchBreakersRequest)(nil),   // 22: topdeck.resilience.v1.WatchBreakersRequest
+	(*WatchBreakersResponse)(nil),  // 23: topdeck.resilience.v1.WatchBreakersResponse
+	(*BreakerEvent)(nil),           // 24: topdeck.resilience.v1.BreakerEvent
+	(*ResetBreakerRequest)(nil),    // 25: topdeck.resilience.v1.ResetBreakerRequest
+	(*ResetBreakerResponse)(nil),   // 26: topdeck.resilience.v1.ResetBreakerResponse
+	(*durationpb.Duration)(nil),    // 27: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),  // 28: google.protobuf.Timestamp
 }
 var file_topdeck_resilience_v1_resilience_proto_depIdxs = []int32{
-	19, // 0: topdeck.resilience.v1.RateLimit.time_window:type_name -> google.protobuf.Duration
-	3,  // 1: topdeck.resilience.v1.AcquireRequest.limit:type_name -> topdeck.resilience.v1.RateLimit
-	19, // 2: topdeck.resilience.v1.AcquireRequest.max_wait:type_name -> google.protobuf.Duration
-	0,  // 3: topdeck.resilience.v1.AcquireResponse.reason:type_name -> topdeck.resilience.v1.AcquireReason
-	19, // 4: topdeck.resilience.v1.AcquireResponse.retry_after:type_name -> google.protobuf.Duration
-	19, // 5: topdeck.resilience.v1.AcquireResponse.reset_after:type_name -> google.protobuf.Duration
-	1,  // 6: topdeck.resilience.v1.AcquireResponse.breaker_state:type_name -> topdeck.resilience.v1.CircuitState
-	19, // 7: topdeck.resilience.v1.AcquireResponse.waited:type_name -> google.protobuf.Duration
-	2,  // 8: topdeck.resilience.v1.ReportOutcomeRequest.outcome:type_name -> topdeck.resilience.v1.Outcome
-	19, // 9: topdeck.resilience.v1.ReportOutcomeRequest.latency:type_name -> google.protobuf.Duration
-	1,  // 10: topdeck.resilience.v1.ReportOutcomeResponse.state:type_name -> topdeck.resilience.v1.CircuitState
-	19, // 11: topdeck.resilience.v1.BreakerPolicy.recovery_timeout:type_name -> google.protobuf.Duration
-	19, // 12: topdeck.resilience.v1.BreakerPolicy.probe_timeout:type_name -> google.protobuf.Duration
-	19, // 13: topdeck.resilience.v1.BreakerPolicy.window:type_name -> google.protobuf.Duration
-	1,  // 14: topdeck.resilience.v1.BreakerStatus.state:type_name -> topdeck.resilience.v1.CircuitState
-	20, // 15: topdeck.resilience.v1.BreakerStatus.opened_at:type_name -> google.protobuf.Timestamp
-	20, // 16: topdeck.resilience.v1.BreakerStatus.next_probe_at:type_name -> google.protobuf.Timestamp
-	8,  // 17: topdeck.resilience.v1.BreakerStatus.policy:type_name -> topdeck.resilience.v1.BreakerPolicy
-	9,  // 18: topdeck.resilience.v1.BreakerStateResponse.status:type_name -> topdeck.resilience.v1.BreakerStatus
-	9,  // 19: topdeck.resilience.v1.ListBreakersResponse.breakers:type_name -> topdeck.resilience.v1.BreakerStatus
-	16, // 20: topdeck.resilience.v1.WatchBreakersResponse.event:type_name -> topdeck.resilience.v1.BreakerEvent
-	1,  // 21: topdeck.resilience.v1.BreakerEvent.from:type_name -> topdeck.resilience.v1.CircuitState
-	1,  // 22: topdeck.resilience.v1.BreakerEvent.to:type_name -> topdeck.resilience.v1.CircuitState
-	20, // 23: topdeck.resilience.v1.BreakerEvent.at:type_name -> google.protobuf.Timestamp
-	1,  // 24: topdeck.resilience.v1.ResetBreakerRequest.state:type_name -> topdeck.resilience.v1.CircuitState
-	9,  // 25: topdeck.resilience.v1.ResetBreakerResponse.status:type_name -> topdeck.resilience.v1.BreakerStatus
-	4,  // 26: topdeck.resilience.v1.ResilienceService.Acquire:input_type -> topdeck.resilience.v1.AcquireRequest
-	6,  // 27: topdeck.resilience.v1.ResilienceService.ReportOutcome:input_type -> topdeck.resilience.v1.ReportOutcomeRequest
-	10, // 28: topdeck.resilience.v1.ResilienceService.BreakerState:input_type -> topdeck.resilience.v1.BreakerStateRequest
-	12, // 29: topdeck.resilience.v1.ResilienceService.ListBreakers:input_type -> topdeck.resilience.v1.ListBreakersRequest
-	14, // 30: topdeck.resilience.v1.ResilienceService.WatchBreakers:input_type -> topdeck.resilience.v1.WatchBreakersRequest
-	17, // 31: topdeck.resilience.v1.ResilienceService.ResetBreaker:input_type -> topdeck.resilience.v1.ResetBreakerRequest
-	5,  // 32: topdeck.resilience.v1.ResilienceService.Acquire:output_type -> topdeck.resilience.v1.AcquireResponse
-	7,  // 33: topdeck.resilience.v1.ResilienceService.ReportOutcome:output_type -> topdeck.resilience.v1.ReportOutcomeResponse
-	11, // 34: topdeck.resilience.v1.ResilienceService.BreakerState:output_type -> topdeck.resilience.v1.BreakerStateResponse
-	13, // 35: topdeck.resilience.v1.ResilienceService.ListBreakers:output_type -> topdeck.resilience.v1.ListBreakersResponse
-	15, // 36: topdeck.resilience.v1.ResilienceService.WatchBreakers:output_type -> topdeck.resilience.v1.WatchBreakersResponse
-	18, // 37: topdeck.resilience.v1.ResilienceService.ResetBreaker:output_type -> topdeck.resilience.v1.ResetBreakerResponse
-	32, // [32:38] is the sub-list for method output_type
-	26, // [26:32] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	27, // 0: topdeck.resilience.v1.RateLimit.time_window:type_name -> google.protobuf.Duration
+	27, // 1: topdeck.resilience.v1.RateLimit.in_flight_lease:type_name -> google.protobuf.Duration
+	3,  // 2: topdeck.resilience.v1.AcquireRequest.limit:type_name -> topdeck.resilience.v1.RateLimit
+	27, // 3: topdeck.resilience.v1.AcquireRequest.max_wait:type_name -> google.protobuf.Duration
+	5,  // 4: topdeck.resilience.v1.AcquireRequest.limits:type_name -> topdeck.resilience.v1.LimitRequest
+	3,  // 5: topdeck.resilience.v1.LimitRequest.limit:type_name -> topdeck.resilience.v1.RateLimit
+	0,  // 6: topdeck.resilience.v1.LimitDecision.reason:type_name -> topdeck.resilience.v1.AcquireReason
+	27, // 7: topdeck.resilience.v1.LimitDecision.retry_after:type_name -> google.protobuf.Duration
+	27, // 8: topdeck.resilience.v1.LimitDecision.reset_after:type_name -> google.protobuf.Duration
+	0,  // 9: topdeck.resilience.v1.AcquireResponse.reason:type_name -> topdeck.resilience.v1.AcquireReason
+	27, // 10: topdeck.resilience.v1.AcquireResponse.retry_after:type_name -> google.protobuf.Duration
+	27, // 11: topdeck.resilience.v1.AcquireResponse.reset_after:type_name -> google.protobuf.Duration
+	1,  // 12: topdeck.resilience.v1.AcquireResponse.breaker_state:type_name -> topdeck.resilience.v1.CircuitState
+	27, // 13: topdeck.resilience.v1.AcquireResponse.waited:type_name -> google.protobuf.Duration
+	6,  // 14: topdeck.resilience.v1.AcquireResponse.limits:type_name -> topdeck.resilience.v1.LimitDecision
+	0,  // 15: topdeck.resilience.v1.AcquireResponse.shadow_reason:type_name -> topdeck.resilience.v1.AcquireReason
+	2,  // 16: topdeck.resilience.v1.ReportOutcomeRequest.outcome:type_name -> topdeck.resilience.v1.Outcome
+	27, // 17: topdeck.resilience.v1.ReportOutcomeRequest.latency:type_name -> google.protobuf.Duration
+	12, // 18: topdeck.resilience.v1.ReportOutcomeRequest.upstream:type_name -> topdeck.resilience.v1.UpstreamFeedback
+	1,  // 19: topdeck.resilience.v1.ReportOutcomeResponse.state:type_name -> topdeck.resilience.v1.CircuitState
+	13, // 20: topdeck.resilience.v1.ReportOutcomeResponse.upstream:type_name -> topdeck.resilience.v1.UpstreamResult
+	27, // 21: topdeck.resilience.v1.UpstreamFeedback.retry_after:type_name -> google.protobuf.Duration
+	27, // 22: topdeck.resilience.v1.UpstreamFeedback.reset_after:type_name -> google.protobuf.Duration
+	3,  // 23: topdeck.resilience.v1.UpstreamFeedback.limit:type_name -> topdeck.resilience.v1.RateLimit
+	27, // 24: topdeck.resilience.v1.UpstreamResult.paused_for:type_name -> google.protobuf.Duration
+	12, // 25: topdeck.resilience.v1.ReportUpstreamRequest.feedback:type_name -> topdeck.resilience.v1.UpstreamFeedback
+	13, // 26: topdeck.resilience.v1.ReportUpstreamResponse.results:type_name -> topdeck.resilience.v1.UpstreamResult
+	27, // 27: topdeck.resilience.v1.BreakerPolicy.recovery_timeout:type_name -> google.protobuf.Duration
+	27, // 28: topdeck.resilience.v1.BreakerPolicy.probe_timeout:type_name -> google.protobuf.Duration
+	27, // 29: topdeck.resilience.v1.BreakerPolicy.window:type_name -> google.protobuf.Duration
+	1,  // 30: topdeck.resilience.v1.BreakerStatus.state:type_name -> topdeck.resilience.v1.CircuitState
+	28, // 31: topdeck.resilience.v1.BreakerStatus.opened_at:type_name -> google.protobuf.Timestamp
+	28, // 32: topdeck.resilience.v1.BreakerStatus.next_probe_at:type_name -> google.protobuf.Timestamp
+	16, // 33: topdeck.resilience.v1.BreakerStatus.policy:type_name -> topdeck.resilience.v1.BreakerPolicy
+	17, // 34: topdeck.resilience.v1.BreakerStateResponse.status:type_name -> topdeck.resilience.v1.BreakerStatus
+	17, // 35: topdeck.resilience.v1.ListBreakersResponse.breakers:type_name -> topdeck.resilience.v1.BreakerStatus
+	24, // 36: topdeck.resilience.v1.WatchBreakersResponse.event:type_name -> topdeck.resilience.v1.BreakerEvent
+	1,  // 37: topdeck.resilience.v1.BreakerEvent.from:type_name -> topdeck.resilience.v1.CircuitState
+	1,  // 38: topdeck.resilience.v1.BreakerEvent.to:type_name -> topdeck.resilience.v1.CircuitState
+	28, // 39: topdeck.resilience.v1.BreakerEvent.at:type_name -> google.protobuf.Timestamp
+	1,  // 40: topdeck.resilience.v1.ResetBreakerRequest.state:type_name -> topdeck.resilience.v1.CircuitState
+	17, // 41: topdeck.resilience.v1.ResetBreakerResponse.status:type_name -> topdeck.resilience.v1.BreakerStatus
+	4,  // 42: topdeck.resilience.v1.ResilienceService.Acquire:input_type -> topdeck.resilience.v1.AcquireRequest
+	8,  // 43: topdeck.resilience.v1.ResilienceService.ReportOutcome:input_type -> topdeck.resilience.v1.ReportOutcomeRequest
+	18, // 44: topdeck.resilience.v1.ResilienceService.BreakerState:input_type -> topdeck.resilience.v1.BreakerStateRequest
+	20, // 45: topdeck.resilience.v1.ResilienceService.ListBreakers:input_type -> topdeck.resilience.v1.ListBreakersRequest
+	22, // 46: topdeck.resilience.v1.ResilienceService.WatchBreakers:input_type -> topdeck.resilience.v1.WatchBreakersRequest
+	25, // 47: topdeck.resilience.v1.ResilienceService.ResetBreaker:input_type -> topdeck.resilience.v1.ResetBreakerRequest
+	10, // 48: topdeck.resilience.v1.ResilienceService.Release:input_type -> topdeck.resilience.v1.ReleaseRequest
+	14, // 49: topdeck.resilience.v1.ResilienceService.ReportUpstream:input_type -> topdeck.resilience.v1.ReportUpstreamRequest
+	7,  // 50: topdeck.resilience.v1.ResilienceService.Acquire:output_type -> topdeck.resilience.v1.AcquireResponse
+	9,  // 51: topdeck.resilience.v1.ResilienceService.ReportOutcome:output_type -> topdeck.resilience.v1.ReportOutcomeResponse
+	19, // 52: topdeck.resilience.v1.ResilienceService.BreakerState:output_type -> topdeck.resilience.v1.BreakerStateResponse
+	21, // 53: topdeck.resilience.v1.ResilienceService.ListBreakers:output_type -> topdeck.resilience.v1.ListBreakersResponse
+	23, // 54: topdeck.resilience.v1.ResilienceService.WatchBreakers:output_type -> topdeck.resilience.v1.WatchBreakersResponse
+	26, // 55: topdeck.resilience.v1.ResilienceService.ResetBreaker:output_type -> topdeck.resilience.v1.ResetBreakerResponse
+	11, // 56: topdeck.resilience.v1.ResilienceService.Release:output_type -> topdeck.resilience.v1.ReleaseResponse
+	15, // 57: topdeck.resilience.v1.ResilienceService.ReportUpstream:output_type -> topdeck.resilience.v1.ReportUpstreamResponse
+	50, // [50:58] is the sub-list for method output_type
+	42, // [42:50] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_topdeck_resilience_v1_resilience_proto_init() }
@@ -1614,13 +2425,14 @@ func file_topdeck_resilience_v1_resilience_proto_init() {
 	if File_topdeck_resilience_v1_resilience_proto != nil {
 		return
 	}
+	file_topdeck_resilience_v1_resilience_proto_msgTypes[9].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_topdeck_resilience_v1_resilience_proto_rawDesc), len(file_topdeck_resilience_v1_resilience_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   16,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

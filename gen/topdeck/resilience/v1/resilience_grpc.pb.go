@@ -23,12 +23,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ResilienceService_Acquire_FullMethodName       = "/topdeck.resilience.v1.ResilienceService/Acquire"
-	ResilienceService_ReportOutcome_FullMethodName = "/topdeck.resilience.v1.ResilienceService/ReportOutcome"
-	ResilienceService_BreakerState_FullMethodName  = "/topdeck.resilience.v1.ResilienceService/BreakerState"
-	ResilienceService_ListBreakers_FullMethodName  = "/topdeck.resilience.v1.ResilienceService/ListBreakers"
-	ResilienceService_WatchBreakers_FullMethodName = "/topdeck.resilience.v1.ResilienceService/WatchBreakers"
-	ResilienceService_ResetBreaker_FullMethodName  = "/topdeck.resilience.v1.ResilienceService/ResetBreaker"
+	ResilienceService_Acquire_FullMethodName        = "/topdeck.resilience.v1.ResilienceService/Acquire"
+	ResilienceService_ReportOutcome_FullMethodName  = "/topdeck.resilience.v1.ResilienceService/ReportOutcome"
+	ResilienceService_BreakerState_FullMethodName   = "/topdeck.resilience.v1.ResilienceService/BreakerState"
+	ResilienceService_ListBreakers_FullMethodName   = "/topdeck.resilience.v1.ResilienceService/ListBreakers"
+	ResilienceService_WatchBreakers_FullMethodName  = "/topdeck.resilience.v1.ResilienceService/WatchBreakers"
+	ResilienceService_ResetBreaker_FullMethodName   = "/topdeck.resilience.v1.ResilienceService/ResetBreaker"
+	ResilienceService_Release_FullMethodName        = "/topdeck.resilience.v1.ResilienceService/Release"
+	ResilienceService_ReportUpstream_FullMethodName = "/topdeck.resilience.v1.ResilienceService/ReportUpstream"
 )
 
 // ResilienceServiceClient is the client API for ResilienceService service.
@@ -61,6 +63,19 @@ type ResilienceServiceClient interface {
 	WatchBreakers(ctx context.Context, in *WatchBreakersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchBreakersResponse], error)
 	// ResetBreaker forces a breaker CLOSED (the default) or OPEN, fleet-wide.
 	ResetBreaker(ctx context.Context, in *ResetBreakerRequest, opts ...grpc.CallOption) (*ResetBreakerResponse, error)
+	// Release gives back the concurrency slots an admitted call took
+	// (AcquireResponse.slot_token) when the call has ended. Releasing twice,
+	// or after the slots' lease expired, gives back nothing and is not an
+	// error. ReportOutcome with `slot_token` does the same. Errors:
+	// INVALID_ARGUMENT for a token this service did not issue.
+	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error)
+	// ReportUpstream tells the fleet what an upstream answered (a 429 or 503
+	// with Retry-After, X-RateLimit-Remaining / X-RateLimit-Reset, gRPC
+	// RetryInfo) for named limit keys: each key is paused fleet-wide until
+	// the upstream's retry time (at most 15 minutes), and its bucket's
+	// remaining tokens are lowered to the upstream's (never raised).
+	// ReportOutcome with `upstream` does the same.
+	ReportUpstream(ctx context.Context, in *ReportUpstreamRequest, opts ...grpc.CallOption) (*ReportUpstreamResponse, error)
 }
 
 type resilienceServiceClient struct {
@@ -140,6 +155,26 @@ func (c *resilienceServiceClient) ResetBreaker(ctx context.Context, in *ResetBre
 	return out, nil
 }
 
+func (c *resilienceServiceClient) Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReleaseResponse)
+	err := c.cc.Invoke(ctx, ResilienceService_Release_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *resilienceServiceClient) ReportUpstream(ctx context.Context, in *ReportUpstreamRequest, opts ...grpc.CallOption) (*ReportUpstreamResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportUpstreamResponse)
+	err := c.cc.Invoke(ctx, ResilienceService_ReportUpstream_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ResilienceServiceServer is the server API for ResilienceService service.
 // All implementations must embed UnimplementedResilienceServiceServer
 // for forward compatibility.
@@ -170,6 +205,19 @@ type ResilienceServiceServer interface {
 	WatchBreakers(*WatchBreakersRequest, grpc.ServerStreamingServer[WatchBreakersResponse]) error
 	// ResetBreaker forces a breaker CLOSED (the default) or OPEN, fleet-wide.
 	ResetBreaker(context.Context, *ResetBreakerRequest) (*ResetBreakerResponse, error)
+	// Release gives back the concurrency slots an admitted call took
+	// (AcquireResponse.slot_token) when the call has ended. Releasing twice,
+	// or after the slots' lease expired, gives back nothing and is not an
+	// error. ReportOutcome with `slot_token` does the same. Errors:
+	// INVALID_ARGUMENT for a token this service did not issue.
+	Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error)
+	// ReportUpstream tells the fleet what an upstream answered (a 429 or 503
+	// with Retry-After, X-RateLimit-Remaining / X-RateLimit-Reset, gRPC
+	// RetryInfo) for named limit keys: each key is paused fleet-wide until
+	// the upstream's retry time (at most 15 minutes), and its bucket's
+	// remaining tokens are lowered to the upstream's (never raised).
+	// ReportOutcome with `upstream` does the same.
+	ReportUpstream(context.Context, *ReportUpstreamRequest) (*ReportUpstreamResponse, error)
 	mustEmbedUnimplementedResilienceServiceServer()
 }
 
@@ -197,6 +245,12 @@ func (UnimplementedResilienceServiceServer) WatchBreakers(*WatchBreakersRequest,
 }
 func (UnimplementedResilienceServiceServer) ResetBreaker(context.Context, *ResetBreakerRequest) (*ResetBreakerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ResetBreaker not implemented")
+}
+func (UnimplementedResilienceServiceServer) Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Release not implemented")
+}
+func (UnimplementedResilienceServiceServer) ReportUpstream(context.Context, *ReportUpstreamRequest) (*ReportUpstreamResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportUpstream not implemented")
 }
 func (UnimplementedResilienceServiceServer) mustEmbedUnimplementedResilienceServiceServer() {}
 func (UnimplementedResilienceServiceServer) testEmbeddedByValue()                           {}
@@ -320,6 +374,42 @@ func _ResilienceService_ResetBreaker_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ResilienceService_Release_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReleaseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ResilienceServiceServer).Release(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ResilienceService_Release_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ResilienceServiceServer).Release(ctx, req.(*ReleaseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ResilienceService_ReportUpstream_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportUpstreamRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ResilienceServiceServer).ReportUpstream(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ResilienceService_ReportUpstream_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ResilienceServiceServer).ReportUpstream(ctx, req.(*ReportUpstreamRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ResilienceService_ServiceDesc is the grpc.ServiceDesc for ResilienceService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -346,6 +436,14 @@ var ResilienceService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResetBreaker",
 			Handler:    _ResilienceService_ResetBreaker_Handler,
+		},
+		{
+			MethodName: "Release",
+			Handler:    _ResilienceService_Release_Handler,
+		},
+		{
+			MethodName: "ReportUpstream",
+			Handler:    _ResilienceService_ReportUpstream_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
