@@ -19,7 +19,7 @@
 //	breakers get NAME                              one breaker's status and policy
 //	breakers watch [--prefix P]                    stream state transitions until Ctrl-C
 //	breakers reset NAME [--open]                   force a breaker CLOSED (or OPEN), fleet-wide
-//	limits check KEY (--policy NAME | --max-calls N --window D [--burst N]) [--cost N]
+//	limits check KEY (--policy NAME | --max-calls N --window D [--burst N] | --max-in-flight N --in-flight-lease D) [--cost N] [--and KEY=POLICY]...
 //	                                               would a call be admitted now? consumes nothing
 //	cache get KEY [--raw]                          read a value (--raw: the bytes only)
 //	cache set KEY VALUE [--ttl D]                  write a value (VALUE "-": read stdin)
@@ -83,6 +83,7 @@
 //	resilctl breakers watch
 //	resilctl limits check org-42 --policy azure-devops
 //	resilctl limits check org-42 --max-calls 200 --window 1m --cost 5
+//	resilctl limits check user-7 --policy ado-user --and org-42=ado-org --and ado=ado-in-flight
 //	resilctl cache set greeting hello --ttl 10m
 //	resilctl cache get --raw greeting > value.bin
 //	resilctl cache delete-pattern 'session:*'

@@ -269,7 +269,11 @@ func TestJSONStable(t *testing.T) {
   "permit_id": "",
   "degraded": false,
   "waited": null,
-  "breaker_generation": "0"
+  "breaker_generation": "0",
+  "limits": [],
+  "limited_by": "",
+  "slot_token": "",
+  "shadow_reason": "ACQUIRE_REASON_UNSPECIFIED"
 }
 `
 	if got := a.String(); got != want {

@@ -197,7 +197,7 @@ func eventLine(e *resiliencev1.BreakerEvent) string {
 
 // acquireRows is a limit check's answer as field/value rows.
 func acquireRows(key string, r *resiliencev1.AcquireResponse) []kv {
-	return []kv{
+	rows := []kv{
 		{"key", key},
 		{"allowed", strconv.FormatBool(r.GetAllowed())},
 		{"reason", reasonName(r.GetReason())},
@@ -206,6 +206,23 @@ func acquireRows(key string, r *resiliencev1.AcquireResponse) []kv {
 		{"reset after", durText(r.GetResetAfter())},
 		{"degraded", strconv.FormatBool(r.GetDegraded())},
 	}
+	if r.GetLimitedBy() != "" {
+		rows = append(rows, kv{"limited by", r.GetLimitedBy()})
+	}
+	if s := r.GetShadowReason(); s != resiliencev1.AcquireReason_ACQUIRE_REASON_UNSPECIFIED {
+		rows = append(rows, kv{"shadow would be", reasonName(s)})
+	}
+	// Each limit's own answer, when there are several or one holds slots.
+	if ls := r.GetLimits(); len(ls) > 1 || (len(ls) == 1 && ls[0].GetInFlight() > 0) {
+		for i, l := range ls {
+			v := fmt.Sprintf("%s: %s, remaining %d, in flight %d, retry after %s", l.GetKey(), reasonName(l.GetReason()), l.GetRemaining(), l.GetInFlight(), durText(l.GetRetryAfter()))
+			if l.GetShadow() {
+				v += " (shadow)"
+			}
+			rows = append(rows, kv{fmt.Sprintf("limit %d", i), v})
+		}
+	}
+	return rows
 }
 
 // getRows is a cache read as field/value rows.
