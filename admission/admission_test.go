@@ -3,7 +3,6 @@ package admission_test
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -11,32 +10,15 @@ import (
 
 	"github.com/topdeck/resilience/admission"
 	"github.com/topdeck/resilience/breaker"
+	"github.com/topdeck/resilience/internal/clocktest"
 	"github.com/topdeck/resilience/limiter"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// clock is a settable clock; it only moves when a test advances it.
-type clock struct {
-	mu sync.Mutex // protects t
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // env is an Admitter on memory stores that read one clock.
 type env struct {
-	clk      *clock
+	clk      *clocktest.Clock
 	breakers *breaker.MemoryStore
 	limits   *limiter.Limiter
 	adm      *admission.Admitter
@@ -44,7 +26,7 @@ type env struct {
 
 func newEnv(t *testing.T, opts ...admission.Option) *env {
 	t.Helper()
-	clk := &clock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	clk := clocktest.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 	e := &env{
 		clk:      clk,
 		breakers: breaker.NewMemoryStore(breaker.WithMemoryClock(clk.Now)),

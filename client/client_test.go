@@ -383,15 +383,21 @@ func (u *upstreamGRPC) Check(ctx context.Context, _ *healthpb.HealthCheckRequest
 // the interceptor.
 func startUpstreamGRPC(t *testing.T, u *upstreamGRPC, icpt grpc.UnaryClientInterceptor) *grpc.ClientConn {
 	t.Helper()
+	return serveUpstream(t, u, grpc.WithUnaryInterceptor(icpt))
+}
+
+// serveUpstream serves the health service u over bufconn and returns a
+// connection to it with opts.
+func serveUpstream(t *testing.T, u healthpb.HealthServer, opts ...grpc.DialOption) *grpc.ClientConn {
+	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	gs := grpc.NewServer()
 	healthpb.RegisterHealthServer(gs, u)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = gs.Serve(lis) }()
-	conn, err := grpc.NewClient("passthrough:///upstream",
+	conn, err := grpc.NewClient("passthrough:///upstream", append([]grpc.DialOption{
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithUnaryInterceptor(icpt))
+		grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

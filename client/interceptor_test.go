@@ -4,16 +4,13 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"sync"
 	"testing"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/topdeck/resilience/client"
 )
@@ -39,20 +36,7 @@ func (u *watchUpstream) Watch(_ *healthpb.HealthCheckRequest, s healthpb.Health_
 // stream interceptor icpt.
 func startStreamUpstream(t *testing.T, u healthpb.HealthServer, icpt grpc.StreamClientInterceptor) healthpb.HealthClient {
 	t.Helper()
-	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer()
-	healthpb.RegisterHealthServer(gs, u)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = gs.Serve(lis) }()
-	conn, err := grpc.NewClient("passthrough:///upstream",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithStreamInterceptor(icpt))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close(); gs.Stop(); <-done })
-	return healthpb.NewHealthClient(conn)
+	return healthpb.NewHealthClient(serveUpstream(t, u, grpc.WithStreamInterceptor(icpt)))
 }
 
 // drain reads a Watch stream to its end and returns its final error (nil
