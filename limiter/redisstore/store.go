@@ -279,7 +279,10 @@ func (s *Store) newCall() *call {
 // fill sets c up for one decision.
 func (s *Store) fill(c *call, mode, key string, lim limiter.Limit, cost int64, maxWait time.Duration) {
 	p := lim.Params()
-	c.mode, c.key, c.rkey, c.pkey = mode, key, s.Key(key), s.pauseKey(key)
+	// The bucket's and the pause's keys in one allocation: the two halves
+	// have the same length ("rl:" and "up:").
+	both := s.prefix + "rl:{" + key + "}" + s.prefix + "up:{" + key + "}"
+	c.mode, c.key, c.rkey, c.pkey = mode, key, both[:len(both)/2], both[len(both)/2:]
 	c.nums = [5]int64{p.M, p.W, p.B, cost, int64(maxWait / time.Microsecond)}
 	c.now = ""
 	if s.now != nil {
