@@ -46,9 +46,9 @@ func TestMetricsEndpoint(t *testing.T) {
 	_, _ = f.cs(0).Get(ctx, &resiliencev1.GetRequest{Key: "k"})
 
 	want := []string{
-		`resilience_acquire_total{degraded="false",policy="shared",reason="allowed"} 3`,
-		`resilience_acquire_total{degraded="false",policy="inline",reason="rate_limited"} 1`,
-		`resilience_acquire_total{degraded="false",policy="none",reason="circuit_open"} 1`,
+		`resilience_acquire_total{degraded="false",policy="shared",reason="allowed",shadow="none"} 3`,
+		`resilience_acquire_total{degraded="false",policy="inline",reason="rate_limited",shadow="none"} 1`,
+		`resilience_acquire_total{degraded="false",policy="none",reason="circuit_open",shadow="none"} 1`,
 		`resilience_breaker_transitions_total{breaker="ado",from="closed",reason="reset",to="open"} 1`,
 		`resilience_breaker_state{breaker="ado",state="open"} 1`,
 		`resilience_cache_requests_total{op="get",result="miss"} 1`,
