@@ -440,12 +440,19 @@ func TestSecurityAuditLines(t *testing.T) {
 		{"method": "ResetBreaker", "principal": "a-caller", "tenant": "a", "target": "payments", "result": "permission_denied"},
 		{"method": "Get", "principal": "", "result": "unauthenticated"},
 	}
+	// The lines reach the test through the process's stdout pipe: wait for
+	// them (the last may still be in flight when the last call returns).
 	var audits []map[string]any
-	for _, l := range r.LogLines() {
-		if l["msg"] == "audit" {
-			audits = append(audits, l)
+	readAudits := func() bool {
+		audits = audits[:0]
+		for _, l := range r.LogLines() {
+			if l["msg"] == "audit" {
+				audits = append(audits, l)
+			}
 		}
+		return len(audits) >= len(want)
 	}
+	eventually(t, 5*time.Second, "fewer audit lines than calls", readAudits)
 	if len(audits) != len(want) {
 		t.Fatalf("got %d audit lines, want %d:\n%v", len(audits), len(want), audits)
 	}
