@@ -653,7 +653,9 @@ type AcquireResponse struct {
 	// are ignored.
 	BreakerGeneration uint64 `protobuf:"varint,10,opt,name=breaker_generation,json=breakerGeneration,proto3" json:"breaker_generation,omitempty"`
 	// Every limit's own answer, in order: `key` first when set, then
-	// `limits`. Set for every Acquire that names a limit.
+	// `limits`. Set when the request has `limits` or a concurrency limit, and
+	// for dry runs; for one rate limit on `key` alone, the top-level
+	// remaining, retry_after and reset_after are its answer.
 	Limits []*LimitDecision `protobuf:"bytes,11,rep,name=limits,proto3" json:"limits,omitempty"`
 	// When refused by a limit: the key of the limit that refused with the
 	// longest retry_after (the one to read first in `limits`).
