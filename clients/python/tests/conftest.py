@@ -127,7 +127,18 @@ class Server:
         return out
 
     def pause(self) -> None:
+        """Stops the server (SIGSTOP) and returns once it is stopped: a
+        signal is delivered asynchronously, and a call sent right after it
+        could still be answered."""
         self.proc.send_signal(signal.SIGSTOP)
+        for _ in range(500):  # at most 5 s
+            try:
+                with open(f"/proc/{self.proc.pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] in ("T", "t"):
+                        return
+            except OSError:
+                return
+            time.sleep(0.01)
 
     def resume(self) -> None:
         self.proc.send_signal(signal.SIGCONT)
