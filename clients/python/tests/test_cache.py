@@ -11,7 +11,9 @@ from conftest import unique
 
 @pytest.fixture()
 async def cache(client):
-    return Cache(CacheConfig(key_prefix=unique("t") + ":"), client=client)
+    c = Cache(CacheConfig(key_prefix=unique("t") + ":"), client=client)
+    yield c
+    await c.close()
 
 
 async def test_json_round_trip_ttl_delete(cache: Cache) -> None:
@@ -87,6 +89,7 @@ async def test_cached_decorator(client) -> None:
     assert await d.discover("sub-1") == ["sub-1", "vm"] and d.calls == 1
     assert await d.discover("sub-1", kind="db") == ["sub-1", "db"] and d.calls == 2
     assert await d._cache.get("discover:sub-1") == ["sub-1", "vm"]
+    await d._cache.close()
 
     explicit = Cache(CacheConfig(key_prefix=unique("exp") + ":"), client=client)
     n = 0
@@ -99,6 +102,7 @@ async def test_cached_decorator(client) -> None:
 
     assert await square(3) == 9 and await square(3) == 9 and n == 1
     assert await explicit.get("sq/3") == 9
+    await explicit.close()
 
     prev = set_default_cache(Cache(CacheConfig(key_prefix=unique("def") + ":"), client=client))
     try:
@@ -109,7 +113,7 @@ async def test_cached_decorator(client) -> None:
         assert await plain(1) == 2
         assert await get_default_cache().get("plain:1") == 2
     finally:
-        set_default_cache(prev)
+        await set_default_cache(prev).close()
 
     with pytest.raises(TypeError):
         cached()(lambda: 1)

@@ -95,8 +95,10 @@ async def test_correlation_id_reaches_the_service_log(server, client) -> None:
     try:
         assert len(cid) == 32 and lc.get_correlation_id() == cid
         await tr.RateLimiter(5, 1.0, key=unique("cid"), client=client).acquire()
-        await tr.Cache(client=client).get(unique("cid"))
+        cache = tr.Cache(client=client)
+        await cache.get(unique("cid"))  # also starts the near cache's stream: without this id
         await tr.CircuitBreaker(unique("cid"), client=client).call(lambda: None)
+        await cache.close()  # the stream's line is written now
     finally:
         lc.set_correlation_id(None)
     deadline = time.monotonic() + 5

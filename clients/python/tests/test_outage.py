@@ -76,6 +76,7 @@ async def test_service_killed_everything_degrades(start_server) -> None:
         assert await bounded(cache.get_or_load("k", lambda: {"fresh": True})) == {"fresh": True}
         assert await bounded(cache.connect()) is False
     finally:
+        await bounded(cache.close())
         await c.close()
 
 
@@ -173,5 +174,6 @@ async def test_store_down_deny_policy_is_a_typed_error_not_a_local_decision(star
         cache = Cache(client=c)
         assert await bounded(cache.get("x"), 3) is None
         assert await bounded(cache.set("x", 1), 3) is False
+        await bounded(cache.close())
     finally:
         await c.close()

@@ -73,6 +73,11 @@ __all__ = [
 
 logger = logging.getLogger("topdeck_resilience")
 
+# A connection silent for KEEPALIVE_TIME_MS while a call is in flight is
+# pinged, and closed when the ping is not answered within KEEPALIVE_TIMEOUT_MS.
+KEEPALIVE_TIME_MS = 15_000
+KEEPALIVE_TIMEOUT_MS = 5_000
+
 ADDRESS_ENV = "TOPDECK_RESILIENCE_ADDR"
 """The environment variable with the service's address (host:port)."""
 DEFAULT_ADDRESS = "localhost:50051"
@@ -391,7 +396,10 @@ class ResilienceClient:
         local_policies: limits of named policies for local decisions
             (``{"azure-devops": RateLimit(200, 60.0)}``); a policy without
             one is admitted while the service is unreachable.
-        channel_options: extra gRPC channel arguments.
+        channel_options: extra gRPC channel arguments; one named here
+            replaces the SDK's default of that name (reconnect backoff
+            100 ms to 1 s; keepalive pings every 15 s, 5 s to answer, while a
+            call is in flight).
 
     The connection is one ``grpc.aio`` channel, opened lazily by the first
     call (a channel belongs to an event loop: a client used from several
@@ -431,13 +439,21 @@ class ResilienceClient:
         else:
             raise InvalidArgumentError.local("tls", f"must be None, a bool or grpc.ChannelCredentials, got {type(tls).__name__}")
         self._md: Tuple[Tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
-        self._options = [
+        overridden = {k for k, _ in channel_options}
+        defaults = [
             # Reconnect within about the retry interval once the service is back.
             ("grpc.initial_reconnect_backoff_ms", 100),
             ("grpc.min_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 1000),
-            *channel_options,
+            # While a call is in flight (a Cache's invalidation stream always
+            # is), ping a silent connection, so that a hung service ends the
+            # stream instead of leaving a near cache answering without
+            # invalidations. The server accepts pings every 10 s or slower.
+            ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+            ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+            ("grpc.http2.max_pings_without_data", 0),
         ]
+        self._options = [o for o in defaults if o[0] not in overridden] + list(channel_options)
         self._clock = clock
         self._mu = threading.Lock()  # protects the fields below
         self._aio: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Stubs]" = weakref.WeakKeyDictionary()
