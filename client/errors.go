@@ -16,9 +16,15 @@ import (
 var (
 	// ErrOpen: a circuit breaker refused the call (see *RejectedError).
 	ErrOpen = errors.New("client: circuit breaker open")
-	// ErrRateLimited: a rate limit refused the call, or the upstream asked
-	// to be left alone for a while (see *RejectedError).
+	// ErrRateLimited: a limit refused the call (a rate limit, a
+	// concurrency limit, or a key paused fleet-wide for its upstream), or
+	// the upstream asked this process to leave it alone for a while (see
+	// *RejectedError).
 	ErrRateLimited = errors.New("client: rate limited")
+	// ErrConcurrencyLimited: a concurrency limit had all its slots in
+	// flight (see *RejectedError); such a rejection matches ErrRateLimited
+	// too.
+	ErrConcurrencyLimited = errors.New("client: concurrency limited")
 	// ErrServiceUnavailable: the resilience service could not be reached
 	// (the error also wraps the gRPC status). Limits and breakers decide
 	// locally instead unless WithFailClosed was given.
@@ -44,12 +50,21 @@ const (
 	// in flight).
 	ReasonCircuitOpen
 	// ReasonUpstreamRetryAfter: the upstream asked (Retry-After, gRPC
-	// RetryInfo) not to be called before a time that has not come yet.
+	// RetryInfo) not to be called before a time that has not come yet; the
+	// middleware of this process remembered it.
 	ReasonUpstreamRetryAfter
+	// ReasonUpstreamThrottled: the service paused the limit's key
+	// fleet-wide because an upstream said so (reported by any caller, see
+	// Upstream); RetryAfter is the pause's remaining time.
+	ReasonUpstreamThrottled
+	// ReasonConcurrencyLimited: a concurrency limit (RateLimit.MaxInFlight)
+	// has all its slots in flight; RetryAfter is a hint (when the oldest
+	// lease ends), a release may come sooner.
+	ReasonConcurrencyLimited
 )
 
-// String returns "allowed", "rate_limited", "circuit_open" or
-// "upstream_retry_after".
+// String returns "allowed", "rate_limited", "circuit_open",
+// "upstream_retry_after", "upstream_throttled" or "concurrency_limited".
 func (r Reason) String() string {
 	switch r {
 	case ReasonAllowed:
@@ -60,13 +75,18 @@ func (r Reason) String() string {
 		return "circuit_open"
 	case ReasonUpstreamRetryAfter:
 		return "upstream_retry_after"
+	case ReasonUpstreamThrottled:
+		return "upstream_throttled"
+	case ReasonConcurrencyLimited:
+		return "concurrency_limited"
 	}
 	return fmt.Sprintf("Reason(%d)", int(r))
 }
 
 // RejectedError is the error of a call the SDK did not make: a breaker was
-// open (errors.Is(err, ErrOpen)), a rate limit had no tokens, or the upstream
-// had asked for a pause (both errors.Is(err, ErrRateLimited)).
+// open (errors.Is(err, ErrOpen)), a rate limit had no tokens, a concurrency
+// limit no slot (also errors.Is(err, ErrConcurrencyLimited)), or the
+// upstream had asked for a pause (all errors.Is(err, ErrRateLimited)).
 //
 // RetryAfter says when the call could be admitted. retry.Do honours it: the
 // error's chain holds a value with a RetryAfter() method.
@@ -75,7 +95,8 @@ type RejectedError struct {
 	Reason Reason
 	// Breaker is the breaker's name, when one was involved.
 	Breaker string
-	// Key is the rate-limit key, when one was involved.
+	// Key is the limit's key, when one was involved: with several limits,
+	// the one that refused (Decision.LimitedBy).
 	Key string
 	// RetryAfter is how long until the call could be admitted (0 unknown).
 	RetryAfter time.Duration
@@ -92,6 +113,10 @@ func (e *RejectedError) Error() string {
 		msg = fmt.Sprintf("client: circuit breaker %q open", e.Breaker)
 	case ReasonUpstreamRetryAfter:
 		msg = fmt.Sprintf("client: upstream asked to wait (%s)", e.scope())
+	case ReasonUpstreamThrottled:
+		msg = fmt.Sprintf("client: upstream throttled fleet-wide (%s)", e.scope())
+	case ReasonConcurrencyLimited:
+		msg = fmt.Sprintf("client: concurrency limited (%s)", e.scope())
 	default:
 		msg = fmt.Sprintf("client: rate limited (%s)", e.scope())
 	}
@@ -111,16 +136,28 @@ func (e *RejectedError) scope() string {
 	return "breaker " + e.Breaker
 }
 
-// Is reports whether target is ErrOpen (Reason CircuitOpen) or
-// ErrRateLimited (the other reasons).
+// Is reports whether target is ErrOpen (Reason CircuitOpen),
+// ErrConcurrencyLimited (Reason ConcurrencyLimited) or ErrRateLimited (every
+// reason but CircuitOpen).
 func (e *RejectedError) Is(target error) bool {
 	switch target {
 	case ErrOpen:
 		return e.Reason == ReasonCircuitOpen
+	case ErrConcurrencyLimited:
+		return e.Reason == ReasonConcurrencyLimited
 	case ErrRateLimited:
-		return e.Reason == ReasonRateLimited || e.Reason == ReasonUpstreamRetryAfter
+		return e.Reason != ReasonCircuitOpen && e.Reason != ReasonAllowed
 	}
 	return false
+}
+
+// rejection is the error of a refused decision d on breaker and key (the
+// refusing limit's key when the service said which).
+func rejection(d Decision, breaker, key string) *RejectedError {
+	if d.LimitedBy != "" {
+		key = d.LimitedBy
+	}
+	return &RejectedError{Reason: d.Reason, Breaker: breaker, Key: key, RetryAfter: d.RetryAfter, Local: d.Local}
 }
 
 // Unwrap returns a retry hint carrying RetryAfter, so that retry.Do and

@@ -337,3 +337,87 @@ func Example_retry() {
 	fmt.Println(err, attempts)
 	// Output: <nil> 2
 }
+
+// Several limits in one call, all or nothing: a user's and its
+// organisation's. A refusal charges neither and names the limit that
+// refused.
+func ExampleAndLimit() {
+	conn, stop := exampleService()
+	defer stop()
+	c := client.New(conn)
+	ctx := context.Background()
+
+	user := client.RateLimit{MaxCalls: 10, Window: time.Minute}
+	org := client.RateLimit{MaxCalls: 1, Window: time.Minute}
+	d, _ := c.Check(ctx, "ado/user-1", user, client.AndLimit("ado/org-42", org))
+	fmt.Println(d.Allowed)
+	d, _ = c.Check(ctx, "ado/user-2", user, client.AndLimit("ado/org-42", org))
+	fmt.Println(d.Allowed, d.LimitedBy, d.Limits[0].Allowed, d.Limits[1].Reason)
+	// Output:
+	// true
+	// false ado/org-42 true rate_limited
+}
+
+// A fleet-wide concurrency limit (a distributed bulkhead): at most one call
+// in flight on the key across every process. Do gives the slot back when
+// the function returns, even when it panics.
+func ExampleRateLimit_concurrency() {
+	conn, stop := exampleService()
+	defer stop()
+	c := client.New(conn)
+	ctx := context.Background()
+
+	bulkhead := client.RateLimit{MaxInFlight: 1, InFlightLease: time.Minute}
+	_ = c.Do(ctx, "ado", func(ctx context.Context) error {
+		d, _ := c.Check(ctx, "ado/in-flight", bulkhead) // another caller, while the call runs
+		fmt.Println(d.Allowed, d.Reason)
+		return nil
+	}, client.WithRateLimit("ado/in-flight", bulkhead))
+	d, _ := c.Check(ctx, "ado/in-flight", bulkhead) // Check takes a slot: Release it
+	fmt.Println(d.Allowed)
+	n, _ := c.Release(ctx, d)
+	fmt.Println(n)
+	// Output:
+	// false concurrency_limited
+	// true
+	// 1
+}
+
+// An upstream's 429 seen through the RoundTripper pauses its key for the
+// whole fleet: another client's call on the key is refused at once, for
+// the upstream's Retry-After.
+func ExampleClient_RoundTripper_upstreamFeedback() {
+	conn, stop := exampleService()
+	defer stop()
+	a, b := client.New(conn), client.New(conn) // in production: two processes
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "30")
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	defer upstream.Close()
+
+	lim := client.RateLimit{MaxCalls: 200, Window: time.Minute}
+	hc := &http.Client{Transport: a.RoundTripper(nil, client.WithHTTPRoute(func(*http.Request) client.Route {
+		return client.Route{Key: "azure-devops/org-42", Limit: lim}
+	}))}
+	resp, err := hc.Get(upstream.URL)
+	if err != nil {
+		panic(err)
+	}
+	resp.Body.Close()
+
+	d, _ := b.Check(context.Background(), "azure-devops/org-42", lim)
+	fmt.Println(resp.StatusCode, d.Allowed, d.Reason, d.RetryAfter > 25*time.Second)
+	// Output: 429 false upstream_throttled true
+}
+
+func ExampleUpstreamFromHTTP() {
+	now := time.Unix(1735689600, 0)
+	h := http.Header{}
+	h.Set("Retry-After", "10")
+	h.Set("X-RateLimit-Remaining", "0")
+	h.Set("X-RateLimit-Reset", "1735689660") // a Unix time: a minute from now
+	u := client.UpstreamFromHTTP(http.StatusTooManyRequests, h, now)
+	fmt.Println(u.RetryAfter, u.Remaining, u.HasRemaining, u.ResetAfter, u.Pause())
+	// Output: 10s 0 true 1m0s 1m0s
+}

@@ -15,28 +15,64 @@ import (
 	"github.com/topdeck/resilience/limiter"
 )
 
-// Limit is the rate limit of a key: a RateLimit given inline or a Policy
-// named in the server's configuration. The interface is closed: those two
-// types are the only implementations.
+// Limit is the limit of a key: a RateLimit given inline or a Policy named in
+// the server's configuration. The interface is closed: those two types are
+// the only implementations.
 type Limit interface {
-	applyTo(req *resiliencev1.AcquireRequest)
-	local(c *Client) (limiter.Limit, bool)
+	// proto is the limit as the API carries it: inline, or a policy name.
+	proto() (*resiliencev1.RateLimit, string)
+	// local is the limit of local decisions; false when unknown.
+	local(c *Client) (limiter.Limit, limiter.Slots, bool)
+	// hasRate reports whether the limit may have a token bucket (always
+	// true for a Policy: only the server knows).
+	hasRate() bool
 }
 
-// RateLimit is an inline token bucket: it holds at most Burst tokens (0 means
-// MaxCalls) and refills at MaxCalls per Window. It is a plain value.
+// RateLimit is an inline limit: a token bucket that holds at most Burst
+// tokens (0 means MaxCalls) and refills at MaxCalls per Window, and/or a
+// concurrency limit, fleet-wide: at most MaxInFlight calls admitted on the
+// key and not yet released, each slot held for InFlightLease at most (a
+// distributed bulkhead). MaxCalls 0 with MaxInFlight set is a concurrency
+// limit alone. It is a plain value.
+//
+// The SDK releases the slot of a call it runs (Do, Call, Allow's done, the
+// middleware) when the call ends; after Check or Wait the caller releases
+// it with Client.Release. A slot never released is reclaimed when its lease
+// ends: choose InFlightLease longer than the slowest call.
 type RateLimit struct {
 	MaxCalls int64
 	Window   time.Duration
 	Burst    int64
+	// MaxInFlight bounds the calls in flight on the key (0: no concurrency
+	// limit); InFlightLease is required with it (a whole number of
+	// milliseconds, at most an hour).
+	MaxInFlight   int64
+	InFlightLease time.Duration
 }
 
-func (r RateLimit) applyTo(req *resiliencev1.AcquireRequest) {
-	req.Limit = &resiliencev1.RateLimit{MaxCalls: r.MaxCalls, TimeWindow: durationpb.New(r.Window), Burst: r.Burst}
+func (r RateLimit) proto() (*resiliencev1.RateLimit, string) {
+	p := &resiliencev1.RateLimit{MaxCalls: r.MaxCalls, Burst: r.Burst, MaxInFlight: r.MaxInFlight}
+	if r.hasRate() {
+		p.TimeWindow = durationpb.New(r.Window)
+	}
+	if r.MaxInFlight != 0 || r.InFlightLease != 0 {
+		p.InFlightLease = durationpb.New(r.InFlightLease)
+	}
+	return p, ""
 }
 
-func (r RateLimit) local(*Client) (limiter.Limit, bool) {
-	return limiter.Limit{MaxCalls: r.MaxCalls, Window: r.Window, Burst: r.Burst}, true
+// hasRate reports whether r has a token bucket (a concurrency limit alone
+// has none).
+func (r RateLimit) hasRate() bool {
+	return r.MaxCalls != 0 || r.Window != 0 || r.Burst != 0 || (r.MaxInFlight == 0 && r.InFlightLease == 0)
+}
+
+func (r RateLimit) local(*Client) (limiter.Limit, limiter.Slots, bool) {
+	var lim limiter.Limit
+	if r.hasRate() {
+		lim = limiter.Limit{MaxCalls: r.MaxCalls, Window: r.Window, Burst: r.Burst}
+	}
+	return lim, limiter.Slots{MaxInFlight: r.MaxInFlight, Lease: r.InFlightLease}, true
 }
 
 // Policy names a limit in the server's configuration (`limits:`). Locally
@@ -44,12 +80,14 @@ func (r RateLimit) local(*Client) (limiter.Limit, bool) {
 // WithLocalPolicy, or admitted when there is none.
 type Policy string
 
-func (p Policy) applyTo(req *resiliencev1.AcquireRequest) { req.Policy = string(p) }
+func (p Policy) proto() (*resiliencev1.RateLimit, string) { return nil, string(p) }
 
-func (p Policy) local(c *Client) (limiter.Limit, bool) {
+func (p Policy) hasRate() bool { return true }
+
+func (p Policy) local(c *Client) (limiter.Limit, limiter.Slots, bool) {
 	r, ok := c.o.localPolicies[string(p)]
 	if !ok {
-		return limiter.Limit{}, false
+		return limiter.Limit{}, limiter.Slots{}, false
 	}
 	return r.local(c)
 }
@@ -60,9 +98,11 @@ type Decision struct {
 	Allowed bool
 	// Reason says why.
 	Reason Reason
-	// Remaining is the number of whole tokens left in the bucket.
+	// Remaining is the number of whole tokens left in the bucket (of the
+	// first limit, with several).
 	Remaining int64
-	// RetryAfter is, when refused, how long until the call could be admitted.
+	// RetryAfter is, when refused, how long until the call could be
+	// admitted (with several limits, the longest of the refusing ones').
 	RetryAfter time.Duration
 	// ResetAfter is how long until the bucket is full again.
 	ResetAfter time.Duration
@@ -77,15 +117,68 @@ type Decision struct {
 	Degraded bool
 	// Local is true when the SDK decided without the service.
 	Local bool
+
+	// Limits is every limit's own answer, in order (the key first, then
+	// each AndLimit), when the call named several limits or a concurrency
+	// limit, or was a dry run: "why was I limited". Nil otherwise.
+	Limits []LimitDecision
+	// LimitedBy is, when a limit refused the call, the key of the one with
+	// the longest RetryAfter (the one to read first in Limits).
+	LimitedBy string
+	// ShadowReason is what a policy in shadow mode (server configuration)
+	// would have answered when it would have refused the call, which went
+	// on: ReasonAllowed when none would have.
+	ShadowReason Reason
+	// SlotToken identifies the concurrency slots the admitted call holds on
+	// the service ("" for none, or when they were taken locally). Release
+	// them with Client.Release(ctx, d) when the call ends.
+	SlotToken string
+
+	localSlots *localSlots // slots taken from the local limiter
 }
 
-// CheckOption configures Check: Cost, DryRun.
+// HoldsSlots reports whether the admitted call holds concurrency slots,
+// to give back with Client.Release.
+func (d Decision) HoldsSlots() bool { return d.SlotToken != "" || d.localSlots != nil }
+
+// localSlots are the slots a local decision took.
+type localSlots struct {
+	id   string
+	keys []string
+}
+
+// LimitDecision is one limit's answer within a Decision.
+type LimitDecision struct {
+	// Key is the limit's key.
+	Key string
+	// Allowed says whether this limit alone admits the call: a limit can
+	// admit a call another refused (it was then not charged).
+	Allowed bool
+	// Reason is ReasonRateLimited, ReasonUpstreamThrottled or
+	// ReasonConcurrencyLimited when this limit refuses, ReasonAllowed
+	// otherwise.
+	Reason Reason
+	// Remaining is the bucket's whole tokens after the decision (0 for a
+	// concurrency limit alone).
+	Remaining int64
+	// RetryAfter is, when this limit refuses, how long until it would
+	// admit the call; ResetAfter how long until its bucket is full.
+	RetryAfter, ResetAfter time.Duration
+	// InFlight is, for a concurrency limit, the slots held on the key after
+	// the decision.
+	InFlight int64
+	// Shadow is true for a limit in shadow mode: never enforced.
+	Shadow bool
+}
+
+// CheckOption configures Check: Cost, DryRun, AndLimit.
 type CheckOption interface{ applyCheck(*callOptions) }
 
-// WaitOption configures Wait: Cost, MaxWait.
+// WaitOption configures Wait: Cost, MaxWait, AndLimit.
 type WaitOption interface{ applyWait(*callOptions) }
 
-// AllowOption configures Allow, Do and Call: Cost, MaxWait, WithRateLimit.
+// AllowOption configures Allow, Do and Call: Cost, MaxWait, WithRateLimit,
+// AndLimit.
 type AllowOption interface{ applyAllow(*callOptions) }
 
 // CallOption is an option that every method takes (Cost).
@@ -105,6 +198,7 @@ type callOptions struct {
 	dryRun  bool
 	key     string
 	limit   Limit
+	more    []KeyLimit
 }
 
 // CostOption sets the tokens a call takes; see Cost.
@@ -121,8 +215,9 @@ func (o CostOption) applyAllow(c *callOptions) { c.cost = int64(o) }
 // MaxWaitOption bounds how long a call may wait for tokens; see MaxWait.
 type MaxWaitOption time.Duration
 
-// MaxWait bounds how long the call may wait for tokens: an option of Wait
-// (default: until the context's deadline) and of Allow, Do and Call
+// MaxWait bounds how long the call may wait for tokens (and, with a
+// concurrency limit, for a free slot, first come first served): an option
+// of Wait (default: until the context's deadline) and of Allow, Do and Call
 // (default 0: answer at once).
 func MaxWait(d time.Duration) MaxWaitOption { return MaxWaitOption(max(d, 0)) }
 
@@ -133,7 +228,7 @@ func (o MaxWaitOption) applyAllow(c *callOptions) { c.maxWait, c.hasWait = time.
 type DryRunOption struct{}
 
 // DryRun makes Check answer without taking tokens (or a breaker's probe
-// slot).
+// slot, or a concurrency slot).
 func DryRun() DryRunOption { return DryRunOption{} }
 
 func (DryRunOption) applyCheck(c *callOptions) { c.dryRun = true }
@@ -153,11 +248,36 @@ func WithRateLimit(key string, lim Limit) RateLimitOption {
 
 func (o RateLimitOption) applyAllow(c *callOptions) { c.key, c.limit = o.key, o.limit }
 
+// KeyLimit is one more limit of a call: Key under Limit, taking Cost tokens
+// (0 means 1; a concurrency slot is one whatever the cost). Build it with
+// AndLimit, or as a literal in Route.And. It is a plain value.
+type KeyLimit struct {
+	Key   string
+	Limit Limit
+	Cost  int64
+}
+
+// AndLimit adds the limit lim of key to a call (an option of Check, Wait,
+// Allow, Do and Call; give it once per limit): the call is admitted only
+// when every limit admits it, all or nothing: when any refuses, none is
+// charged, and the Decision's RetryAfter is the longest and LimitedBy
+// names the refusing key. At most 8 limits per call, keys distinct. See
+// KeyLimit.WithCost for a cost of its own.
+func AndLimit(key string, lim Limit) KeyLimit { return KeyLimit{Key: key, Limit: lim} }
+
+// WithCost returns k taking n tokens.
+func (k KeyLimit) WithCost(n int64) KeyLimit { k.Cost = n; return k }
+
+func (k KeyLimit) applyCheck(c *callOptions) { c.more = append(c.more, k) }
+func (k KeyLimit) applyWait(c *callOptions)  { c.more = append(c.more, k) }
+func (k KeyLimit) applyAllow(c *callOptions) { c.more = append(c.more, k) }
+
 // acquireReq is one decision to ask for.
 type acquireReq struct {
 	key     string
 	limit   Limit
 	cost    int64
+	more    []KeyLimit
 	maxWait time.Duration
 	breaker string
 	dryRun  bool
@@ -173,13 +293,40 @@ type admitted struct {
 // maxWaitChunk bounds the max_wait of one Acquire; Wait asks again after it.
 const maxWaitChunk = time.Minute
 
+// validate checks what the SDK can check before sending r.
+func (r *acquireReq) validate() error {
+	if r.key != "" && r.limit == nil {
+		return fmt.Errorf("%w: key %q needs a limit (RateLimit or Policy)", ErrInvalidArgument, r.key)
+	}
+	for i, m := range r.more {
+		if m.Key == "" || m.Limit == nil {
+			return fmt.Errorf("%w: limit %d (AndLimit) needs a key and a limit", ErrInvalidArgument, i)
+		}
+	}
+	if r.key == "" && r.breaker == "" && len(r.more) == 0 {
+		return fmt.Errorf("%w: a key or a breaker is required", ErrInvalidArgument)
+	}
+	return nil
+}
+
+// keyAt is the key of r's i-th limit (key first, then more).
+func (r *acquireReq) keyAt(i int) string {
+	if r.key != "" {
+		if i == 0 {
+			return r.key
+		}
+		i--
+	}
+	if i >= 0 && i < len(r.more) {
+		return r.more[i].Key
+	}
+	return ""
+}
+
 // acquire asks the service (or the local state) for one decision.
 func (c *Client) acquire(ctx context.Context, r acquireReq) (admitted, error) {
-	if r.key != "" && r.limit == nil {
-		return admitted{}, fmt.Errorf("%w: key %q needs a limit (RateLimit or Policy)", ErrInvalidArgument, r.key)
-	}
-	if r.key == "" && r.breaker == "" {
-		return admitted{}, fmt.Errorf("%w: a key or a breaker is required", ErrInvalidArgument)
+	if err := r.validate(); err != nil {
+		return admitted{}, err
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		r.maxWait = min(r.maxWait, max(time.Until(dl), 0))
@@ -187,7 +334,15 @@ func (c *Client) acquire(ctx context.Context, r acquireReq) (admitted, error) {
 	r.maxWait = min(r.maxWait, maxWaitChunk)
 	req := &resiliencev1.AcquireRequest{Key: r.key, Cost: r.cost, Breaker: r.breaker, DryRun: r.dryRun}
 	if r.key != "" {
-		r.limit.applyTo(req)
+		req.Limit, req.Policy = r.limit.proto()
+	}
+	if len(r.more) > 0 {
+		req.Limits = make([]*resiliencev1.LimitRequest, len(r.more))
+		for i, m := range r.more {
+			lr := &resiliencev1.LimitRequest{Key: m.Key, Cost: m.Cost}
+			lr.Limit, lr.Policy = m.Limit.proto()
+			req.Limits[i] = lr
+		}
 	}
 	if r.maxWait > 0 {
 		req.MaxWait = durationpb.New(r.maxWait)
@@ -204,7 +359,7 @@ func (c *Client) acquire(ctx context.Context, r acquireReq) (admitted, error) {
 		}
 		return admitted{}, err
 	}
-	return admitted{
+	a := admitted{
 		Decision: Decision{
 			Allowed:      resp.GetAllowed(),
 			Reason:       reasonOf(resp.GetReason()),
@@ -214,10 +369,29 @@ func (c *Client) acquire(ctx context.Context, r acquireReq) (admitted, error) {
 			Waited:       resp.GetWaited().AsDuration(),
 			BreakerState: stateOf(resp.GetBreakerState()),
 			Degraded:     resp.GetDegraded(),
+			LimitedBy:    resp.GetLimitedBy(),
+			ShadowReason: reasonOf(resp.GetShadowReason()),
+			SlotToken:    resp.GetSlotToken(),
 		},
 		permit:     resp.GetPermitId(),
 		generation: resp.GetBreakerGeneration(),
-	}, nil
+	}
+	if lds := resp.GetLimits(); len(lds) > 0 {
+		a.Limits = make([]LimitDecision, len(lds))
+		for i, ld := range lds {
+			a.Limits[i] = LimitDecision{
+				Key:        ld.GetKey(),
+				Allowed:    ld.GetAllowed(),
+				Reason:     reasonOf(ld.GetReason()),
+				Remaining:  ld.GetRemaining(),
+				RetryAfter: ld.GetRetryAfter().AsDuration(),
+				ResetAfter: ld.GetResetAfter().AsDuration(),
+				InFlight:   ld.GetInFlight(),
+				Shadow:     ld.GetShadow(),
+			}
+		}
+	}
+	return a, nil
 }
 
 func reasonOf(r resiliencev1.AcquireReason) Reason {
@@ -226,6 +400,10 @@ func reasonOf(r resiliencev1.AcquireReason) Reason {
 		return ReasonRateLimited
 	case resiliencev1.AcquireReason_ACQUIRE_REASON_CIRCUIT_OPEN:
 		return ReasonCircuitOpen
+	case resiliencev1.AcquireReason_ACQUIRE_REASON_UPSTREAM_THROTTLED:
+		return ReasonUpstreamThrottled
+	case resiliencev1.AcquireReason_ACQUIRE_REASON_CONCURRENCY_LIMITED:
+		return ReasonConcurrencyLimited
 	}
 	return ReasonAllowed
 }
@@ -242,18 +420,36 @@ func stateOf(s resiliencev1.CircuitState) breaker.State {
 
 // localAcquire decides r with the local breakers and limits, through the
 // same admission decision as the service's (package admission): the
-// breaker first, then the limit, a refused call or a caller who leaves
-// giving back its probe and its reservation.
+// breaker first, then the limits, all or nothing, a refused call or a
+// caller who leaves giving back its probe, its reservations and its
+// slots. Several limits and concurrency limits are honoured with this
+// process's state only: a fleet-wide MaxInFlight of 20 becomes 20 per
+// process while the service is unreachable. A Policy without a local limit
+// (WithLocalPolicy) is left out of the decision (admitted).
 func (c *Client) localAcquire(ctx context.Context, r acquireReq) (admitted, error) {
 	req := admission.Request{MaxWait: r.maxWait}
 	if r.breaker != "" {
 		req.Circuit = &admission.Circuit{Name: r.breaker, Settings: c.o.breakerSettings(r.breaker)}
 	}
-	var limits [1]limiter.Request
-	if r.key != "" {
-		if lim, ok := r.limit.local(c); ok { // a policy the SDK does not know: fail open
-			req.Limits = append(limits[:0], limiter.Request{Key: r.key, Limit: lim, Cost: max(r.cost, 1)})
+	var (
+		limits [1]limiter.Request
+		keys   [1]string // the key of each of req.Limits
+	)
+	lreqs, lkeys := limits[:0], keys[:0]
+	add := func(key string, l Limit, cost int64) {
+		if lim, slots, ok := l.local(c); ok { // a policy the SDK does not know: fail open
+			lreqs = append(lreqs, limiter.Request{Key: key, Limit: lim, Cost: max(cost, 1), Slots: slots})
+			lkeys = append(lkeys, key)
 		}
+	}
+	if r.key != "" {
+		add(r.key, r.limit, r.cost)
+	}
+	for _, m := range r.more {
+		add(m.Key, m.Limit, m.Cost)
+	}
+	if len(lreqs) > 0 {
+		req.Limits = lreqs
 	}
 	decide := c.adm.Decide
 	if r.dryRun {
@@ -278,7 +474,42 @@ func (c *Client) localAcquire(ctx context.Context, r acquireReq) (admitted, erro
 		permit:     d.Breaker.PermitID,
 		generation: d.Breaker.Generation,
 	}
+	if d.LimitedBy >= 0 && d.LimitedBy < len(lkeys) {
+		a.LimitedBy = lkeys[d.LimitedBy]
+	}
+	if len(d.Limits) > 0 {
+		a.Limits = make([]LimitDecision, len(d.Limits))
+		for i, res := range d.Limits {
+			a.Limits[i] = localLimitDecision(lkeys[i], res)
+		}
+	}
+	if d.SlotID != "" {
+		s := &localSlots{id: d.SlotID}
+		for i, lr := range lreqs {
+			if lr.Slots.Enabled() {
+				s.keys = append(s.keys, lkeys[i])
+			}
+		}
+		a.localSlots = s
+	}
 	return a, nil
+}
+
+// localLimitDecision is the LimitDecision of a local limit's result.
+func localLimitDecision(key string, res limiter.Result) LimitDecision {
+	ld := LimitDecision{Key: key, Allowed: res.Allowed, Remaining: res.Remaining, ResetAfter: res.ResetAfter, InFlight: res.InFlight}
+	if !res.Allowed {
+		ld.RetryAfter = res.RetryAfter
+		switch {
+		case res.Paused:
+			ld.Reason = ReasonUpstreamThrottled
+		case res.SlotsFull:
+			ld.Reason = ReasonConcurrencyLimited
+		default:
+			ld.Reason = ReasonRateLimited
+		}
+	}
+	return ld
 }
 
 func localReason(r admission.Reason) Reason {
@@ -287,6 +518,10 @@ func localReason(r admission.Reason) Reason {
 		return ReasonRateLimited
 	case admission.ReasonCircuitOpen:
 		return ReasonCircuitOpen
+	case admission.ReasonUpstreamThrottled:
+		return ReasonUpstreamThrottled
+	case admission.ReasonConcurrencyLimited:
+		return ReasonConcurrencyLimited
 	}
 	return ReasonAllowed
 }
@@ -307,9 +542,11 @@ func localError(err error) error {
 	return err
 }
 
-// Check takes tokens of key under lim if they are there now and says so; it
-// never waits. A refusal is a Decision with Allowed
-// false and RetryAfter, not an error. With DryRun it takes nothing. Errors:
+// Check takes tokens of key under lim (and of every AndLimit, all or
+// nothing) if they are there now and says so; it never waits. A refusal is
+// a Decision with Allowed false and RetryAfter, not an error. With DryRun
+// it takes nothing. A Decision that holds concurrency slots (HoldsSlots)
+// must be given back with Release when the call ends. Errors:
 // the context's, a gRPC status from the service (INVALID_ARGUMENT,
 // NOT_FOUND for an unknown policy, UNAVAILABLE for a deny policy while the
 // shared store is down), ErrInvalidArgument, or ErrServiceUnavailable under
@@ -322,14 +559,18 @@ func (c *Client) Check(ctx context.Context, key string, lim Limit, opts ...Check
 	if key == "" {
 		return Decision{}, fmt.Errorf("%w: key is required", ErrInvalidArgument)
 	}
-	a, err := c.acquire(ctx, acquireReq{key: key, limit: lim, cost: o.cost, dryRun: o.dryRun})
+	a, err := c.acquire(ctx, acquireReq{key: key, limit: lim, cost: o.cost, more: o.more, dryRun: o.dryRun})
 	return a.Decision, err
 }
 
-// Wait takes tokens of key under lim, waiting for them up to MaxWait (default:
-// no bound but the context's deadline). The service reserves tokens that will
-// be there in time and holds the call until then; Wait asks again when told
-// to retry within its bound. It never waits past the context's deadline: when
+// Wait takes tokens of key under lim (and of every AndLimit, all or
+// nothing), waiting for them up to MaxWait (default: no bound but the
+// context's deadline). The service reserves tokens that will be there in
+// time (and queues the call for a concurrency slot, first come first
+// served) and holds the call until then; Wait asks again when told to retry
+// within its bound, or when the key is paused for its upstream
+// (ReasonUpstreamThrottled) until a time within it. A Decision that holds
+// concurrency slots must be given back with Release. It never waits past the context's deadline: when
 // the tokens cannot be there in time it returns at once with a
 // *RejectedError (errors.Is ErrRateLimited) carrying RetryAfter, and the
 // Decision. Other errors: as Check.
@@ -354,7 +595,7 @@ func (c *Client) Wait(ctx context.Context, key string, lim Limit, opts ...WaitOp
 			left = min(left, time.Until(dl))
 		}
 		left = max(left, 0)
-		a, err := c.acquire(ctx, acquireReq{key: key, limit: lim, cost: o.cost, maxWait: left})
+		a, err := c.acquire(ctx, acquireReq{key: key, limit: lim, cost: o.cost, more: o.more, maxWait: left})
 		if err != nil {
 			return a.Decision, err
 		}
@@ -362,8 +603,8 @@ func (c *Client) Wait(ctx context.Context, key string, lim Limit, opts ...WaitOp
 		if a.Allowed {
 			return a.Decision, nil
 		}
-		rej := &RejectedError{Reason: a.Reason, Key: key, RetryAfter: a.RetryAfter, Local: a.Local}
-		if a.Reason != ReasonRateLimited || a.RetryAfter <= 0 || (bounded && a.RetryAfter > left) {
+		rej := rejection(a.Decision, "", key)
+		if (a.Reason != ReasonRateLimited && a.Reason != ReasonUpstreamThrottled) || a.RetryAfter <= 0 || (bounded && a.RetryAfter > left) {
 			return a.Decision, rej
 		}
 		// The tokens were promised within the bound but not reserved (the

@@ -17,14 +17,22 @@ import (
 	"github.com/topdeck/resilience/correlation"
 )
 
-// Route says how the middleware guards one outgoing call: the rate limit to
-// take a token from (Key and Limit, optional) and the breaker to go through
+// Route says how the middleware guards one outgoing call: the limit to
+// take a token (or a concurrency slot) from (Key and Limit, optional), more
+// limits taken all or nothing with it (And), and the breaker to go through
 // (Breaker, optional). The zero Route guards nothing: the call goes straight
 // through (with the correlation id).
+//
+// What the upstream says of its limits (Retry-After, X-RateLimit-*, gRPC
+// RetryInfo) is reported for Key, the limit the upstream's answer is
+// about; And's limits (e.g. an organisation's, shared with other users)
+// are not paused by it.
 type Route struct {
-	// Key is the rate-limit bucket; Limit its limit (required with Key).
+	// Key is the limit's bucket; Limit its limit (required with Key).
 	Key   string
 	Limit Limit
+	// And are more limits the call takes, all or nothing with Key's.
+	And []KeyLimit
 	// Cost is the tokens the call takes (default 1).
 	Cost int64
 	// MaxWait is how long the call may wait for tokens (default 0: refuse
@@ -98,6 +106,9 @@ func DefaultGRPCFailure(err error) bool {
 	return false
 }
 
+// guarded reports whether r guards anything.
+func (r Route) guarded() bool { return r.Key != "" || r.Breaker != "" || len(r.And) > 0 }
+
 func middlewareDefaults(opts []MiddlewareOption) middlewareOptions {
 	o := middlewareOptions{
 		httpRoute: func(r *http.Request) Route { return Route{Breaker: r.URL.Host} },
@@ -128,26 +139,40 @@ type Guard interface {
 	Admit(ctx context.Context, r Route) (done func(err error), err error)
 }
 
-var _ Guard = (*Client)(nil)
+// FeedbackGuard is a Guard that is also told what the upstream said of its
+// own limits (Upstream, parsed from the answer by the middleware). The
+// middleware uses AdmitFeedback when its Guard implements it, Admit
+// otherwise. *Client implements it: it reports the Upstream for the
+// route's Key (see Client.ReportUpstream) in the call's ReportOutcome.
+type FeedbackGuard interface {
+	Guard
+	// AdmitFeedback is Admit, whose done also takes what the upstream
+	// said (the zero Upstream when it said nothing).
+	AdmitFeedback(ctx context.Context, r Route) (done func(err error, u Upstream), err error)
+}
 
-// Admit implements Guard: the route's breaker (Allow, with the rate limit
-// in the same decision) or, without a breaker, its rate limit alone. A
-// route with neither is admitted without asking the service.
+var _ FeedbackGuard = (*Client)(nil)
+
+// Admit implements Guard: the route's breaker and limits in one decision
+// (Allow), or its limits alone without a breaker. A route with neither is
+// admitted without asking the service. done gives back the call's
+// concurrency slots.
 func (c *Client) Admit(ctx context.Context, r Route) (done func(err error), err error) {
-	if r.Breaker != "" {
-		return c.Allow(ctx, r.Breaker, WithRateLimit(r.Key, r.Limit), Cost(r.Cost), MaxWait(r.MaxWait))
-	}
-	if r.Key == "" {
-		return func(error) {}, nil
-	}
-	a, err := c.acquire(ctx, acquireReq{key: r.Key, limit: r.Limit, cost: r.Cost, maxWait: r.MaxWait})
+	end, err := c.AdmitFeedback(ctx, r)
 	if err != nil {
 		return nil, err
 	}
-	if !a.Allowed {
-		return nil, &RejectedError{Reason: a.Reason, Key: r.Key, RetryAfter: a.RetryAfter, Local: a.Local}
+	return func(err error) { end(err, Upstream{}) }, nil
+}
+
+// AdmitFeedback implements FeedbackGuard: Admit, whose done also reports u
+// for the route's Key (in the same ReportOutcome as the outcome and the
+// release of the slots).
+func (c *Client) AdmitFeedback(ctx context.Context, r Route) (done func(err error, u Upstream), err error) {
+	if !r.guarded() {
+		return func(error, Upstream) {}, nil
 	}
-	return func(error) {}, nil
+	return c.admitCall(ctx, acquireReq{key: r.Key, limit: r.Limit, cost: r.Cost, more: r.And, maxWait: r.MaxWait, breaker: r.Breaker})
 }
 
 // cooldowns remembers, per route, until when the upstream asked not to be
@@ -201,11 +226,18 @@ func scopeOf(r Route) string {
 }
 
 // admit checks the route's cooldown, then asks the Guard.
-func (m *middleware) admit(ctx context.Context, r Route) (done func(error), err error) {
+func (m *middleware) admit(ctx context.Context, r Route) (done func(error, Upstream), err error) {
 	if left := m.cd.left(scopeOf(r), m.o.now()); left > 0 {
 		return nil, &RejectedError{Reason: ReasonUpstreamRetryAfter, Breaker: r.Breaker, Key: r.Key, RetryAfter: left}
 	}
-	done, err = m.g.Admit(ctx, r)
+	if fg, ok := m.g.(FeedbackGuard); ok {
+		done, err = fg.AdmitFeedback(ctx, r)
+	} else {
+		var d func(error)
+		if d, err = m.g.Admit(ctx, r); d != nil {
+			done = func(err error, _ Upstream) { d(err) }
+		}
+	}
 	var rej *RejectedError
 	if r.Breaker != "" && errors.As(err, &rej) {
 		// A breaker's rejection carries the upstream's retry-after when
@@ -225,20 +257,29 @@ func (m *middleware) observe(r Route, d time.Duration) {
 }
 
 // endGRPC remembers the retry-after of a gRPC call's error and reports
-// the call's outcome to done.
-func (m *middleware) endGRPC(r Route, done func(error), err error) {
+// the call's outcome, with the upstream's RetryInfo, to done.
+func (m *middleware) endGRPC(r Route, done func(error, Upstream), err error) {
 	if d, ok := retry.RetryAfter(err); ok {
 		m.observe(r, d)
 	}
+	u := UpstreamFromGRPC(err)
 	switch {
 	case err == nil:
-		done(nil)
+		done(nil, u)
 	case status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled):
-		done(context.Canceled)
+		done(context.Canceled, u)
 	case m.o.grpcFailure(err):
-		done(failure{err})
+		done(failure{err}, u)
 	default:
-		done(nil) // the upstream answered: not a failure
+		done(nil, u) // the upstream answered: not a failure
+	}
+}
+
+// endOnPanic ends a call whose invoker panicked (the panic goes on), so
+// that its slots are given back; *ended says it ended normally.
+func endOnPanic(ended *bool, done func(error, Upstream)) {
+	if !*ended {
+		done(context.Canceled, Upstream{})
 	}
 }
 
@@ -250,10 +291,14 @@ func isResilienceMethod(method string) bool {
 
 // UnaryClientInterceptor returns a gRPC interceptor that guards each
 // outgoing unary call by its Route (WithGRPCRoute) through g: admit, call,
-// report. A refused call returns a *RejectedError (ErrOpen or
+// report (and give back the call's concurrency slots, even when the
+// invoker panics). A refused call returns a *RejectedError (ErrOpen or
 // ErrRateLimited) without reaching the upstream; an upstream error carrying
 // errdetails.RetryInfo holds later calls of the route back until then
 // (ReasonUpstreamRetryAfter) and makes the breaker's rejections carry it.
+// When g is a FeedbackGuard (a *Client is), the RetryInfo of a
+// RESOURCE_EXHAUSTED or UNAVAILABLE status (UpstreamFromGRPC) is reported
+// for the route's Key, which pauses it fleet-wide.
 // The caller's correlation id is added to the outgoing metadata. Calls to
 // the resilience service itself pass through. Safe for concurrent use.
 func UnaryClientInterceptor(g Guard, opts ...MiddlewareOption) grpc.UnaryClientInterceptor {
@@ -264,14 +309,17 @@ func UnaryClientInterceptor(g Guard, opts ...MiddlewareOption) grpc.UnaryClientI
 		}
 		ctx = outgoing(ctx)
 		r := m.o.grpcRoute(method)
-		if r.Key == "" && r.Breaker == "" {
+		if !r.guarded() {
 			return invoker(ctx, method, req, reply, cc, callOpts...)
 		}
 		done, err := m.admit(ctx, r)
 		if err != nil {
 			return err
 		}
+		ended := false
+		defer endOnPanic(&ended, done)
 		err = invoker(ctx, method, req, reply, cc, callOpts...)
+		ended = true
 		m.endGRPC(r, done, err)
 		return err
 	}
@@ -283,7 +331,8 @@ func UnaryClientInterceptor(g Guard, opts ...MiddlewareOption) grpc.UnaryClientI
 // it opens, and its outcome is reported once it ends: when it cannot open,
 // when RecvMsg returns an error (io.EOF is a success) or, for a stream with
 // a single response, once that response came; a stream whose context ends
-// first is reported as cancelled. Safe for concurrent use.
+// first is reported as cancelled. Its concurrency slots are held until
+// then. Safe for concurrent use.
 func StreamClientInterceptor(g Guard, opts ...MiddlewareOption) grpc.StreamClientInterceptor {
 	m := newMiddleware(g, opts)
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, callOpts ...grpc.CallOption) (grpc.ClientStream, error) {
@@ -292,14 +341,17 @@ func StreamClientInterceptor(g Guard, opts ...MiddlewareOption) grpc.StreamClien
 		}
 		ctx = outgoing(ctx)
 		r := m.o.grpcRoute(method)
-		if r.Key == "" && r.Breaker == "" {
+		if !r.guarded() {
 			return streamer(ctx, desc, cc, method, callOpts...)
 		}
 		done, err := m.admit(ctx, r)
 		if err != nil {
 			return nil, err
 		}
+		ended := false
+		defer endOnPanic(&ended, done)
 		cs, err := streamer(ctx, desc, cc, method, callOpts...)
+		ended = true
 		if err != nil {
 			m.endGRPC(r, done, err)
 			return nil, err
@@ -367,11 +419,18 @@ func (f failure) Unwrap() error { return f.error }
 // (WithHTTPRoute) through g: admit, send, report. A refused request returns
 // a *RejectedError (ErrOpen or ErrRateLimited) without reaching the
 // upstream. A response with a Retry-After (seconds or HTTP date) on a 429
-// or 503 holds later requests of the route back until then
-// (ReasonUpstreamRetryAfter) and makes the breaker's rejections carry it;
-// the response itself is returned unchanged. The caller's correlation id is
-// sent in the x-correlation-id header unless the request has one. Safe for
-// concurrent use.
+// or 503, or with X-RateLimit-Remaining 0 and an X-RateLimit-Reset, holds
+// later requests of the route back until then (ReasonUpstreamRetryAfter)
+// and makes the breaker's rejections carry it; the response itself is
+// returned unchanged. When g is a FeedbackGuard (a *Client is), what the
+// response says of the upstream's limits (UpstreamFromHTTP: Retry-After on
+// a 429 or 503, X-RateLimit-Remaining and X-RateLimit-Reset on any
+// answer) is reported for the route's Key: the service pauses the key
+// fleet-wide and lowers its bucket, so that every caller of it backs off.
+// The call's concurrency slots are given back once the response headers
+// came (the body is the caller's), or when next fails or panics. The
+// caller's correlation id is sent in the x-correlation-id header unless
+// the request has one. Safe for concurrent use.
 func RoundTripper(g Guard, next http.RoundTripper, opts ...MiddlewareOption) http.RoundTripper {
 	if next == nil {
 		next = http.DefaultTransport
@@ -397,7 +456,7 @@ func (t *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		req.Header.Set(correlation.Header, id)
 	}
 	r := t.m.o.httpRoute(req)
-	if r.Key == "" && r.Breaker == "" {
+	if !r.guarded() {
 		return t.next.RoundTrip(req)
 	}
 	done, err := t.m.admit(ctx, r)
@@ -407,23 +466,26 @@ func (t *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, err
 	}
+	ended := false
+	defer endOnPanic(&ended, done)
 	resp, err := t.next.RoundTrip(req)
-	if err == nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
-		if d, ok := retry.ParseRetryAfter(resp.Header.Get("Retry-After"), t.m.o.now()); ok {
-			t.m.observe(r, d)
-		}
+	ended = true
+	var u Upstream
+	if err == nil {
+		u = UpstreamFromHTTP(resp.StatusCode, resp.Header, t.m.o.now())
+		t.m.observe(r, u.Pause())
 	}
 	switch {
 	case err != nil && (errors.Is(err, context.Canceled) || ctx.Err() == context.Canceled):
-		done(context.Canceled)
+		done(context.Canceled, u)
 	case t.m.o.httpFailure(resp, err):
 		if err == nil {
-			done(failure{&retry.HTTPError{StatusCode: resp.StatusCode, Status: resp.Status}})
+			done(failure{&retry.HTTPError{StatusCode: resp.StatusCode, Status: resp.Status, Delay: u.RetryAfter}}, u)
 		} else {
-			done(failure{err})
+			done(failure{err}, u)
 		}
 	default:
-		done(nil)
+		done(nil, u)
 	}
 	return resp, err
 }
