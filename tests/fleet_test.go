@@ -17,12 +17,18 @@ type fleet struct {
 	replicas []*replica
 }
 
+// testDialTimeout is the --redis-dial-timeout of the fleet tests.
+const testDialTimeout = "500ms"
+
 // startFleet starts n replicas of resilienced on one private redis-server,
 // all with the configuration yaml.
 func startFleet(t *testing.T, n int, yaml string) *fleet {
 	t.Helper()
 	f := &fleet{redis: redistest.Start(t)}
-	args := []string{"--redis-url", f.redis.URL()}
+	// A longer dial bound than production's 100 ms: a loaded 2-core CI
+	// machine under -race can take that long to accept, and one failed dial
+	// sends a replica to its fallback for the retry interval.
+	args := []string{"--redis-url", f.redis.URL(), "--redis-dial-timeout", testDialTimeout}
 	if yaml != "" {
 		args = append(args, "--config", writeConfig(t, yaml))
 	}

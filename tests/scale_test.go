@@ -65,7 +65,7 @@ func startDeployment(t *testing.T, url string) *deployment {
 	d := &deployment{}
 	cfg := writeConfig(t, scaleConfig)
 	for i := range d.replicas {
-		d.replicas[i] = startReplica(t, "--redis-url", url, "--config", cfg)
+		d.replicas[i] = startReplica(t, "--redis-url", url, "--redis-dial-timeout", testDialTimeout, "--config", cfg)
 	}
 	return d
 }

@@ -57,6 +57,9 @@ type Flags struct {
 	// HealthProbe makes the process check the gRPC health of a server
 	// listening on Listen and exit, for container HEALTHCHECKs.
 	HealthProbe bool
+	// RedisTimeouts bound each Redis dial and reply (zero fields: the
+	// redisconn defaults, 100 ms and 200 ms).
+	RedisTimeouts redisconn.Timeouts
 	// Security are the protected defaults and transport limits.
 	Security SecurityFlags
 }
@@ -77,6 +80,8 @@ var envVars = []env{
 	{"redis-url", "RESILIENCE_REDIS_URL"},
 	{"cache-redis-url", "RESILIENCE_CACHE_REDIS_URL"},
 	{"redis-eviction", "RESILIENCE_REDIS_EVICTION"},
+	{"redis-dial-timeout", "RESILIENCE_REDIS_DIAL_TIMEOUT"},
+	{"redis-read-timeout", "RESILIENCE_REDIS_READ_TIMEOUT"},
 	{"config", "RESILIENCE_CONFIG"},
 	{"log-level", "RESILIENCE_LOG_LEVEL"},
 	{"log-format", "RESILIENCE_LOG_FORMAT"},
@@ -98,6 +103,8 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) (Flags, err
 	fs.StringVar(&f.RedisURL, "redis-url", "", "Redis URL: redis://host:port/db, rediss:// for TLS, ?addr=h2:p2&addr=... for Cluster, ?master_name=NAME&addr=... for Sentinel; empty: embedded in-memory store, one replica only (env RESILIENCE_REDIS_URL)")
 	fs.StringVar(&f.CacheRedisURL, "cache-redis-url", "", "Redis URL of the cache alone (same forms as --redis-url); empty = the cache shares --redis-url. Give the cache its own Redis so that cache pressure never evicts limits (env RESILIENCE_CACHE_REDIS_URL)")
 	fs.StringVar(&f.RedisEviction, "redis-eviction", EvictionWarn, "when the --redis-url Redis may evict keys (maxmemory-policy other than noeviction): warn (log an error, resilience_store_evictable 1) or refuse (exit at start, unhealthy store at run time) (env RESILIENCE_REDIS_EVICTION)")
+	fs.DurationVar(&f.RedisTimeouts.Dial, "redis-dial-timeout", redisconn.DefaultTimeouts.Dial, "bound on connecting to Redis; a dead Redis fails a call within it (env RESILIENCE_REDIS_DIAL_TIMEOUT)")
+	fs.DurationVar(&f.RedisTimeouts.Read, "redis-read-timeout", redisconn.DefaultTimeouts.Read, "bound on each Redis reply (and write, and pool wait); a hung Redis fails a call within it (env RESILIENCE_REDIS_READ_TIMEOUT)")
 	fs.StringVar(&f.ConfigPath, "config", "", "YAML configuration file (env RESILIENCE_CONFIG)")
 	fs.StringVar(&f.LogLevel, "log-level", "info", "debug, info, warn or error (env RESILIENCE_LOG_LEVEL)")
 	fs.StringVar(&f.LogFormat, "log-format", "json", "json or text (env RESILIENCE_LOG_FORMAT)")
@@ -138,6 +145,10 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) (Flags, err
 	if (f.TLSCert == "") != (f.TLSKey == "") {
 		return f, fmt.Errorf("%w: --tls-cert and --tls-key go together", errUsage)
 	}
+	if f.RedisTimeouts.Dial <= 0 || f.RedisTimeouts.Read <= 0 {
+		return f, fmt.Errorf("%w: --redis-dial-timeout and --redis-read-timeout must be > 0", errUsage)
+	}
+	f.RedisTimeouts.Write, f.RedisTimeouts.Pool = f.RedisTimeouts.Read, f.RedisTimeouts.Read
 	if f.RedisEviction != EvictionWarn && f.RedisEviction != EvictionRefuse {
 		return f, fmt.Errorf("%w: --redis-eviction %q: want %s or %s", errUsage, f.RedisEviction, EvictionWarn, EvictionRefuse)
 	}
@@ -226,7 +237,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		kind          = redisconn.Kind("memory")
 	)
 	openRedis := func(flag, url string) (redis.UniversalClient, redisconn.Kind, error) {
-		c, k, err := redisconn.Open(url, redisconn.Timeouts{})
+		c, k, err := redisconn.Open(url, f.RedisTimeouts)
 		if err != nil {
 			return nil, "", fmt.Errorf("%w: --%s: %v", errUsage, flag, err)
 		}
