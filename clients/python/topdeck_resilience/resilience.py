@@ -11,6 +11,17 @@ resilience service.
   BreakerState) as a decorator, ``async with``/``with``, or ``call()``.
 * :class:`ErrorTracker`: counts and records the outcomes of a batch (local).
 
+Beyond the seed: a RateLimiter can bound the calls in flight fleet-wide
+(``max_in_flight``, a distributed bulkhead) and take several limits in one
+all-or-nothing decision (``also=``); its slots are given back when an
+``async with``/``with`` block or a decorated call ends, even on an
+exception. What an upstream says of its own limits (a 429's
+``Retry-After``, ``X-RateLimit-Remaining`` / ``X-RateLimit-Reset``, gRPC
+RetryInfo) found on an exception leaving a RateLimiter or CircuitBreaker
+block, or retried by ``limiter.retrying()``, is reported to the
+service for the limiter's key (:mod:`topdeck_resilience.upstream`): the key
+is paused fleet-wide, and every process's limiter backs off.
+
 When the service cannot be reached, limiters and breakers decide with local,
 per-process state (see :mod:`topdeck_resilience.client`). Everything here is
 safe across threads and tasks.
@@ -19,14 +30,17 @@ safe across threads and tasks.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
 import functools
 import inspect
 import logging
 import random
+import secrets
 import threading
 import time
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import (
@@ -36,6 +50,7 @@ from typing import (
     Dict,
     List,
     Optional,
+    Sequence,
     Tuple,
     Type,
     TypeVar,
@@ -45,7 +60,9 @@ from typing import (
 
 import grpc
 
+from ._gen import resilience_pb2 as pb
 from ._status import details_from_metadata
+from . import upstream as _up
 from .client import (
     _deadline_var,
     BreakerSettings,
@@ -87,6 +104,8 @@ __all__ = [
     "Reason",
     "ReportResult",
     "ErrorTracker",
+    "LimitDecision",
+    "AdmissionDecision",
     "RateLimited",
     "CircuitOpenError",
     "ResilienceError",
@@ -123,6 +142,25 @@ class RateLimiter:
     limit of local decisions while the service is unreachable (else the
     client's ``local_policies``, else such calls are admitted).
 
+    ``max_in_flight=N, in_flight_lease=seconds`` also (or, without
+    ``max_calls``, only) bounds the calls in flight on ``key`` fleet-wide:
+    each admitted call holds a slot until its ``async with``/``with`` block
+    or decorated call ends (even on an exception), or until the lease
+    (choose it longer than the slowest call) has passed. ``also=[other,
+    ...]`` adds the limits of other RateLimiters (their key and limit or
+    policy; the call's ``cost`` for each) to the same decision, all or
+    nothing: when any refuses none is charged, and the Decision (an
+    :class:`AdmissionDecision`) says which one (``limited_by``). At most 8
+    limits in all. While the service is unreachable such a limiter is
+    decided per process: every limit is checked, then taken, and the slots
+    are counted in this process only.
+
+    An exception leaving an ``async with``/``with`` block or a decorated
+    call that carries an upstream's answer (a 429 with ``Retry-After``,
+    ``X-RateLimit-*``, gRPC RetryInfo: :func:`upstream.from_exception`) is
+    reported for ``key``: the service pauses it fleet-wide, so that every
+    process's limiter on it waits (or refuses) until the upstream's time.
+
     Usage::
 
         limiter = RateLimiter(max_calls=200, time_window=60.0, key="azure-devops/org-42")
@@ -130,6 +168,10 @@ class RateLimiter:
         async with limiter:              # the same
             ...
         if await limiter.try_acquire():  # answers at once
+            ...
+
+        bulkhead = RateLimiter(key="azure-devops", max_in_flight=20, in_flight_lease=60.0)
+        async with bulkhead:             # at most 20 in flight across the fleet
             ...
 
     Raises InvalidArgumentError (a ValueError) for a bad limit or key. Safe
@@ -145,6 +187,9 @@ class RateLimiter:
         burst: Optional[int] = None,
         policy: Optional[str] = None,
         client: Optional[ResilienceClient] = None,
+        max_in_flight: Optional[int] = None,
+        in_flight_lease: Optional[float] = None,
+        also: Sequence["RateLimiter"] = (),
     ) -> None:
         if not key:
             raise InvalidArgumentError.local("key", "is required")
@@ -153,17 +198,40 @@ class RateLimiter:
         self.key = key
         self.burst = burst
         self.policy = policy
+        self.max_in_flight = max_in_flight
+        self.in_flight_lease = in_flight_lease
+        self.also: Tuple[RateLimiter, ...] = tuple(also)
         self._client = client
         # Requests of acquire() without a bound, by (client, cost): immutable
         # once built, shared by concurrent calls (read only).
         self._prepared: Dict[Tuple[int, int], Tuple[Any, float]] = {}
+        self._held: ContextVar[Tuple[Decision, ...]] = ContextVar(f"topdeck_limiter_{key}", default=())
         has_limit = max_calls is not None or time_window is not None
+        has_slots = max_in_flight is not None or in_flight_lease is not None
+        if has_slots:
+            if not isinstance(max_in_flight, int) or isinstance(max_in_flight, bool) or not 1 <= max_in_flight <= 1_000_000:
+                raise InvalidArgumentError.local("max_in_flight", f"must be an int from 1 to 1000000, got {max_in_flight!r}")
+            if in_flight_lease is None or not 0 < in_flight_lease <= 3600:
+                raise InvalidArgumentError.local("in_flight_lease", f"must be > 0 and at most 3600 seconds with max_in_flight, got {in_flight_lease!r}")
         if has_limit:
             self.limit: Optional[RateLimit] = RateLimit(cast(int, max_calls), cast(float, time_window), burst)
-        elif not policy:
-            raise InvalidArgumentError.local("limit", "give max_calls and time_window, or policy")
+        elif not policy and not has_slots:
+            raise InvalidArgumentError.local("limit", "give max_calls and time_window, policy, or max_in_flight")
         else:
             self.limit = None
+        if len(self.also) + 1 > 8:
+            raise InvalidArgumentError.local("also", f"at most 8 limits per call, got {len(self.also) + 1}")
+        keys = [self.key] + [o.key for o in self.also]
+        if len(set(keys)) != len(keys):
+            raise InvalidArgumentError.local("also", f"keys must be distinct, got {keys}")
+        # The limit as the API carries it (rate and/or concurrency).
+        self._pb = pb.RateLimit()
+        if self.limit is not None:
+            self._pb.CopyFrom(self.limit._pb)  # type: ignore[attr-defined]
+        if has_slots:
+            self._pb.max_in_flight = cast(int, max_in_flight)
+            self._pb.in_flight_lease.CopyFrom(_pbdur(cast(float, in_flight_lease)))
+        self._extended = has_slots or bool(self.also)
 
     @property
     def client(self) -> ResilienceClient:
@@ -174,6 +242,11 @@ class RateLimiter:
         if self.policy:
             return {"policy": self.policy}
         return {"limit": self.limit}
+
+    @property
+    def has_slots(self) -> bool:
+        """Whether this limiter (or one of ``also``) bounds calls in flight."""
+        return any(lim.max_in_flight is not None for lim in (self,) + self.also)
 
     def _local_policy(self, c: ResilienceClient) -> None:
         if self.policy and self.limit is not None and self.policy not in c.local_policies:
@@ -197,10 +270,16 @@ class RateLimiter:
         """After a refusal: how long to sleep before asking again, or raises
         RateLimited when the tokens cannot be there within the bound."""
         left = _MAX_WAIT_CHUNK if end is None else max(end - time.monotonic(), 0.0)
+        if getattr(d, "limit_reason", "") == "concurrency_limited":
+            # The service queued the call for a slot within the chunk and none
+            # came: ask again (its retry_after is only a hint) unless bounded.
+            if end is not None and left <= 0:
+                raise RateLimited(d.retry_after, key=getattr(d, "limited_by", "") or self.key, local=d.local, decision=d)
+            return min(max(d.retry_after, 0.01), 1.0, left if end is not None else 1.0)
         if d.reason != Reason.RATE_LIMITED or d.retry_after <= 0 or (end is not None and d.retry_after > left):
             if d.reason == Reason.CIRCUIT_OPEN:
                 raise CircuitOpenError(d.retry_after, local=d.local)
-            raise RateLimited(d.retry_after, key=self.key, local=d.local, decision=d)
+            raise RateLimited(d.retry_after, key=getattr(d, "limited_by", "") or self.key, local=d.local, decision=d)
         # Unbounded (or promised within the bound but not reserved: a racing
         # caller took them): sleep until a wait of one chunk would cover it.
         return d.retry_after - left if d.retry_after > left else d.retry_after
@@ -226,7 +305,10 @@ class RateLimiter:
         args = self._args()
         waited = 0.0
         while True:
-            if end is None:
+            if self._extended:
+                chunk = _MAX_WAIT_CHUNK if end is None else max(end - time.monotonic(), 0.0)
+                d = await _ext_acquire(c, self, cost, chunk, "", None, False)
+            elif end is None:
                 # The common case (wait until admitted): one prepared request per cost.
                 prepared = self._prepared.get((id(c), cost))
                 if prepared is None:
@@ -253,7 +335,10 @@ class RateLimiter:
         waited = 0.0
         while True:
             chunk = _MAX_WAIT_CHUNK if end is None else max(end - time.monotonic(), 0.0)
-            d = c.acquire_sync(self.key, cost=cost, max_wait=chunk, **args)
+            if self._extended:
+                d = _ext_acquire_sync(c, self, cost, chunk, "", None, False)
+            else:
+                d = c.acquire_sync(self.key, cost=cost, max_wait=chunk, **args)
             if d.allowed:
                 return d if not waited else _with_waited(d, waited)
             pause = self._next(d, end, waited)
@@ -262,33 +347,123 @@ class RateLimiter:
 
     async def try_acquire(self, cost: int = 1) -> bool:
         """Takes ``cost`` tokens if they are there now: True, else False
-        (never waits). Raises as :meth:`acquire`, except RateLimited."""
+        (never waits). Raises as :meth:`acquire`, except RateLimited; and
+        InvalidArgumentError for a limiter with ``max_in_flight`` (a bool
+        cannot give its slot back: use ``async with`` or :meth:`check` and
+        :meth:`release`)."""
+        self._no_bool_with_slots()
         return (await self.check(cost)).allowed
 
     def try_acquire_sync(self, cost: int = 1) -> bool:
         """The synchronous twin of :meth:`try_acquire`."""
+        self._no_bool_with_slots()
         c = self.client
         self._local_policy(c)
+        if self._extended:
+            return _ext_acquire_sync(c, self, cost, 0.0, "", None, False).allowed
         return c.acquire_sync(self.key, cost=cost, **self._args()).allowed
+
+    def _no_bool_with_slots(self) -> None:
+        if self.has_slots:
+            raise InvalidArgumentError.local("max_in_flight", "try_acquire cannot give a slot back: use async with, or check() and release()")
 
     async def check(self, cost: int = 1, *, dry_run: bool = False) -> Decision:
         """Like try_acquire but returns the whole :class:`Decision`
-        (remaining, retry_after, degraded...). ``dry_run`` takes nothing."""
+        (remaining, retry_after, degraded...; an :class:`AdmissionDecision`
+        with every limit's answer for a limiter with ``also`` or
+        ``max_in_flight``). ``dry_run`` takes nothing. An allowed Decision
+        that holds slots must be given back with :meth:`release`."""
         c = self.client
         self._local_policy(c)
+        if self._extended:
+            return await _ext_acquire(c, self, cost, 0.0, "", None, dry_run)
         return await c.acquire(self.key, cost=cost, dry_run=dry_run, **self._args())
 
+    async def release(self, decision: Decision) -> int:
+        """Gives back the concurrency slots ``decision`` holds (from
+        :meth:`check` or :meth:`acquire`) and returns how many: 0 when it
+        holds none, they were released already or their lease ended. Never
+        raises for the service's absence (the lease is the backstop)."""
+        return await _release(self.client, decision)
+
+    def release_sync(self, decision: Decision) -> int:
+        """The synchronous twin of :meth:`release`."""
+        return _release_sync(self.client, decision)
+
+    def retrying(
+        self, config: Optional["RetryConfig"] = None, exceptions: Optional[Tuple[Type[BaseException], ...]] = None
+    ) -> Callable[[F], F]:
+        """:func:`retry_with_backoff` that also reports, before each sleep,
+        what the failed attempt's exception says of the upstream's limits (a
+        429's or 503's ``Retry-After``, ``X-RateLimit-Remaining`` /
+        ``X-RateLimit-Reset`` on ``exc.response``, gRPC RetryInfo:
+        :func:`upstream.from_exception`) for this limiter's key: the service
+        pauses the key fleet-wide, so every process using it backs off too.
+        It does not take tokens (decorate with the limiter for that, where
+        the report happens on the block's exit). A failed report is logged,
+        never raised."""
+        return _retry(config, exceptions, self)
+
+    async def report_upstream(self, up: "_up.Upstream") -> "_up.UpstreamResult":
+        """Reports what the upstream said (:mod:`topdeck_resilience.upstream`)
+        for this limiter's key: the service pauses it fleet-wide and lowers
+        its bucket. Raises as :func:`upstream.report_upstream`."""
+        return await _up.report_upstream(self.client, self.key, up, limit=self._pb if self.limit is not None else None, policy=self.policy)
+
+    def report_upstream_sync(self, up: "_up.Upstream") -> "_up.UpstreamResult":
+        """The synchronous twin of :meth:`report_upstream`."""
+        return _up.report_upstream_sync(self.client, self.key, up, limit=self._pb if self.limit is not None else None, policy=self.policy)
+
+    def _feedback(self, exc: Optional[BaseException]) -> Optional[Any]:
+        """The UpstreamFeedback of an exception leaving a block, or None."""
+        if exc is None:
+            return None
+        up = _up.from_exception(exc)
+        if not up:
+            return None
+        return _up.feedback(self.key, up, limit=self._pb if self.limit is not None else None, policy=self.policy)
+
     async def __aenter__(self) -> Decision:
-        return await self.acquire()
+        d = await self.acquire()
+        self._held.set(self._held.get() + (d,))
+        return d
 
     async def __aexit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
-        return None
+        stack = self._held.get()
+        d, self_stack = stack[-1], stack[:-1]
+        self._held.set(self_stack)
+        await _end(self.client, d, self._feedback(exc))
 
     def __enter__(self) -> Decision:
-        return self.acquire_sync()
+        d = self.acquire_sync()
+        self._held.set(self._held.get() + (d,))
+        return d
 
     def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
-        return None
+        stack = self._held.get()
+        d = stack[-1]
+        self._held.set(stack[:-1])
+        _end_sync(self.client, d, self._feedback(exc))
+
+    def __call__(self, func: F) -> F:
+        """Decorates an async or sync function to run inside the limiter
+        (``async with``/``with``): admitted first, its slots given back and
+        its upstream's answer reported when it returns or raises."""
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def awrapper(*args: Any, **kwargs: Any) -> Any:
+                async with self:
+                    return await func(*args, **kwargs)
+
+            return cast(F, awrapper)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self:
+                return func(*args, **kwargs)
+
+        return cast(F, wrapper)
 
     def __repr__(self) -> str:
         what = f"policy={self.policy!r}" if self.policy else f"max_calls={self.max_calls}, time_window={self.time_window}"
@@ -296,10 +471,300 @@ class RateLimiter:
 
 
 def _with_waited(d: Decision, waited: float) -> Decision:
+    if isinstance(d, AdmissionDecision):
+        return dataclasses.replace(d, waited=d.waited + waited)
     return Decision(
         d.allowed, d.reason, d.remaining, d.retry_after, d.reset_after, d.waited + waited, d.breaker_state,
         d.degraded, d.local, d.permit_id, d.breaker_generation,
     )
+
+
+# ---------------------------------------------------------------------------
+# Several limits and concurrency slots (AcquireRequest.limits, slot_token)
+
+
+def _pbdur(seconds: float) -> Any:
+    return _up._dur(seconds)
+
+
+def _secs(d: Any) -> float:
+    return d.seconds + d.nanos * 1e-9
+
+
+_REASON_NAMES = {
+    pb.ACQUIRE_REASON_ALLOWED: "allowed",
+    pb.ACQUIRE_REASON_RATE_LIMITED: "rate_limited",
+    pb.ACQUIRE_REASON_CIRCUIT_OPEN: "circuit_open",
+    pb.ACQUIRE_REASON_UPSTREAM_THROTTLED: "upstream_throttled",
+    pb.ACQUIRE_REASON_CONCURRENCY_LIMITED: "concurrency_limited",
+}
+_STATES = {pb.CIRCUIT_STATE_CLOSED: CircuitState.CLOSED, pb.CIRCUIT_STATE_OPEN: CircuitState.OPEN, pb.CIRCUIT_STATE_HALF_OPEN: CircuitState.HALF_OPEN}
+
+
+@dataclass(frozen=True)
+class LimitDecision:
+    """One limit's answer within an :class:`AdmissionDecision` ("why was I
+    limited"). ``reason`` is "allowed", "rate_limited",
+    "upstream_throttled" or "concurrency_limited"; ``in_flight`` the slots
+    held on a concurrency limit's key after the decision; ``shadow`` a
+    limit in shadow mode (never enforced). Times in seconds. Immutable."""
+
+    key: str
+    allowed: bool
+    reason: str = "allowed"
+    remaining: int = 0
+    retry_after: float = 0.0
+    reset_after: float = 0.0
+    in_flight: int = 0
+    shadow: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class AdmissionDecision(Decision):
+    """The Decision of a RateLimiter with ``also`` or ``max_in_flight``.
+
+    Beyond :class:`Decision`: ``limits`` (every limit's answer, the
+    limiter's own key first), ``limited_by`` (the refusing key with the
+    longest retry_after), ``limit_reason`` (the service's reason:
+    "allowed", "rate_limited", "upstream_throttled", "concurrency_limited",
+    "circuit_open"; ``reason`` says RATE_LIMITED for any limit's refusal),
+    ``shadow_reason`` (what a shadow-mode policy would have answered) and
+    ``slot_token`` (the slots an admitted call holds on the service).
+    Immutable.
+    """
+
+    limits: Tuple[LimitDecision, ...] = ()
+    limited_by: str = ""
+    limit_reason: str = "allowed"
+    shadow_reason: str = ""
+    slot_token: str = ""
+    local_slots: Optional[Tuple[str, Tuple[str, ...]]] = None
+
+    @property
+    def holds_slots(self) -> bool:
+        """Whether the admitted call holds concurrency slots to give back."""
+        return bool(self.slot_token) or self.local_slots is not None
+
+
+def _members(lim: "RateLimiter") -> Tuple["RateLimiter", ...]:
+    return (lim,) + lim.also
+
+
+def _ext_request(lim: "RateLimiter", cost: int, max_wait: float, breaker: str, dry_run: bool) -> Tuple[Any, float]:
+    if not isinstance(cost, int) or cost < 1:
+        raise InvalidArgumentError.local("cost", f"must be an int >= 1, got {cost!r}")
+    left = time_left()
+    if left is not None:
+        max_wait = min(max_wait, left)
+    max_wait = min(max(max_wait, 0.0), _MAX_WAIT_CHUNK)
+    req = pb.AcquireRequest(key=lim.key, cost=cost, breaker=breaker, dry_run=dry_run)
+    if lim.policy:
+        req.policy = lim.policy
+    else:
+        req.limit.CopyFrom(lim._pb)
+    for o in lim.also:
+        lr = req.limits.add(key=o.key, cost=cost)
+        if o.policy:
+            lr.policy = o.policy
+        else:
+            lr.limit.CopyFrom(o._pb)
+    if max_wait > 0:
+        req.max_wait.CopyFrom(_pbdur(max_wait))
+    return req, max_wait
+
+
+def _ext_decision(r: Any) -> AdmissionDecision:
+    why = _REASON_NAMES.get(r.reason, "allowed")
+    reason = {"circuit_open": Reason.CIRCUIT_OPEN, "allowed": Reason.ALLOWED}.get(why, Reason.RATE_LIMITED)
+    return AdmissionDecision(
+        r.allowed, reason, r.remaining, _secs(r.retry_after), _secs(r.reset_after), _secs(r.waited),
+        _STATES.get(r.breaker_state), r.degraded, False, r.permit_id, r.breaker_generation,
+        limits=tuple(
+            LimitDecision(ld.key, ld.allowed, _REASON_NAMES.get(ld.reason, "allowed"), ld.remaining, _secs(ld.retry_after),
+                          _secs(ld.reset_after), ld.in_flight, ld.shadow)
+            for ld in r.limits
+        ),
+        limited_by=r.limited_by,
+        limit_reason=why,
+        shadow_reason=_REASON_NAMES.get(r.shadow_reason, "") if r.shadow_reason else "",
+        slot_token=r.slot_token,
+    )
+
+
+class _LocalSlots:
+    """Concurrency slots of local decisions (the service unreachable), per
+    client and key, with their leases. Safe across threads."""
+
+    def __init__(self) -> None:
+        self._mu = threading.Lock()  # protects _held
+        self._held: Dict[Tuple[int, str], Dict[str, float]] = {}
+
+    def take(self, owner: int, now: float, wants: Sequence[Tuple[str, int, float]]) -> Tuple[Optional[str], Optional[str], float]:
+        """Takes one slot of each (key, max_in_flight, lease) all or nothing:
+        (slot id, None, 0) or (None, the full key, seconds to its oldest
+        lease's end)."""
+        with self._mu:
+            for key, most, _ in wants:
+                held = self._held.setdefault((owner, key), {})
+                for sid in [sid for sid, exp in held.items() if exp <= now]:
+                    del held[sid]
+                if len(held) >= most:
+                    return None, key, max(min(held.values()) - now, 0.0)
+            sid = secrets.token_hex(16)
+            for key, _, lease in wants:
+                self._held[(owner, key)][sid] = now + lease
+            return sid, None, 0.0
+
+    def release(self, owner: int, sid: str, keys: Sequence[str]) -> int:
+        n = 0
+        with self._mu:
+            for key in keys:
+                held = self._held.get((owner, key))
+                if held is not None and held.pop(sid, None) is not None:
+                    n += 1
+        return n
+
+
+_local_slots = _LocalSlots()
+
+
+def _ext_local(c: ResilienceClient, lim: "RateLimiter", cost: int, breaker: str, settings: Optional[BreakerSettings], dry_run: bool) -> AdmissionDecision:
+    """Decides an extended limiter locally, per process: the breaker, then
+    every rate limit checked and, when all admit, taken; then one local slot
+    of each concurrency limit. No wait (max_wait is not honoured locally
+    for several limits)."""
+    base, _, permit = c._local_acquire("", None, None, cost, 0.0, breaker, dry_run, settings)
+    common = dict(breaker_state=base.breaker_state, degraded=True, local=True, breaker_generation=base.breaker_generation)
+    if not base.allowed:
+        return AdmissionDecision(False, Reason.CIRCUIT_OPEN, retry_after=base.retry_after, limit_reason="circuit_open", **common)  # type: ignore[arg-type]
+    now = c._clock()
+    rates = []
+    for m in _members(lim):
+        rl = m.limit if m.limit is not None else (c.local_policies.get(m.policy) if m.policy else None)
+        if rl is not None:
+            if cost > rl.capacity:
+                c.local_breakers.release(breaker, permit)
+                raise InvalidArgumentError.local("cost", f"{cost} exceeds the burst {rl.capacity} of {m.key!r}")
+            rates.append((m.key, rl))
+    answers: Dict[str, LimitDecision] = {}
+    refused: Optional[LimitDecision] = None
+    for key, rl in rates:
+        res = c.local_limiter.acquire(now, key, rl.max_calls, rl.time_window, rl.burst or 0, cost, 0.0, True)
+        answers[key] = LimitDecision(key, res.allowed, "allowed" if res.allowed else "rate_limited", res.remaining, res.retry_after, res.reset_after)
+        if not res.allowed and (refused is None or res.retry_after > refused.retry_after):
+            refused = answers[key]
+    wants = [(m.key, cast(int, m.max_in_flight), cast(float, m.in_flight_lease)) for m in _members(lim) if m.max_in_flight is not None]
+    sid = None
+    if refused is None and wants and not dry_run:
+        sid, full, wait = _local_slots.take(id(c), now, wants)
+        if sid is None:
+            refused = answers[cast(str, full)] = LimitDecision(cast(str, full), False, "concurrency_limited", retry_after=wait)
+    limits = tuple(answers.get(m.key, LimitDecision(m.key, True)) for m in _members(lim))
+    if refused is not None:
+        c.local_breakers.release(breaker, permit)
+        return AdmissionDecision(False, Reason.RATE_LIMITED, retry_after=refused.retry_after, limits=limits, limited_by=refused.key,
+                                 limit_reason=refused.reason, **common)  # type: ignore[arg-type]
+    if not dry_run:
+        for key, rl in rates:
+            c.local_limiter.acquire(now, key, rl.max_calls, rl.time_window, rl.burst or 0, cost, 0.0, False)
+    first = limits[0]
+    return AdmissionDecision(True, Reason.ALLOWED, first.remaining, 0.0, first.reset_after, permit_id=permit, limits=limits,
+                             local_slots=(sid, tuple(w[0] for w in wants)) if sid else None, **common)  # type: ignore[arg-type]
+
+
+async def _ext_acquire(c: ResilienceClient, lim: "RateLimiter", cost: int, max_wait: float, breaker: str,
+                       settings: Optional[BreakerSettings], dry_run: bool) -> AdmissionDecision:
+    req, max_wait = _ext_request(lim, cost, max_wait, breaker, dry_run)
+    try:
+        r = await c._call("rs", "Acquire", req, max_wait)
+    except ServiceUnavailableError:
+        if not c.fail_open:
+            raise
+        return _ext_local(c, lim, cost, breaker, settings, dry_run)
+    return _ext_decision(r)
+
+
+def _ext_acquire_sync(c: ResilienceClient, lim: "RateLimiter", cost: int, max_wait: float, breaker: str,
+                      settings: Optional[BreakerSettings], dry_run: bool) -> AdmissionDecision:
+    req, max_wait = _ext_request(lim, cost, max_wait, breaker, dry_run)
+    try:
+        r = c._call_sync("rs", "Acquire", req, max_wait)
+    except ServiceUnavailableError:
+        if not c.fail_open:
+            raise
+        return _ext_local(c, lim, cost, breaker, settings, dry_run)
+    return _ext_decision(r)
+
+
+async def _release(c: ResilienceClient, d: Decision) -> int:
+    ls = getattr(d, "local_slots", None)
+    if ls is not None:
+        return _local_slots.release(id(c), ls[0], ls[1])
+    tok = getattr(d, "slot_token", "")
+    if not tok:
+        return 0
+    try:
+        r = await asyncio.shield(c._call("rs", "Release", pb.ReleaseRequest(slot_token=tok)))
+    except (ResilienceError, asyncio.TimeoutError) as e:
+        logger.warning("concurrency slots not released (their lease will end): %s", e)
+        return 0
+    return int(r.released)
+
+
+def _release_sync(c: ResilienceClient, d: Decision) -> int:
+    ls = getattr(d, "local_slots", None)
+    if ls is not None:
+        return _local_slots.release(id(c), ls[0], ls[1])
+    tok = getattr(d, "slot_token", "")
+    if not tok:
+        return 0
+    try:
+        r = c._call_sync("rs", "Release", pb.ReleaseRequest(slot_token=tok))
+    except (ResilienceError, TimeoutError) as e:
+        logger.warning("concurrency slots not released (their lease will end): %s", e)
+        return 0
+    return int(r.released)
+
+
+def _extras_request(d: Decision, fb: Optional[Any]) -> Optional[Any]:
+    """A ReportOutcome without a breaker that releases d's slots and passes
+    on fb, or None when a Release (or nothing) is enough."""
+    if fb is None or d.local:
+        return None
+    req = pb.ReportOutcomeRequest(slot_token=getattr(d, "slot_token", ""))
+    req.upstream.append(fb)
+    return req
+
+
+async def _end(c: ResilienceClient, d: Decision, fb: Optional[Any]) -> None:
+    """Ends a call admitted by a RateLimiter: its slots back, fb passed on,
+    in one ReportOutcome (or a Release). Never raises (best effort)."""
+    req = _extras_request(d, fb)
+    if req is None:
+        if fb is not None and d.local:
+            logger.warning("upstream feedback for %r not reported: decided locally", fb.key)
+        await _release(c, d)
+        return
+    try:
+        await asyncio.shield(c._call("rs", "ReportOutcome", req))
+    except (ResilienceError, asyncio.TimeoutError) as e:
+        logger.warning("upstream feedback for %r not reported: %s", fb.key if fb is not None else "", e)
+        await _release(c, d)
+
+
+def _end_sync(c: ResilienceClient, d: Decision, fb: Optional[Any]) -> None:
+    """The synchronous twin of :func:`_end`."""
+    req = _extras_request(d, fb)
+    if req is None:
+        if fb is not None and d.local:
+            logger.warning("upstream feedback for %r not reported: decided locally", fb.key)
+        _release_sync(c, d)
+        return
+    try:
+        c._call_sync("rs", "ReportOutcome", req)
+    except (ResilienceError, TimeoutError) as e:
+        logger.warning("upstream feedback for %r not reported: %s", fb.key if fb is not None else "", e)
+        _release_sync(c, d)
 
 
 async def with_rate_limit(rate_limiter: RateLimiter, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -462,7 +927,20 @@ def retry_with_backoff(
     exception is raised at once. Raises the last exception when attempts run
     out, and at once an exception not retried. Cancellation is never
     retried. The wrapper is as thread/task safe as the function.
+
+    To report what a failed attempt's upstream said of its limits to the
+    service (so that every process backs off), run the function inside a
+    RateLimiter (``@retry_with_backoff(...)`` over ``@limiter``) or use
+    :meth:`RateLimiter.retrying`.
     """
+    return _retry(config, exceptions, None)
+
+
+def _retry(
+    config: Optional[RetryConfig], exceptions: Optional[Tuple[Type[BaseException], ...]], limiter: Optional["RateLimiter"]
+) -> Callable[[F], F]:
+    """retry_with_backoff, reporting each failed attempt's upstream
+    feedback for ``limiter``'s key when it is given."""
     cfg = config or RetryConfig()
     retry_on = tuple(exceptions) if exceptions is not None else cfg.retry_on
 
@@ -502,6 +980,8 @@ def retry_with_backoff(
                     try:
                         return await func(*args, **kwargs)
                     except BaseException as e:
+                        if limiter is not None and not isinstance(e, asyncio.CancelledError):
+                            await _report_exc(limiter, e)
                         delay = plan(attempt, e, start, name)
                         if delay is None:
                             raise
@@ -518,6 +998,8 @@ def retry_with_backoff(
                 try:
                     return func(*args, **kwargs)
                 except BaseException as e:
+                    if limiter is not None:
+                        _report_exc_sync(limiter, e)
                     delay = plan(attempt, e, start, name)
                     if delay is None:
                         raise
@@ -527,6 +1009,28 @@ def retry_with_backoff(
         return cast(F, wrapper)
 
     return decorator
+
+
+async def _report_exc(limiter: RateLimiter, exc: BaseException) -> None:
+    """Reports the upstream feedback on exc for limiter's key; never raises."""
+    up = _up.from_exception(exc)
+    if not up:
+        return
+    try:
+        await limiter.report_upstream(up)
+    except (ResilienceError, asyncio.TimeoutError) as e:
+        logger.warning("upstream feedback for %r not reported: %s", limiter.key, e)
+
+
+def _report_exc_sync(limiter: RateLimiter, exc: BaseException) -> None:
+    """The synchronous twin of :func:`_report_exc`."""
+    up = _up.from_exception(exc)
+    if not up:
+        return
+    try:
+        limiter.report_upstream_sync(up)
+    except (ResilienceError, TimeoutError) as e:
+        logger.warning("upstream feedback for %r not reported: %s", limiter.key, e)
 
 
 # ---------------------------------------------------------------------------
@@ -571,6 +1075,13 @@ class CircuitBreaker:
 
         await breaker.call(fetch, url)   # the seed's form
         await breaker.state()            # CircuitState.CLOSED / OPEN / HALF_OPEN
+
+    With a ``limiter`` that has ``max_in_flight`` (or ``also``), its limits
+    are in the same decision and its slots are given back in the outcome's
+    ReportOutcome, even when the call raises or is cancelled. An exception
+    carrying an upstream's answer (a 429's ``Retry-After``,
+    ``X-RateLimit-*``, gRPC RetryInfo) is reported with the outcome for the
+    limiter's key, which the service pauses fleet-wide.
 
     Safe across threads and tasks: each ``async with``/``with`` keeps its
     admission in the current context (task or thread).
@@ -620,7 +1131,8 @@ class CircuitBreaker:
             self._observe(d.breaker_state)
         if not d.allowed:
             if d.reason == Reason.RATE_LIMITED:
-                raise RateLimited(d.retry_after, key=self.limiter.key if self.limiter else "", local=d.local, decision=d)
+                key = getattr(d, "limited_by", "") or (self.limiter.key if self.limiter else "")
+                raise RateLimited(d.retry_after, key=key, local=d.local, decision=d)
             raise CircuitOpenError(d.retry_after, breaker=self.name, local=d.local)
 
     def _observe(self, state: CircuitState) -> None:
@@ -646,10 +1158,44 @@ class CircuitBreaker:
             return False
         return isinstance(exc, self.expected_exception)
 
+    def _outcome_request(self, a: _Admitted, failed: Optional[bool], fb: Optional[Any]) -> Any:
+        d = a.decision
+        req = pb.ReportOutcomeRequest(slot_token=getattr(d, "slot_token", ""))
+        if fb is not None:
+            req.upstream.append(fb)
+        if failed is not None:
+            req.breaker = self.name
+            req.outcome = pb.OUTCOME_FAILURE if failed else pb.OUTCOME_SUCCESS
+            req.latency.CopyFrom(_pbdur(max(time.monotonic() - a.start, 0.0)))
+            req.permit_id = d.permit_id
+            req.breaker_generation = d.breaker_generation
+        return req
+
+    def _extras(self, a: _Admitted, exc: Optional[BaseException]) -> Tuple[Optional[Any], bool]:
+        """The upstream feedback of exc for the limiter's key, and whether
+        the outcome must carry extras (slots or feedback)."""
+        fb = self.limiter._feedback(exc) if self.limiter is not None else None
+        d = a.decision
+        return fb, not d.local and (fb is not None or bool(getattr(d, "slot_token", "")))
+
     async def _finish(self, a: _Admitted, exc: Optional[BaseException]) -> None:
         failed = self.is_failure(exc)
         d = a.decision
         c = self.client
+        fb, extras = self._extras(a, exc)
+        if extras:
+            # One ReportOutcome: the outcome (unless cancelled), the slots back, the upstream's word.
+            try:
+                r = await asyncio.shield(c._call("rs", "ReportOutcome", self._outcome_request(a, failed, fb)))
+                if failed is not None:
+                    self._observe(_STATES.get(r.state, CircuitState.CLOSED))
+            except (ResilienceError, asyncio.TimeoutError) as e:
+                logger.warning("circuit breaker %r: outcome not reported (slots come back with their lease): %s", self.name, e)
+                if failed is not None and isinstance(e, ServiceUnavailableError) and c.fail_open:
+                    c._local_report(self.name, not failed, "", 0, self.local_settings)
+            return
+        if d.local and getattr(d, "local_slots", None) is not None:
+            await _release(c, d)
         if failed is None:
             if d.local:
                 c.local_breakers.release(self.name, d.permit_id)
@@ -667,6 +1213,19 @@ class CircuitBreaker:
         failed = self.is_failure(exc)
         d = a.decision
         c = self.client
+        fb, extras = self._extras(a, exc)
+        if extras:
+            try:
+                r = c._call_sync("rs", "ReportOutcome", self._outcome_request(a, failed, fb))
+                if failed is not None:
+                    self._observe(_STATES.get(r.state, CircuitState.CLOSED))
+            except (ResilienceError, TimeoutError) as e:
+                logger.warning("circuit breaker %r: outcome not reported (slots come back with their lease): %s", self.name, e)
+                if failed is not None and isinstance(e, ServiceUnavailableError) and c.fail_open:
+                    c._local_report(self.name, not failed, "", 0, self.local_settings)
+            return
+        if d.local and getattr(d, "local_slots", None) is not None:
+            _release_sync(c, d)
         if failed is None:
             if d.local:
                 c.local_breakers.release(self.name, d.permit_id)
@@ -716,7 +1275,10 @@ class CircuitBreaker:
         return cast(F, wrapper)
 
     async def __aenter__(self) -> Decision:
-        d = await self.client.acquire(**self._acquire_args())
+        if self.limiter is not None and self.limiter._extended:
+            d: Decision = await _ext_acquire(self.client, self.limiter, 1, 0.0, self.name, self.local_settings, False)
+        else:
+            d = await self.client.acquire(**self._acquire_args())
         self._admit(d)
         a = _Admitted(d, time.monotonic())
         self._entered.set(self._entered.get() + (a,))
@@ -729,7 +1291,10 @@ class CircuitBreaker:
         await self._finish(a, exc)
 
     def __enter__(self) -> Decision:
-        d = self.client.acquire_sync(**self._acquire_args())
+        if self.limiter is not None and self.limiter._extended:
+            d: Decision = _ext_acquire_sync(self.client, self.limiter, 1, 0.0, self.name, self.local_settings, False)
+        else:
+            d = self.client.acquire_sync(**self._acquire_args())
         self._admit(d)
         self._entered.set(self._entered.get() + (_Admitted(d, time.monotonic()),))
         return d
