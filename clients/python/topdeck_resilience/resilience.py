@@ -1130,7 +1130,10 @@ class CircuitBreaker:
         if d.breaker_state is not None:
             self._observe(d.breaker_state)
         if not d.allowed:
-            if d.reason == Reason.RATE_LIMITED:
+            # Any refusal but the breaker's is a limit's (client.py reads the
+            # service's newer reasons, upstream_throttled and
+            # concurrency_limited, as ALLOWED on a refused Decision).
+            if d.reason != Reason.CIRCUIT_OPEN:
                 key = getattr(d, "limited_by", "") or (self.limiter.key if self.limiter else "")
                 raise RateLimited(d.retry_after, key=key, local=d.local, decision=d)
             raise CircuitOpenError(d.retry_after, breaker=self.name, local=d.local)
