@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 import topdeck_resilience
-from topdeck_resilience import cache, client, errors, logging_config, resilience, worker_pool
+from topdeck_resilience import cache, client, errors, logging_config, resilience, upstream, worker_pool
 
-MODULES = [topdeck_resilience, resilience, worker_pool, cache, logging_config, client, errors]
+MODULES = [topdeck_resilience, resilience, worker_pool, cache, logging_config, client, errors, upstream]
 TESTS = Path(__file__).parent
 
 

@@ -279,3 +279,33 @@ async def test_local_fallback_several_limits_and_slots(start_server) -> None:
         assert not d.allowed and d.limited_by == "local/org" and d.local
     finally:
         await c.close()
+
+
+def test_from_grpc_error() -> None:
+    assert upstream.from_grpc_error(_RpcError(grpc.StatusCode.UNAVAILABLE, 2.5)).retry_after == 2.5
+    assert not upstream.from_grpc_error(_RpcError(grpc.StatusCode.NOT_FOUND, 2.5))
+    assert not upstream.from_grpc_error(ValueError("not a gRPC error"))
+    # Longer than the service would pause for: cut to the bound.
+    assert upstream.from_grpc_error(_RpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, 1e9)).retry_after == upstream.MAX_UPSTREAM_DELAY
+
+
+async def test_report_upstream_pauses_the_key(client: tr.ResilienceClient) -> None:
+    lim = RateLimiter(100, 1.0, key=unique("rep"), client=client)
+    assert await lim.try_acquire()
+    res = await upstream.report_upstream(client, lim.key, upstream.Upstream(retry_after=30.0))
+    assert isinstance(res, upstream.UpstreamResult) and 25.0 < res.paused_for <= 30.0 and not res.local
+    d = await lim.check()
+    assert not d.allowed and d.reason == tr.Reason.UPSTREAM_THROTTLED and 25.0 < d.retry_after <= 30.0
+    # Nothing to say: nothing sent, an empty result.
+    assert await upstream.report_upstream(client, lim.key, upstream.Upstream()) == upstream.UpstreamResult()
+
+
+def test_report_upstream_sync_pauses_the_key(server) -> None:
+    c = tr.ResilienceClient(server.addr, timeout=2.0)
+    try:
+        lim = RateLimiter(100, 1.0, key=unique("rep-sync"), client=c)
+        res = upstream.report_upstream_sync(c, lim.key, upstream.Upstream(retry_after=20.0))
+        assert 15.0 < res.paused_for <= 20.0
+        assert not lim.try_acquire_sync()
+    finally:
+        c.close_sync()

@@ -161,6 +161,11 @@ class Reason(str, enum.Enum):
     ALLOWED = "allowed"
     RATE_LIMITED = "rate_limited"
     CIRCUIT_OPEN = "circuit_open"
+    #: The upstream said to back off (a 429/503 reported by any caller):
+    #: the key is paused fleet-wide for ``retry_after``.
+    UPSTREAM_THROTTLED = "upstream_throttled"
+    #: A concurrency limit has no free slot (``retry_after`` is a hint).
+    CONCURRENCY_LIMITED = "concurrency_limited"
 
 
 _STATE_FROM_PB = {
@@ -169,7 +174,12 @@ _STATE_FROM_PB = {
     pb.CIRCUIT_STATE_HALF_OPEN: CircuitState.HALF_OPEN,
 }
 _STATE_FROM_LOCAL = {CLOSED: CircuitState.CLOSED, OPEN: CircuitState.OPEN, HALF_OPEN: CircuitState.HALF_OPEN}
-_REASON_FROM_PB = {pb.ACQUIRE_REASON_RATE_LIMITED: Reason.RATE_LIMITED, pb.ACQUIRE_REASON_CIRCUIT_OPEN: Reason.CIRCUIT_OPEN}
+_REASON_FROM_PB = {
+    pb.ACQUIRE_REASON_RATE_LIMITED: Reason.RATE_LIMITED,
+    pb.ACQUIRE_REASON_CIRCUIT_OPEN: Reason.CIRCUIT_OPEN,
+    pb.ACQUIRE_REASON_UPSTREAM_THROTTLED: Reason.UPSTREAM_THROTTLED,
+    pb.ACQUIRE_REASON_CONCURRENCY_LIMITED: Reason.CONCURRENCY_LIMITED,
+}
 
 
 def _dur(seconds: float) -> duration_pb2.Duration:

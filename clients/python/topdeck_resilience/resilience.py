@@ -270,13 +270,16 @@ class RateLimiter:
         """After a refusal: how long to sleep before asking again, or raises
         RateLimited when the tokens cannot be there within the bound."""
         left = _MAX_WAIT_CHUNK if end is None else max(end - time.monotonic(), 0.0)
-        if getattr(d, "limit_reason", "") == "concurrency_limited":
+        if getattr(d, "limit_reason", "") == "concurrency_limited" or d.reason == Reason.CONCURRENCY_LIMITED:
             # The service queued the call for a slot within the chunk and none
             # came: ask again (its retry_after is only a hint) unless bounded.
             if end is not None and left <= 0:
                 raise RateLimited(d.retry_after, key=getattr(d, "limited_by", "") or self.key, local=d.local, decision=d)
             return min(max(d.retry_after, 0.01), 1.0, left if end is not None else 1.0)
-        if d.reason != Reason.RATE_LIMITED or d.retry_after <= 0 or (end is not None and d.retry_after > left):
+        # A paused key (the upstream said to back off) is waited out like
+        # missing tokens: its retry_after is exact.
+        waitable = d.reason in (Reason.RATE_LIMITED, Reason.UPSTREAM_THROTTLED)
+        if not waitable or d.retry_after <= 0 or (end is not None and d.retry_after > left):
             if d.reason == Reason.CIRCUIT_OPEN:
                 raise CircuitOpenError(d.retry_after, local=d.local)
             raise RateLimited(d.retry_after, key=getattr(d, "limited_by", "") or self.key, local=d.local, decision=d)
