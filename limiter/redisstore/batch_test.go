@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -221,12 +220,7 @@ func TestNoScriptRecovery(t *testing.T) {
 
 	scriptLoaded := func(t *testing.T) bool {
 		t.Helper()
-		src, err := os.ReadFile("gcra.lua")
-		if err != nil {
-			t.Fatal(err)
-		}
-		sha := redis.NewScript(string(src)).Hash()
-		ok, err := client.ScriptExists(ctx, sha).Result()
+		ok, err := client.ScriptExists(ctx, redisstore.GCRAScriptHash).Result()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -33,28 +33,12 @@ if redis.call("GET", key) ~= table.concat({tat, tat_rem, m, w, b}, ":") then
   return 0
 end
 
-local now
-if ARGV[8] ~= "" then
-  now = tonumber(ARGV[8])
-else
-  local t = redis.call("TIME")
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+local now = now_us(ARGV[8])
 
 if prev < now or (prev == now and prev_rem == 0) then
   redis.call("DEL", key)
   return 1
 end
--- ceildiv divides exact integers a >= 0, d > 0, as in gcra.lua: the
--- corrections undo any rounding of the floating-point quotient.
-local function ceildiv(a, d)
-  local q = math.floor(a / d)
-  while q * d > a do q = q - 1 end
-  while (q + 1) * d <= a do q = q + 1 end
-  if q * d < a then q = q + 1 end
-  return q
-end
-
 -- The bucket is full again at prev + prev_rem/m µs: expire then, rounded up
 -- to a whole millisecond.
 local m_n = tonumber(m)

@@ -18,27 +18,8 @@
 -- taken is credited twice. A bucket since used under another limit is left
 -- alone. The slot is removed. Reply: the number of limits given back.
 
-local now
-if ARGV[1] ~= "" then
-  now = tonumber(ARGV[1])
-else
-  local t = redis.call("TIME")
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+local now = now_us(ARGV[1])
 local id = ARGV[2]
-
-local function floordiv(a, d)
-  local q = math.floor(a / d)
-  while q * d > a do q = q - 1 end
-  while (q + 1) * d <= a do q = q + 1 end
-  return q
-end
-
-local function ceildiv(a, d)
-  local q = floordiv(a, d)
-  if q * d < a then q = q + 1 end
-  return q
-end
 
 local given = 0
 for i = 0, #KEYS / 2 - 1 do

@@ -16,7 +16,7 @@ import (
 var leaseSource string
 
 // leaseScript lends tokens for lease mode; see lease.lua.
-var leaseScript = redis.NewScript(leaseSource)
+var leaseScript = redis.NewScript(withLib(leaseSource))
 
 var _ limiter.Leaser = (*Store)(nil)
 

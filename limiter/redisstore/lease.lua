@@ -39,27 +39,7 @@ local cost = tonumber(ARGV[7])
 local max_wait = tonumber(ARGV[8])
 local give_tokens = tonumber(ARGV[11])
 
-local now
-if ARGV[12] ~= "" then
-  now = tonumber(ARGV[12])
-else
-  local t = redis.call("TIME")
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-
--- floordiv and ceildiv divide exact integers a >= 0, d > 0, as in gcra.lua.
-local function floordiv(a, d)
-  local q = math.floor(a / d)
-  while q * d > a do q = q - 1 end
-  while (q + 1) * d <= a do q = q + 1 end
-  return q
-end
-
-local function ceildiv(a, d)
-  local q = floordiv(a, d)
-  if q * d < a then q = q + 1 end
-  return q
-end
+local now = now_us(ARGV[12])
 
 local capacity = b * w
 local v = redis.call("GET", key)
@@ -79,28 +59,10 @@ end
 
 if v then
   -- As gcra.lua: a bucket written under another limit carries over as
-  -- tokens used, at most b.
-  local s_tat, s_rem, s_m, s_w, s_b = string.match(v, "^(%d+):(%d+):(%d+):(%d+):(%d+)$")
-  if s_tat then
-    local tat, om, ow = tonumber(s_tat), tonumber(s_m), tonumber(s_w)
-    if tat >= now then
-      debt = (tat - now) * om + tonumber(s_rem)
-      if om ~= m or ow ~= w or tonumber(s_b) ~= b then
-        debt = math.min(ceildiv(debt, ow), b) * w
-      end
-    end
-  else
-    local s_tat, s_rem, s_m = string.match(v, "^(%d+):(%d+):(%d+)$")
-    if not s_tat then
-      return redis.error_reply("limiter: malformed bucket value at " .. key)
-    end
-    local tat, rem = tonumber(s_tat), tonumber(s_rem)
-    if tonumber(s_m) ~= m then
-      if rem > 0 then tat = tat + 1 end
-      rem = 0
-    end
-    if tat >= now then debt = math.min((tat - now) * m + rem, capacity) end
-  end
+  -- tokens used, at most b (lib.lua).
+  local err
+  debt, err = bucket_debt(key, v, now, m, w, b, true)
+  if err then return err end
 end
 
 local lendable = capacity - reserve
@@ -131,21 +93,17 @@ local reset = ceildiv(after, m)
 
 local r_tat, r_rem, r_prev, r_prev_rem = 0, 0, 0, 0
 if allowed == 1 then
-  local q = floordiv(after, m)
-  r_tat, r_rem = now + q, after - q * m
+  r_tat, r_rem = bucket_state(now, after, m)
   if wait > 0 then
-    local qp = floordiv(debt, m)
-    r_prev, r_prev_rem = now + qp, debt - qp * m
+    r_prev, r_prev_rem = bucket_state(now, debt, m)
   end
   changed = true
 end
 if changed then
-  local q = floordiv(after, m)
   if after == 0 then
     redis.call("DEL", key)
   else
-    redis.call("SET", key, string.format("%d:%d:%d:%d:%d", now + q, after - q * m, m, w, b),
-      "PX", math.max(ceildiv(reset, 1000), 1))
+    set_bucket(key, now, after, reset, m, w, b)
   end
 end
 

@@ -18,25 +18,25 @@ import (
 var multiSource string
 
 // multiScript decides several limits at once; see multi.lua.
-var multiScript = redisscript.New(multiSource)
+var multiScript = redisscript.New(withLib(multiSource))
 
 //go:embed giveback.lua
 var givebackSource string
 
 // givebackScript gives back one slot's charges; see giveback.lua.
-var givebackScript = redisscript.New(givebackSource)
+var givebackScript = redisscript.New(withLib(givebackSource))
 
 //go:embed pause.lua
 var pauseSource string
 
 // pauseScript records an upstream's answer; see pause.lua.
-var pauseScript = redisscript.New(pauseSource)
+var pauseScript = redisscript.New(withLib(pauseSource))
 
 //go:embed release.lua
 var releaseSource string
 
 // releaseScript gives back slots; see release.lua.
-var releaseScript = redisscript.New(releaseSource)
+var releaseScript = redisscript.New(withLib(releaseSource))
 
 var (
 	_ limiter.MultiStore = (*Store)(nil)

@@ -28,50 +28,13 @@
 
 local mode = ARGV[1]
 local take = mode == "take"
-local now
-if ARGV[2] ~= "" then
-  now = tonumber(ARGV[2])
-else
-  local t = redis.call("TIME")
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+local now = now_us(ARGV[2])
 local max_wait = 0
 if take then max_wait = tonumber(ARGV[3]) end
 local id = ARGV[4]
 local queue = ARGV[5] == "1"
 local ticket_ttl = tonumber(ARGV[6])
 local n = #KEYS / 5
-
-local function floordiv(a, d)
-  local q = math.floor(a / d)
-  while q * d > a do q = q - 1 end
-  while (q + 1) * d <= a do q = q + 1 end
-  return q
-end
-
-local function ceildiv(a, d)
-  local q = floordiv(a, d)
-  if q * d < a then q = q + 1 end
-  return q
-end
-
--- debt of bucket key under m w b at now (gcra.lua's, without the old
--- three-field value, which multi.lua treats as a drained bucket's start).
-local function debt_of(key, m, w, b)
-  local v = redis.call("GET", key)
-  if not v then return 0 end
-  local s_tat, s_rem, s_m, s_w, s_b = string.match(v, "^(%d+):(%d+):(%d+):(%d+):(%d+)$")
-  if not s_tat then
-    return redis.error_reply("limiter: malformed bucket value at " .. key)
-  end
-  local tat, om, ow = tonumber(s_tat), tonumber(s_m), tonumber(s_w)
-  if tat < now then return 0 end
-  local d = (tat - now) * om + tonumber(s_rem)
-  if om ~= m or ow ~= w or tonumber(s_b) ~= b then
-    d = math.min(ceildiv(d, ow), b) * w
-  end
-  return d
-end
 
 local items = {}
 local wait = 0
@@ -85,11 +48,12 @@ for i = 0, n - 1 do
     shadow = ARGV[a + 7] == "1",
     debt = 0, need = 0, pause = 0, in_use = 0, slot_ok = true,
   }
-  local pu = redis.call("GET", it.up)
-  if pu and tonumber(pu) > now then it.pause = tonumber(pu) - now end
+  it.pause = pause_left(redis.call("GET", it.up), now)
   if it.m > 0 then
-    it.debt = debt_of(it.rl, it.m, it.w, it.b)
-    if type(it.debt) == "table" then return it.debt end
+    -- As gcra.lua (lib.lua), but without the old three-field value.
+    local err
+    it.debt, err = bucket_debt(it.rl, redis.call("GET", it.rl), now, it.m, it.w, it.b, false)
+    if err then return err end
     local need = it.debt + it.cost * it.w - it.b * it.w
     if need > 0 then it.need = ceildiv(need, it.m) end
   end
@@ -152,12 +116,8 @@ for _, it in ipairs(items) do
     local after = it.debt
     if charge then
       after = math.max(it.debt, wait * m) + it.cost * w
-      local q = floordiv(after, m)
-      local reset_us = ceildiv(after, m)
-      redis.call("SET", it.rl, string.format("%d:%d:%d:%d:%d", now + q, after - q * m, m, w, b),
-        "PX", math.max(ceildiv(reset_us, 1000), 1))
-      local qp = floordiv(it.debt, m)
-      r_tat, r_rem, r_prev, r_prev_rem = now + q, after - q * m, now + qp, it.debt - qp * m
+      r_tat, r_rem = set_bucket(it.rl, now, after, ceildiv(after, m), m, w, b)
+      r_prev, r_prev_rem = bucket_state(now, it.debt, m)
     end
     if b * w > after then remaining = floordiv(b * w - after, w) end
     reset = ceildiv(after, m)

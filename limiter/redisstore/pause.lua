@@ -13,28 +13,9 @@
 -- remaining tokens (its debt only grows). Reply: {paused_for_us,
 -- remaining_after} (remaining_after 0 without remaining).
 
-local now
-if ARGV[1] ~= "" then
-  now = tonumber(ARGV[1])
-else
-  local t = redis.call("TIME")
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+local now = now_us(ARGV[1])
 local pause = tonumber(ARGV[2])
 local remaining = tonumber(ARGV[3])
-
-local function floordiv(a, d)
-  local q = math.floor(a / d)
-  while q * d > a do q = q - 1 end
-  while (q + 1) * d <= a do q = q + 1 end
-  return q
-end
-
-local function ceildiv(a, d)
-  local q = floordiv(a, d)
-  if q * d < a then q = q + 1 end
-  return q
-end
 
 local cur = tonumber(redis.call("GET", KEYS[2]) or "0")
 if pause > 0 and now + pause > cur then
@@ -47,28 +28,11 @@ if cur > now then paused_for = cur - now end
 local after = 0
 if remaining >= 0 then
   local m, w, b = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-  local debt = 0
-  local v = redis.call("GET", KEYS[1])
-  if v then
-    local s_tat, s_rem, s_m, s_w, s_b = string.match(v, "^(%d+):(%d+):(%d+):(%d+):(%d+)$")
-    if not s_tat then
-      return redis.error_reply("limiter: malformed bucket value at " .. KEYS[1])
-    end
-    local tat, om, ow = tonumber(s_tat), tonumber(s_m), tonumber(s_w)
-    if tat >= now then
-      debt = (tat - now) * om + tonumber(s_rem)
-      if om ~= m or ow ~= w or tonumber(s_b) ~= b then
-        debt = math.min(ceildiv(debt, ow), b) * w
-      end
-    end
-  end
+  local debt, err = bucket_debt(KEYS[1], redis.call("GET", KEYS[1]), now, m, w, b, false)
+  if err then return err end
   local floor = b * w - math.min(remaining, b) * w
   if debt < floor then debt = floor end
-  if debt > 0 then
-    local q = floordiv(debt, m)
-    redis.call("SET", KEYS[1], string.format("%d:%d:%d:%d:%d", now + q, debt - q * m, m, w, b),
-      "PX", math.max(ceildiv(ceildiv(debt, m), 1000), 1))
-  end
+  if debt > 0 then set_bucket(KEYS[1], now, debt, ceildiv(debt, m), m, w, b) end
   after = floordiv(b * w - debt, w)
 end
 return {paused_for, after}

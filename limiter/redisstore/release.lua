@@ -7,13 +7,7 @@
 -- Reply: the number of slots given back that were still held (a lease not
 -- yet ended).
 
-local now
-if ARGV[1] ~= "" then
-  now = tonumber(ARGV[1])
-else
-  local t = redis.call("TIME")
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+local now = now_us(ARGV[1])
 local id = ARGV[2]
 local n = 0
 for i = 0, #KEYS / 3 - 1 do

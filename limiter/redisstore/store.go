@@ -18,13 +18,13 @@ import (
 var gcraSource string
 
 // gcraScript makes one decision; see gcra.lua.
-var gcraScript = redisscript.New(gcraSource)
+var gcraScript = redisscript.New(withLib(gcraSource))
 
 //go:embed cancel.lua
 var cancelSource string
 
 // cancelScript gives back a reservation; see cancel.lua.
-var cancelScript = redis.NewScript(cancelSource)
+var cancelScript = redis.NewScript(withLib(cancelSource))
 
 // DefaultPrefix is the default key prefix.
 const DefaultPrefix = "resilience:"

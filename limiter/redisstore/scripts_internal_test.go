@@ -1,0 +1,79 @@
+package redisstore
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/topdeck/resilience/internal/redisscript"
+	"github.com/topdeck/resilience/internal/redistest"
+)
+
+// scriptSources are the package's scripts, each of which withLib puts
+// lib.lua in front of.
+var scriptSources = map[string]string{
+	"gcra.lua": gcraSource, "cancel.lua": cancelSource, "lease.lua": leaseSource,
+	"multi.lua": multiSource, "giveback.lua": givebackSource,
+	"pause.lua": pauseSource, "release.lua": releaseSource,
+}
+
+// TestLibLine checks that lib.lua can be joined into one line (no comment
+// after code, no string across lines) and holds only local functions, that
+// withLib keeps every script's line numbers, and that it puts in front of
+// gcra.lua only what gcra.lua calls.
+func TestLibLine(t *testing.T) {
+	for i, line := range strings.Split(libSource, "\n") {
+		code := strings.TrimSpace(line)
+		if code == "" || strings.HasPrefix(code, "--") {
+			continue
+		}
+		if strings.Contains(code, "--") || strings.Contains(code, "[[") || strings.Count(code, `"`)%2 != 0 {
+			t.Errorf("lib.lua:%d: %q: want no comment after code and no string across lines", i+1, line)
+		}
+	}
+	var all []string
+	for _, f := range libFuncs {
+		all = append(all, f.code)
+	}
+	if got, want := strings.Join(all, " "), oneLine(libSource); got != want {
+		t.Errorf("lib.lua's functions are\n%s\nwant all of its code,\n%s", got, want)
+	}
+	for name, src := range scriptSources {
+		if !strings.HasPrefix(src, "-- "+name+":") {
+			t.Errorf("%s: first line %q, want the header comment", name, strings.SplitN(src, "\n", 2)[0])
+		}
+		if got, want := strings.Count(withLib(src), "\n"), strings.Count(src, "\n"); got != want {
+			t.Errorf("withLib(%s) has %d lines, want %d", name, got, want)
+		}
+	}
+	var floordiv, ceildiv string
+	for _, f := range libFuncs {
+		switch f.name {
+		case "floordiv":
+			floordiv = f.code
+		case "ceildiv":
+			ceildiv = f.code
+		}
+	}
+	if got, want := withLib(gcraSource), floordiv+" "+ceildiv+" "+gcraSource; got != want {
+		t.Errorf("withLib(gcra.lua) starts %.200q, want only floordiv and ceildiv in front", got)
+	}
+}
+
+// TestLibLineNumbers checks on a real Redis that a script's runtime error
+// names the script's own line, and that every script compiles with the
+// library in front of it.
+func TestLibLineNumbers(t *testing.T) {
+	client := redistest.Start(t).Client()
+	ctx := context.Background()
+	bad := redisscript.New(withLib("-- bad.lua: fails on line 3.\nlocal x = now_us(\"1\")\nreturn x + nil\n"))
+	err := bad.Run(ctx, client, nil).Err()
+	if err == nil || !strings.Contains(err.Error(), "user_script:3:") {
+		t.Errorf("error = %v, want one at user_script:3", err)
+	}
+	for name, src := range scriptSources {
+		if err := redisscript.New(withLib(src)).Load(ctx, client).Err(); err != nil {
+			t.Errorf("SCRIPT LOAD %s: %v", name, err)
+		}
+	}
+}
