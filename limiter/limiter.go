@@ -297,10 +297,20 @@ const CancelTimeout = 100 * time.Millisecond
 // This is the whole of holding a call: a server handler that calls Acquire
 // and then Wait never leaves the tokens of a caller who gave up taken.
 func (l *Limiter) Wait(ctx context.Context, req Request, res Result) error {
-	if res.Wait <= 0 {
+	return hold(ctx, res.Wait, func(cctx context.Context) {
+		_, _ = l.Cancel(cctx, req, res) // best effort: the caller has gone
+	})
+}
+
+// hold waits d and returns nil; a d <= 0 returns at once. If ctx ends
+// first, it calls giveBack under a context that keeps ctx's values but not
+// its end, bounded by CancelTimeout, and returns ctx.Err(). It is Wait and
+// WaitAll but for what they give back.
+func hold(ctx context.Context, d time.Duration, giveBack func(ctx context.Context)) error {
+	if d <= 0 {
 		return nil
 	}
-	t := time.NewTimer(res.Wait)
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
@@ -309,7 +319,7 @@ func (l *Limiter) Wait(ctx context.Context, req Request, res Result) error {
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CancelTimeout)
 	defer cancel()
-	_, _ = l.Cancel(cctx, req, res) // best effort: the caller has gone
+	giveBack(cctx)
 	return ctx.Err()
 }
 

@@ -255,20 +255,7 @@ func (l *Limiter) PeekAll(ctx context.Context, reqs []Request) (MultiResult, err
 // reqs, until res.Wait has passed, and returns nil. If ctx ends first, it
 // gives back what the call took (CancelAll) and returns ctx.Err().
 func (l *Limiter) WaitAll(ctx context.Context, reqs []Request, res MultiResult) error {
-	if res.Wait <= 0 {
-		return nil
-	}
-	t := time.NewTimer(res.Wait)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CancelTimeout)
-	defer cancel()
-	l.CancelAll(cctx, reqs, res)
-	return ctx.Err()
+	return hold(ctx, res.Wait, func(cctx context.Context) { l.CancelAll(cctx, reqs, res) })
 }
 
 // CancelAll gives back what res, an allowed result of AcquireAll for reqs
