@@ -452,21 +452,7 @@ class RateLimiter:
         """Decorates an async or sync function to run inside the limiter
         (``async with``/``with``): admitted first, its slots given back and
         its upstream's answer reported when it returns or raises."""
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def awrapper(*args: Any, **kwargs: Any) -> Any:
-                async with self:
-                    return await func(*args, **kwargs)
-
-            return cast(F, awrapper)
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with self:
-                return func(*args, **kwargs)
-
-        return cast(F, wrapper)
+        return _run_inside(self, func)
 
     def __repr__(self) -> str:
         what = f"policy={self.policy!r}" if self.policy else f"max_calls={self.max_calls}, time_window={self.time_window}"
@@ -1264,21 +1250,7 @@ class CircuitBreaker:
 
     def __call__(self, func: F) -> F:
         """Decorates an async or sync function to run through the breaker."""
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def awrapper(*args: Any, **kwargs: Any) -> Any:
-                async with self:
-                    return await func(*args, **kwargs)
-
-            return cast(F, awrapper)
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with self:
-                return func(*args, **kwargs)
-
-        return cast(F, wrapper)
+        return _run_inside(self, func)
 
     async def __aenter__(self) -> Decision:
         if self.limiter is not None and self.limiter._extended:
@@ -1406,3 +1378,24 @@ class ErrorTracker:
         with self._mu:
             self.errors = []
             self.success_count = self.failure_count = 0
+
+
+def _run_inside(cm: Any, func: F) -> F:
+    """``func`` (async or sync) wrapped to run inside ``cm`` (``async with``
+    for a coroutine function, ``with`` otherwise): the decorator form of
+    RateLimiter and CircuitBreaker."""
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def awrapper(*args: Any, **kwargs: Any) -> Any:
+            async with cm:
+                return await func(*args, **kwargs)
+
+        return cast(F, awrapper)
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with cm:
+            return func(*args, **kwargs)
+
+    return cast(F, wrapper)
