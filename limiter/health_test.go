@@ -195,3 +195,33 @@ func TestInvalidArgumentIsNotAStoreFailure(t *testing.T) {
 		t.Error("store marked down by an invalid argument")
 	}
 }
+
+// TestStoreTimeoutBoundsTheWholeCall: a store that never answers (a call
+// queued behind hung pipelines waits for a free one, then for its own round
+// trip) is given up after WithStoreTimeout, counting from when the Limiter
+// asked; the call is a store failure answered by its policy, and the
+// caller's own deadline, far away, is not what ended it.
+func TestStoreTimeoutBoundsTheWholeCall(t *testing.T) {
+	st := newHangingStore(time.Now)
+	l := limiter.New(st, limiter.WithStoreTimeout(20*time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	lim, err := limiter.NewLimit(10, time.Second, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = l.Acquire(ctx, limiter.Request{Key: "k", Limit: lim, Cost: 1, OnStoreFailure: limiter.Deny})
+	if !errors.Is(err, limiter.ErrStoreUnavailable) {
+		t.Fatalf("Acquire on a store that never answers: got %v, want ErrStoreUnavailable", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("the caller's minute-long deadline ran out: the store timeout did not bound the call")
+	}
+	if l.Health().Healthy() {
+		t.Errorf("store still healthy after a call it never answered: a timeout is a store failure")
+	}
+	res, err := l.Acquire(ctx, limiter.Request{Key: "k", Limit: lim, Cost: 1, OnStoreFailure: limiter.AllowLocal})
+	if err != nil || !res.Allowed || !res.Degraded {
+		t.Errorf("allow_local after the failure: got %+v, %v; want an allowed, degraded local answer", res, err)
+	}
+}

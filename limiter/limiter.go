@@ -137,6 +137,9 @@ type Limiter struct {
 	denies   *denyCache           // nil when disabled
 	health   *storehealth.Tracker // nil when not tracked
 	leases   *leases              // this replica's leases (lease mode)
+	// storeTimeout bounds each store call from the moment it is asked for,
+	// waiting for a batch slot included (0: none).
+	storeTimeout time.Duration
 }
 
 // Option configures a Limiter.
@@ -148,6 +151,7 @@ type options struct {
 	denyCacheSize int
 	health        *storehealth.Tracker
 	healthSet     bool
+	storeTimeout  time.Duration
 }
 
 // DefaultDenyCacheSize is the default number of (key, limit) denials the
@@ -180,6 +184,25 @@ func WithHealthTracker(t *storehealth.Tracker) Option {
 	return func(o *options) { o.health, o.healthSet = t, true }
 }
 
+// WithStoreTimeout bounds each decision's store call, from the moment the
+// Limiter asks for it, by d (default: none; the store's own timeouts
+// apply). A batching store can make a call wait for a free pipeline before
+// its own round trip starts: with a hung Redis that is two timeouts in a row
+// for the calls queued behind the hung pipelines; d bounds the whole. A call
+// that runs out of d is a store failure (the failure policy answers), never
+// the caller's deadline.
+func WithStoreTimeout(d time.Duration) Option {
+	return func(o *options) { o.storeTimeout = d }
+}
+
+// storeCtx is ctx bounded by the store timeout, if any.
+func (l *Limiter) storeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if l.storeTimeout <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, l.storeTimeout)
+}
+
 // New returns a Limiter deciding with store. It starts no goroutine.
 func New(store Store, opts ...Option) *Limiter {
 	o := options{now: time.Now, denyCacheSize: DefaultDenyCacheSize}
@@ -192,7 +215,7 @@ func New(store Store, opts ...Option) *Limiter {
 	if !o.healthSet {
 		o.health = storehealth.New(storehealth.WithClock(o.now))
 	}
-	l := &Limiter{store: store, fallback: o.fallback, now: o.now, health: o.health, leases: newLeases(o.denyCacheSize)}
+	l := &Limiter{store: store, fallback: o.fallback, now: o.now, health: o.health, leases: newLeases(o.denyCacheSize), storeTimeout: o.storeTimeout}
 	if o.denyCacheSize > 0 {
 		l.denies = newDenyCache(o.denyCacheSize)
 	}
@@ -228,7 +251,9 @@ func (l *Limiter) Acquire(ctx context.Context, req Request) (Result, error) {
 	if !ok {
 		return l.fallbackTake(ctx, req, errSkipped)
 	}
-	res, err := l.store.Take(ctx, req.Key, req.Limit, req.Cost, req.MaxWait)
+	sctx, cancel := l.storeCtx(ctx)
+	res, err := l.store.Take(sctx, req.Key, req.Limit, req.Cost, req.MaxWait)
+	cancel()
 	call.End(outcome(ctx, err))
 	if err == nil {
 		if !res.Allowed && l.denies != nil {
@@ -267,7 +292,9 @@ func (l *Limiter) Peek(ctx context.Context, req Request) (Result, error) {
 	var res Result
 	err := errSkipped
 	if call, ok := l.health.Begin(); ok {
-		res, err = l.store.Peek(ctx, req.Key, req.Limit, req.Cost)
+		sctx, cancel := l.storeCtx(ctx)
+		res, err = l.store.Peek(sctx, req.Key, req.Limit, req.Cost)
+		cancel()
 		call.End(outcome(ctx, err))
 		if err == nil {
 			return res, nil

@@ -196,7 +196,9 @@ func (l *Limiter) takeAll(ctx context.Context, ms MultiStore, reqs []Request, o 
 	err := errSkipped
 	if call, ok := l.health.Begin(); ok {
 		var res MultiResult
-		res, err = ms.TakeAll(ctx, reqs, o)
+		sctx, cancel := l.storeCtx(ctx)
+		res, err = ms.TakeAll(sctx, reqs, o)
+		cancel()
 		call.End(outcome(ctx, err))
 		if err == nil {
 			return res, nil

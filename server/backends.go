@@ -101,7 +101,7 @@ func NewBackends(cfg *config.Config, st Stores, log *slog.Logger, opts ...Backen
 		Observed: b.metrics.observeBreaker,
 	}))
 	b.Breaker = breaker.New(st.Breaker, breaker.WithClock(b.now), breaker.WithStateCache(b.States))
-	b.Limiter = limiter.New(st.Limiter, limiter.WithClock(b.now))
+	b.Limiter = limiter.New(st.Limiter, limiter.WithClock(b.now), limiter.WithStoreTimeout(storeTimeout))
 	b.Admission = admission.New(b.Breaker, b.Limiter,
 		admission.WithClock(b.now),
 		admission.WithDeadlineMargin(deadlineMargin),
