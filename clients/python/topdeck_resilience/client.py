@@ -568,11 +568,13 @@ class ResilienceClient:
 
     # -- calls ------------------------------------------------------------
 
-    def _metadata(self) -> Tuple[Tuple[str, str], ...]:
+    def _metadata(self) -> Optional[Tuple[Tuple[str, str], ...]]:
+        # None rather than an empty tuple: grpc.aio does less for a call
+        # without metadata (measurable at tens of thousands of calls/s).
         cid = correlation_id_var.get()
         if cid and len(cid) <= 128 and cid.isascii() and cid.isprintable() and " " not in cid:
             return self._md + ((CORRELATION_HEADER, cid),)
-        return self._md
+        return self._md or None
 
     def _skip(self) -> None:
         if self._down_until and self._clock() < self._down_until:
