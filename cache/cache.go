@@ -478,17 +478,19 @@ func (c *Cache) DeletePattern(ctx context.Context, pattern string) (DeleteResult
 // forget drops what this Cache may hold of the keys a write of its own
 // changed (whether or not the store call succeeded: it may have), so that
 // its later Gets read the store: the memory layer's copies and the flights
-// in progress. The feed will announce the write too, later.
+// in progress. The feed will announce the write too, later; apply drops the
+// same through it for each invalidation the feed brings.
 func (c *Cache) forget(inv Invalidation) {
 	if c.near != nil {
 		c.near.Invalidate(inv)
 	}
-	if inv.Kind == InvalidatePattern {
+	switch inv.Kind {
+	case InvalidateSet, InvalidateDelete:
+		for _, k := range inv.Keys {
+			c.flights.forget(k)
+		}
+	default:
 		c.flights.forgetAll()
-		return
-	}
-	for _, k := range inv.Keys {
-		c.flights.forget(k)
 	}
 }
 

@@ -199,25 +199,14 @@ func (c *Cache) follow(ctx context.Context) {
 // single flights first, so that a watcher that reads again after it does
 // not read an older copy from this Cache, then to the watchers.
 func (c *Cache) apply(inv Invalidation) {
-	switch inv.Kind {
-	case InvalidateAll:
+	if inv.Kind == InvalidateAll {
 		if c.near != nil {
 			c.near.SetLive(true)
 		}
 		c.flights.forgetAll()
 		c.watchers.setLive(true)
-	case InvalidateSet, InvalidateDelete:
-		if c.near != nil {
-			c.near.Invalidate(inv)
-		}
-		for _, k := range inv.Keys {
-			c.flights.forget(k)
-		}
-	default:
-		if c.near != nil {
-			c.near.Invalidate(inv)
-		}
-		c.flights.forgetAll()
+	} else {
+		c.forget(inv)
 	}
 	c.watchers.publish(inv)
 }
