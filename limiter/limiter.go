@@ -386,13 +386,7 @@ func (l *Limiter) Cancel(ctx context.Context, req Request, res Result) (bool, er
 		call.End(outcome(ctx, err))
 	}
 	if err != nil {
-		if cerr := ctx.Err(); cerr != nil {
-			return false, cerr
-		}
-		if errors.Is(err, ErrStoreUnavailable) || errors.Is(err, ErrInvalidArgument) {
-			return false, err
-		}
-		return false, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+		return false, l.classify(ctx, err, Deny)
 	}
 	if given && l.denies != nil {
 		l.denies.forget(req)

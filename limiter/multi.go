@@ -310,13 +310,7 @@ func (l *Limiter) ReleaseSlots(ctx context.Context, keys []string, id string, de
 	n, err := ms.ReleaseSlots(ctx, keys, id)
 	call.End(outcome(ctx, err))
 	if err != nil {
-		if cerr := ctx.Err(); cerr != nil {
-			return 0, cerr
-		}
-		if errors.Is(err, ErrStoreUnavailable) {
-			return 0, err
-		}
-		return 0, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+		return 0, l.classify(ctx, err, Deny)
 	}
 	return n, nil
 }
