@@ -53,11 +53,8 @@ func (r *registered) add(name string, now, every int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.cur) >= r.max/2 || now-r.rotated >= every {
-		if now-r.rotated >= every {
-			// Whatever is in prev was registered before cur started, a
-			// whole period ago or more: nothing in it is recent.
-			r.prev = nil
-		}
+		// The old prev is dropped: what it holds was registered before
+		// cur started (a whole period ago or more once a period passed).
 		r.prev, r.cur, r.rotated = r.cur, make(map[uint64]int64), now
 	}
 	r.cur[h] = now
