@@ -118,6 +118,13 @@ func (p *storeProbe) round(ctx context.Context) error {
 			return err
 		}
 	}
+	if p.eviction == EvictionRefuse {
+		// Between checks the store stays unhealthy for the problem the last
+		// one found, until a check finds it gone.
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.policyErr
+	}
 	return nil
 }
 
