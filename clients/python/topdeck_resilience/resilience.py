@@ -73,6 +73,8 @@ from .client import (
     Reason,
     ReportResult,
     ResilienceClient,
+    _dur,
+    _secs,
     deadline,
     get_default_client,
     set_default_client,
@@ -230,7 +232,7 @@ class RateLimiter:
             self._pb.CopyFrom(self.limit._pb)  # type: ignore[attr-defined]
         if has_slots:
             self._pb.max_in_flight = cast(int, max_in_flight)
-            self._pb.in_flight_lease.CopyFrom(_pbdur(cast(float, in_flight_lease)))
+            self._pb.in_flight_lease.CopyFrom(_dur(cast(float, in_flight_lease)))
         self._extended = has_slots or bool(self.also)
 
     @property
@@ -472,14 +474,6 @@ def _with_waited(d: Decision, waited: float) -> Decision:
 # Several limits and concurrency slots (AcquireRequest.limits, slot_token)
 
 
-def _pbdur(seconds: float) -> Any:
-    return _up._dur(seconds)
-
-
-def _secs(d: Any) -> float:
-    return d.seconds + d.nanos * 1e-9
-
-
 _REASON_NAMES = {
     pb.ACQUIRE_REASON_ALLOWED: "allowed",
     pb.ACQUIRE_REASON_RATE_LIMITED: "rate_limited",
@@ -558,7 +552,7 @@ def _ext_request(lim: "RateLimiter", cost: int, max_wait: float, breaker: str, d
         else:
             lr.limit.CopyFrom(o._pb)
     if max_wait > 0:
-        req.max_wait.CopyFrom(_pbdur(max_wait))
+        req.max_wait.CopyFrom(_dur(max_wait))
     return req, max_wait
 
 
@@ -1158,7 +1152,7 @@ class CircuitBreaker:
         if failed is not None:
             req.breaker = self.name
             req.outcome = pb.OUTCOME_FAILURE if failed else pb.OUTCOME_SUCCESS
-            req.latency.CopyFrom(_pbdur(max(time.monotonic() - a.start, 0.0)))
+            req.latency.CopyFrom(_dur(max(time.monotonic() - a.start, 0.0)))
             req.permit_id = d.permit_id
             req.breaker_generation = d.breaker_generation
         return req

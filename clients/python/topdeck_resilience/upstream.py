@@ -33,14 +33,14 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import timezone
 from typing import Any, Iterable, List, Optional
 
 import grpc
-from google.protobuf import duration_pb2
 
 from ._gen import resilience_pb2 as pb
 from ._status import details_from_metadata
+from .client import _dur, _secs
 from .errors import ServiceUnavailableError
 
 __all__ = [
@@ -246,11 +246,6 @@ def from_exception(exc: BaseException, now: Optional[float] = None) -> Upstream:
     return Upstream()
 
 
-def _dur(seconds: float) -> duration_pb2.Duration:
-    ns = int(round(seconds * 1e9))
-    return duration_pb2.Duration(seconds=ns // 1_000_000_000, nanos=ns % 1_000_000_000)
-
-
 def feedback(key: str, up: Upstream, *, limit: Any = None, policy: Optional[str] = None) -> Optional[Any]:
     """``up`` as the API's UpstreamFeedback for ``key`` (None when there is
     nothing to report). ``limit`` is the key's ``pb.RateLimit`` (or an
@@ -280,9 +275,7 @@ def feedback(key: str, up: Upstream, *, limit: Any = None, policy: Optional[str]
 
 def _result(r: Any) -> UpstreamResult:
     res = r.results[0] if len(r.results) else pb.UpstreamResult()
-    return UpstreamResult(
-        res.paused_for.seconds + res.paused_for.nanos * 1e-9, res.clamped, res.remaining, res.degraded
-    )
+    return UpstreamResult(_secs(res.paused_for), res.clamped, res.remaining, res.degraded)
 
 
 async def report_upstream(
