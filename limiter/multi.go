@@ -232,7 +232,9 @@ func (l *Limiter) PeekAll(ctx context.Context, reqs []Request) (MultiResult, err
 	err := errSkipped
 	if call, ok := l.health.Begin(); ok {
 		var res MultiResult
-		res, err = ms.PeekAll(ctx, reqs)
+		sctx, cancel := l.storeCtx(ctx)
+		res, err = ms.PeekAll(sctx, reqs)
+		cancel()
 		call.End(outcome(ctx, err))
 		if err == nil {
 			return res, nil
