@@ -48,7 +48,7 @@ type Config struct {
 // asks Envoy to add, as the reference's LIMIT_RESPONSE_HEADERS_ENABLED,
 // LIMIT_LIMIT_HEADER, LIMIT_REMAINING_HEADER and LIMIT_RESET_HEADER do.
 //
-// The headers describe one descriptor of the request: the first one over
+// The headers describe one descriptor of the request: the last one over
 // its limit that is not in quota mode, or else the one with the fewest
 // tokens left. Limit is its requests_per_unit, Remaining its
 // limit_remaining, Reset its duration_until_reset in whole seconds, rounded
