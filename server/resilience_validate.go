@@ -208,10 +208,7 @@ func parseLimit(prefix string, l *resiliencev1.RateLimit) (config.Limit, error) 
 	if !slots.Enabled() || l.GetMaxCalls() != 0 || l.GetTimeWindow() != nil || l.GetBurst() != 0 {
 		lim, err := limiter.NewLimit(l.GetMaxCalls(), w, l.GetBurst())
 		if err != nil {
-			if prefix != "" {
-				return config.Limit{}, prefixed(prefix+"limit.", err)
-			}
-			return config.Limit{}, prefixed("", err)
+			return config.Limit{}, prefixed(prefix+"limit.", err)
 		}
 		out = config.InlineLimit(lim)
 	}
