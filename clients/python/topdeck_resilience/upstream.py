@@ -273,6 +273,16 @@ def feedback(key: str, up: Upstream, *, limit: Any = None, policy: Optional[str]
     return fb if sent else None
 
 
+def _request(key: str, up: Upstream, limit: Any, policy: Optional[str]) -> Optional[Any]:
+    fb = feedback(key, up, limit=limit, policy=policy)
+    return None if fb is None else pb.ReportUpstreamRequest(feedback=[fb])
+
+
+def _unreported(key: str) -> UpstreamResult:
+    logger.warning("upstream feedback for %r not reported: the resilience service is unreachable", key)
+    return UpstreamResult(local=True, degraded=True)
+
+
 def _result(r: Any) -> UpstreamResult:
     res = r.results[0] if len(r.results) else pb.UpstreamResult()
     return UpstreamResult(_secs(res.paused_for), res.clamped, res.remaining, res.degraded)
@@ -288,16 +298,15 @@ async def report_upstream(
     paused (local decisions do not know upstream pauses) and the result
     says ``local=True``. Raises a ServiceError (e.g. InvalidArgumentError),
     ServiceUnavailableError (fail_open=False), ClientClosedError."""
-    fb = feedback(key, up, limit=limit, policy=policy)
-    if fb is None:
+    req = _request(key, up, limit, policy)
+    if req is None:
         return UpstreamResult()
     try:
-        r = await client._call("rs", "ReportUpstream", pb.ReportUpstreamRequest(feedback=[fb]))
+        r = await client._call("rs", "ReportUpstream", req)
     except ServiceUnavailableError:
         if not client.fail_open:
             raise
-        logger.warning("upstream feedback for %r not reported: the resilience service is unreachable", key)
-        return UpstreamResult(local=True, degraded=True)
+        return _unreported(key)
     return _result(r)
 
 
@@ -305,14 +314,13 @@ def report_upstream_sync(
     client: Any, key: str, up: Upstream, *, limit: Any = None, policy: Optional[str] = None
 ) -> UpstreamResult:
     """The synchronous twin of :func:`report_upstream`."""
-    fb = feedback(key, up, limit=limit, policy=policy)
-    if fb is None:
+    req = _request(key, up, limit, policy)
+    if req is None:
         return UpstreamResult()
     try:
-        r = client._call_sync("rs", "ReportUpstream", pb.ReportUpstreamRequest(feedback=[fb]))
+        r = client._call_sync("rs", "ReportUpstream", req)
     except ServiceUnavailableError:
         if not client.fail_open:
             raise
-        logger.warning("upstream feedback for %r not reported: the resilience service is unreachable", key)
-        return UpstreamResult(local=True, degraded=True)
+        return _unreported(key)
     return _result(r)
