@@ -212,8 +212,8 @@ func feedbackOf(key string, lim Limit, u Upstream) *resiliencev1.UpstreamFeedbac
 	return fb
 }
 
-// localFeedback is u as the local limiter takes it for key under lim.
-func (c *Client) localFeedback(key string, lim Limit, u Upstream) limiter.Feedback {
+// localFeedback is u as the local limiter takes it under lim.
+func (c *Client) localFeedback(lim Limit, u Upstream) limiter.Feedback {
 	fb := limiter.Feedback{RetryAfter: min(u.RetryAfter, limiter.MaxPause)}
 	if u.HasRemaining {
 		l, _, ok := lim.local(c)
@@ -233,7 +233,7 @@ func (c *Client) pauseLocally(ctx context.Context, key string, lim Limit, u Upst
 	if key == "" || lim == nil || u.IsZero() {
 		return
 	}
-	_, _ = c.lim.Pause(ctx, key, c.localFeedback(key, lim, u), limiter.AllowLocal)
+	_, _ = c.lim.Pause(ctx, key, c.localFeedback(lim, u), limiter.AllowLocal)
 }
 
 // UpstreamResult is what the service did with a report of an Upstream.
@@ -279,7 +279,7 @@ func (c *Client) ReportUpstream(ctx context.Context, key string, lim Limit, u Up
 		if !c.local(err) {
 			return UpstreamResult{}, err
 		}
-		res, err := c.lim.Pause(ctx, key, c.localFeedback(key, lim, u), limiter.AllowLocal)
+		res, err := c.lim.Pause(ctx, key, c.localFeedback(lim, u), limiter.AllowLocal)
 		if err != nil {
 			return UpstreamResult{}, localError(err)
 		}
