@@ -62,7 +62,7 @@ func replyFrom(data []byte, depth int) (any, []byte) {
 }
 
 // FuzzDecodeReply checks that the decoders of gcra.lua's and cancel.lua's
-// replies never panic on any reply shape, that every error wraps
+// replies (one decision's, and one call's to several) never panic on any reply shape, that every error wraps
 // limiter.ErrStoreUnavailable, and that a decoded Result is within bounds.
 // The seed corpus is in testdata/fuzz/FuzzDecodeReply.
 func FuzzDecodeReply(f *testing.F) {
@@ -88,6 +88,19 @@ func FuzzDecodeReply(f *testing.F) {
 		}
 		if _, err := decodeReply(c, v, errors.New("network")); !errors.Is(err, limiter.ErrStoreUnavailable) {
 			t.Fatalf("decodeReply with an error: %v does not wrap ErrStoreUnavailable", err)
+		}
+		// The same value as the reply of one script call to two decisions
+		// (gcra.lua answers an array of one reply each): every call gets an
+		// error wrapping ErrStoreUnavailable or a Result within bounds.
+		pair := []*call{{mode: modeTake, key: "a"}, {mode: modePeek, key: "b"}}
+		decodeReplies(pair, v, nil)
+		for _, c := range pair {
+			if c.err != nil && !errors.Is(c.err, limiter.ErrStoreUnavailable) {
+				t.Fatalf("decodeReplies(%#v): error %v does not wrap ErrStoreUnavailable", v, c.err)
+			}
+			if c.err == nil && (c.res.Remaining < 0 || c.res.Reservation.IsZero() == (c.res.Wait > 0)) {
+				t.Fatalf("decodeReplies(%#v) = %+v: out of bounds", v, c.res)
+			}
 		}
 		if ok, err := decodeCancel(v); err != nil && ok {
 			t.Fatalf("decodeCancel(%#v) = (true, %v)", v, err)

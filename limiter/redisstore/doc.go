@@ -13,9 +13,13 @@
 //
 // Concurrent decisions are batched by default: while one pipeline of
 // decisions is in flight, new ones queue up and go together in the next
-// pipeline (still one EVALSHA each), so that under load many decisions share
-// a round trip. The callers send the batches themselves; the Store starts no
-// goroutine. See New and WithBatching.
+// pipeline, so that under load many decisions share a round trip. On one
+// node (a *redis.Client, Sentinel's included) a batch is one EVALSHA that
+// makes its decisions in order, each as if alone, with one TIME and one read
+// of their keys: the fixed cost of a script call is paid once a batch. On a
+// Cluster (or a Ring) each decision is its own EVALSHA, routed by its key.
+// The callers send the batches themselves; the Store starts no goroutine.
+// See New and WithBatching.
 //
 // The key's hash tag {<key>} puts the bucket in one Redis Cluster slot; a
 // prefix must not contain braces.

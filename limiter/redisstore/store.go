@@ -52,8 +52,13 @@ type Store struct {
 	sha      string // of gcra.lua
 	// maxInFlight bounds the batches in flight at once.
 	maxInFlight int
-	calls       sync.Pool // of *call, reused when no leader can still see them
-	batcher     *batcher  // nil when decisions are not batched
+	// oneCall: a batch's decisions go in one script call (of at most
+	// maxPerCall decisions) rather than one each; only on a client of one
+	// node, where the keys of a call need not share a hash slot.
+	oneCall bool
+	argvs   sync.Pool // of *[]any, the command lines of oneCall batches
+	calls   sync.Pool // of *call, reused when no leader can still see them
+	batcher *batcher  // nil when decisions are not batched
 }
 
 var (
@@ -137,9 +142,12 @@ func WithClockForTesting(now func() time.Time) Option {
 // flight (or fewer than WithMaxInFlight batches) sends its own decision at
 // once, as the leader of a batch; callers that arrive while every slot is
 // taken queue up, and when a batch ends the oldest of them leads the next,
-// sending up to WithMaxBatch queued decisions in one pipeline. Each decision is still one EVALSHA of gcra.lua, atomic on its own
-// key; a pipeline is not a transaction, and on Redis Cluster go-redis splits
-// it per node. A lone caller pays one round trip, as without batching. If
+// sending up to WithMaxBatch queued decisions in one pipeline. On a
+// *redis.Client the pipeline holds one EVALSHA of gcra.lua per 128
+// decisions, which it makes in order, each as if alone (a decision on a
+// malformed bucket value fails alone); on any other client each decision is
+// its own EVALSHA, atomic on its own key. A pipeline is not a transaction,
+// and on Redis Cluster go-redis splits it per node. A lone caller pays one round trip, as without batching. If
 // Redis answers NOSCRIPT (it restarted or its scripts were flushed), the
 // script is loaded again (SCRIPT LOAD) and those decisions are retried once
 // with EVAL.
@@ -163,6 +171,11 @@ func New(client redis.Scripter, opts ...Option) *Store {
 		opt(s)
 	}
 	s.calls.New = func() any { return s.newCall() }
+	s.argvs.New = func() any { a := make([]any, 0, 4+8*maxPerCall); return &a }
+	// *redis.Client is one node (or Sentinel's current master); a Cluster
+	// client or a Ring spreads keys over nodes, so each decision there is
+	// its own call, routed by its own key.
+	_, s.oneCall = client.(*redis.Client)
 	if p, ok := client.(Pipeliner); ok && s.batching {
 		s.batcher = &batcher{
 			exec:        func(ctx context.Context, batch []*call) { s.exec(ctx, p, batch) },
@@ -258,9 +271,9 @@ func (s *Store) run(ctx context.Context, mode, key string, lim limiter.Limit, co
 		res, err, reuse = s.batcher.do(ctx, c)
 	} else {
 		// One round trip (EVALSHA, falling back to EVAL) under ctx.
-		var v any
-		v, err = gcraScript.Run(ctx, s.client, []string{c.rkey, c.pkey}, c.argv[5:]...).Result()
-		res, err = decodeReply(c, v, err)
+		v, rerr := gcraScript.Run(ctx, s.client, []string{c.rkey, c.pkey}, c.argv[5:]...).Result()
+		decodeReplies([]*call{c}, v, rerr)
+		res, err = c.res, c.err
 	}
 	if reuse {
 		s.calls.Put(c)
@@ -291,18 +304,86 @@ func (s *Store) fill(c *call, mode, key string, lim limiter.Limit, cost int64, m
 	c.res, c.err = limiter.Result{}, nil
 }
 
-// exec sends batch as one pipeline of EVALSHAs and sets every call's result.
-// A NOSCRIPT reply loads the script and retries those calls once with EVAL
-// (see redisscript.Script.Exec).
+// maxPerCall is the most decisions one script call makes: gcra.lua unpacks
+// its keys (two a decision) as the arguments of one MGET, which Lua bounds.
+const maxPerCall = 128
+
+// exec sends batch as one pipeline and sets every call's result: on one node
+// (oneCall) one EVALSHA of gcra.lua for up to maxPerCall decisions, else one
+// EVALSHA a decision. A NOSCRIPT reply loads the script and retries those
+// commands once with EVAL (see redisscript.Script.Exec).
 func (s *Store) exec(ctx context.Context, p Pipeliner, batch []*call) {
-	cmds := make([]*redis.Cmd, len(batch))
-	for i, c := range batch {
-		cmds[i] = redisscript.NewCmd(ctx, c.argv[:]...)
+	if !s.oneCall {
+		cmds := make([]*redis.Cmd, len(batch))
+		for i, c := range batch {
+			cmds[i] = redisscript.NewCmd(ctx, c.argv[:]...)
+		}
+		gcraScript.Exec(ctx, p, s.client, cmds)
+		for i := range batch {
+			v, err := cmds[i].Result()
+			decodeReplies(batch[i:i+1], v, err)
+		}
+		return
+	}
+	n := (len(batch) + maxPerCall - 1) / maxPerCall
+	cmds := make([]*redis.Cmd, n)
+	argvs := make([]*[]any, n)
+	for i := range cmds {
+		part := batch[i*maxPerCall : min((i+1)*maxPerCall, len(batch))]
+		argvs[i] = s.argvs.Get().(*[]any)
+		*argvs[i] = commandLine((*argvs[i])[:0], &s.sha, part)
+		cmds[i] = redisscript.NewCmd(ctx, *argvs[i]...)
 	}
 	gcraScript.Exec(ctx, p, s.client, cmds)
-	for i, c := range batch {
-		v, err := cmds[i].Result()
-		c.res, c.err = decodeReply(c, v, err)
+	for i, cmd := range cmds {
+		v, err := cmd.Result()
+		decodeReplies(batch[i*maxPerCall:min((i+1)*maxPerCall, len(batch))], v, err)
+		clear(*argvs[i])
+		s.argvs.Put(argvs[i])
+	}
+}
+
+// commandLine appends to argv the EVALSHA command of gcra.lua that makes the
+// decisions of calls (at least one) in one call, and returns it: evalsha sha
+// 2n, each call's rkey and pkey, each call's m w b cost max_wait mode, then
+// now (every call of a Store has the same clock). Its elements point into
+// the calls' fields, as a call's own argv does.
+func commandLine(argv []any, sha *string, calls []*call) []any {
+	argv = append(argv, "evalsha", sha, 2*len(calls))
+	for _, c := range calls {
+		argv = append(argv, &c.rkey, &c.pkey)
+	}
+	for _, c := range calls {
+		argv = append(argv, &c.nums[0], &c.nums[1], &c.nums[2], &c.nums[3], &c.nums[4], &c.mode)
+	}
+	return append(argv, &calls[0].now)
+}
+
+// decodeReplies sets the result of each of calls from v, the reply of the
+// one script call that made their decisions (an array of one reply each, in
+// order), or from err, that call's error. A decision the script could not
+// make has an error reply in its place, which fails that call alone.
+func decodeReplies(calls []*call, v any, err error) {
+	var replies []any
+	if err == nil {
+		var ok bool
+		switch replies, ok = v.([]any); {
+		case !ok:
+			err = fmt.Errorf("malformed reply: got %T, want an array", v)
+		case len(replies) != len(calls):
+			err = fmt.Errorf("malformed reply: got %d replies, want %d", len(replies), len(calls))
+		}
+	}
+	for i, c := range calls {
+		if err != nil {
+			c.res, c.err = decodeReply(c, nil, err)
+			continue
+		}
+		if rerr, ok := replies[i].(error); ok {
+			c.res, c.err = decodeReply(c, nil, rerr)
+			continue
+		}
+		c.res, c.err = decodeReply(c, replies[i], nil)
 	}
 }
 
