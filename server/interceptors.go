@@ -24,18 +24,20 @@ const InvalidCorrelationHeader = "x-correlation-id-invalid"
 // request metadata, or a fresh one when it is missing or unusable; header
 // holds the response headers to send: the id, and why the caller's was
 // refused if it was.
+//
+// It runs on every call: ValueFromIncomingContext reads the one key where
+// FromIncomingContext would copy the whole metadata, and the headers are
+// built as the lower-case map that metadata.Pairs would make.
 func correlationFromIncoming(ctx context.Context) (id string, header metadata.MD) {
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(correlation.Header); len(v) > 0 {
-			if correlation.Valid(v[0]) {
-				return v[0], metadata.Pairs(correlation.Header, v[0])
-			}
-			id = correlation.New()
-			return id, metadata.Pairs(correlation.Header, id, InvalidCorrelationHeader, correlation.Rule)
+	if v := metadata.ValueFromIncomingContext(ctx, correlation.Header); len(v) > 0 {
+		if correlation.Valid(v[0]) {
+			return v[0], metadata.MD{correlation.Header: {v[0]}}
 		}
+		id = correlation.New()
+		return id, metadata.MD{correlation.Header: {id}, InvalidCorrelationHeader: {correlation.Rule}}
 	}
 	id = correlation.New()
-	return id, metadata.Pairs(correlation.Header, id)
+	return id, metadata.MD{correlation.Header: {id}}
 }
 
 // unaryCorrelation puts the correlation id in the context and in the
