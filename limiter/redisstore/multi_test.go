@@ -2,7 +2,6 @@ package redisstore_test
 
 import (
 	"context"
-	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,10 +20,7 @@ import (
 func TestMultiConformance(t *testing.T) {
 	var n atomic.Int64
 	run := func(t *testing.T, client redis.Scripter) {
-		storetest.RunMulti(t, func(t *testing.T, now func() time.Time) limiter.Store {
-			prefix := fmt.Sprintf("multi%d:", n.Add(1))
-			return redisstore.New(client, redisstore.WithPrefix(prefix), redisstore.WithClockForTesting(now), redisstore.WithTimeout(conformanceTimeout))
-		})
+		storetest.RunMulti(t, newStores(client, &n, "multi", redisstore.WithTimeout(conformanceTimeout)))
 	}
 	t.Run("node", func(t *testing.T) { run(t, redistest.Start(t).Client()) })
 	t.Run("cluster", func(t *testing.T) { run(t, redistest.StartCluster(t, 3, 0).Client()) })

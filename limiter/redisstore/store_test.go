@@ -31,6 +31,17 @@ type scripterOnly struct{ redis.Scripter }
 // -race can take longer than the production 100 ms over a Cluster.
 const conformanceTimeout = 2 * time.Second
 
+// newStores returns the stores of one conformance suite: Stores on client
+// with the test's clock and opts, each under a fresh prefix (name and the
+// next number of n), so that every test of the suite starts empty on a
+// shared server.
+func newStores(client redis.Scripter, n *atomic.Int64, name string, opts ...redisstore.Option) storetest.NewStoreFunc {
+	return func(t *testing.T, now func() time.Time) limiter.Store {
+		prefix := fmt.Sprintf("%s%d:", name, n.Add(1))
+		return redisstore.New(client, append([]redisstore.Option{redisstore.WithPrefix(prefix), redisstore.WithClockForTesting(now)}, opts...)...)
+	}
+}
+
 func TestConformance(t *testing.T) {
 	srv := redistest.Start(t)
 	client := srv.Client()
@@ -46,12 +57,8 @@ func TestConformance(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			storetest.Run(t, func(t *testing.T, now func() time.Time) limiter.Store {
-				// One server for the suite; a fresh prefix gives each test an empty store.
-				prefix := fmt.Sprintf("test%d:", n.Add(1))
-				opts := append([]redisstore.Option{redisstore.WithPrefix(prefix), redisstore.WithClockForTesting(now), redisstore.WithTimeout(conformanceTimeout)}, tt.opts...)
-				return redisstore.New(tt.client, opts...)
-			})
+			// One server for the suite; a fresh prefix gives each test an empty store.
+			storetest.Run(t, newStores(tt.client, &n, "test", append([]redisstore.Option{redisstore.WithTimeout(conformanceTimeout)}, tt.opts...)...))
 		})
 	}
 }
@@ -105,12 +112,20 @@ func TestConformanceCluster(t *testing.T) {
 	var n atomic.Int64
 	for _, batching := range []bool{true, false} {
 		t.Run(fmt.Sprint("batching=", batching), func(t *testing.T) {
-			storetest.Run(t, func(t *testing.T, now func() time.Time) limiter.Store {
-				prefix := fmt.Sprintf("test%d:", n.Add(1))
-				return redisstore.New(client, redisstore.WithPrefix(prefix), redisstore.WithClockForTesting(now), redisstore.WithBatching(batching), redisstore.WithTimeout(conformanceTimeout))
-			})
+			storetest.Run(t, newStores(client, &n, "test", redisstore.WithBatching(batching), redisstore.WithTimeout(conformanceTimeout)))
 		})
 	}
+}
+
+// TestLeaseConformance runs the lease-mode suite on one Redis and on a
+// 3-master Cluster.
+func TestLeaseConformance(t *testing.T) {
+	var n atomic.Int64
+	run := func(t *testing.T, client redis.UniversalClient) {
+		storetest.RunLease(t, newStores(client, &n, "lease"))
+	}
+	t.Run("single", func(t *testing.T) { run(t, redistest.Start(t).Client()) })
+	t.Run("cluster", func(t *testing.T) { run(t, redistest.StartCluster(t, 3, 0).Client()) })
 }
 
 // TestLegacyValue checks that a bucket written in the old "tat:rem:m" form,
