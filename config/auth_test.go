@@ -102,11 +102,7 @@ auth:
 
 func TestParseAuthErrors(t *testing.T) {
 	ok := digest("t")
-	tests := []struct {
-		name string
-		yaml string
-		want []string
-	}{
+	tests := []parseErrorCase{
 		{"empty section", "auth:\n", []string{"bad.yaml:1", "auth: is empty"}},
 		{"no principals", "auth:\n  principals: []\n", []string{"auth.principals", "at least one principal"}},
 		{"missing name", "auth:\n  principals:\n    - tenant: a\n      roles: [caller]\n      token_sha256: " + ok + "\n", []string{"bad.yaml:3", "auth.principals.0.name", "required"}},
@@ -122,19 +118,7 @@ func TestParseAuthErrors(t *testing.T) {
 		{"tenant limit", "auth:\n  principals:\n    - {name: p, tenant: a, roles: [caller], token_sha256: " + ok + "}\n  tenants:\n    a:\n      limits:\n        x: {max_calls: 0, time_window: 1s}\n", []string{"auth.tenants.a.limits.x.max_calls"}},
 		{"value beyond the transport", "cache:\n  max_value_bytes: 100000000\n", []string{"bad.yaml:2", "cache.max_value_bytes", "transport"}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse("bad.yaml", []byte(tt.yaml))
-			if err == nil {
-				t.Fatalf("Parse: got nil error, want one mentioning %q", tt.want)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("Parse error %q: want it to contain %q", err, w)
-				}
-			}
-		})
-	}
+	runParseErrors(t, tests)
 }
 
 // A token pasted where its digest belongs is refused without being echoed:

@@ -57,25 +57,18 @@ cache:
 	}
 }
 
-func TestParseErrorsNameFileLineField(t *testing.T) {
-	tests := []struct {
-		name string
-		yaml string
-		want []string
-	}{
-		{"unknown top-level field", "limitz: {}\n", []string{"bad.yaml:1", "limitz: unknown field", "allowed here: "}},
-		{"unknown limit field", "limits:\n  a:\n    max_calls: 1\n    time_window: 1s\n    burts: 3\n", []string{"bad.yaml:5", "limits.a.burts: unknown field", "burst"}},
-		{"zero max_calls", "limits:\n  a:\n    max_calls: 0\n    time_window: 1s\n", []string{"bad.yaml:3", "limits.a.max_calls", "at least 1"}},
-		{"missing time_window", "limits:\n  a:\n    max_calls: 5\n", []string{"bad.yaml:2", "limits.a.time_window"}},
-		{"bad duration", "limits:\n  a:\n    max_calls: 5\n    time_window: soon\n", []string{"bad.yaml:4", "limits.a.time_window", "soon"}},
-		{"bad on_store_failure", "limits:\n  a:\n    max_calls: 5\n    time_window: 1s\n    on_store_failure: maybe\n", []string{"bad.yaml:5", "on_store_failure", "maybe"}},
-		{"negative threshold", "breakers:\n  x:\n    failure_threshold: -1\n", []string{"bad.yaml:3", "breakers.x.failure_threshold"}},
-		{"bad mode", "breakers:\n  x:\n    mode: sometimes\n", []string{"bad.yaml:3", "breakers.x.mode"}},
-		{"rate above one", "breakers:\n  x:\n    failure_rate_threshold: 1.5\n", []string{"bad.yaml:3", "failure_rate_threshold"}},
-		{"window below a microsecond", "limits:\n  a:\n    max_calls: 5\n    time_window: 1500ns\n", []string{"bad.yaml:4", "limits.a.time_window", "microseconds"}},
-		{"negative ttl", "cache:\n  default_ttl: -1s\n", []string{"bad.yaml:2", "cache.default_ttl"}},
-		{"hash tag in prefix", "redis_key_prefix: \"a{b}\"\n", []string{"bad.yaml:1", "redis_key_prefix"}},
-	}
+// parseErrorCase is a file Parse refuses, named "bad.yaml", and the
+// substrings its error must contain.
+type parseErrorCase struct {
+	name string
+	yaml string
+	want []string
+}
+
+// runParseErrors runs each case as a subtest: Parse must fail with an error
+// containing every wanted substring.
+func runParseErrors(t *testing.T, tests []parseErrorCase) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse("bad.yaml", []byte(tt.yaml))
@@ -89,6 +82,24 @@ func TestParseErrorsNameFileLineField(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestParseErrorsNameFileLineField(t *testing.T) {
+	tests := []parseErrorCase{
+		{"unknown top-level field", "limitz: {}\n", []string{"bad.yaml:1", "limitz: unknown field", "allowed here: "}},
+		{"unknown limit field", "limits:\n  a:\n    max_calls: 1\n    time_window: 1s\n    burts: 3\n", []string{"bad.yaml:5", "limits.a.burts: unknown field", "burst"}},
+		{"zero max_calls", "limits:\n  a:\n    max_calls: 0\n    time_window: 1s\n", []string{"bad.yaml:3", "limits.a.max_calls", "at least 1"}},
+		{"missing time_window", "limits:\n  a:\n    max_calls: 5\n", []string{"bad.yaml:2", "limits.a.time_window"}},
+		{"bad duration", "limits:\n  a:\n    max_calls: 5\n    time_window: soon\n", []string{"bad.yaml:4", "limits.a.time_window", "soon"}},
+		{"bad on_store_failure", "limits:\n  a:\n    max_calls: 5\n    time_window: 1s\n    on_store_failure: maybe\n", []string{"bad.yaml:5", "on_store_failure", "maybe"}},
+		{"negative threshold", "breakers:\n  x:\n    failure_threshold: -1\n", []string{"bad.yaml:3", "breakers.x.failure_threshold"}},
+		{"bad mode", "breakers:\n  x:\n    mode: sometimes\n", []string{"bad.yaml:3", "breakers.x.mode"}},
+		{"rate above one", "breakers:\n  x:\n    failure_rate_threshold: 1.5\n", []string{"bad.yaml:3", "failure_rate_threshold"}},
+		{"window below a microsecond", "limits:\n  a:\n    max_calls: 5\n    time_window: 1500ns\n", []string{"bad.yaml:4", "limits.a.time_window", "microseconds"}},
+		{"negative ttl", "cache:\n  default_ttl: -1s\n", []string{"bad.yaml:2", "cache.default_ttl"}},
+		{"hash tag in prefix", "redis_key_prefix: \"a{b}\"\n", []string{"bad.yaml:1", "redis_key_prefix"}},
+	}
+	runParseErrors(t, tests)
 }
 
 func TestLoadAndDefault(t *testing.T) {

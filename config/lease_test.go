@@ -1,7 +1,6 @@
 package config
 
 import (
-	"strings"
 	"testing"
 	"time"
 
@@ -23,11 +22,7 @@ func TestParseLease(t *testing.T) {
 
 func TestParseLeaseErrors(t *testing.T) {
 	const head = "limits:\n  a:\n    max_calls: 100\n    time_window: 1s\n    lease:\n"
-	tests := []struct {
-		name string
-		yaml string
-		want []string
-	}{
+	tests := []parseErrorCase{
 		{"ttl without max_tokens", head + "      ttl: 10ms\n", []string{"bad.yaml:5", "limits.a.lease.max_tokens", "required"}},
 		{"max_tokens without ttl", head + "      max_tokens: 10\n", []string{"bad.yaml:5", "limits.a.lease.ttl", "positive"}},
 		{"ttl too long for the burst", head + "      max_tokens: 10\n      ttl: 1s\n", []string{"bad.yaml:7", "limits.a.lease.ttl", "reserve"}},
@@ -35,17 +30,5 @@ func TestParseLeaseErrors(t *testing.T) {
 		{"negative max_tokens", head + "      max_tokens: -1\n      ttl: 100ms\n", []string{"bad.yaml:6", "limits.a.lease.max_tokens"}},
 		{"unknown lease field", head + "      size: 10\n", []string{"bad.yaml:6", "size: unknown field"}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse("bad.yaml", []byte(tt.yaml))
-			if err == nil {
-				t.Fatalf("Parse: got nil error, want one mentioning %q", tt.want)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("Parse error %q: want it to contain %q", err, w)
-				}
-			}
-		})
-	}
+	runParseErrors(t, tests)
 }
