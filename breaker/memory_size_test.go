@@ -7,20 +7,8 @@ import (
 	"testing"
 
 	"github.com/topdeck/resilience/breaker"
+	"github.com/topdeck/resilience/breaker/storetest"
 )
-
-// bytesPerItem returns the live heap growth per call of add over n calls.
-func bytesPerItem(n int, add func(i int)) float64 {
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	for i := range n {
-		add(i)
-	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	return float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n)
-}
 
 func names(n int) []string {
 	out := make([]string, n)
@@ -40,7 +28,7 @@ func TestMemoryPerBreakerName(t *testing.T) {
 	ns := names(n)
 
 	cache := breaker.NewStateCache(breaker.WithCacheMaxEntries(n))
-	perEntry := bytesPerItem(n, func(i int) { cache.Observe(ns[i], breaker.StateClosed, 1_900_000_000_000_000) })
+	perEntry := storetest.BytesPerItem(n, func(i int) { cache.Observe(ns[i], breaker.StateClosed, 1_900_000_000_000_000) })
 	t.Logf("StateCache: %.0f bytes per breaker (%d entries)", perEntry, cache.Len())
 	if cache.Len() != n || perEntry > 200 {
 		t.Errorf("StateCache: %d entries at %.0f bytes each, want %d at most 200 bytes each", cache.Len(), perEntry, n)
@@ -57,7 +45,7 @@ func TestMemoryPerBreakerName(t *testing.T) {
 	ctx := context.Background()
 	store := breaker.NewMemoryStore()
 	defer store.Close()
-	perMachine := bytesPerItem(n, func(i int) {
+	perMachine := storetest.BytesPerItem(n, func(i int) {
 		if _, err := store.Allow(ctx, ns[i], breaker.Settings{}); err != nil {
 			t.Fatal(err)
 		}

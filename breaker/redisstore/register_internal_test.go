@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/topdeck/resilience/breaker"
+	"github.com/topdeck/resilience/breaker/storetest"
 	"github.com/topdeck/resilience/internal/clocktest"
 	"github.com/topdeck/resilience/internal/redistest"
 )
@@ -84,23 +85,10 @@ func TestRegisteredNamesMemory(t *testing.T) {
 	for i := range names {
 		names[i] = fmt.Sprintf("tenant-%06d/upstream/some-long-api-name-%06d", i, i)
 	}
-	perName := bytesPerItem(n, func(i int) { r.add(names[i], 1, int64(time.Hour)) })
+	perName := storetest.BytesPerItem(n, func(i int) { r.add(names[i], 1, int64(time.Hour)) })
 	runtime.KeepAlive(names)
 	t.Logf("registered set: %.1f bytes per name (%d names)", perName, r.len())
 	if perName > 64 {
 		t.Fatalf("registered set: %.1f bytes per name, want at most 64", perName)
 	}
-}
-
-// bytesPerItem returns the live heap growth per call of add over n calls.
-func bytesPerItem(n int, add func(i int)) float64 {
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	for i := range n {
-		add(i)
-	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	return float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n)
 }
