@@ -3,6 +3,7 @@ package pool_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -105,7 +106,7 @@ func TestTrackerKindsAndFailures(t *testing.T) {
 			t.Errorf("failure %d: item got %q, want %q", f.Index, f.Item, items[f.Index])
 		}
 	}
-	if got, want := idx, []int{1, 2, 3, 4}; !equalInts(got, want) {
+	if got, want := idx, []int{1, 2, 3, 4}; !slices.Equal(got, want) {
 		t.Errorf("failure indexes: got %v, want %v", got, want)
 	}
 	var pe *pool.PanicError
@@ -143,18 +144,6 @@ func TestEmptyAndNoSummaryError(t *testing.T) {
 	if len(results) != 0 || sum.Total != 0 || sum.Err() != nil {
 		t.Errorf("empty batch: got %v, %v, %v; want nothing", results, sum, sum.Err())
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func BenchmarkRun(b *testing.B) {

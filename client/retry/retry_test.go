@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -97,7 +98,7 @@ func TestBackoffTiming(t *testing.T) {
 	// Full jitter at the top of the range is the cap itself: 100ms, 300ms,
 	// 900ms, then MaxDelay.
 	want := []time.Duration{100 * time.Millisecond, 300 * time.Millisecond, 900 * time.Millisecond, time.Second, time.Second}
-	if got := clk.Sleeps(); !equalDurations(got, want) {
+	if got := clk.Sleeps(); !slices.Equal(got, want) {
 		t.Errorf("sleeps: got %v, want %v", got, want)
 	}
 }
@@ -307,16 +308,4 @@ func repeat(err error, n int) []error {
 		out[i] = err
 	}
 	return out
-}
-
-func equalDurations(a, b []time.Duration) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
