@@ -146,6 +146,17 @@ def service_error(
     return _BY_CODE.get(code, ServiceError)(code, message, details, correlation_id)
 
 
+def _refusal_message(what: str, retry_after: float, local: bool) -> str:
+    """The message of a refusal (RateLimited, CircuitOpenError): ``what``,
+    then when to retry and whether it was decided locally."""
+    msg = what
+    if retry_after > 0:
+        msg += f"; retry after {retry_after:.3f}s"
+    if local:
+        msg += " (local decision)"
+    return msg
+
+
 class RateLimited(ResilienceError):
     """A rate limit refused the call (nothing was called), or
     :meth:`RateLimiter.acquire` could not get tokens within ``max_wait`` or
@@ -161,12 +172,7 @@ class RateLimited(ResilienceError):
         self.key = key
         self.local = local
         self.decision = decision
-        msg = f"rate limited (key {key})" if key else "rate limited"
-        if self.retry_after > 0:
-            msg += f"; retry after {self.retry_after:.3f}s"
-        if local:
-            msg += " (local decision)"
-        super().__init__(msg)
+        super().__init__(_refusal_message(f"rate limited (key {key})" if key else "rate limited", self.retry_after, local))
 
 
 class CircuitOpenError(ResilienceError):
@@ -181,12 +187,7 @@ class CircuitOpenError(ResilienceError):
         self.retry_after = max(float(retry_after), 0.0)
         self.breaker = breaker
         self.local = local
-        msg = f"circuit breaker {breaker!r} open" if breaker else "circuit breaker open"
-        if self.retry_after > 0:
-            msg += f"; retry after {self.retry_after:.3f}s"
-        if local:
-            msg += " (local decision)"
-        super().__init__(msg)
+        super().__init__(_refusal_message(f"circuit breaker {breaker!r} open" if breaker else "circuit breaker open", self.retry_after, local))
 
 
 __all__: Sequence[str] = (
