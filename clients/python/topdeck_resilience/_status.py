@@ -107,6 +107,18 @@ def _text(v: Any) -> str:
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else ""
 
 
+def _text_pair(blob: bytes) -> Tuple[str, str]:
+    """The text fields 1 and 2 of a message: a FieldViolation's field and
+    description, a map entry's key and value. Raises ValueError."""
+    a = b = ""
+    for num, v in _fields(blob):
+        if num == 1:
+            a = _text(v)
+        elif num == 2:
+            b = _text(v)
+    return a, b
+
+
 def parse_status_details(blob: bytes) -> StatusDetails:
     """Parses a serialized google.rpc.Status; unknown details are ignored.
 
@@ -133,13 +145,7 @@ def parse_status_details(blob: bytes) -> StatusDetails:
             elif type_url == _BAD_REQUEST:
                 for n3, v3 in _fields(value):
                     if n3 == 1 and isinstance(v3, bytes):
-                        f = d = ""
-                        for n4, v4 in _fields(v3):
-                            if n4 == 1:
-                                f = _text(v4)
-                            elif n4 == 2:
-                                d = _text(v4)
-                        violations.append(FieldViolation(f, d))
+                        violations.append(FieldViolation(*_text_pair(v3)))
             elif type_url == _ERROR_INFO:
                 for n3, v3 in _fields(value):
                     if n3 == 1:
@@ -147,12 +153,7 @@ def parse_status_details(blob: bytes) -> StatusDetails:
                     elif n3 == 2:
                         domain = _text(v3)
                     elif n3 == 3 and isinstance(v3, bytes):
-                        k = val = ""
-                        for n4, v4 in _fields(v3):
-                            if n4 == 1:
-                                k = _text(v4)
-                            elif n4 == 2:
-                                val = _text(v4)
+                        k, val = _text_pair(v3)
                         md[k] = val
     except ValueError:
         pass
