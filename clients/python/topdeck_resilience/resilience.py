@@ -877,12 +877,7 @@ def retry_after_of(exc: BaseException) -> Optional[float]:
                 if d.retry_after is not None:
                     return d.retry_after
             return None
-        for holder in (getattr(exc, "response", None), exc):
-            if holder is None:
-                continue
-            status = getattr(holder, "status_code", None)
-            if status is None:
-                status = getattr(holder, "status", None)
+        for holder, status in _up._http_answers(exc):
             if status in (429, 503):
                 v = _parse_retry_after(_header(getattr(holder, "headers", None), "Retry-After"))
                 if v is not None:

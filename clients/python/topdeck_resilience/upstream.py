@@ -34,7 +34,7 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import timezone
-from typing import Any, Iterable, List, Optional
+from typing import Any, Iterable, Iterator, List, Optional, Tuple
 
 import grpc
 
@@ -224,6 +224,21 @@ def from_grpc_error(exc: BaseException) -> Upstream:
         return Upstream()
 
 
+def _http_answers(exc: BaseException) -> Iterator[Tuple[Any, Any]]:
+    """Yields (holder, status) for what may carry an HTTP answer on an
+    exception: ``exc.response``, then the exception itself; status is the
+    holder's ``status_code`` (httpx, requests), else its ``status``
+    (aiohttp), else None. The retry-after hint of
+    :func:`~topdeck_resilience.resilience.retry_after_of` reads them too."""
+    for holder in (getattr(exc, "response", None), exc):
+        if holder is None:
+            continue
+        status = getattr(holder, "status_code", None)
+        if status is None:
+            status = getattr(holder, "status", None)
+        yield holder, status
+
+
 def from_exception(exc: BaseException, now: Optional[float] = None) -> Upstream:
     """What the answer behind ``exc`` said about the upstream's limits: a
     gRPC error (:func:`from_grpc_error`) or an HTTP error whose response is
@@ -233,12 +248,7 @@ def from_exception(exc: BaseException, now: Optional[float] = None) -> Upstream:
     try:
         if isinstance(exc, grpc.RpcError):
             return from_grpc_error(exc)
-        for holder in (getattr(exc, "response", None), exc):
-            if holder is None:
-                continue
-            status = getattr(holder, "status_code", None)
-            if status is None:
-                status = getattr(holder, "status", None)
+        for holder, status in _http_answers(exc):
             if isinstance(status, int) and not isinstance(status, bool):
                 return from_headers(status, getattr(holder, "headers", None), now)
     except Exception:
