@@ -47,21 +47,20 @@ func BenchmarkMemoryStoreTakeParallel(b *testing.B) {
 // BenchmarkLimiterAcquire measures Acquire over a memory store: validation,
 // the deny cache and the decision. Most calls are denied from the cache.
 func BenchmarkLimiterAcquire(b *testing.B) {
-	l := limiter.New(limiter.NewMemoryStore())
-	req := limiter.Request{Key: "k", Limit: limiter.Limit{MaxCalls: 10, Window: time.Second}, Cost: 1}
-	ctx := context.Background()
-	for b.Loop() {
-		if _, err := l.Acquire(ctx, req); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchAcquire(b, limiter.Limit{MaxCalls: 10, Window: time.Second})
 }
 
 // BenchmarkLimiterAcquireAdmitted measures Acquire when every call is
 // admitted by the store.
 func BenchmarkLimiterAcquireAdmitted(b *testing.B) {
+	benchAcquire(b, limiter.Limit{MaxCalls: 1_000_000_000, Window: time.Millisecond})
+}
+
+// benchAcquire measures Acquire of one call on key "k" under lim, over a
+// Limiter on a memory store.
+func benchAcquire(b *testing.B, lim limiter.Limit) {
 	l := limiter.New(limiter.NewMemoryStore())
-	req := limiter.Request{Key: "k", Limit: limiter.Limit{MaxCalls: 1_000_000_000, Window: time.Millisecond}, Cost: 1}
+	req := limiter.Request{Key: "k", Limit: lim, Cost: 1}
 	ctx := context.Background()
 	for b.Loop() {
 		if _, err := l.Acquire(ctx, req); err != nil {
