@@ -15,21 +15,10 @@ import (
 	"github.com/topdeck/resilience/internal/redistest"
 )
 
+// scaleConfig is limiterConfig's limits under a prefix of their own, with a
+// default breaker.
 const scaleConfig = `
-redis_key_prefix: "sc:"
-limits:
-  shared:
-    max_calls: 100
-    time_window: 1s
-    burst: 20
-  strict:
-    max_calls: 1000
-    time_window: 1s
-    on_store_failure: deny
-  lenient:
-    max_calls: 1000
-    time_window: 1s
-breakers:
+redis_key_prefix: "sc:"` + limiterConfig + `breakers:
   default:
     failure_threshold: 3
     recovery_timeout: 30s
