@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar
 
 import grpc
 import pytest
@@ -59,6 +59,24 @@ def resilienced_bin(workdir: Path) -> str:
     if r.returncode != 0:
         pytest.fail(f"go build ./cmd/resilienced failed:\n{r.stdout}{r.stderr}")
     return str(out / "resilienced")
+
+
+def end_process(proc: subprocess.Popen, graceful: bool = False) -> None:
+    """Ends a process started here, waking it first if it is paused
+    (SIGSTOP): SIGKILL, or with ``graceful`` SIGTERM and SIGKILL 10 s later.
+    Waits (bounded) for it to exit."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGCONT)
+        if graceful:
+            proc.terminate()
+        else:
+            proc.kill()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        if graceful:
+            proc.kill()
+            proc.wait(5)
 
 
 class Server:
@@ -144,23 +162,10 @@ class Server:
         self.proc.send_signal(signal.SIGCONT)
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.kill()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
+        end_process(self.proc)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        end_process(self.proc, graceful=True)
 
 
 class Redis:
@@ -194,12 +199,7 @@ class Redis:
             time.sleep(0.05)
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
+        end_process(self.proc)
 
 
 SERVER_CONFIG = """
@@ -227,34 +227,38 @@ def server(resilienced_bin: str, workdir: Path) -> Iterator[Server]:
     s.stop()
 
 
+P = TypeVar("P", Server, Redis)
+
+
+def owned(make: Callable[..., P]) -> Iterator[Callable[..., P]]:
+    """Yields a factory that calls ``make`` and keeps what it made (a Server
+    or a Redis), then kills all of it: the body of a start_... fixture."""
+    started: List[P] = []
+
+    def start(*args: Any, **kwargs: Any) -> P:
+        p = make(*args, **kwargs)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.kill()
+
+
 @pytest.fixture()
 def start_server(resilienced_bin: str, workdir: Path) -> Iterator:
     """A factory of resilienced processes owned by one test."""
-    started: List[Server] = []
 
-    def start(*args: str, config: Optional[str] = SERVER_CONFIG, creds=None) -> Server:
-        s = Server(resilienced_bin, workdir, list(args), config, creds)
-        started.append(s)
-        return s
+    def make(*args: str, config: Optional[str] = SERVER_CONFIG, creds=None) -> Server:
+        return Server(resilienced_bin, workdir, list(args), config, creds)
 
-    yield start
-    for s in started:
-        s.kill()
+    yield from owned(make)
 
 
 @pytest.fixture()
 def start_redis(workdir: Path) -> Iterator:
     """A factory of private redis-servers owned by one test."""
-    started: List[Redis] = []
-
-    def start() -> Redis:
-        r = Redis(workdir)
-        started.append(r)
-        return r
-
-    yield start
-    for r in started:
-        r.kill()
+    yield from owned(lambda: Redis(workdir))
 
 
 @pytest.fixture()
