@@ -20,10 +20,7 @@ import (
 // documentation ("Leases").
 func RunLease(t *testing.T, newStore NewStoreFunc) {
 	t.Helper()
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, newStore NewStoreFunc)
-	}{
+	suite{
 		{"LeaseSteps", testLeaseSteps},
 		{"LeaseGiveBack", testLeaseGiveBack},
 		{"LeaseLimitChange", testLeaseLimitChange},
@@ -33,10 +30,7 @@ func RunLease(t *testing.T, newStore NewStoreFunc) {
 		{"FleetGiveBackOnExpiry", testFleetGiveBackOnExpiry},
 		{"FleetSustainedBound", testFleetSustainedBound},
 		{"FleetModel", testFleetModel},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore) })
-	}
+	}.run(t, newStore)
 }
 
 // tenPerSec is the lease steps' limit: one token per 100ms, burst 10; with

@@ -17,10 +17,7 @@ import (
 // implement limiter.MultiStore and limiter.Pauser.
 func RunMulti(t *testing.T, newStore NewStoreFunc) {
 	t.Helper()
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, newStore NewStoreFunc)
-	}{
+	suite{
 		{"AllOrNothing", testAllOrNothing},
 		{"AllOrNothingFirstKeyRefuses", testAllOrNothingFirstRefuses},
 		{"LongestRetryAfter", testLongestRetryAfter},
@@ -37,10 +34,7 @@ func RunMulti(t *testing.T, newStore NewStoreFunc) {
 		{"SlotQueueFirstComeFirstServed", testSlotQueue},
 		{"SlotsConcurrent", testSlotsConcurrent},
 		{"MultiInvalidInput", testMultiInvalid},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore) })
-	}
+	}.run(t, newStore)
 }
 
 type multiEnv struct {

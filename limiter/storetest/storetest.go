@@ -36,10 +36,7 @@ type NewStoreFunc func(t *testing.T, now func() time.Time) limiter.Store
 // subtest builds its own store and clock.
 func Run(t *testing.T, newStore NewStoreFunc) {
 	t.Helper()
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, newStore NewStoreFunc)
-	}{
+	suite{
 		{"BurstThenDeny", testBurstThenDeny},
 		{"Refill", testRefill},
 		{"Cost", testCost},
@@ -59,8 +56,19 @@ func Run(t *testing.T, newStore NewStoreFunc) {
 		{"InvalidInput", testInvalidInput},
 		{"RandomBound", testRandomBound},
 		{"ConcurrentKeys", testConcurrentKeys},
-	}
-	for _, tt := range tests {
+	}.run(t, newStore)
+}
+
+// suite is a list of named tests of stores.
+type suite []struct {
+	name string
+	fn   func(t *testing.T, newStore NewStoreFunc)
+}
+
+// run runs each test of s as a subtest against the stores newStore builds.
+func (s suite) run(t *testing.T, newStore NewStoreFunc) {
+	t.Helper()
+	for _, tt := range s {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore) })
 	}
 }
