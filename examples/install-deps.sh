@@ -11,16 +11,9 @@
 # root and sudo is available.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-
-SUDO=""
-if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
-
-apt_updated=""
-apt_install() {
-  echo "install-deps: installing $* with apt-get" >&2
-  if [ -z "$apt_updated" ]; then $SUDO apt-get update -qq; apt_updated=1; fi
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
-}
+apt_who=install-deps
+# shellcheck source=../clients/python/apt.sh
+. "$here/../clients/python/apt.sh"
 
 # Python. Debian's python3-grpcio lands in /usr/lib/python3/dist-packages,
 # which only /usr/bin/python3 sees (unless clients/python/install.sh ran):

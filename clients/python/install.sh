@@ -22,17 +22,10 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 DEB_PY=/usr/bin/python3
 DIST=/usr/lib/python3/dist-packages
-
-SUDO=""
-if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
+apt_who=python-install
+# shellcheck source=apt.sh
+. "$here/apt.sh"
 say() { echo "python-install: $*" >&2; }
-
-apt_updated=""
-apt_install() {
-  say "installing $* with apt-get"
-  if [ -z "$apt_updated" ]; then $SUDO apt-get update -qq; apt_updated=1; fi
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
-}
 
 pkgs=()
 [ -x "$DEB_PY" ] || pkgs+=(python3)

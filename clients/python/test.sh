@@ -11,15 +11,9 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 PY=/usr/bin/python3
-
-SUDO=""
-if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
-apt_updated=""
-apt_install() {
-  echo "python-test: installing $* with apt-get" >&2
-  if [ -z "$apt_updated" ]; then $SUDO apt-get update -qq; apt_updated=1; fi
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
-}
+apt_who=python-test
+# shellcheck source=apt.sh
+. "$here/apt.sh"
 
 command -v go >/dev/null || { echo "python-test: Go is required to build resilienced" >&2; exit 1; }
 pkgs=()
