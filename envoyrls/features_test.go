@@ -15,7 +15,6 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/topdeck/resilience/envoyrls"
 	"github.com/topdeck/resilience/internal/redistest"
 	"github.com/topdeck/resilience/limiter"
 	"github.com/topdeck/resilience/limiter/redisstore"
@@ -294,25 +293,13 @@ func TestLimitChangeOnSameEntries(t *testing.T) {
 		for range 3 {
 			call(t, c, a)
 		}
-		perDay, err := envoyrls.Parse([]byte(strings.Replace(perIPConfig, "unit: minute, requests_per_unit: 3", "unit: day, requests_per_unit: 3", 1)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := srv.SetConfig(perDay); err != nil {
-			t.Fatal(err)
-		}
+		reloadPerIP(t, srv, "unit: minute, requests_per_unit: 3", "unit: day, requests_per_unit: 3")
 		runSteps(t, c, []step{{"reloaded to 3/day: 3 used", a, over, codesOf(over), nums(0), nums(3)}})
 		resp := call(t, c, a)
 		if d := resp.GetStatuses()[0].GetDurationUntilReset().AsDuration(); d < 7*time.Hour || d > 8*time.Hour {
 			t.Errorf("3/day, drained: got duration_until_reset %v, want 8h (one token) less the run's time", d)
 		}
-		perSecond, err := envoyrls.Parse([]byte(strings.Replace(perIPConfig, "unit: minute, requests_per_unit: 3", "unit: second, requests_per_unit: 100", 1)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := srv.SetConfig(perSecond); err != nil {
-			t.Fatal(err)
-		}
+		reloadPerIP(t, srv, "unit: minute, requests_per_unit: 3", "unit: second, requests_per_unit: 100")
 		// The day's debt is 3 tokens used, not 24 hours: 100/s admits.
 		runSteps(t, c, []step{{"reloaded to 100/second", a, ok, codesOf(ok), nums(96), nums(100)}})
 	})

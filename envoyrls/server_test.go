@@ -83,6 +83,18 @@ func newServer(t *testing.T, l *limiter.Limiter, yamlCfg string, opts ...envoyrl
 	return srv, serve(t, srv)
 }
 
+// reloadPerIP gives srv perIPConfig with its first old replaced by new.
+func reloadPerIP(t *testing.T, srv *envoyrls.Server, old, new string) {
+	t.Helper()
+	cfg, err := envoyrls.Parse([]byte(strings.Replace(perIPConfig, old, new, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.SetConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // desc builds a descriptor from key, value pairs.
 func desc(kv ...string) *commonv3.RateLimitDescriptor {
 	d := &commonv3.RateLimitDescriptor{}
@@ -353,13 +365,7 @@ func TestSetConfigLiveReload(t *testing.T) {
 	if got := call(t, c, req("edge", 0, a)).GetOverallCode(); got != over {
 		t.Fatalf("before reload: got %v, want OVER_LIMIT", got)
 	}
-	cfg, err := envoyrls.Parse([]byte(strings.Replace(perIPConfig, "requests_per_unit: 3", "requests_per_unit: 6", 1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.SetConfig(cfg); err != nil {
-		t.Fatal(err)
-	}
+	reloadPerIP(t, srv, "requests_per_unit: 3", "requests_per_unit: 6")
 	// Same bucket, new limit: the 3 tokens used carry over as 3 of the 6,
 	// which refill a token every 10s.
 	perIP := limit(6, ratelimitv3.RateLimitResponse_RateLimit_MINUTE, "per_ip")
