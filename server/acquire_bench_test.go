@@ -3,9 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -50,14 +48,8 @@ func BenchmarkAcquire(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			rctx, cancel := context.WithCancel(context.Background())
-			var wg sync.WaitGroup
-			wg.Add(1)
-			go func() { defer wg.Done(); backends.Run(rctx) }()
-			b.Cleanup(func() { cancel(); wg.Wait(); _ = backends.Close() })
-			logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
-			srv := New(cfg, backends, WithLogger(logger))
-			conn := serveTCP(b, srv.GRPC())
+			runBackends(b, backends)
+			conn := serveBench(b, cfg, backends, slog.LevelInfo)
 			rc := resiliencev1.NewResilienceServiceClient(conn)
 			hc := healthpb.NewHealthClient(conn)
 			ctx := context.Background()

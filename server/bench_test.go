@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,9 +71,7 @@ func BenchmarkCacheGetFloor(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = backends.Close() })
-	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv := New(cfg, backends, WithLogger(logger))
-	conn := serveTCP(b, srv.GRPC())
+	conn := serveBench(b, cfg, backends, slog.LevelWarn)
 	b.Run("ServiceHealth", func(b *testing.B) { benchHealth(b, conn) })
 
 	cc := resiliencev1.NewCacheServiceClient(conn)
@@ -88,6 +87,24 @@ func BenchmarkCacheGetFloor(b *testing.B) {
 			}
 		}
 	})
+}
+
+// runBackends runs backends until the benchmark ends, then closes them.
+func runBackends(b *testing.B, backends *Backends) {
+	rctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); backends.Run(rctx) }()
+	b.Cleanup(func() { cancel(); wg.Wait(); _ = backends.Close() })
+}
+
+// serveBench serves the service on cfg and backends, its JSON log at level
+// written to io.Discard, on a loopback port until the benchmark ends, and
+// returns a client connection to it.
+func serveBench(b *testing.B, cfg *config.Config, backends *Backends, level slog.Level) *grpc.ClientConn {
+	b.Helper()
+	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: level}))
+	return serveTCP(b, New(cfg, backends, WithLogger(logger)).GRPC())
 }
 
 // serveTCP serves s on a loopback port until the benchmark ends and returns

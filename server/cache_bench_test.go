@@ -2,9 +2,7 @@ package server
 
 import (
 	"context"
-	"io"
 	"log/slog"
-	"sync"
 	"testing"
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -29,14 +27,8 @@ func BenchmarkCacheGetMemory(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); backends.Run(rctx) }()
-	b.Cleanup(func() { cancel(); wg.Wait(); _ = backends.Close() })
-	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv := New(cfg, backends, WithLogger(logger))
-	conn := serveTCP(b, srv.GRPC())
+	runBackends(b, backends)
+	conn := serveBench(b, cfg, backends, slog.LevelWarn)
 	cc := resiliencev1.NewCacheServiceClient(conn)
 	hc := healthpb.NewHealthClient(conn)
 	if _, err := cc.Set(ctx, &resiliencev1.SetRequest{Key: "k", Value: make([]byte, 100)}); err != nil {
