@@ -12,7 +12,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/topdeck/resilience/config"
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
 )
 
@@ -40,10 +39,7 @@ func newClients(t *testing.T) (resiliencev1.ResilienceServiceClient, resiliencev
 // recovery timeouts pass without sleeping.
 func startHandlers(t *testing.T) *testEnv {
 	t.Helper()
-	cfg, err := config.Parse("t.yaml", []byte(handlersConfig))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := parseConfig(t, handlersConfig)
 	return startServer(t, cfg)
 }
 
@@ -350,10 +346,7 @@ func TestAcquireDryRunChangesNothing(t *testing.T) {
 }
 
 func TestMetricsAfterTraffic(t *testing.T) {
-	cfg, err := config.Parse("t.yaml", []byte(handlersConfig))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := parseConfig(t, handlersConfig)
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
 	b := memoryBackends(t, cfg, WithBackendMetrics(m))

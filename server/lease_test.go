@@ -3,7 +3,6 @@ package server
 import (
 	"testing"
 
-	"github.com/topdeck/resilience/config"
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
 )
 
@@ -12,10 +11,7 @@ import (
 // reserve, so 5 calls are admitted (10 without lease mode), and a cost above
 // the 5 a lease can hold is INVALID_ARGUMENT naming cost.
 func TestAcquireLeasedPolicy(t *testing.T) {
-	cfg, err := config.Parse("t.yaml", []byte("limits:\n  hot:\n    max_calls: 10\n    time_window: 1h\n    lease:\n      max_tokens: 5\n      ttl: 30m\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := parseConfig(t, "limits:\n  hot:\n    max_calls: 10\n    time_window: 1h\n    lease:\n      max_tokens: 5\n      ttl: 30m\n")
 	c := resiliencev1.NewResilienceServiceClient(startServer(t, cfg).conn)
 	req := &resiliencev1.AcquireRequest{Key: "k", Policy: "hot"}
 	for i := range 5 {
@@ -26,6 +22,6 @@ func TestAcquireLeasedPolicy(t *testing.T) {
 	if resp := mustAcquire(t, c, req); resp.GetAllowed() {
 		t.Errorf("6th call: got %v, want RATE_LIMITED (the other 5 tokens are the reserve)", resp)
 	}
-	_, err = c.Acquire(ctxT(t), &resiliencev1.AcquireRequest{Key: "k2", Policy: "hot", Cost: 6})
+	_, err := c.Acquire(ctxT(t), &resiliencev1.AcquireRequest{Key: "k2", Policy: "hot", Cost: 6})
 	wantInvalid(t, err, "cost")
 }

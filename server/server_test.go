@@ -82,6 +82,17 @@ func startServer(t *testing.T, cfg *config.Config, opts ...Option) *testEnv {
 	return env
 }
 
+// parseConfig returns the configuration in yaml, failing t if it is
+// invalid.
+func parseConfig(t *testing.T, yaml string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse("t.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 // startServerWith runs a Server on b over bufconn.
 func startServerWith(t *testing.T, cfg *config.Config, b *Backends, opts ...Option) *testEnv {
 	t.Helper()
@@ -174,10 +185,7 @@ func wantInvalid(t *testing.T, err error, field string) {
 }
 
 func TestAcquireValidation(t *testing.T) {
-	cfg, err := config.Parse("t.yaml", []byte("limits:\n  small:\n    max_calls: 5\n    time_window: 1s\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := parseConfig(t, "limits:\n  small:\n    max_calls: 5\n    time_window: 1s\n")
 	env := startServer(t, cfg)
 	c := resiliencev1.NewResilienceServiceClient(env.conn)
 	lim := &resiliencev1.RateLimit{MaxCalls: 10, TimeWindow: durationpb.New(time.Second)}
@@ -256,15 +264,12 @@ func TestBreakerRPCValidation(t *testing.T) {
 }
 
 func TestCacheValidation(t *testing.T) {
-	cfg, err := config.Parse("t.yaml", []byte("cache:\n  max_value_bytes: 8\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := parseConfig(t, "cache:\n  max_value_bytes: 8\n")
 	env := startServer(t, cfg)
 	c := resiliencev1.NewCacheServiceClient(env.conn)
 	ctx := ctxT(t)
 
-	_, err = c.Get(ctx, &resiliencev1.GetRequest{})
+	_, err := c.Get(ctx, &resiliencev1.GetRequest{})
 	wantInvalid(t, err, "key")
 	_, err = c.Set(ctx, &resiliencev1.SetRequest{Key: strings.Repeat("x", MaxKeyBytes+1)})
 	wantInvalid(t, err, "key")
