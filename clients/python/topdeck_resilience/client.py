@@ -385,6 +385,19 @@ class _Stubs:
 TLS = Union[None, bool, grpc.ChannelCredentials]
 
 
+def _acquire_wait(cost: int, max_wait: float) -> float:
+    """Checks an Acquire's ``cost`` and returns its ``max_wait`` cut to the
+    current :class:`deadline` and to MAX_WAIT_CHUNK (at least 0), for
+    ResilienceClient.acquire and a RateLimiter's several limits alike.
+    Raises InvalidArgumentError."""
+    if not isinstance(cost, int) or cost < 1:
+        raise InvalidArgumentError.local("cost", f"must be an int >= 1, got {cost!r}")
+    left = time_left()
+    if left is not None:
+        max_wait = min(max_wait, left)
+    return min(max(max_wait, 0.0), MAX_WAIT_CHUNK)
+
+
 class ResilienceClient:
     """A connection to the resilience service, shared by every RateLimiter,
     CircuitBreaker and Cache given it as ``client=``.
@@ -654,12 +667,7 @@ class ResilienceClient:
                 raise InvalidArgumentError.local("limit", f"key {key!r} needs exactly one of limit= and policy=")
         elif not breaker:
             raise InvalidArgumentError.local("key", "a key or a breaker is required")
-        if not isinstance(cost, int) or cost < 1:
-            raise InvalidArgumentError.local("cost", f"must be an int >= 1, got {cost!r}")
-        left = time_left()
-        if left is not None:
-            max_wait = min(max_wait, left)
-        max_wait = min(max(max_wait, 0.0), MAX_WAIT_CHUNK)
+        max_wait = _acquire_wait(cost, max_wait)
         req = pb.AcquireRequest(key=key, cost=cost, breaker=breaker, dry_run=dry_run)
         if key:
             if limit is not None:

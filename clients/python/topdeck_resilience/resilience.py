@@ -64,6 +64,7 @@ from ._gen import resilience_pb2 as pb
 from ._status import details_from_metadata
 from . import upstream as _up
 from .client import (
+    _acquire_wait,
     _deadline_var,
     BreakerSettings,
     BreakerStatus,
@@ -534,12 +535,7 @@ def _members(lim: "RateLimiter") -> Tuple["RateLimiter", ...]:
 
 
 def _ext_request(lim: "RateLimiter", cost: int, max_wait: float, breaker: str, dry_run: bool) -> Tuple[Any, float]:
-    if not isinstance(cost, int) or cost < 1:
-        raise InvalidArgumentError.local("cost", f"must be an int >= 1, got {cost!r}")
-    left = time_left()
-    if left is not None:
-        max_wait = min(max_wait, left)
-    max_wait = min(max(max_wait, 0.0), _MAX_WAIT_CHUNK)
+    max_wait = _acquire_wait(cost, max_wait)
     req = pb.AcquireRequest(key=lim.key, cost=cost, breaker=breaker, dry_run=dry_run)
     if lim.policy:
         req.policy = lim.policy
