@@ -50,14 +50,23 @@ func (f *flakyStore) Reset(ctx context.Context, name string, s breaker.Settings,
 	return f.MemoryStore.Reset(ctx, name, s, to)
 }
 
+// newFlakyBreaker returns a Breaker on a flakyStore, both reading a clock
+// that starts at storetest.Epoch; the Breaker tries a failed store again
+// after retry. Both are closed when t ends.
+func newFlakyBreaker(t *testing.T, retry time.Duration) (*storetest.Clock, *flakyStore, *breaker.Breaker) {
+	t.Helper()
+	clock := storetest.NewClock(storetest.Epoch)
+	store := &flakyStore{MemoryStore: breaker.NewMemoryStore(breaker.WithMemoryClock(clock.Now))}
+	b := breaker.New(store, breaker.WithClock(clock.Now), breaker.WithStoreRetryInterval(retry))
+	t.Cleanup(func() { _ = b.Close(); _ = store.Close() })
+	return clock, store, b
+}
+
 var pol = breaker.Settings{FailureThreshold: 2, RecoveryTimeout: 10 * time.Second, ProbeTimeout: time.Second}
 
 func TestBreakerFallsBackWhenStoreIsDown(t *testing.T) {
 	ctx := context.Background()
-	clock := storetest.NewClock(storetest.Epoch)
-	store := &flakyStore{MemoryStore: breaker.NewMemoryStore(breaker.WithMemoryClock(clock.Now))}
-	b := breaker.New(store, breaker.WithClock(clock.Now), breaker.WithStoreRetryInterval(time.Second))
-	defer b.Close()
+	clock, store, b := newFlakyBreaker(t, time.Second)
 
 	// The shared breaker is OPEN.
 	if _, err := store.Reset(ctx, "b", pol, breaker.StateOpen); err != nil {
@@ -105,10 +114,7 @@ func TestBreakerFallsBackWhenStoreIsDown(t *testing.T) {
 
 func TestBreakerLocalProbeRoutesToLocal(t *testing.T) {
 	ctx := context.Background()
-	clock := storetest.NewClock(storetest.Epoch)
-	store := &flakyStore{MemoryStore: breaker.NewMemoryStore(breaker.WithMemoryClock(clock.Now))}
-	b := breaker.New(store, breaker.WithClock(clock.Now), breaker.WithStoreRetryInterval(0))
-	defer b.Close()
+	clock, store, b := newFlakyBreaker(t, 0)
 	store.down.Store(true)
 	for i := 0; i < 2; i++ {
 		b.Report(ctx, "b", pol, breaker.OutcomeFailure, 0, "")

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/topdeck/resilience/breaker"
-	"github.com/topdeck/resilience/breaker/storetest"
 )
 
 // Nothing a caller sends chooses the store: while the store answers, a
@@ -36,10 +35,7 @@ func TestBreakerCallerInputNeverChoosesTheStore(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			ctx := context.Background()
-			clock := storetest.NewClock(storetest.Epoch)
-			store := &flakyStore{MemoryStore: breaker.NewMemoryStore(breaker.WithMemoryClock(clock.Now))}
-			b := breaker.New(store, breaker.WithClock(clock.Now), breaker.WithStoreRetryInterval(time.Second))
-			t.Cleanup(func() { _ = b.Close(); _ = store.Close() })
+			_, store, b := newFlakyBreaker(t, time.Second)
 			if _, err := b.Allow(ctx, "b", pol); err != nil { // the shared state exists
 				t.Fatal(err)
 			}
@@ -70,10 +66,7 @@ func TestBreakerCallerInputNeverChoosesTheStore(t *testing.T) {
 // back, and the local breaker decides only while the store is down.
 func TestBreakerGenuineLocalPermitGoesLocal(t *testing.T) {
 	ctx := context.Background()
-	clock := storetest.NewClock(storetest.Epoch)
-	store := &flakyStore{MemoryStore: breaker.NewMemoryStore(breaker.WithMemoryClock(clock.Now))}
-	b := breaker.New(store, breaker.WithClock(clock.Now), breaker.WithStoreRetryInterval(0))
-	t.Cleanup(func() { _ = b.Close(); _ = store.Close() })
+	clock, store, b := newFlakyBreaker(t, 0)
 	store.down.Store(true)
 	a, _ := b.Allow(ctx, "b", pol)
 	for range pol.FailureThreshold {
