@@ -385,6 +385,16 @@ class _Stubs:
 TLS = Union[None, bool, grpc.ChannelCredentials]
 
 
+def _close_in_loop(loop: asyncio.AbstractEventLoop, stubs: _Stubs) -> None:
+    """Schedules the close of an async channel in its own event loop (from
+    any thread), unless that loop is closed already."""
+    if not loop.is_closed():
+        try:
+            asyncio.run_coroutine_threadsafe(stubs.channel.close(), loop)
+        except RuntimeError:
+            pass
+
+
 def _acquire_wait(cost: int, max_wait: float) -> float:
     """Checks an Acquire's ``cost`` and returns its ``max_wait`` cut to the
     current :class:`deadline` and to MAX_WAIT_CHUNK (at least 0), for
@@ -536,28 +546,24 @@ class ResilienceClient:
         """Closes the client's channels (in-flight RPCs are cancelled); later
         calls raise ClientClosedError. Idempotent. Channels opened in other,
         still running event loops are closed in their loops."""
-        with self._mu:
-            self._closed = True
-            aio = list(self._aio.items())
-            self._aio.clear()
-            sync, self._sync = self._sync, None
-            self._last = (None, None)
-        if sync is not None:
-            sync.channel.close()
+        aio = self._mark_closed()
         here = asyncio.get_running_loop()
         for loop, stubs in aio:
             if loop is here:
                 await stubs.channel.close()
-            elif not loop.is_closed():
-                try:
-                    asyncio.run_coroutine_threadsafe(stubs.channel.close(), loop)
-                except RuntimeError:
-                    pass
+            else:
+                _close_in_loop(loop, stubs)
 
     def close_sync(self) -> None:
         """Closes the synchronous channel and marks the client closed, for
         code without an event loop. Async channels are closed in their loops
         when those still run."""
+        for loop, stubs in self._mark_closed():
+            _close_in_loop(loop, stubs)
+
+    def _mark_closed(self) -> List[Tuple[asyncio.AbstractEventLoop, _Stubs]]:
+        """Marks the client closed, forgets its channels and closes the
+        synchronous one; returns the async channels (by loop) to close."""
         with self._mu:
             self._closed = True
             aio = list(self._aio.items())
@@ -566,12 +572,7 @@ class ResilienceClient:
             self._last = (None, None)
         if sync is not None:
             sync.channel.close()
-        for loop, stubs in aio:
-            if not loop.is_closed():
-                try:
-                    asyncio.run_coroutine_threadsafe(stubs.channel.close(), loop)
-                except RuntimeError:
-                    pass
+        return aio
 
     async def __aenter__(self) -> "ResilienceClient":
         return self
