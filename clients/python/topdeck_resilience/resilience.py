@@ -431,25 +431,19 @@ class RateLimiter:
 
     async def __aenter__(self) -> Decision:
         d = await self.acquire()
-        self._held.set(self._held.get() + (d,))
+        _push(self._held, d)
         return d
 
     async def __aexit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
-        stack = self._held.get()
-        d, self_stack = stack[-1], stack[:-1]
-        self._held.set(self_stack)
-        await _end(self.client, d, self._feedback(exc))
+        await _end(self.client, _pop(self._held), self._feedback(exc))
 
     def __enter__(self) -> Decision:
         d = self.acquire_sync()
-        self._held.set(self._held.get() + (d,))
+        _push(self._held, d)
         return d
 
     def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
-        stack = self._held.get()
-        d = stack[-1]
-        self._held.set(stack[:-1])
-        _end_sync(self.client, d, self._feedback(exc))
+        _end_sync(self.client, _pop(self._held), self._feedback(exc))
 
     def __call__(self, func: F) -> F:
         """Decorates an async or sync function to run inside the limiter
@@ -1243,15 +1237,11 @@ class CircuitBreaker:
         else:
             d = await self.client.acquire(**self._acquire_args())
         self._admit(d)
-        a = _Admitted(d, time.monotonic())
-        self._entered.set(self._entered.get() + (a,))
+        _push(self._entered, _Admitted(d, time.monotonic()))
         return d
 
     async def __aexit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
-        stack = self._entered.get()
-        a, self_stack = stack[-1], stack[:-1]
-        self._entered.set(self_stack)
-        await self._finish(a, exc)
+        await self._finish(_pop(self._entered), exc)
 
     def __enter__(self) -> Decision:
         if self.limiter is not None and self.limiter._extended:
@@ -1259,14 +1249,11 @@ class CircuitBreaker:
         else:
             d = self.client.acquire_sync(**self._acquire_args())
         self._admit(d)
-        self._entered.set(self._entered.get() + (_Admitted(d, time.monotonic()),))
+        _push(self._entered, _Admitted(d, time.monotonic()))
         return d
 
     def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
-        stack = self._entered.get()
-        a = stack[-1]
-        self._entered.set(stack[:-1])
-        self._finish_sync(a, exc)
+        self._finish_sync(_pop(self._entered), exc)
 
     async def status(self) -> BreakerStatus:
         """The breaker's full status (the service's, or the local breaker's
@@ -1363,6 +1350,21 @@ class ErrorTracker:
         with self._mu:
             self.errors = []
             self.success_count = self.failure_count = 0
+
+
+def _push(stack: "ContextVar[Tuple[T, ...]]", item: T) -> None:
+    """Pushes ``item`` on a stack kept per context (task or thread): what
+    each nested ``async with``/``with`` of a RateLimiter or CircuitBreaker
+    was admitted with, for its exit."""
+    stack.set(stack.get() + (item,))
+
+
+def _pop(stack: "ContextVar[Tuple[T, ...]]") -> T:
+    """Pops the item last pushed with :func:`_push` in this context."""
+    items = stack.get()
+    item = items[-1]
+    stack.set(items[:-1])
+    return item
 
 
 def _run_inside(cm: Any, func: F) -> F:
