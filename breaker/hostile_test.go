@@ -144,29 +144,35 @@ func TestValidatePermitID(t *testing.T) {
 	}
 }
 
-// Argument errors carry the field and a reason that does not repeat it, so
-// a server prints "<field>: <reason>" without trimming.
+// Every invalid input of the package is one error type, whose sentinel
+// follows its field. Argument errors carry the field and a reason that does
+// not repeat it, so a server prints "<field>: <reason>" without trimming.
 func TestInvalidArgumentErrors(t *testing.T) {
 	_, tokenErr := breaker.DecodePageToken("!!not base64!!")
 	_, sizeErr := breaker.NormalizePageSize(-1)
+	_, stateErr := breaker.ParseState("ajar")
 	cases := []struct {
 		err      error
 		field    string
 		sentinel error
-		msg      string
+		msg      string // the whole message; "" checks only the field and the sentinel
 	}{
 		{tokenErr, breaker.FieldPageToken, breaker.ErrInvalidArgument, "breaker: invalid argument: page_token: malformed, pass the next_page_token of the previous page"},
 		{sizeErr, breaker.FieldPageSize, breaker.ErrInvalidArgument, "breaker: invalid argument: page_size: must not be negative (0 means 100, at most 1000), got -1"},
 		{breaker.ValidateName(""), breaker.FieldName, breaker.ErrInvalidName, "breaker: invalid name: name: must not be empty"},
 		{breaker.ValidateName(strings.Repeat("x", 300)), breaker.FieldName, breaker.ErrInvalidName, "breaker: invalid name: name: must be at most 256 bytes, got 300"},
+		{breaker.InvalidOutcome(7), breaker.FieldOutcome, breaker.ErrInvalidOutcome, ""},
+		{breaker.InvalidResetState(breaker.StateHalfOpen), breaker.FieldState, breaker.ErrInvalidState, ""},
+		{stateErr, breaker.FieldState, breaker.ErrInvalidState, ""},
+		{breaker.Settings{MinimumCalls: -1}.Validate(), "minimum_calls", breaker.ErrInvalidSettings, ""},
 	}
 	for _, c := range cases {
 		var ia *breaker.InvalidArgumentError
 		if !errors.As(c.err, &ia) || ia.Field != c.field || !errors.Is(c.err, c.sentinel) {
-			t.Errorf("error %v: want an *InvalidArgumentError for %s matching %v", c.err, c.field, c.sentinel)
+			t.Errorf("error %v: got %v, want an *InvalidArgumentError for %s matching %v", c.err, ia, c.field, c.sentinel)
 			continue
 		}
-		if c.err.Error() != c.msg {
+		if c.msg != "" && c.err.Error() != c.msg {
 			t.Errorf("message: got %q, want %q", c.err.Error(), c.msg)
 		}
 	}

@@ -37,28 +37,3 @@ func TestInherit(t *testing.T) {
 		t.Errorf("Inherit: got %+v, want %+v", got, want)
 	}
 }
-
-// TestInvalidArgumentErrors checks that every invalid input of the package
-// is one error type whose sentinel follows its field.
-func TestOneInvalidArgumentErrorType(t *testing.T) {
-	_, stateErr := breaker.ParseState("ajar")
-	_, sizeErr := breaker.NormalizePageSize(-1)
-	tests := []struct {
-		err   error
-		field string
-		is    error
-	}{
-		{breaker.ValidateName(""), breaker.FieldName, breaker.ErrInvalidName},
-		{sizeErr, breaker.FieldPageSize, breaker.ErrInvalidArgument},
-		{breaker.InvalidOutcome(7), breaker.FieldOutcome, breaker.ErrInvalidOutcome},
-		{breaker.InvalidResetState(breaker.StateHalfOpen), breaker.FieldState, breaker.ErrInvalidState},
-		{stateErr, breaker.FieldState, breaker.ErrInvalidState},
-		{breaker.Settings{MinimumCalls: -1}.Validate(), "minimum_calls", breaker.ErrInvalidSettings},
-	}
-	for _, tt := range tests {
-		var ie *breaker.InvalidArgumentError
-		if !errors.As(tt.err, &ie) || ie.Field != tt.field || !errors.Is(tt.err, tt.is) {
-			t.Errorf("%v: got field %v, want an InvalidArgumentError for %s matching %v", tt.err, ie, tt.field, tt.is)
-		}
-	}
-}
