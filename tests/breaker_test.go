@@ -34,24 +34,7 @@ func TestBreakerAcrossReplicas(t *testing.T) {
 	f := startFleet(t, 3, breakerConfig)
 	ctx := ctxT(t, 30*time.Second)
 
-	watch, err := f.rs(2).WatchBreakers(ctx, &resiliencev1.WatchBreakersRequest{Prefix: "ad"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := watch.Header(); err != nil {
-		t.Fatal(err)
-	}
-	events := make(chan *resiliencev1.BreakerEvent, 16)
-	go func() {
-		for {
-			ev, err := watch.Recv()
-			if err != nil {
-				close(events)
-				return
-			}
-			events <- ev.GetEvent()
-		}
-	}()
+	events := watchBreakers(t, ctx, f.rs(2), "ad")
 	wantEvent := func(from, to resiliencev1.CircuitState) *resiliencev1.BreakerEvent {
 		t.Helper()
 		select {

@@ -121,7 +121,8 @@ func checkLimiterExact(t *testing.T, d *deployment) {
 	floodOneKey(t, d.rs, "scale/exact", "shared", 20, 100, 8, 1500*time.Millisecond)
 }
 
-// watchBreakers opens WatchBreakers on rs and returns its events.
+// watchBreakers opens WatchBreakers on rs and returns its events, in a
+// channel closed when the stream ends.
 func watchBreakers(t *testing.T, ctx context.Context, rs resiliencev1.ResilienceServiceClient, prefix string) <-chan *resiliencev1.BreakerEvent {
 	t.Helper()
 	w, err := rs.WatchBreakers(ctx, &resiliencev1.WatchBreakersRequest{Prefix: prefix})
