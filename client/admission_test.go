@@ -66,20 +66,13 @@ func TestRoundTripperReportsRetryAfterFleetWide(t *testing.T) {
 			}))
 			defer up.Close()
 			key, lim := "ado/"+name, client.RateLimit{MaxCalls: 100, Window: time.Minute}
-			hc := &http.Client{Transport: p.a.RoundTripper(up.Client().Transport,
-				client.WithHTTPRoute(func(*http.Request) client.Route { return client.Route{Key: key, Limit: lim} }))}
-			req, _ := http.NewRequestWithContext(ctxT(t), http.MethodGet, up.URL, nil)
-			resp, err := hc.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_ = resp.Body.Close()
+			resp := getThrough(t, p.a, up, key, lim)
 			if resp.StatusCode != http.StatusTooManyRequests {
 				t.Fatalf("status: got %d, want the upstream's 429 unchanged", resp.StatusCode)
 			}
 			mustThrottled(t, p.b, key, lim, 20*time.Second, 30*time.Second)
 			// The other client's own calls are refused without reaching the upstream.
-			err = p.b.Do(ctxT(t), "ado-breaker", func(context.Context) error { t.Error("called while paused"); return nil },
+			err := p.b.Do(ctxT(t), "ado-breaker", func(context.Context) error { t.Error("called while paused"); return nil },
 				client.WithRateLimit(key, lim))
 			var rej *client.RejectedError
 			if !errors.As(err, &rej) || rej.Reason != client.ReasonUpstreamThrottled || !errors.Is(err, client.ErrRateLimited) || rej.Key != key {
@@ -105,15 +98,23 @@ func TestRoundTripperReportsRateLimitReset(t *testing.T) {
 	defer up.Close()
 	key := "reset/key"
 	inline := client.RateLimit{MaxCalls: 10, Window: time.Minute}
-	hc := &http.Client{Transport: a.RoundTripper(up.Client().Transport,
-		client.WithHTTPRoute(func(*http.Request) client.Route { return client.Route{Key: key, Limit: inline} }))}
+	getThrough(t, a, up, key, inline)
+	mustThrottled(t, b, key, inline, 14*time.Minute, 15*time.Minute)
+}
+
+// getThrough sends a GET to up through c's RoundTripper, routed to key under
+// lim, and returns the response, its body closed.
+func getThrough(t *testing.T, c *client.Client, up *httptest.Server, key string, lim client.RateLimit) *http.Response {
+	t.Helper()
+	hc := &http.Client{Transport: c.RoundTripper(up.Client().Transport,
+		client.WithHTTPRoute(func(*http.Request) client.Route { return client.Route{Key: key, Limit: lim} }))}
 	req, _ := http.NewRequestWithContext(ctxT(t), http.MethodGet, up.URL, nil)
 	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_ = resp.Body.Close()
-	mustThrottled(t, b, key, inline, 14*time.Minute, 15*time.Minute)
+	return resp
 }
 
 // retryInfoUpstream answers every Check with err.
@@ -230,14 +231,7 @@ func TestSlotsAreReleased(t *testing.T) {
 			// The RoundTripper without a breaker releases with Release.
 			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { mustSlotHeld(t, p.b, key) }))
 			defer up.Close()
-			hc := &http.Client{Transport: p.a.RoundTripper(up.Client().Transport,
-				client.WithHTTPRoute(func(*http.Request) client.Route { return client.Route{Key: key, Limit: concurrency} }))}
-			req, _ := http.NewRequestWithContext(ctxT(t), http.MethodGet, up.URL, nil)
-			resp, err := hc.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_ = resp.Body.Close()
+			getThrough(t, p.a, up, key, concurrency)
 			mustSlotFree(t, p.b, key, "the RoundTripper's request")
 
 			// A panicking transport gives its slot back too.
