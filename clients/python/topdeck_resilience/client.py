@@ -33,7 +33,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar, Union
 
 import grpc
 import grpc.aio
@@ -72,6 +72,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("topdeck_resilience")
+
+T = TypeVar("T")
 
 # A connection silent for KEEPALIVE_TIME_MS while a call is in flight is
 # pinged, and closed when the ping is not answered within KEEPALIVE_TIMEOUT_MS.
@@ -369,6 +371,16 @@ def _status_from_pb(st: Any) -> BreakerStatus:
     )
 
 
+def _status_of(r: Any) -> BreakerStatus:
+    """The BreakerStatus of a BreakerStateResponse."""
+    return _status_from_pb(r.status)
+
+
+def _report_result(r: Any) -> ReportResult:
+    """The ReportResult of a ReportOutcomeResponse."""
+    return ReportResult(_STATE_FROM_PB.get(r.state, CircuitState.CLOSED), r.ignored, r.degraded)
+
+
 # ---------------------------------------------------------------------------
 # The client
 
@@ -658,6 +670,29 @@ class ResilienceClient:
             self._ok()
         return resp
 
+    async def _call_or_local(self, method: str, request: Any, answer: Callable[[Any], T], local: Callable[[], T], extra: float = 0.0) -> T:
+        """Calls a ResilienceService RPC and returns ``answer(response)``;
+        when the service cannot be reached and the client fails open,
+        returns ``local()`` (what local state decides) instead. Raises as
+        :meth:`_call` (ServiceUnavailableError only with fail_open=False)."""
+        try:
+            r = await self._call("rs", method, request, extra)
+        except ServiceUnavailableError:
+            if not self.fail_open:
+                raise
+            return local()
+        return answer(r)
+
+    def _call_or_local_sync(self, method: str, request: Any, answer: Callable[[Any], T], local: Callable[[], T], extra: float = 0.0) -> T:
+        """The synchronous twin of _call_or_local."""
+        try:
+            r = self._call_sync("rs", method, request, extra)
+        except ServiceUnavailableError:
+            if not self.fail_open:
+                raise
+            return local()
+        return answer(r)
+
     # -- Acquire ----------------------------------------------------------
 
     def _acquire_request(
@@ -883,13 +918,9 @@ class ResilienceClient:
         if local:
             return self._local_report(breaker, success, permit_id, breaker_generation, local_breaker)
         req = self._report_request(breaker, success, latency, permit_id, breaker_generation)
-        try:
-            r = await self._call("rs", "ReportOutcome", req)
-        except ServiceUnavailableError:
-            if not self.fail_open:
-                raise
-            return self._local_report(breaker, success, "", 0, local_breaker)
-        return ReportResult(_STATE_FROM_PB.get(r.state, CircuitState.CLOSED), r.ignored, r.degraded)
+        return await self._call_or_local(
+            "ReportOutcome", req, _report_result, lambda: self._local_report(breaker, success, "", 0, local_breaker)
+        )
 
     def report_outcome_sync(
         self,
@@ -906,13 +937,9 @@ class ResilienceClient:
         if local:
             return self._local_report(breaker, success, permit_id, breaker_generation, local_breaker)
         req = self._report_request(breaker, success, latency, permit_id, breaker_generation)
-        try:
-            r = self._call_sync("rs", "ReportOutcome", req)
-        except ServiceUnavailableError:
-            if not self.fail_open:
-                raise
-            return self._local_report(breaker, success, "", 0, local_breaker)
-        return ReportResult(_STATE_FROM_PB.get(r.state, CircuitState.CLOSED), r.ignored, r.degraded)
+        return self._call_or_local_sync(
+            "ReportOutcome", req, _report_result, lambda: self._local_report(breaker, success, "", 0, local_breaker)
+        )
 
     # -- breakers ---------------------------------------------------------
 
@@ -939,25 +966,15 @@ class ResilienceClient:
         """
         if not name:
             raise InvalidArgumentError.local("breaker", "is required")
-        try:
-            r = await self._call("rs", "BreakerState", pb.BreakerStateRequest(breaker=name))
-        except ServiceUnavailableError:
-            if not self.fail_open:
-                raise
-            return self._local_status(name, local_breaker)
-        return _status_from_pb(r.status)
+        req = pb.BreakerStateRequest(breaker=name)
+        return await self._call_or_local("BreakerState", req, _status_of, lambda: self._local_status(name, local_breaker))
 
     def breaker_status_sync(self, name: str, *, local_breaker: Optional[BreakerSettings] = None) -> BreakerStatus:
         """The synchronous twin of :meth:`breaker_status`."""
         if not name:
             raise InvalidArgumentError.local("breaker", "is required")
-        try:
-            r = self._call_sync("rs", "BreakerState", pb.BreakerStateRequest(breaker=name))
-        except ServiceUnavailableError:
-            if not self.fail_open:
-                raise
-            return self._local_status(name, local_breaker)
-        return _status_from_pb(r.status)
+        req = pb.BreakerStateRequest(breaker=name)
+        return self._call_or_local_sync("BreakerState", req, _status_of, lambda: self._local_status(name, local_breaker))
 
     async def reset_breaker(self, name: str, state: Union[CircuitState, str] = CircuitState.CLOSED) -> BreakerStatus:
         """Forces a breaker CLOSED (default) or OPEN, fleet-wide (an operator

@@ -648,25 +648,13 @@ def _ext_local(c: ResilienceClient, lim: "RateLimiter", cost: int, breaker: str,
 async def _ext_acquire(c: ResilienceClient, lim: "RateLimiter", cost: int, max_wait: float, breaker: str,
                        settings: Optional[BreakerSettings], dry_run: bool) -> AdmissionDecision:
     req, max_wait = _ext_request(lim, cost, max_wait, breaker, dry_run)
-    try:
-        r = await c._call("rs", "Acquire", req, max_wait)
-    except ServiceUnavailableError:
-        if not c.fail_open:
-            raise
-        return _ext_local(c, lim, cost, breaker, settings, dry_run)
-    return _ext_decision(r)
+    return await c._call_or_local("Acquire", req, _ext_decision, lambda: _ext_local(c, lim, cost, breaker, settings, dry_run), max_wait)
 
 
 def _ext_acquire_sync(c: ResilienceClient, lim: "RateLimiter", cost: int, max_wait: float, breaker: str,
                       settings: Optional[BreakerSettings], dry_run: bool) -> AdmissionDecision:
     req, max_wait = _ext_request(lim, cost, max_wait, breaker, dry_run)
-    try:
-        r = c._call_sync("rs", "Acquire", req, max_wait)
-    except ServiceUnavailableError:
-        if not c.fail_open:
-            raise
-        return _ext_local(c, lim, cost, breaker, settings, dry_run)
-    return _ext_decision(r)
+    return c._call_or_local_sync("Acquire", req, _ext_decision, lambda: _ext_local(c, lim, cost, breaker, settings, dry_run), max_wait)
 
 
 async def _release(c: ResilienceClient, d: Decision) -> int:

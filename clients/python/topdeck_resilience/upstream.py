@@ -41,7 +41,6 @@ import grpc
 from ._gen import resilience_pb2 as pb
 from ._status import details_from_metadata
 from .client import _dur, _secs
-from .errors import ServiceUnavailableError
 
 __all__ = [
     "MAX_UPSTREAM_DELAY",
@@ -311,13 +310,7 @@ async def report_upstream(
     req = _request(key, up, limit, policy)
     if req is None:
         return UpstreamResult()
-    try:
-        r = await client._call("rs", "ReportUpstream", req)
-    except ServiceUnavailableError:
-        if not client.fail_open:
-            raise
-        return _unreported(key)
-    return _result(r)
+    return await client._call_or_local("ReportUpstream", req, _result, lambda: _unreported(key))
 
 
 def report_upstream_sync(
@@ -327,10 +320,4 @@ def report_upstream_sync(
     req = _request(key, up, limit, policy)
     if req is None:
         return UpstreamResult()
-    try:
-        r = client._call_sync("rs", "ReportUpstream", req)
-    except ServiceUnavailableError:
-        if not client.fail_open:
-            raise
-        return _unreported(key)
-    return _result(r)
+    return client._call_or_local_sync("ReportUpstream", req, _result, lambda: _unreported(key))
