@@ -44,11 +44,7 @@ func BenchmarkAcquire(b *testing.B) {
 			}
 			reg := prometheus.NewRegistry()
 			m := NewMetrics(reg)
-			backends, err := NewBackends(cfg, st, slog.New(slog.DiscardHandler), WithBackendMetrics(m))
-			if err != nil {
-				b.Fatal(err)
-			}
-			runBackends(b, backends)
+			backends := runBackends(b, cfg, st, WithBackendMetrics(m))
 			conn := serveBench(b, cfg, backends, slog.LevelInfo)
 			rc := resiliencev1.NewResilienceServiceClient(conn)
 			hc := healthpb.NewHealthClient(conn)

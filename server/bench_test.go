@@ -89,13 +89,20 @@ func BenchmarkCacheGetFloor(b *testing.B) {
 	})
 }
 
-// runBackends runs backends until the benchmark ends, then closes them.
-func runBackends(b *testing.B, backends *Backends) {
+// runBackends builds the backends of cfg on st and runs them until the
+// benchmark ends, then closes them.
+func runBackends(b *testing.B, cfg *config.Config, st Stores, opts ...BackendOption) *Backends {
+	b.Helper()
+	backends, err := NewBackends(cfg, st, slog.New(slog.DiscardHandler), opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
 	rctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); backends.Run(rctx) }()
 	b.Cleanup(func() { cancel(); wg.Wait(); _ = backends.Close() })
+	return backends
 }
 
 // serveBench serves the service on cfg and backends, its JSON log at level

@@ -23,11 +23,7 @@ func BenchmarkCacheGetMemory(b *testing.B) {
 	ctx := context.Background()
 	rdb := redistest.Start(b).Client()
 	cfg := config.Default()
-	backends, err := NewBackends(cfg, redisStores(cfg, rdb), slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	runBackends(b, backends)
+	backends := runBackends(b, cfg, redisStores(cfg, rdb))
 	conn := serveBench(b, cfg, backends, slog.LevelWarn)
 	cc := resiliencev1.NewCacheServiceClient(conn)
 	hc := healthpb.NewHealthClient(conn)
