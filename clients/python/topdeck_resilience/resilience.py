@@ -251,9 +251,13 @@ class RateLimiter:
         """Whether this limiter (or one of ``also``) bounds calls in flight."""
         return any(lim.max_in_flight is not None for lim in (self,) + self.also)
 
-    def _local_policy(self, c: ResilienceClient) -> None:
+    def _client_with_policy(self) -> ResilienceClient:
+        """The client to call, which knows this limiter's limit as the local
+        policy of its ``policy`` (what local decisions of it use)."""
+        c = self.client
         if self.policy and self.limit is not None and self.policy not in c.local_policies:
             c.local_policies[self.policy] = self.limit
+        return c
 
     @staticmethod
     def _bounds(max_wait: Optional[float]) -> Optional[float]:
@@ -305,8 +309,7 @@ class RateLimiter:
         ServiceUnavailableError (client ``fail_open=False``). Cancelling it
         gives reserved tokens back.
         """
-        c = self.client
-        self._local_policy(c)
+        c = self._client_with_policy()
         end = self._bounds(max_wait)
         args = self._args()
         waited = 0.0
@@ -334,8 +337,7 @@ class RateLimiter:
 
     def acquire_sync(self, cost: int = 1, max_wait: Optional[float] = None) -> Decision:
         """The synchronous twin of :meth:`acquire` (blocks the thread)."""
-        c = self.client
-        self._local_policy(c)
+        c = self._client_with_policy()
         end = self._bounds(max_wait)
         args = self._args()
         waited = 0.0
@@ -363,8 +365,7 @@ class RateLimiter:
     def try_acquire_sync(self, cost: int = 1) -> bool:
         """The synchronous twin of :meth:`try_acquire`."""
         self._no_bool_with_slots()
-        c = self.client
-        self._local_policy(c)
+        c = self._client_with_policy()
         if self._extended:
             return _ext_acquire_sync(c, self, cost, 0.0, "", None, False).allowed
         return c.acquire_sync(self.key, cost=cost, **self._args()).allowed
@@ -379,8 +380,7 @@ class RateLimiter:
         with every limit's answer for a limiter with ``also`` or
         ``max_in_flight``). ``dry_run`` takes nothing. An allowed Decision
         that holds slots must be given back with :meth:`release`."""
-        c = self.client
-        self._local_policy(c)
+        c = self._client_with_policy()
         if self._extended:
             return await _ext_acquire(c, self, cost, 0.0, "", None, dry_run)
         return await c.acquire(self.key, cost=cost, dry_run=dry_run, **self._args())
@@ -657,13 +657,21 @@ def _ext_acquire_sync(c: ResilienceClient, lim: "RateLimiter", cost: int, max_wa
     return c._call_or_local_sync("Acquire", req, _ext_decision, lambda: _ext_local(c, lim, cost, breaker, settings, dry_run), max_wait)
 
 
-async def _release(c: ResilienceClient, d: Decision) -> int:
+def _release_locally(c: ResilienceClient, d: Decision) -> Optional[int]:
+    """Gives back the local slots d holds and returns how many (0 when it
+    holds no slots at all), or None when its slots are the service's (a
+    Release with its slot_token is needed)."""
     ls = getattr(d, "local_slots", None)
     if ls is not None:
         return _local_slots.release(id(c), ls[0], ls[1])
-    tok = getattr(d, "slot_token", "")
-    if not tok:
-        return 0
+    return None if getattr(d, "slot_token", "") else 0
+
+
+async def _release(c: ResilienceClient, d: Decision) -> int:
+    n = _release_locally(c, d)
+    if n is not None:
+        return n
+    tok = cast(AdmissionDecision, d).slot_token
     try:
         r = await asyncio.shield(c._call("rs", "Release", pb.ReleaseRequest(slot_token=tok)))
     except (ResilienceError, asyncio.TimeoutError) as e:
@@ -673,12 +681,10 @@ async def _release(c: ResilienceClient, d: Decision) -> int:
 
 
 def _release_sync(c: ResilienceClient, d: Decision) -> int:
-    ls = getattr(d, "local_slots", None)
-    if ls is not None:
-        return _local_slots.release(id(c), ls[0], ls[1])
-    tok = getattr(d, "slot_token", "")
-    if not tok:
-        return 0
+    n = _release_locally(c, d)
+    if n is not None:
+        return n
+    tok = cast(AdmissionDecision, d).slot_token
     try:
         r = c._call_sync("rs", "Release", pb.ReleaseRequest(slot_token=tok))
     except (ResilienceError, TimeoutError) as e:
@@ -689,8 +695,12 @@ def _release_sync(c: ResilienceClient, d: Decision) -> int:
 
 def _extras_request(d: Decision, fb: Optional[Any]) -> Optional[Any]:
     """A ReportOutcome without a breaker that releases d's slots and passes
-    on fb, or None when a Release (or nothing) is enough."""
-    if fb is None or d.local:
+    on fb, or None when a Release (or nothing) is enough; logs fb of a
+    local decision as not reported."""
+    if fb is None:
+        return None
+    if d.local:
+        logger.warning("upstream feedback for %r not reported: decided locally", fb.key)
         return None
     req = pb.ReportOutcomeRequest(slot_token=getattr(d, "slot_token", ""))
     req.upstream.append(fb)
@@ -702,8 +712,6 @@ async def _end(c: ResilienceClient, d: Decision, fb: Optional[Any]) -> None:
     in one ReportOutcome (or a Release). Never raises (best effort)."""
     req = _extras_request(d, fb)
     if req is None:
-        if fb is not None and d.local:
-            logger.warning("upstream feedback for %r not reported: decided locally", fb.key)
         await _release(c, d)
         return
     try:
@@ -717,8 +725,6 @@ def _end_sync(c: ResilienceClient, d: Decision, fb: Optional[Any]) -> None:
     """The synchronous twin of :func:`_end`."""
     req = _extras_request(d, fb)
     if req is None:
-        if fb is not None and d.local:
-            logger.warning("upstream feedback for %r not reported: decided locally", fb.key)
         _release_sync(c, d)
         return
     try:
