@@ -39,15 +39,6 @@ var tenPerSec = limiter.Limit{MaxCalls: 10, Window: time.Second}
 
 const leaseTTL = 200 * ms
 
-func leaser(t *testing.T, s limiter.Store) limiter.Leaser {
-	t.Helper()
-	l, ok := s.(limiter.Leaser)
-	if !ok {
-		t.Fatalf("store %T does not implement limiter.Leaser", s)
-	}
-	return l
-}
-
 // leaseStep is one Lease call: advance the clock, then Lease and compare the
 // grant. giveBackOf >= 1 gives back giveTokens of the lease of step
 // giveBackOf-1. TAT and Reservation are checked to be set when they must be
@@ -75,7 +66,7 @@ func gaveBack(g limiter.LeaseGrant) limiter.LeaseGrant { g.GaveBack = true; retu
 func runLeaseSteps(t *testing.T, newStore NewStoreFunc, steps []leaseStep) []limiter.LeaseGrant {
 	t.Helper()
 	clock := NewClock(start)
-	s := leaser(t, newStore(t, clock.Now))
+	s := as[limiter.Leaser](t, newStore(t, clock.Now))
 	grants := make([]limiter.LeaseGrant, len(steps))
 	for i, st := range steps {
 		clock.Advance(st.advance)
@@ -165,7 +156,7 @@ func testLeaseLimitChange(t *testing.T, newStore NewStoreFunc) {
 		t.Fatal(err)
 	}
 	// An hour of debt under 1/hour is one token used under 10/s: 7 lendable.
-	g, err := leaser(t, s).Lease(ctx, "k", tenPerSec, limiter.LeaseRequest{Need: 1, Want: 8, Cost: 1, TTL: leaseTTL})
+	g, err := as[limiter.Leaser](t, s).Lease(ctx, "k", tenPerSec, limiter.LeaseRequest{Need: 1, Want: 8, Cost: 1, TTL: leaseTTL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +177,7 @@ func testLeaseReservationCancel(t *testing.T, newStore NewStoreFunc) {
 	clock := NewClock(start)
 	s := newStore(t, clock.Now)
 	ctx := context.Background()
-	l := leaser(t, s)
+	l := as[limiter.Leaser](t, s)
 	if _, err := l.Lease(ctx, "k", tenPerSec, limiter.LeaseRequest{Need: 8, Want: 8, Cost: 8, TTL: leaseTTL}); err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +188,7 @@ func testLeaseReservationCancel(t *testing.T, newStore NewStoreFunc) {
 	if !g.Allowed || g.Wait != 200*ms {
 		t.Fatalf("reservation = %+v, want allowed with Wait 200ms", g)
 	}
-	ok, err := canceler(t, s).Cancel(ctx, "k", tenPerSec, g.Reservation)
+	ok, err := as[limiter.Canceler](t, s).Cancel(ctx, "k", tenPerSec, g.Reservation)
 	if err != nil || !ok {
 		t.Fatalf("Cancel of the lease's reservation = (%v, %v), want (true, nil)", ok, err)
 	}
@@ -212,7 +203,7 @@ func testLeaseReservationCancel(t *testing.T, newStore NewStoreFunc) {
 
 func testLeaseInvalidInput(t *testing.T, newStore NewStoreFunc) {
 	clock := NewClock(start)
-	l := leaser(t, newStore(t, clock.Now))
+	l := as[limiter.Leaser](t, newStore(t, clock.Now))
 	ok := limiter.LeaseRequest{Need: 1, Want: 2, Cost: 1, TTL: leaseTTL}
 	tests := []struct {
 		name  string
@@ -268,7 +259,7 @@ func fleet(t *testing.T, newStore NewStoreFunc, n int) (*Clock, *counting, []*li
 	t.Helper()
 	clock := NewClock(start)
 	s := &counting{Store: newStore(t, clock.Now)}
-	leaser(t, s.Store)
+	as[limiter.Leaser](t, s.Store)
 	reps := make([]*limiter.Limiter, n)
 	for i := range reps {
 		reps[i] = limiter.New(s, limiter.WithClock(clock.Now))

@@ -49,15 +49,7 @@ func newMulti(t *testing.T, newStore NewStoreFunc) *multiEnv {
 	t.Helper()
 	clock := NewClock(start)
 	s := newStore(t, clock.Now)
-	ms, ok := s.(limiter.MultiStore)
-	if !ok {
-		t.Fatalf("%T does not implement limiter.MultiStore", s)
-	}
-	ps, ok := s.(limiter.Pauser)
-	if !ok {
-		t.Fatalf("%T does not implement limiter.Pauser", s)
-	}
-	return &multiEnv{t: t, clock: clock, s: s, ms: ms, ps: ps}
+	return &multiEnv{t: t, clock: clock, s: s, ms: as[limiter.MultiStore](t, s), ps: as[limiter.Pauser](t, s)}
 }
 
 func (e *multiEnv) takeAll(reqs []limiter.Request, o limiter.TakeAllOptions) limiter.MultiResult {

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -139,7 +140,7 @@ func runSteps(t *testing.T, newStore NewStoreFunc, steps []step) {
 		}
 		if st.cancel > 0 {
 			r := results[st.cancel-1].Reservation
-			got, err := canceler(t, s).Cancel(context.Background(), key, st.lim, r)
+			got, err := as[limiter.Canceler](t, s).Cancel(context.Background(), key, st.lim, r)
 			if err != nil {
 				t.Fatalf("step %d: Cancel(%q, %+v, reservation of step %d) at +%v: %v", i, key, st.lim, st.cancel-1, clock.Now().Sub(start), err)
 			}
@@ -396,14 +397,15 @@ func testConcurrentKeys(t *testing.T, newStore NewStoreFunc) {
 	}
 }
 
-// canceler returns s as a limiter.Canceler, or fails the test.
-func canceler(t *testing.T, s limiter.Store) limiter.Canceler {
+// as returns s as an I, the interface of a store's optional feature, and
+// fails t if s does not implement I.
+func as[I any](t *testing.T, s limiter.Store) I {
 	t.Helper()
-	c, ok := s.(limiter.Canceler)
+	i, ok := s.(I)
 	if !ok {
-		t.Fatalf("%T does not implement limiter.Canceler", s)
+		t.Fatalf("store %T does not implement %v", s, reflect.TypeFor[I]())
 	}
-	return c
+	return i
 }
 
 // testLimitChange checks that a bucket used under another limit carries its
@@ -744,7 +746,7 @@ func checkRandom(t *testing.T, newStore NewStoreFunc, rng *rand.Rand, lim limite
 			// Nothing was taken after it: given back, the bucket is
 			// as if it had never been made, which the next
 			// answers check against the history without it.
-			ok, err := canceler(t, s).Cancel(ctx, "k", lim, res.Reservation)
+			ok, err := as[limiter.Canceler](t, s).Cancel(ctx, "k", lim, res.Reservation)
 			if err != nil || !ok {
 				t.Fatalf("%s: Cancel of the reservation just made = (%v, %v), want (true, nil)", what, ok, err)
 			}
