@@ -58,31 +58,15 @@ const leaseReplyLen = 11
 // the state set exactly when tokens were taken, and a reservation exactly
 // when wait_us is not 0.
 func decodeLease(v any, req limiter.LeaseRequest) (limiter.LeaseGrant, error) {
-	vals, ok := v.([]any)
-	if !ok {
-		return limiter.LeaseGrant{}, fmt.Errorf("malformed lease reply: got %T, want an array", v)
-	}
-	if len(vals) != leaseReplyLen {
-		return limiter.LeaseGrant{}, fmt.Errorf("malformed lease reply: got %d elements, want %d", len(vals), leaseReplyLen)
-	}
 	var n [leaseReplyLen]int64
-	for i, x := range vals {
-		xi, ok := x.(int64)
-		if !ok {
-			return limiter.LeaseGrant{}, fmt.Errorf("malformed lease reply: element %d is %T, want an integer", i, x)
-		}
-		if xi < 0 {
-			return limiter.LeaseGrant{}, fmt.Errorf("malformed lease reply: element %d is %d, want >= 0", i, xi)
-		}
-		n[i] = xi
+	if err := decodeInts(v, "lease reply", n[:]); err != nil {
+		return limiter.LeaseGrant{}, err
 	}
 	if n[0] > 1 || n[10] > 1 {
 		return limiter.LeaseGrant{}, fmt.Errorf("malformed lease reply: allowed %d, gave_back %d, want 0 or 1", n[0], n[10])
 	}
-	for i := 3; i <= 5; i++ {
-		if n[i] > maxDurationUS {
-			return limiter.LeaseGrant{}, fmt.Errorf("malformed lease reply: element %d is %d µs, more than a time.Duration holds", i, n[i])
-		}
+	if err := checkDurationsUS("lease reply", n[:], 3, 5); err != nil {
+		return limiter.LeaseGrant{}, err
 	}
 	allowed, tokens, wait := n[0] == 1, n[1], n[5]
 	switch {

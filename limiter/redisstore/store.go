@@ -407,32 +407,15 @@ const replyLen = 10
 // element an integer >= 0, allowed and paused 0 or 1, and the reservation
 // set exactly when wait_us is not 0.
 func decodeResult(v any) (limiter.Result, error) {
-	vals, ok := v.([]any)
-	if !ok {
-		return limiter.Result{}, fmt.Errorf("malformed reply: got %T, want an array", v)
-	}
-	if len(vals) != replyLen {
-		return limiter.Result{}, fmt.Errorf("malformed reply: got %d elements, want %d", len(vals), replyLen)
-	}
 	var n [replyLen]int64
-	for i, x := range vals {
-		xi, ok := x.(int64)
-		if !ok {
-			return limiter.Result{}, fmt.Errorf("malformed reply: element %d is %T, want an integer", i, x)
-		}
-		if xi < 0 {
-			return limiter.Result{}, fmt.Errorf("malformed reply: element %d is %d, want >= 0", i, xi)
-		}
-		n[i] = xi
+	if err := decodeInts(v, "reply", n[:]); err != nil {
+		return limiter.Result{}, err
 	}
 	if n[0] > 1 || n[9] > 1 || (n[0] == 1 && n[9] == 1) {
 		return limiter.Result{}, fmt.Errorf("malformed reply: allowed %d and paused %d, want 0 or 1 and not both", n[0], n[9])
 	}
-	// Durations in µs must fit a time.Duration.
-	for i := 2; i <= 4; i++ {
-		if n[i] > maxDurationUS {
-			return limiter.Result{}, fmt.Errorf("malformed reply: element %d is %d µs, more than a time.Duration holds", i, n[i])
-		}
+	if err := checkDurationsUS("reply", n[:], 2, 4); err != nil {
+		return limiter.Result{}, err
 	}
 	r := limiter.Reservation{TAT: n[5], TATRem: n[6], Prev: n[7], PrevRem: n[8]}
 	if (n[4] > 0) == r.IsZero() {
@@ -451,3 +434,37 @@ func decodeResult(v any) (limiter.Result, error) {
 
 // maxDurationUS is the most microseconds a time.Duration holds.
 const maxDurationUS = int64(1<<63-1) / int64(time.Microsecond)
+
+// decodeInts copies a script's reply v, which must be an array of len(n)
+// integers >= 0, into n. Its errors start "malformed " and what.
+func decodeInts(v any, what string, n []int64) error {
+	vals, ok := v.([]any)
+	if !ok {
+		return fmt.Errorf("malformed %s: got %T, want an array", what, v)
+	}
+	if len(vals) != len(n) {
+		return fmt.Errorf("malformed %s: got %d elements, want %d", what, len(vals), len(n))
+	}
+	for i, x := range vals {
+		xi, ok := x.(int64)
+		if !ok {
+			return fmt.Errorf("malformed %s: element %d is %T, want an integer", what, i, x)
+		}
+		if xi < 0 {
+			return fmt.Errorf("malformed %s: element %d is %d, want >= 0", what, i, xi)
+		}
+		n[i] = xi
+	}
+	return nil
+}
+
+// checkDurationsUS checks that the microseconds n[from] to n[to] (both
+// included) of a reply decoded by decodeInts fit a time.Duration.
+func checkDurationsUS(what string, n []int64, from, to int) error {
+	for i := from; i <= to; i++ {
+		if n[i] > maxDurationUS {
+			return fmt.Errorf("malformed %s: element %d is %d µs, more than a time.Duration holds", what, i, n[i])
+		}
+	}
+	return nil
+}
