@@ -120,6 +120,21 @@ func (s *Server) Client() *redis.Client {
 	return c
 }
 
+// WaitAnswering waits until c answers a PING, polling every 20ms, as a
+// client does once it has dropped the dead pooled connections of a killed or
+// restarted server; it fails tb after d.
+func WaitAnswering(tb testing.TB, c redis.UniversalClient, d time.Duration) {
+	tb.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(d)
+	for c.Ping(ctx).Err() != nil {
+		if time.Now().After(deadline) {
+			tb.Fatalf("redistest: no answer to PING within %s", d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // Kill stops the server at once (SIGKILL) and waits for the process to exit.
 // It is a no-op when the server is not running.
 func (s *Server) Kill() {

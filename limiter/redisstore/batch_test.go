@@ -240,13 +240,7 @@ func TestNoScriptRecovery(t *testing.T) {
 			srv.Kill()
 			srv.Restart()
 			// Drop the dead pooled connections: wait for a good one.
-			deadline := time.Now().Add(10 * time.Second)
-			for client.Ping(ctx).Err() != nil {
-				if time.Now().After(deadline) {
-					t.Fatal("Redis not answering 10s after restart")
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+			redistest.WaitAnswering(t, client, 10*time.Second)
 		},
 	}
 	for _, how := range []string{"SCRIPT FLUSH", "restart"} {
