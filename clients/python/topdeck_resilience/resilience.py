@@ -1143,6 +1143,26 @@ class CircuitBreaker:
         d = a.decision
         return fb, not d.local and (fb is not None or bool(getattr(d, "slot_token", "")))
 
+    def _extras_reported(self, r: Any, failed: Optional[bool]) -> None:
+        """Observes the breaker state of a ReportOutcome with extras that
+        carried an outcome."""
+        if failed is not None:
+            self._observe(_STATES.get(r.state, CircuitState.CLOSED))
+
+    def _extras_not_reported(self, c: ResilienceClient, e: BaseException, failed: Optional[bool]) -> None:
+        """After a ReportOutcome with extras failed: logs it and, the
+        service being unreachable and the client failing open, counts the
+        outcome in the local breaker."""
+        logger.warning("circuit breaker %r: outcome not reported (slots come back with their lease): %s", self.name, e)
+        if failed is not None and isinstance(e, ServiceUnavailableError) and c.fail_open:
+            c._local_report(self.name, not failed, "", 0, self.local_settings)
+
+    def _outcome_args(self, a: _Admitted) -> Dict[str, Any]:
+        """The keyword arguments of report_outcome for the call admitted by a."""
+        d = a.decision
+        return dict(latency=time.monotonic() - a.start, permit_id=d.permit_id, breaker_generation=d.breaker_generation,
+                    local=d.local, local_breaker=self.local_settings)
+
     async def _finish(self, a: _Admitted, exc: Optional[BaseException]) -> None:
         failed = self.is_failure(exc)
         d = a.decision
@@ -1152,12 +1172,9 @@ class CircuitBreaker:
             # One ReportOutcome: the outcome (unless cancelled), the slots back, the upstream's word.
             try:
                 r = await asyncio.shield(c._call("rs", "ReportOutcome", self._outcome_request(a, failed, fb)))
-                if failed is not None:
-                    self._observe(_STATES.get(r.state, CircuitState.CLOSED))
+                self._extras_reported(r, failed)
             except (ResilienceError, asyncio.TimeoutError) as e:
-                logger.warning("circuit breaker %r: outcome not reported (slots come back with their lease): %s", self.name, e)
-                if failed is not None and isinstance(e, ServiceUnavailableError) and c.fail_open:
-                    c._local_report(self.name, not failed, "", 0, self.local_settings)
+                self._extras_not_reported(c, e, failed)
             return
         if d.local and getattr(d, "local_slots", None) is not None:
             await _release(c, d)
@@ -1166,10 +1183,7 @@ class CircuitBreaker:
                 c.local_breakers.release(self.name, d.permit_id)
             return
         try:
-            r = await c.report_outcome(
-                self.name, not failed, latency=time.monotonic() - a.start, permit_id=d.permit_id,
-                breaker_generation=d.breaker_generation, local=d.local, local_breaker=self.local_settings,
-            )
+            r = await c.report_outcome(self.name, not failed, **self._outcome_args(a))
             self._observe(r.state)
         except (ResilienceError, asyncio.TimeoutError) as e:  # the outcome is best effort; never hide the call's own result
             logger.warning("circuit breaker %r: outcome not reported: %s", self.name, e)
@@ -1182,12 +1196,9 @@ class CircuitBreaker:
         if extras:
             try:
                 r = c._call_sync("rs", "ReportOutcome", self._outcome_request(a, failed, fb))
-                if failed is not None:
-                    self._observe(_STATES.get(r.state, CircuitState.CLOSED))
+                self._extras_reported(r, failed)
             except (ResilienceError, TimeoutError) as e:
-                logger.warning("circuit breaker %r: outcome not reported (slots come back with their lease): %s", self.name, e)
-                if failed is not None and isinstance(e, ServiceUnavailableError) and c.fail_open:
-                    c._local_report(self.name, not failed, "", 0, self.local_settings)
+                self._extras_not_reported(c, e, failed)
             return
         if d.local and getattr(d, "local_slots", None) is not None:
             _release_sync(c, d)
@@ -1196,10 +1207,7 @@ class CircuitBreaker:
                 c.local_breakers.release(self.name, d.permit_id)
             return
         try:
-            r = c.report_outcome_sync(
-                self.name, not failed, latency=time.monotonic() - a.start, permit_id=d.permit_id,
-                breaker_generation=d.breaker_generation, local=d.local, local_breaker=self.local_settings,
-            )
+            r = c.report_outcome_sync(self.name, not failed, **self._outcome_args(a))
             self._observe(r.state)
         except (ResilienceError, TimeoutError) as e:
             logger.warning("circuit breaker %r: outcome not reported: %s", self.name, e)
