@@ -167,6 +167,18 @@ func waitExact(t *testing.T, f *fleet, within time.Duration) time.Duration {
 	return time.Since(start)
 }
 
+// recovered waits until f answers exactly again, then ends the load of stop
+// and checks that none of its answers was disguised; after says what ended
+// the fault, for the log.
+func recovered(t *testing.T, f *fleet, stop func() []faultCall, after string) faultReport {
+	t.Helper()
+	back := waitExact(t, f, 10*time.Second)
+	r := summarize(stop())
+	t.Logf("%s; exact again %s after %s", r, back.Round(time.Millisecond), after)
+	r.checkNoDisguise(t)
+	return r
+}
+
 // stall runs one Redis stall (hung or paused) of 3 s under the load of 32
 // callers on two replicas and checks the answers.
 func stall(t *testing.T, begin func(f *fleet), end func(f *fleet)) {
@@ -176,10 +188,7 @@ func stall(t *testing.T, begin func(f *fleet), end func(f *fleet)) {
 	begin(f)
 	time.Sleep(3 * time.Second)
 	end(f)
-	back := waitExact(t, f, 10*time.Second)
-	r := summarize(stop())
-	t.Logf("%s; exact again %s after Redis answered", r, back.Round(time.Millisecond))
-	r.checkNoDisguise(t)
+	r := recovered(t, f, stop, "Redis answered")
 	if r.degraded == 0 || r.unavailable == 0 {
 		t.Errorf("got %d degraded and %d UNAVAILABLE answers: want both (allow_local and deny limits) while Redis hangs", r.degraded, r.unavailable)
 	}
@@ -250,10 +259,7 @@ func TestFaultRedisOutOfMemory(t *testing.T) {
 	if err := admin.Do(ctx, "CONFIG", "SET", "maxmemory", "0").Err(); err != nil {
 		t.Fatal(err)
 	}
-	back := waitExact(t, f, 10*time.Second)
-	r := summarize(stop())
-	t.Logf("%s; exact again %s after memory was given back", r, back.Round(time.Millisecond))
-	r.checkNoDisguise(t)
+	r := recovered(t, f, stop, "memory was given back")
 	if r.degraded == 0 || r.unavailable == 0 {
 		t.Errorf("got %d degraded and %d UNAVAILABLE: want both while Redis refuses writes", r.degraded, r.unavailable)
 	}
