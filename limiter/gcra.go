@@ -67,24 +67,41 @@ func gcraStep(st bucket, nowUS int64, p params, cost, maxWaitUS int64, commit bo
 			// Admitted at now+t, whole microseconds: the refill the
 			// bucket had no room for before then is not credited.
 			after = max(debt, t*p.m) + inc
-			// What Cancel needs to undo it: the TAT it leaves and
-			// the one it found.
-			res.Reservation = Reservation{
-				TAT: nowUS + after/p.m, TATRem: after % p.m,
-				Prev: nowUS + debt/p.m, PrevRem: debt % p.m,
-			}
+			res.Reservation = reservation(nowUS, debt, after, p)
 		} else {
 			res.RetryAfter = time.Duration(t) * time.Microsecond
 		}
 	}
-	if r := (capacity - after) / p.w; r > 0 {
-		res.Remaining = r
-	}
-	res.ResetAfter = time.Duration(ceilDiv(after, p.m)) * time.Microsecond
+	res.Remaining, res.ResetAfter = fill(capacity, after, p)
 	if !commit || !res.Allowed {
 		return st, res, false
 	}
-	return bucket{tat: nowUS + after/p.m, rem: after % p.m, p: p}, res, true
+	return bucketAt(nowUS, after, p), res, true
+}
+
+// bucketAt returns the bucket of limit p whose TAT is d (scaled) after nowUS.
+func bucketAt(nowUS, d int64, p params) bucket {
+	return bucket{tat: nowUS + d/p.m, rem: d % p.m, p: p}
+}
+
+// reservation is what Cancel needs to undo a reservation that moved the TAT
+// from debt to after ahead of nowUS (scaled): the TAT it leaves and the one
+// it found.
+func reservation(nowUS, debt, after int64, p params) Reservation {
+	return Reservation{
+		TAT: nowUS + after/p.m, TATRem: after % p.m,
+		Prev: nowUS + debt/p.m, PrevRem: debt % p.m,
+	}
+}
+
+// fill returns a Result's Remaining and ResetAfter for a bucket of capacity
+// (scaled) whose TAT is after (scaled) ahead of now: its whole tokens left,
+// and the time until it is full.
+func fill(capacity, after int64, p params) (remaining int64, resetAfter time.Duration) {
+	if r := (capacity - after) / p.w; r > 0 {
+		remaining = r
+	}
+	return remaining, time.Duration(ceilDiv(after, p.m)) * time.Microsecond
 }
 
 // cancelStep gives back the reservation r on st under p: when st is exactly

@@ -183,7 +183,7 @@ func leaseStep(st bucket, nowUS int64, p params, req LeaseRequest) (bucket, Leas
 		// Nothing was taken since that lease: the bucket is as if it had
 		// taken gb.Tokens fewer.
 		d := max((st.tat-nowUS)*p.m+st.rem-gb.Tokens*p.w, 0)
-		st = bucket{tat: nowUS + d/p.m, rem: d % p.m, p: p}
+		st = bucketAt(nowUS, d, p)
 		g.GaveBack, changed = true, true
 	}
 	pol := LeasePolicy{MaxTokens: 1, TTL: req.TTL}
@@ -205,20 +205,14 @@ func leaseStep(st bucket, nowUS int64, p params, req LeaseRequest) (bucket, Leas
 			g.Wait = time.Duration(t) * time.Microsecond
 			// Admitted at now+t, as gcraStep's reservations.
 			after = max(debt, t*p.m) + req.Cost*p.w
-			g.Reservation = Reservation{
-				TAT: nowUS + after/p.m, TATRem: after % p.m,
-				Prev: nowUS + debt/p.m, PrevRem: debt % p.m,
-			}
+			g.Reservation = reservation(nowUS, debt, after, p)
 		} else {
 			g.RetryAfter = time.Duration(need) * time.Microsecond
 		}
 	}
-	if r := (capacity - after) / p.w; r > 0 {
-		g.Remaining = r
-	}
-	g.ResetAfter = time.Duration(ceilDiv(after, p.m)) * time.Microsecond
+	g.Remaining, g.ResetAfter = fill(capacity, after, p)
 	if g.Allowed {
-		st = bucket{tat: nowUS + after/p.m, rem: after % p.m, p: p}
+		st = bucketAt(nowUS, after, p)
 		g.TAT, g.TATRem = st.tat, st.rem
 		changed = true
 	}

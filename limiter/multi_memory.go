@@ -186,20 +186,14 @@ func (s *MemoryStore) multiStepLocked(reqs []Request, nowUS int64, o TakeAllOpti
 				after = max(it.debt, waitUS*p.m) + r.Cost*p.w
 				if waitUS > 0 {
 					out.Wait = time.Duration(waitUS) * time.Microsecond
-					out.Reservation = Reservation{
-						TAT: nowUS + after/p.m, TATRem: after % p.m,
-						Prev: nowUS + it.debt/p.m, PrevRem: it.debt % p.m,
-					}
+					out.Reservation = reservation(nowUS, it.debt, after, p)
 				}
-				s.buckets[r.Key] = bucket{tat: nowUS + after/p.m, rem: after % p.m, p: p}
+				s.buckets[r.Key] = bucketAt(nowUS, after, p)
 			} else if it.verdict && !res.Allowed {
 				// Not charged: the tokens it would take are still there.
 				after = it.debt
 			}
-			if rem := (p.b*p.w - after) / p.w; rem > 0 {
-				out.Remaining = rem
-			}
-			out.ResetAfter = time.Duration(ceilDiv(after, p.m)) * time.Microsecond
+			out.Remaining, out.ResetAfter = fill(p.b*p.w, after, p)
 			if it.refusedR {
 				out.RetryAfter = time.Duration(it.needUS) * time.Microsecond
 			}
@@ -381,7 +375,7 @@ func pauseStep(st bucket, nowUS int64, p params, remaining int64) (bucket, int64
 	if floor := capacity - min(remaining, p.b)*p.w; debt < floor {
 		debt = floor
 	}
-	return bucket{tat: nowUS + debt/p.m, rem: debt % p.m, p: p}, (capacity - debt) / p.w
+	return bucketAt(nowUS, debt, p), (capacity - debt) / p.w
 }
 
 // checkSlotID requires a valid SlotID when a request has Slots.
