@@ -127,11 +127,7 @@ func (s *MemoryStore) Cancel(ctx context.Context, key string, lim Limit, res Res
 	if !ok {
 		return false, nil
 	}
-	if st.idleAt(nowUS) {
-		delete(s.buckets, key)
-	} else {
-		s.buckets[key] = st
-	}
+	s.putLocked(key, st, nowUS)
 	return true, nil
 }
 
@@ -148,13 +144,18 @@ func (s *MemoryStore) Lease(ctx context.Context, key string, lim Limit, req Leas
 	defer s.mu.Unlock()
 	st, g, changed := leaseStep(s.buckets[key], nowUS, lim.params(), req)
 	if changed {
-		if st.idleAt(nowUS) {
-			delete(s.buckets, key)
-		} else {
-			s.buckets[key] = st
-		}
+		s.putLocked(key, st, nowUS)
 	}
 	return g, nil
+}
+
+// putLocked stores st as key's bucket, or drops it when it is full at nowUS.
+func (s *MemoryStore) putLocked(key string, st bucket, nowUS int64) {
+	if st.idleAt(nowUS) {
+		delete(s.buckets, key)
+	} else {
+		s.buckets[key] = st
+	}
 }
 
 // Len returns the number of buckets held, full ones not yet swept included.

@@ -193,11 +193,24 @@ func (l *Limiter) AcquireAll(ctx context.Context, reqs []Request, maxWait time.D
 
 // takeAll is one TakeAll on the store, or on the fallback by policy.
 func (l *Limiter) takeAll(ctx context.Context, ms MultiStore, reqs []Request, o TakeAllOptions) (MultiResult, error) {
+	return l.decideAll(ctx, ms, reqs, errFallbackNotMulti, func(ctx context.Context, s MultiStore) (MultiResult, error) {
+		return s.TakeAll(ctx, reqs, o)
+	})
+}
+
+// errFallbackNotMulti is takeAll's error when the store failed and the local
+// fallback is no MultiStore.
+var errFallbackNotMulti = fmt.Errorf("limiter: local fallback cannot decide several limits: %w", ErrMultiUnsupported)
+
+// decideAll runs decide on the store ms, or, when the store fails and the
+// requests' policies allow it, on the local fallback (its result Degraded).
+// notMulti is the error when the fallback is no MultiStore.
+func (l *Limiter) decideAll(ctx context.Context, ms MultiStore, reqs []Request, notMulti error, decide func(context.Context, MultiStore) (MultiResult, error)) (MultiResult, error) {
 	err := errSkipped
 	if call, ok := l.health.Begin(); ok {
 		var res MultiResult
 		sctx, cancel := l.storeCtx(ctx)
-		res, err = ms.TakeAll(sctx, reqs, o)
+		res, err = decide(sctx, ms)
 		cancel()
 		call.End(outcome(ctx, err))
 		if err == nil {
@@ -209,9 +222,9 @@ func (l *Limiter) takeAll(ctx context.Context, ms MultiStore, reqs []Request, o 
 	}
 	fb, ok := l.fallback.(MultiStore)
 	if !ok {
-		return MultiResult{}, fmt.Errorf("limiter: local fallback cannot decide several limits: %w", ErrMultiUnsupported)
+		return MultiResult{}, notMulti
 	}
-	res, err := fb.TakeAll(ctx, reqs, o)
+	res, err := decide(ctx, fb)
 	if err != nil {
 		return MultiResult{}, fmt.Errorf("limiter: local fallback failed: %w", err)
 	}
@@ -229,30 +242,9 @@ func (l *Limiter) PeekAll(ctx context.Context, reqs []Request) (MultiResult, err
 	if !ok {
 		return MultiResult{}, ErrMultiUnsupported
 	}
-	err := errSkipped
-	if call, ok := l.health.Begin(); ok {
-		var res MultiResult
-		sctx, cancel := l.storeCtx(ctx)
-		res, err = ms.PeekAll(sctx, reqs)
-		cancel()
-		call.End(outcome(ctx, err))
-		if err == nil {
-			return res, nil
-		}
-	}
-	if err := l.classify(ctx, err, policyOf(reqs)); err != nil {
-		return MultiResult{}, err
-	}
-	fb, ok := l.fallback.(MultiStore)
-	if !ok {
-		return MultiResult{}, ErrMultiUnsupported
-	}
-	res, err := fb.PeekAll(ctx, reqs)
-	if err != nil {
-		return MultiResult{}, fmt.Errorf("limiter: local fallback failed: %w", err)
-	}
-	res.Degraded = true
-	return res, nil
+	return l.decideAll(ctx, ms, reqs, ErrMultiUnsupported, func(ctx context.Context, s MultiStore) (MultiResult, error) {
+		return s.PeekAll(ctx, reqs)
+	})
 }
 
 // WaitAll holds the caller of res, an allowed result of AcquireAll for
