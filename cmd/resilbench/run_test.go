@@ -28,6 +28,17 @@ func runJSON(t *testing.T, ctx context.Context, args ...string) (report, error) 
 	return rep, err
 }
 
+// mustRun runs resilbench with args under t's context, fails t if the run
+// fails, and returns its JSON report.
+func mustRun(t *testing.T, args ...string) report {
+	t.Helper()
+	rep, err := runJSON(t, t.Context(), args...)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	return rep
+}
+
 // checkConsistent checks the invariants of every run result: calls add up
 // over codes, errors are the calls not OK, the OK answers add up over the
 // exclusive outcomes, throughput is positive and the latencies ordered.
@@ -78,11 +89,8 @@ func checkConsistent(t *testing.T, r *runResult) {
 
 func TestRunHealthOneSecond(t *testing.T) {
 	f := startFake(t, fakeOptions{})
-	rep, err := runJSON(t, t.Context(), "--addr", f.addr, "--rpc", "health",
+	rep := mustRun(t, "--addr", f.addr, "--rpc", "health",
 		"--concurrency", "8", "--conns", "3", "--duration", "1s", "--warmup", "200ms")
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
 	if len(rep.Runs) != 1 || rep.Compare != nil {
 		t.Fatalf("got %d runs and compare %v, want 1 run and no compare", len(rep.Runs), rep.Compare)
 	}
@@ -120,11 +128,8 @@ func TestRunTargets(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.rpc, func(t *testing.T) {
 			f := startFake(t, fakeOptions{})
-			rep, err := runJSON(t, t.Context(), "--addr", f.addr, "--rpc", tt.rpc, "--keys", "7",
+			rep := mustRun(t, "--addr", f.addr, "--rpc", tt.rpc, "--keys", "7",
 				"--concurrency", "4", "--conns", "2", "--duration", "300ms", "--warmup", "0s")
-			if err != nil {
-				t.Fatalf("run: %v", err)
-			}
 			if len(rep.Runs) != 1 {
 				t.Fatalf("got %d runs, want 1", len(rep.Runs))
 			}
@@ -153,11 +158,8 @@ func TestRunTargets(t *testing.T) {
 
 func TestRunCompare(t *testing.T) {
 	f := startFake(t, fakeOptions{})
-	rep, err := runJSON(t, t.Context(), "--addr", f.addr, "--compare", "--rpc", "acquire",
+	rep := mustRun(t, "--addr", f.addr, "--compare", "--rpc", "acquire",
 		"--concurrency", "4", "--duration", "300ms", "--warmup", "100ms")
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
 	if len(rep.Runs) != 2 || rep.Runs[0].RPC != "health" || rep.Runs[1].RPC != "acquire" {
 		t.Fatalf("got runs %v, want health then acquire", rep.Runs)
 	}
@@ -238,11 +240,8 @@ func TestRunEveryCallFailed(t *testing.T) {
 
 func TestRunWarmupNotMeasured(t *testing.T) {
 	f := startFake(t, fakeOptions{})
-	rep, err := runJSON(t, t.Context(), "--addr", f.addr, "--rpc", "acquire",
+	rep := mustRun(t, "--addr", f.addr, "--rpc", "acquire",
 		"--concurrency", "2", "--duration", "300ms", "--warmup", "300ms")
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
 	served, _, _, _ := f.snapshot()
 	if got := rep.Runs[0].Calls; got == 0 || uint64(served) <= got {
 		t.Errorf("measured %d calls, server served %d: want the warmup calls served but not measured", got, served)
@@ -347,11 +346,8 @@ func TestRunUsageErrors(t *testing.T) {
 
 func TestConnsCappedAtConcurrency(t *testing.T) {
 	f := startFake(t, fakeOptions{})
-	rep, err := runJSON(t, t.Context(), "--addr", f.addr, "--rpc", "cache-set",
+	rep := mustRun(t, "--addr", f.addr, "--rpc", "cache-set",
 		"--concurrency", "2", "--conns", "8", "--duration", "200ms", "--warmup", "0s")
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
 	if got := rep.Runs[0].Conns; got != 2 {
 		t.Errorf("conns: got %d, want 2 (capped at --concurrency)", got)
 	}
