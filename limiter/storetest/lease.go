@@ -393,31 +393,25 @@ func testFleetSustainedBound(t *testing.T, newStore NewStoreFunc) {
 //   - a call refused by the store is refused because the bucket could not
 //     lend what the replica's lease lacked while keeping rate x TTL in reserve.
 func testFleetModel(t *testing.T, newStore NewStoreFunc) {
-	for seed := range uint64(10) {
-		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
-			rng := rand.New(rand.NewPCG(seed, 17))
-			lim := limiter.Limit{
-				MaxCalls: 1 + rng.Int64N(12),
-				Window:   time.Duration(1000+rng.Int64N(2_000_000)) * us,
-			}
-			if seed%2 == 1 { // a hot key: more tokens than calls
-				lim.MaxCalls = 20 + rng.Int64N(500)
-			}
-			lim.Burst = max(2, 1+rng.Int64N(3*lim.MaxCalls+10))
-			p := lim.Params()
-			maxTTL := (p.B*p.W - p.W) / p.M // µs: leaves one token lendable
-			ttl := 1 + rng.Int64N(maxTTL)
-			if rng.IntN(2) == 0 { // most often a small reserve
-				ttl = 1 + rng.Int64N(max(maxTTL/4, 1))
-			}
-			pol := limiter.LeasePolicy{TTL: time.Duration(ttl) * us}
-			pol.MaxTokens = 1 + rng.Int64N(pol.LeaseCapacity(lim))
-			if rng.IntN(2) == 0 {
-				pol.MaxTokens = pol.LeaseCapacity(lim)
-			}
-			checkFleet(t, newStore, rng, lim, pol, 2+rng.IntN(2), 400)
-		})
-	}
+	eachSeed(t, 10, 17, func(t *testing.T, seed uint64, rng *rand.Rand) {
+		lim := randomLimit(rng)
+		if seed%2 == 1 { // a hot key: more tokens than calls
+			lim.MaxCalls = 20 + rng.Int64N(500)
+		}
+		lim.Burst = max(2, 1+rng.Int64N(3*lim.MaxCalls+10))
+		p := lim.Params()
+		maxTTL := (p.B*p.W - p.W) / p.M // µs: leaves one token lendable
+		ttl := 1 + rng.Int64N(maxTTL)
+		if rng.IntN(2) == 0 { // most often a small reserve
+			ttl = 1 + rng.Int64N(max(maxTTL/4, 1))
+		}
+		pol := limiter.LeasePolicy{TTL: time.Duration(ttl) * us}
+		pol.MaxTokens = 1 + rng.Int64N(pol.LeaseCapacity(lim))
+		if rng.IntN(2) == 0 {
+			pol.MaxTokens = pol.LeaseCapacity(lim)
+		}
+		checkFleet(t, newStore, rng, lim, pol, 2+rng.IntN(2), 400)
+	})
 }
 
 func checkFleet(t *testing.T, newStore NewStoreFunc, rng *rand.Rand, lim limiter.Limit, pol limiter.LeasePolicy, n, calls int) {

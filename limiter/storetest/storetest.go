@@ -524,55 +524,52 @@ func testLimitChangeCarriesTokensUsed(t *testing.T, newStore NewStoreFunc) {
 // than it would be by a fresh, drained bucket of its own limit, and it sees
 // at most burst tokens.
 func testRandomLimitChanges(t *testing.T, newStore NewStoreFunc) {
-	for seed := range uint64(4) {
-		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
-			rng := rand.New(rand.NewPCG(seed, 7))
-			var lims []limiter.Limit
-			for range 3 {
-				l := limiter.Limit{MaxCalls: 1 + rng.Int64N(10), Window: time.Duration(1000+rng.Int64N(3_000_000)) * us}
-				if rng.IntN(2) == 0 {
-					l.Burst = 1 + rng.Int64N(12)
-				}
-				lims = append(lims, l)
+	eachSeed(t, 4, 7, func(t *testing.T, _ uint64, rng *rand.Rand) {
+		var lims []limiter.Limit
+		for range 3 {
+			l := limiter.Limit{MaxCalls: 1 + rng.Int64N(10), Window: time.Duration(1000+rng.Int64N(3_000_000)) * us}
+			if rng.IntN(2) == 0 {
+				l.Burst = 1 + rng.Int64N(12)
 			}
-			clock := NewClock(start)
-			s := newStore(t, clock.Now)
-			ctx := context.Background()
-			last := -1 // the limit last charged
-			for i := range 200 {
-				clock.Advance(time.Duration(rng.Int64N(300_000)) * us)
-				j := rng.IntN(len(lims))
-				lim := lims[j]
-				p := lim.Params()
-				cost := 1 + rng.Int64N(p.B)
-				var maxWait time.Duration
-				if rng.IntN(3) == 0 {
-					maxWait = time.Duration(rng.Int64N(3_000_000)) * us
+			lims = append(lims, l)
+		}
+		clock := NewClock(start)
+		s := newStore(t, clock.Now)
+		ctx := context.Background()
+		last := -1 // the limit last charged
+		for i := range 200 {
+			clock.Advance(time.Duration(rng.Int64N(300_000)) * us)
+			j := rng.IntN(len(lims))
+			lim := lims[j]
+			p := lim.Params()
+			cost := 1 + rng.Int64N(p.B)
+			var maxWait time.Duration
+			if rng.IntN(3) == 0 {
+				maxWait = time.Duration(rng.Int64N(3_000_000)) * us
+			}
+			res, err := s.Take(ctx, "k", lim, cost, maxWait)
+			if err != nil {
+				t.Fatalf("call %d: Take: %v", i, err)
+			}
+			what := fmt.Sprintf("call %d (limit %+v, cost %d, maxWait %v) = %+v", i, lim, cost, maxWait, res)
+			if res.Remaining > p.B-cost && res.Allowed || res.Remaining > p.B {
+				t.Fatalf("%s: more than burst tokens", what)
+			}
+			if last >= 0 && last != j {
+				// A drained bucket has cost tokens after cost*W/M µs.
+				drained := time.Duration(ceil(cost*p.W, p.M)) * us
+				if res.RetryAfter > drained || res.Wait > drained {
+					t.Fatalf("%s: after a limit change, waits longer than a drained bucket (%v)", what, drained)
 				}
-				res, err := s.Take(ctx, "k", lim, cost, maxWait)
-				if err != nil {
-					t.Fatalf("call %d: Take: %v", i, err)
-				}
-				what := fmt.Sprintf("call %d (limit %+v, cost %d, maxWait %v) = %+v", i, lim, cost, maxWait, res)
-				if res.Remaining > p.B-cost && res.Allowed || res.Remaining > p.B {
-					t.Fatalf("%s: more than burst tokens", what)
-				}
-				if last >= 0 && last != j {
-					// A drained bucket has cost tokens after cost*W/M µs.
-					drained := time.Duration(ceil(cost*p.W, p.M)) * us
-					if res.RetryAfter > drained || res.Wait > drained {
-						t.Fatalf("%s: after a limit change, waits longer than a drained bucket (%v)", what, drained)
-					}
-					if res.ResetAfter > time.Duration(ceil((p.B+cost)*p.W, p.M)+1)*us {
-						t.Fatalf("%s: after a limit change, ResetAfter beyond a drained bucket plus this call", what)
-					}
-				}
-				if res.Allowed {
-					last = j
+				if res.ResetAfter > time.Duration(ceil((p.B+cost)*p.W, p.M)+1)*us {
+					t.Fatalf("%s: after a limit change, ResetAfter beyond a drained bucket plus this call", what)
 				}
 			}
-		})
-	}
+			if res.Allowed {
+				last = j
+			}
+		}
+	})
 }
 
 // testCancel checks that a canceled reservation is given back: the bucket
@@ -682,18 +679,32 @@ type admission struct{ te, cost int64 }
 //     admitting it would break that bound, RetryAfter is the first instant at
 //     which it would not, and Remaining and ResetAfter match the bucket level.
 func testRandomBound(t *testing.T, newStore NewStoreFunc) {
-	for seed := range uint64(6) {
+	eachSeed(t, 6, 42, func(t *testing.T, _ uint64, rng *rand.Rand) {
+		lim := randomLimit(rng)
+		if rng.IntN(2) == 0 {
+			lim.Burst = 1 + rng.Int64N(2*lim.MaxCalls)
+		}
+		checkRandom(t, newStore, rng, lim, 300)
+	})
+}
+
+// eachSeed runs fn as the subtests seed0 to seed<n-1>, each with a
+// generator of its own seeded with the seed and stream.
+func eachSeed(t *testing.T, n, stream uint64, fn func(t *testing.T, seed uint64, rng *rand.Rand)) {
+	t.Helper()
+	for seed := range n {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
-			rng := rand.New(rand.NewPCG(seed, 42))
-			lim := limiter.Limit{
-				MaxCalls: 1 + rng.Int64N(12),
-				Window:   time.Duration(1000+rng.Int64N(2_000_000)) * us,
-			}
-			if rng.IntN(2) == 0 {
-				lim.Burst = 1 + rng.Int64N(2*lim.MaxCalls)
-			}
-			checkRandom(t, newStore, rng, lim, 300)
+			fn(t, seed, rand.New(rand.NewPCG(seed, stream)))
 		})
+	}
+}
+
+// randomLimit returns a limit of 1 to 12 calls per 1ms to 2s, its burst
+// max_calls.
+func randomLimit(rng *rand.Rand) limiter.Limit {
+	return limiter.Limit{
+		MaxCalls: 1 + rng.Int64N(12),
+		Window:   time.Duration(1000+rng.Int64N(2_000_000)) * us,
 	}
 }
 
