@@ -1,6 +1,7 @@
 package breaker
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"time"
@@ -110,30 +111,14 @@ func (s Settings) WithDefaults() Settings { return s.Inherit(defaults) }
 // mode, ModeConsecutive) taken from parent, as a configured breaker takes the
 // fields it leaves out from the "default" entry.
 func (s Settings) Inherit(parent Settings) Settings {
-	if s.FailureThreshold == 0 {
-		s.FailureThreshold = parent.FailureThreshold
-	}
-	if s.FailureRateThreshold == 0 {
-		s.FailureRateThreshold = parent.FailureRateThreshold
-	}
-	if s.Window == 0 {
-		s.Window = parent.Window
-	}
-	if s.MinimumCalls == 0 {
-		s.MinimumCalls = parent.MinimumCalls
-	}
-	if s.RecoveryTimeout == 0 {
-		s.RecoveryTimeout = parent.RecoveryTimeout
-	}
-	if s.HalfOpenMaxCalls == 0 {
-		s.HalfOpenMaxCalls = parent.HalfOpenMaxCalls
-	}
-	if s.SuccessThreshold == 0 {
-		s.SuccessThreshold = parent.SuccessThreshold
-	}
-	if s.ProbeTimeout == 0 {
-		s.ProbeTimeout = parent.ProbeTimeout
-	}
+	s.FailureThreshold = cmp.Or(s.FailureThreshold, parent.FailureThreshold)
+	s.FailureRateThreshold = cmp.Or(s.FailureRateThreshold, parent.FailureRateThreshold)
+	s.Window = cmp.Or(s.Window, parent.Window)
+	s.MinimumCalls = cmp.Or(s.MinimumCalls, parent.MinimumCalls)
+	s.RecoveryTimeout = cmp.Or(s.RecoveryTimeout, parent.RecoveryTimeout)
+	s.HalfOpenMaxCalls = cmp.Or(s.HalfOpenMaxCalls, parent.HalfOpenMaxCalls)
+	s.SuccessThreshold = cmp.Or(s.SuccessThreshold, parent.SuccessThreshold)
+	s.ProbeTimeout = cmp.Or(s.ProbeTimeout, parent.ProbeTimeout)
 	return s
 }
 

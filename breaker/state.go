@@ -19,15 +19,13 @@ const (
 	StateHalfOpen State = 2
 )
 
+// stateNames are the names of the states, for String and ParseState.
+var stateNames = [...]string{StateClosed: "CLOSED", StateOpen: "OPEN", StateHalfOpen: "HALF_OPEN"}
+
 // String returns "CLOSED", "OPEN" or "HALF_OPEN".
 func (s State) String() string {
-	switch s {
-	case StateClosed:
-		return "CLOSED"
-	case StateOpen:
-		return "OPEN"
-	case StateHalfOpen:
-		return "HALF_OPEN"
+	if s.Valid() {
+		return stateNames[s]
 	}
 	return fmt.Sprintf("State(%d)", uint8(s))
 }
@@ -39,13 +37,11 @@ func (s State) Valid() bool { return s <= StateHalfOpen }
 // "half-open" accepted). It returns an *InvalidArgumentError (FieldState,
 // matching ErrInvalidState) otherwise.
 func ParseState(v string) (State, error) {
-	switch strings.ToUpper(strings.ReplaceAll(v, "-", "_")) {
-	case "CLOSED":
-		return StateClosed, nil
-	case "OPEN":
-		return StateOpen, nil
-	case "HALF_OPEN":
-		return StateHalfOpen, nil
+	name := strings.ToUpper(strings.ReplaceAll(v, "-", "_"))
+	for s, n := range stateNames {
+		if n == name {
+			return State(s), nil
+		}
 	}
 	return 0, &InvalidArgumentError{Field: FieldState, Reason: fmt.Sprintf("must be CLOSED, OPEN or HALF_OPEN, got %q", v), err: ErrInvalidState}
 }
