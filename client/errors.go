@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/topdeck/resilience/admission"
 	"github.com/topdeck/resilience/client/retry"
 )
 
@@ -64,23 +65,29 @@ const (
 )
 
 // String returns "allowed", "rate_limited", "circuit_open",
-// "upstream_retry_after", "upstream_throttled" or "concurrency_limited".
+// "upstream_retry_after", "upstream_throttled" or "concurrency_limited":
+// the name of the same admission.Reason for every reason but the SDK's own
+// ReasonUpstreamRetryAfter.
 func (r Reason) String() string {
-	switch r {
-	case ReasonAllowed:
-		return "allowed"
-	case ReasonRateLimited:
-		return "rate_limited"
-	case ReasonCircuitOpen:
-		return "circuit_open"
-	case ReasonUpstreamRetryAfter:
+	if r == ReasonUpstreamRetryAfter {
 		return "upstream_retry_after"
-	case ReasonUpstreamThrottled:
-		return "upstream_throttled"
-	case ReasonConcurrencyLimited:
-		return "concurrency_limited"
+	}
+	for a, c := range admissionReasons {
+		if c == r {
+			return admission.Reason(a).String()
+		}
 	}
 	return fmt.Sprintf("Reason(%d)", int(r))
+}
+
+// admissionReasons maps each admission.Reason (the local fallback's
+// decisions) to the SDK's Reason.
+var admissionReasons = [...]Reason{
+	admission.ReasonAllowed:            ReasonAllowed,
+	admission.ReasonRateLimited:        ReasonRateLimited,
+	admission.ReasonCircuitOpen:        ReasonCircuitOpen,
+	admission.ReasonUpstreamThrottled:  ReasonUpstreamThrottled,
+	admission.ReasonConcurrencyLimited: ReasonConcurrencyLimited,
 }
 
 // RejectedError is the error of a call the SDK did not make: a breaker was

@@ -512,16 +512,11 @@ func localLimitDecision(key string, res limiter.Result) LimitDecision {
 	return ld
 }
 
+// localReason is the SDK's Reason of the local fallback's r (ReasonAllowed
+// for a reason it does not know).
 func localReason(r admission.Reason) Reason {
-	switch r {
-	case admission.ReasonRateLimited:
-		return ReasonRateLimited
-	case admission.ReasonCircuitOpen:
-		return ReasonCircuitOpen
-	case admission.ReasonUpstreamThrottled:
-		return ReasonUpstreamThrottled
-	case admission.ReasonConcurrencyLimited:
-		return ReasonConcurrencyLimited
+	if r >= 0 && int(r) < len(admissionReasons) {
+		return admissionReasons[r]
 	}
 	return ReasonAllowed
 }
