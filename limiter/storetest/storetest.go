@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -213,12 +214,18 @@ func testCost(t *testing.T, newStore NewStoreFunc) {
 	})
 }
 
+// drainThreePerSec are the three calls that drain a full threePerSec
+// bucket: each interval is 1/3 s rounded up, and the last call leaves it full
+// again exactly one second later.
+var drainThreePerSec = []step{
+	{lim: threePerSec, want: allowed(2, 333334*us)},
+	{lim: threePerSec, want: allowed(1, 666667*us)},
+	{lim: threePerSec, want: allowed(0, time.Second)},
+}
+
 func testRetryAfterExact(t *testing.T, newStore NewStoreFunc) {
 	l := threePerSec
-	runSteps(t, newStore, []step{
-		{lim: l, want: allowed(2, 333334*us)},
-		{lim: l, want: allowed(1, 666667*us)},
-		{lim: l, want: allowed(0, time.Second)},
+	runSteps(t, newStore, slices.Concat(drainThreePerSec, []step{
 		{lim: l, want: denied(0, 333334*us, time.Second)},
 		// One microsecond early: still denied, one microsecond to go.
 		{advance: 333333 * us, lim: l, want: denied(0, 1*us, 666667*us)},
@@ -227,7 +234,7 @@ func testRetryAfterExact(t *testing.T, newStore NewStoreFunc) {
 		{lim: l, cost: 2, want: denied(0, 666666*us, time.Second)},
 		{advance: 666665 * us, lim: l, cost: 2, want: denied(1, 1*us, 333335*us)},
 		{advance: 1 * us, lim: l, cost: 2, want: allowed(0, time.Second)},
-	})
+	}))
 }
 
 // testFractionalIntervalIsExact checks that emission intervals that are not
@@ -235,13 +242,10 @@ func testRetryAfterExact(t *testing.T, newStore NewStoreFunc) {
 // leave the bucket full exactly one second later.
 func testFractionalIntervalIsExact(t *testing.T, newStore NewStoreFunc) {
 	l := threePerSec
-	runSteps(t, newStore, []step{
-		{lim: l, want: allowed(2, 333334*us)},
-		{lim: l, want: allowed(1, 666667*us)},
-		{lim: l, want: allowed(0, time.Second)},
+	runSteps(t, newStore, slices.Concat(drainThreePerSec, []step{
 		{advance: time.Second - us, lim: l, cost: 3, want: denied(2, 1*us, 1*us)},
 		{advance: us, lim: l, cost: 3, want: allowed(0, time.Second)},
-	})
+	}))
 }
 
 func ceil(a, b int64) int64 { return (a + b - 1) / b }
