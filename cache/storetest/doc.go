@@ -10,4 +10,7 @@
 // Stores with an injectable clock get the suite's fake clock and see time
 // jump; stores on server time (Redis) ignore it and the suite polls with
 // short real TTLs, so the suite stays robust on a slow machine.
+//
+// Benchmark runs the same benchmarks on every store, so that their figures
+// compare.
 package storetest
