@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+
+	"github.com/topdeck/resilience/internal/fanout"
 )
 
 // DefaultWatchBuffer is the number of events a watcher of a Hub may fall
@@ -25,17 +27,11 @@ const DefaultWatchBuffer = 256
 // concurrent use and starts no goroutine of its own (a watcher's removal
 // when its context ends runs in context.AfterFunc).
 type Hub struct {
-	buffer int
+	buffer   int
+	watchers fanout.Set[Event]
 
-	mu       sync.Mutex // protects the fields below
-	watchers map[*hubWatcher]struct{}
-	closed   bool
-}
-
-type hubWatcher struct {
-	prefix string
-	ch     chan Event
-	stop   func() bool // stops the context.AfterFunc
+	mu     sync.Mutex // protects closed; orders Watch with Close
+	closed bool
 }
 
 // NewHub returns a Hub whose watchers have a buffer of buffer events
@@ -44,7 +40,7 @@ func NewHub(buffer int) *Hub {
 	if buffer <= 0 {
 		buffer = DefaultWatchBuffer
 	}
-	return &Hub{buffer: buffer, watchers: map[*hubWatcher]struct{}{}}
+	return &Hub{buffer: buffer}
 }
 
 // errHubClosed is returned by Watch after Close.
@@ -58,56 +54,23 @@ func (h *Hub) Watch(ctx context.Context, prefix string) (<-chan Event, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	w := &hubWatcher{prefix: prefix, ch: make(chan Event, h.buffer)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return nil, errHubClosed
 	}
-	h.watchers[w] = struct{}{}
-	w.stop = context.AfterFunc(ctx, func() {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		h.removeLocked(w)
-	})
-	return w.ch, nil
-}
-
-// removeLocked closes w's channel if it is still registered.
-func (h *Hub) removeLocked(w *hubWatcher) {
-	if _, ok := h.watchers[w]; !ok {
-		return
-	}
-	delete(h.watchers, w)
-	w.stop()
-	close(w.ch)
+	return h.watchers.Add(ctx, h.buffer, func(e Event) bool {
+		return (e.Name == "" && e.Reason == ReasonResync) || strings.HasPrefix(e.Name, prefix)
+	}), nil
 }
 
 // Publish delivers e to every watcher whose prefix e.Name starts with (a
 // ReasonResync marker, whose Name is empty, to every watcher). It never
 // blocks: a watcher without room in its buffer is disconnected.
-func (h *Hub) Publish(e Event) {
-	all := e.Name == "" && e.Reason == ReasonResync
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for w := range h.watchers {
-		if !all && !strings.HasPrefix(e.Name, w.prefix) {
-			continue
-		}
-		select {
-		case w.ch <- e:
-		default:
-			h.removeLocked(w) // behind by a whole buffer: disconnect
-		}
-	}
-}
+func (h *Hub) Publish(e Event) { h.watchers.Publish(e) }
 
 // Len returns the number of watchers.
-func (h *Hub) Len() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.watchers)
-}
+func (h *Hub) Len() int { return h.watchers.Len() }
 
 // Close closes every watcher's channel; Watch fails afterwards. It is
 // idempotent.
@@ -115,9 +78,7 @@ func (h *Hub) Close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = true
-	for w := range h.watchers {
-		h.removeLocked(w)
-	}
+	h.watchers.CloseAll()
 }
 
 // Announcer is implemented by stores (and Breaker) whose watchers can be sent

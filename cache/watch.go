@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/topdeck/resilience/internal/fanout"
 )
 
 // Defaults of the invalidation watchers of a Cache.
@@ -35,16 +37,11 @@ var ErrTooManyWatchers = errors.New("cache: too many invalidation watchers")
 // use.
 type watchers struct {
 	max int // 0: no bound
+	set fanout.Set[Invalidation]
 
-	mu     sync.Mutex // protects the fields below
-	live   bool       // the Cache follows its feed without a gap
-	set    map[*watcher]struct{}
+	mu     sync.Mutex    // protects the fields below; orders watch with setLive
+	live   bool          // the Cache follows its feed without a gap
 	liveCh chan struct{} // closed when live becomes true; nil: not made yet
-}
-
-type watcher struct {
-	ch   chan Invalidation
-	stop func() bool // stops the context.AfterFunc
 }
 
 // watch registers a watcher whose channel starts with an InvalidateAll.
@@ -57,34 +54,17 @@ func (ws *watchers) watch(ctx context.Context) (<-chan Invalidation, error) {
 	if !ws.live {
 		return nil, fmt.Errorf("%w: watch: the cache is not following its store's invalidations", ErrFeedDown)
 	}
-	if ws.max > 0 && len(ws.set) >= ws.max {
+	if ws.max > 0 && ws.set.Len() >= ws.max {
 		return nil, fmt.Errorf("%w: %d open, the limit", ErrTooManyWatchers, ws.max)
 	}
-	w := &watcher{ch: make(chan Invalidation, WatchBuffer)}
-	w.ch <- Invalidation{Kind: InvalidateAll}
-	if ws.set == nil {
-		ws.set = map[*watcher]struct{}{}
-	}
-	ws.set[w] = struct{}{}
-	w.stop = context.AfterFunc(ctx, func() {
-		ws.mu.Lock()
-		defer ws.mu.Unlock()
-		ws.removeLocked(w)
-	})
-	return w.ch, nil
+	return ws.set.Add(ctx, WatchBuffer, nil, Invalidation{Kind: InvalidateAll}), nil
 }
 
 // publish delivers inv to every watcher, disconnecting those without room.
 func (ws *watchers) publish(inv Invalidation) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	for w := range ws.set {
-		select {
-		case w.ch <- inv:
-		default:
-			ws.removeLocked(w)
-		}
-	}
+	ws.set.Publish(inv)
 }
 
 // setLive sets whether watchers may join; going down disconnects every
@@ -103,9 +83,7 @@ func (ws *watchers) setLive(live bool) {
 		return
 	}
 	ws.liveCh = nil
-	for w := range ws.set {
-		ws.removeLocked(w)
-	}
+	ws.set.CloseAll()
 }
 
 // liveChan returns a channel closed once live (already closed when live).
@@ -121,20 +99,7 @@ func (ws *watchers) liveChan() <-chan struct{} {
 	return ws.liveCh
 }
 
-func (ws *watchers) len() int {
-	ws.mu.Lock()
-	defer ws.mu.Unlock()
-	return len(ws.set)
-}
-
-func (ws *watchers) removeLocked(w *watcher) {
-	if _, ok := ws.set[w]; !ok {
-		return
-	}
-	delete(ws.set, w)
-	w.stop()
-	close(w.ch)
-}
+func (ws *watchers) len() int { return ws.set.Len() }
 
 // Watch returns a channel of the invalidations of every write made to the
 // store by any Cache sharing it, starting with an InvalidateAll: from it on,
