@@ -38,10 +38,7 @@ func Generate(tb testing.TB) Files {
 		KeyUsage:              x509.KeyUsageCertSign,
 		BasicConstraintsValid: true,
 	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	caDER := sign(tb, caTmpl, caTmpl, caKey, caKey)
 	ca, err := x509.ParseCertificate(caDER)
 	if err != nil {
 		tb.Fatal(err)
@@ -69,10 +66,7 @@ func leaf(tb testing.TB, dir, name string, serial int64, ca *x509.Certificate, c
 		tmpl.DNSNames = []string{"localhost"}
 		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	der := sign(tb, tmpl, ca, key, caKey)
 	keyDER, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
 		tb.Fatal(err)
@@ -81,6 +75,17 @@ func leaf(tb testing.TB, dir, name string, serial int64, ca *x509.Certificate, c
 	writePEM(tb, certFile, "CERTIFICATE", der)
 	writePEM(tb, keyFile, "EC PRIVATE KEY", keyDER)
 	return certFile, keyFile
+}
+
+// sign returns the DER certificate of tmpl for key, signed by parent's
+// signer.
+func sign(tb testing.TB, tmpl, parent *x509.Certificate, key, signer *ecdsa.PrivateKey) []byte {
+	tb.Helper()
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return der
 }
 
 func newKey(tb testing.TB) *ecdsa.PrivateKey {
