@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/topdeck/resilience/breaker"
+	"github.com/topdeck/resilience/internal/redisscript"
 )
 
 // Allow implements breaker.Store.
@@ -16,15 +17,7 @@ func (s *Store) Allow(ctx context.Context, name string, st breaker.Settings) (br
 	if err := s.register(ctx, name); err != nil {
 		return breaker.Admission{}, s.fail("allow", name, err)
 	}
-	v, err := allowScript.Run(ctx, s.client, s.keys(name), s.commonArgs(name, st)...).Result()
-	if err != nil {
-		return breaker.Admission{}, s.fail("allow", name, err)
-	}
-	adm, err := decodeAdmission(v)
-	if err != nil {
-		return breaker.Admission{}, s.fail("allow", name, err)
-	}
-	return adm, nil
+	return runScript(ctx, s, "allow", name, allowScript, decodeAdmission, s.commonArgs(name, st)...)
 }
 
 // Report implements breaker.Store.
@@ -43,15 +36,7 @@ func (s *Store) Report(ctx context.Context, name string, st breaker.Settings, o 
 		permitID = "!" // malformed: report.lua ignores it (no_permit)
 	}
 	args := append(s.commonArgs(name, st), int(o), strconv.FormatUint(generation, 10), permitID)
-	v, err := reportScript.Run(ctx, s.client, s.keys(name), args...).Result()
-	if err != nil {
-		return breaker.ReportResult{}, s.fail("report", name, err)
-	}
-	res, err := decodeReport(v)
-	if err != nil {
-		return breaker.ReportResult{}, s.fail("report", name, err)
-	}
-	return res, nil
+	return runScript(ctx, s, "report", name, reportScript, decodeReport, args...)
 }
 
 // Status implements breaker.Store. It writes nothing.
@@ -60,16 +45,7 @@ func (s *Store) Status(ctx context.Context, name string, st breaker.Settings) (b
 	if err != nil {
 		return breaker.Status{}, err
 	}
-	v, err := statusScript.Run(ctx, s.client, s.keys(name), s.commonArgs(name, st)...).Result()
-	if err != nil {
-		return breaker.Status{}, s.fail("status", name, err)
-	}
-	out, _, err := decodeStatus(name, v)
-	if err != nil {
-		return breaker.Status{}, s.fail("status", name, err)
-	}
-	out.Settings = st
-	return out, nil
+	return s.runStatus(ctx, "status", name, st, statusScript, s.commonArgs(name, st)...)
 }
 
 // Reset implements breaker.Store.
@@ -85,15 +61,36 @@ func (s *Store) Reset(ctx context.Context, name string, st breaker.Settings, to 
 		return breaker.Status{}, s.fail("reset", name, err)
 	}
 	args := append(s.commonArgs(name, st), int(to))
-	v, err := resetScript.Run(ctx, s.client, s.keys(name), args...).Result()
+	return s.runStatus(ctx, "reset", name, st, resetScript, args...)
+}
+
+// runStatus runs script, whose reply is lib.lua's status array, on name's
+// keys with args, and returns the status with the Settings st; op names the
+// operation in errors.
+func (s *Store) runStatus(ctx context.Context, op, name string, st breaker.Settings, script *redisscript.Script, args ...any) (breaker.Status, error) {
+	out, err := runScript(ctx, s, op, name, script, func(v any) (breaker.Status, error) {
+		out, _, err := decodeStatus(name, v)
+		return out, err
+	}, args...)
 	if err != nil {
-		return breaker.Status{}, s.fail("reset", name, err)
-	}
-	out, _, err := decodeStatus(name, v)
-	if err != nil {
-		return breaker.Status{}, s.fail("reset", name, err)
+		return breaker.Status{}, err
 	}
 	out.Settings = st
+	return out, nil
+}
+
+// runScript runs script on name's keys with args and decodes its reply;
+// op names the operation in the error of either step (see Store.fail).
+func runScript[T any](ctx context.Context, s *Store, op, name string, script *redisscript.Script, decode func(any) (T, error), args ...any) (T, error) {
+	var zero T
+	v, err := script.Run(ctx, s.client, s.keys(name), args...).Result()
+	if err != nil {
+		return zero, s.fail(op, name, err)
+	}
+	out, err := decode(v)
+	if err != nil {
+		return zero, s.fail(op, name, err)
+	}
 	return out, nil
 }
 

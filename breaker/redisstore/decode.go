@@ -74,6 +74,19 @@ func asState(v any) (breaker.State, error) {
 	return st, nil
 }
 
+// stateAt decodes a[i], a state, and a[i+1], its generation.
+func stateAt(a []any, i int) (breaker.State, uint64, error) {
+	st, err := asState(a[i])
+	if err != nil {
+		return 0, 0, err
+	}
+	gen, err := asUint(a[i+1])
+	if err != nil {
+		return 0, 0, err
+	}
+	return st, gen, nil
+}
+
 // ints decodes the elements of a at the given indexes as integers.
 func ints(a []any, idx ...int) ([]int64, error) {
 	out := make([]int64, len(idx))
@@ -143,11 +156,7 @@ func decodeAdmission(v any) (breaker.Admission, error) {
 	if err != nil {
 		return breaker.Admission{}, err
 	}
-	st, err := asState(a[1])
-	if err != nil {
-		return breaker.Admission{}, err
-	}
-	gen, err := asUint(a[2])
+	st, gen, err := stateAt(a, 1)
 	if err != nil {
 		return breaker.Admission{}, err
 	}
@@ -179,11 +188,7 @@ func decodeReport(v any) (breaker.ReportResult, error) {
 	if err != nil {
 		return breaker.ReportResult{}, err
 	}
-	st, err := asState(a[1])
-	if err != nil {
-		return breaker.ReportResult{}, err
-	}
-	gen, err := asUint(a[2])
+	st, gen, err := stateAt(a, 1)
 	if err != nil {
 		return breaker.ReportResult{}, err
 	}
@@ -201,11 +206,7 @@ func decodeStatus(name string, v any) (breaker.Status, string, error) {
 	if err != nil {
 		return breaker.Status{}, "", err
 	}
-	st, err := asState(a[0])
-	if err != nil {
-		return breaker.Status{}, "", err
-	}
-	gen, err := asUint(a[1])
+	st, gen, err := stateAt(a, 0)
 	if err != nil {
 		return breaker.Status{}, "", err
 	}
