@@ -235,17 +235,9 @@ func (r *resilienceServer) validateReportExtras(req *resiliencev1.ReportOutcomeR
 }
 
 func (x resilienceRouter) Release(ctx context.Context, req *resiliencev1.ReleaseRequest) (*resiliencev1.ReleaseResponse, error) {
-	r, err := x.s.routeFor(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return r.res.Release(ctx, req)
+	return routed(x.s, ctx, req, resilienceOf, (*resilienceServer).Release)
 }
 
 func (x resilienceRouter) ReportUpstream(ctx context.Context, req *resiliencev1.ReportUpstreamRequest) (*resiliencev1.ReportUpstreamResponse, error) {
-	r, err := x.s.routeFor(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return r.res.ReportUpstream(ctx, req)
+	return routed(x.s, ctx, req, resilienceOf, (*resilienceServer).ReportUpstream)
 }

@@ -194,6 +194,21 @@ func newRoute(s *Server, b *Backends, tenant string) *route {
 	}
 }
 
+// routed passes a call of the routers to the handler of the caller's
+// tenant: pick takes the handler from the tenant's route, call is its method.
+func routed[H, Req, Resp any](s *Server, ctx context.Context, req Req, pick func(*route) H, call func(H, context.Context, Req) (Resp, error)) (Resp, error) {
+	r, err := s.routeFor(ctx)
+	if err != nil {
+		var zero Resp
+		return zero, err
+	}
+	return call(pick(r), ctx, req)
+}
+
+// resilienceOf and cacheOf are the picks of routed.
+func resilienceOf(r *route) *resilienceServer { return r.res }
+func cacheOf(r *route) *cacheServer           { return r.cache }
+
 // config is the configuration in force as r's tenant sees it (its own
 // named limits and breaker policies over the shared ones).
 func (r *resilienceServer) config() *config.Config { return r.srv.Config().Tenant(r.tenant) }
@@ -206,35 +221,19 @@ type resilienceRouter struct {
 }
 
 func (x resilienceRouter) Acquire(ctx context.Context, req *resiliencev1.AcquireRequest) (*resiliencev1.AcquireResponse, error) {
-	r, err := x.s.routeFor(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return r.res.Acquire(ctx, req)
+	return routed(x.s, ctx, req, resilienceOf, (*resilienceServer).Acquire)
 }
 
 func (x resilienceRouter) ReportOutcome(ctx context.Context, req *resiliencev1.ReportOutcomeRequest) (*resiliencev1.ReportOutcomeResponse, error) {
-	r, err := x.s.routeFor(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return r.res.ReportOutcome(ctx, req)
+	return routed(x.s, ctx, req, resilienceOf, (*resilienceServer).ReportOutcome)
 }
 
 func (x resilienceRouter) BreakerState(ctx context.Context, req *resiliencev1.BreakerStateRequest) (*resiliencev1.BreakerStateResponse, error) {
-	r, err := x.s.routeFor(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return r.res.BreakerState(ctx, req)
+	return routed(x.s, ctx, req, resilienceOf, (*resilienceServer).BreakerState)
 }
 
 func (x resilienceRouter) ListBreakers(ctx context.Context, req *resiliencev1.ListBreakersRequest) (*resiliencev1.ListBreakersResponse, error) {
-	r, err := x.s.routeFor(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return r.res.ListBreakers(ctx, req)
+	return routed(x.s, ctx, req, resilienceOf, (*resilienceServer).ListBreakers)
 }
 
 func (x resilienceRouter) WatchBreakers(req *resiliencev1.WatchBreakersRequest, stream resiliencev1.ResilienceService_WatchBreakersServer) error {
@@ -257,11 +256,7 @@ func (x resilienceRouter) WatchBreakers(req *resiliencev1.WatchBreakersRequest, 
 }
 
 func (x resilienceRouter) ResetBreaker(ctx context.Context, req *resiliencev1.ResetBreakerRequest) (*resiliencev1.ResetBreakerResponse, error) {
-	r, err := x.s.routeFor(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return r.res.ResetBreaker(ctx, req)
+	return routed(x.s, ctx, req, resilienceOf, (*resilienceServer).ResetBreaker)
 }
 
 // cacheRouter serves CacheService for the caller's tenant.
@@ -271,43 +266,23 @@ type cacheRouter struct {
 }
 
 func (x cacheRouter) Get(ctx context.Context, req *resiliencev1.GetRequest) (*resiliencev1.GetResponse, error) {
-	r, err := x.s.routeFor(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return r.cache.Get(ctx, req)
+	return routed(x.s, ctx, req, cacheOf, (*cacheServer).Get)
 }
 
 func (x cacheRouter) Set(ctx context.Context, req *resiliencev1.SetRequest) (*resiliencev1.SetResponse, error) {
-	r, err := x.s.routeFor(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return r.cache.Set(ctx, req)
+	return routed(x.s, ctx, req, cacheOf, (*cacheServer).Set)
 }
 
 func (x cacheRouter) Delete(ctx context.Context, req *resiliencev1.DeleteRequest) (*resiliencev1.DeleteResponse, error) {
-	r, err := x.s.routeFor(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return r.cache.Delete(ctx, req)
+	return routed(x.s, ctx, req, cacheOf, (*cacheServer).Delete)
 }
 
 func (x cacheRouter) DeletePattern(ctx context.Context, req *resiliencev1.DeletePatternRequest) (*resiliencev1.DeletePatternResponse, error) {
-	r, err := x.s.routeFor(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return r.cache.DeletePattern(ctx, req)
+	return routed(x.s, ctx, req, cacheOf, (*cacheServer).DeletePattern)
 }
 
 func (x cacheRouter) GetStats(ctx context.Context, req *resiliencev1.GetStatsRequest) (*resiliencev1.GetStatsResponse, error) {
-	r, err := x.s.routeFor(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return r.cache.GetStats(ctx, req)
+	return routed(x.s, ctx, req, cacheOf, (*cacheServer).GetStats)
 }
 
 // rlsRouter serves Envoy's RateLimitService in the tenant of the principal
