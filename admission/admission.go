@@ -253,12 +253,8 @@ func (a *Admitter) Decide(ctx context.Context, req Request) (Decision, error) {
 			return Decision{}, err
 		}
 		d.Breaker = adm
-		if !adm.Allowed {
-			if !req.Circuit.Shadow {
-				d.Allowed, d.Reason, d.RetryAfter = false, ReasonCircuitOpen, max(adm.RetryAfter, 0)
-				return d, nil
-			}
-			d.ShadowReason = ReasonCircuitOpen
+		if !adm.Allowed && d.circuitRefused(req.Circuit, max(adm.RetryAfter, 0)) {
+			return d, nil
 		}
 	}
 	if len(req.Limits) == 0 {
@@ -278,17 +274,12 @@ func (a *Admitter) Decide(ctx context.Context, req Request) (Decision, error) {
 	}
 	d.Limit = res
 	if !res.Allowed {
-		if lreq.Shadow {
-			if d.ShadowReason == ReasonAllowed {
-				d.ShadowReason = limitReason(res)
-			}
-			return d, nil
+		if d.limitRefused(res, lreq.Shadow) {
+			// Refused by the limiter: not an upstream failure, and a
+			// probe lease the call will not use goes back at once.
+			a.release(ctx, req.Circuit, d.Breaker.PermitID)
+			d.Breaker.PermitID = ""
 		}
-		// Refused by the limiter: not an upstream failure, and a probe
-		// lease the call will not use goes back at once.
-		a.release(ctx, req.Circuit, d.Breaker.PermitID)
-		d.Breaker.PermitID = ""
-		d.Allowed, d.Reason, d.RetryAfter, d.LimitedBy = false, limitReason(res), res.RetryAfter, 0
 		return d, nil
 	}
 	if res.Wait > 0 {
@@ -337,8 +328,8 @@ func fill(d *Decision, req Request, res limiter.MultiResult) {
 	d.Limit.Degraded = res.Degraded
 	d.SlotID = res.SlotID
 	for i, r := range res.Results {
-		if i < len(req.Limits) && req.Limits[i].Shadow && !r.Allowed && d.ShadowReason == ReasonAllowed {
-			d.ShadowReason = limitReason(r)
+		if i < len(req.Limits) && req.Limits[i].Shadow && !r.Allowed {
+			d.shadowRefused(r)
 		}
 	}
 	if !res.Allowed && res.Refused >= 0 && res.Refused < len(res.Results) {
@@ -392,11 +383,9 @@ func (a *Admitter) Peek(ctx context.Context, req Request) (Decision, error) {
 		d.Breaker = breaker.Admission{State: st.State, Generation: st.Generation, Degraded: st.Degraded}
 		if wait := WouldWait(st, a.now()); wait > 0 {
 			d.Breaker.RetryAfter = wait
-			if !req.Circuit.Shadow {
-				d.Allowed, d.Reason, d.RetryAfter = false, ReasonCircuitOpen, wait
+			if d.circuitRefused(req.Circuit, wait) {
 				return d, nil
 			}
-			d.ShadowReason = ReasonCircuitOpen
 		} else {
 			d.Breaker.Allowed = true
 		}
@@ -417,15 +406,42 @@ func (a *Admitter) Peek(ctx context.Context, req Request) (Decision, error) {
 		return Decision{}, err
 	}
 	d.Limit = res
-	switch {
-	case !res.Allowed && req.Limits[0].Shadow:
-		if d.ShadowReason == ReasonAllowed {
-			d.ShadowReason = limitReason(res)
-		}
-	case !res.Allowed:
-		d.Allowed, d.Reason, d.RetryAfter, d.LimitedBy = false, limitReason(res), res.RetryAfter, 0
+	if !res.Allowed {
+		d.limitRefused(res, req.Limits[0].Shadow)
 	}
 	return d, nil
+}
+
+// circuitRefused records in d that the breaker c refused the call, for
+// retryAfter: as the Decision, and then it returns true (d is the answer),
+// or, for a breaker in shadow mode, as the ShadowReason only.
+func (d *Decision) circuitRefused(c *Circuit, retryAfter time.Duration) bool {
+	if c.Shadow {
+		d.ShadowReason = ReasonCircuitOpen
+		return false
+	}
+	d.Allowed, d.Reason, d.RetryAfter = false, ReasonCircuitOpen, retryAfter
+	return true
+}
+
+// limitRefused records in d the refusal res of a request's single limit:
+// as the Decision, and then it returns true, or, for a limit in shadow mode,
+// as the ShadowReason only (see shadowRefused).
+func (d *Decision) limitRefused(res limiter.Result, shadow bool) bool {
+	if shadow {
+		d.shadowRefused(res)
+		return false
+	}
+	d.Allowed, d.Reason, d.RetryAfter, d.LimitedBy = false, limitReason(res), res.RetryAfter, 0
+	return true
+}
+
+// shadowRefused records the refusal r of a limit in shadow mode as d's
+// ShadowReason, unless a shadow refusal came first.
+func (d *Decision) shadowRefused(r limiter.Result) {
+	if d.ShadowReason == ReasonAllowed {
+		d.ShadowReason = limitReason(r)
+	}
 }
 
 // WouldWait is how long a breaker in status st would refuse a call at now:
