@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/topdeck/resilience/cache"
@@ -92,12 +91,7 @@ func (k *Cache) Get(ctx context.Context, key string, opts ...GetOption) (Item, e
 	// A read that may fill the near cache reads the shared store itself:
 	// a replica's memory may not have the invalidation we already have.
 	req := &resiliencev1.GetRequest{Key: key, Fresh: fill != nil}
-	var resp *resiliencev1.GetResponse
-	err := k.c.invoke(ctx, 0, func(ctx context.Context, opts ...grpc.CallOption) error {
-		var err error
-		resp, err = k.c.cs.Get(ctx, req, opts...)
-		return err
-	})
+	resp, err := invokeFor(ctx, k.c, 0, k.c.cs.Get, req)
 	if err != nil {
 		k.near.Abandon(fill)
 		return Item{}, err
@@ -122,12 +116,7 @@ func (k *Cache) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	if ttl != 0 {
 		req.Ttl = durationpb.New(ttl)
 	}
-	var resp *resiliencev1.SetResponse
-	err := k.c.invoke(ctx, 0, func(ctx context.Context, opts ...grpc.CallOption) error {
-		var err error
-		resp, err = k.c.cs.Set(ctx, req, opts...)
-		return err
-	})
+	resp, err := invokeFor(ctx, k.c, 0, k.c.cs.Set, req)
 	// Whatever the answer (the write may have happened), this process's
 	// next Get reads it from the service.
 	k.forget(cache.Invalidation{Kind: cache.InvalidateSet, Keys: []string{key}})
@@ -142,49 +131,38 @@ func (k *Cache) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 
 // Delete removes keys and returns how many existed. Errors: as Set.
 func (k *Cache) Delete(ctx context.Context, keys ...string) (int64, error) {
-	var resp *resiliencev1.DeleteResponse
-	err := k.c.invoke(ctx, 0, func(ctx context.Context, opts ...grpc.CallOption) error {
-		var err error
-		resp, err = k.c.cs.Delete(ctx, &resiliencev1.DeleteRequest{Keys: keys}, opts...)
-		return err
-	})
+	resp, err := invokeFor(ctx, k.c, 0, k.c.cs.Delete, &resiliencev1.DeleteRequest{Keys: keys})
 	k.forget(cache.Invalidation{Kind: cache.InvalidateDelete, Keys: keys})
-	if err != nil {
-		return 0, err
-	}
-	if resp.GetDegraded() {
-		return resp.GetDeleted(), fmt.Errorf("%w: delete", ErrDegraded)
-	}
-	return resp.GetDeleted(), nil
+	return deleted(resp, err, "delete")
 }
 
 // DeletePattern removes every key matching the glob pattern (`*`, `?`,
 // `[...]`, `\` escapes) and returns how many. Errors: as Set.
 func (k *Cache) DeletePattern(ctx context.Context, pattern string) (int64, error) {
-	var resp *resiliencev1.DeletePatternResponse
-	err := k.c.invoke(ctx, 0, func(ctx context.Context, opts ...grpc.CallOption) error {
-		var err error
-		resp, err = k.c.cs.DeletePattern(ctx, &resiliencev1.DeletePatternRequest{Pattern: pattern}, opts...)
-		return err
-	})
+	resp, err := invokeFor(ctx, k.c, 0, k.c.cs.DeletePattern, &resiliencev1.DeletePatternRequest{Pattern: pattern})
 	k.forget(cache.Invalidation{Kind: cache.InvalidatePattern, Pattern: pattern})
+	return deleted(resp, err, "delete pattern")
+}
+
+// deleted is what Delete and DeletePattern return for the answer resp and
+// the error err of their RPC: the count, and an error matching ErrDegraded
+// (naming op) when the service answered without the shared store.
+func deleted(resp interface {
+	GetDeleted() int64
+	GetDegraded() bool
+}, err error, op string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
 	if resp.GetDegraded() {
-		return resp.GetDeleted(), fmt.Errorf("%w: delete pattern", ErrDegraded)
+		return resp.GetDeleted(), fmt.Errorf("%w: %s", ErrDegraded, op)
 	}
 	return resp.GetDeleted(), nil
 }
 
 // Stats returns the fleet-wide statistics. Errors: as Get.
 func (k *Cache) Stats(ctx context.Context) (Stats, error) {
-	var resp *resiliencev1.GetStatsResponse
-	err := k.c.invoke(ctx, 0, func(ctx context.Context, opts ...grpc.CallOption) error {
-		var err error
-		resp, err = k.c.cs.GetStats(ctx, &resiliencev1.GetStatsRequest{}, opts...)
-		return err
-	})
+	resp, err := invokeFor(ctx, k.c, 0, k.c.cs.GetStats, &resiliencev1.GetStatsRequest{})
 	if err != nil {
 		return Stats{}, err
 	}

@@ -194,6 +194,18 @@ func (c *Client) invoke(ctx context.Context, extra time.Duration, call func(ctx 
 	return err
 }
 
+// invokeFor is invoke for one RPC with an answer: it sends req with call (a
+// method of the service's client) and returns the answer with invoke's error.
+func invokeFor[Req, Resp any](ctx context.Context, c *Client, extra time.Duration, call func(context.Context, Req, ...grpc.CallOption) (Resp, error), req Req) (Resp, error) {
+	var resp Resp
+	err := c.invoke(ctx, extra, func(ctx context.Context, opts ...grpc.CallOption) error {
+		var err error
+		resp, err = call(ctx, req, opts...)
+		return err
+	})
+	return resp, err
+}
+
 // outgoing adds the caller's correlation id to ctx's outgoing metadata,
 // unless it is already there.
 func outgoing(ctx context.Context) context.Context {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/topdeck/resilience/admission"
@@ -347,12 +346,7 @@ func (c *Client) acquire(ctx context.Context, r acquireReq) (admitted, error) {
 	if r.maxWait > 0 {
 		req.MaxWait = durationpb.New(r.maxWait)
 	}
-	var resp *resiliencev1.AcquireResponse
-	err := c.invoke(ctx, r.maxWait, func(ctx context.Context, opts ...grpc.CallOption) error {
-		var err error
-		resp, err = c.rs.Acquire(ctx, req, opts...)
-		return err
-	})
+	resp, err := invokeFor(ctx, c, r.maxWait, c.rs.Acquire, req)
 	if err != nil {
 		if c.local(err) {
 			return c.localAcquire(ctx, r)

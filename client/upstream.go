@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -269,12 +268,7 @@ func (c *Client) ReportUpstream(ctx context.Context, key string, lim Limit, u Up
 	if fb == nil {
 		return UpstreamResult{}, nil
 	}
-	var resp *resiliencev1.ReportUpstreamResponse
-	err := c.invoke(ctx, 0, func(ctx context.Context, opts ...grpc.CallOption) error {
-		var err error
-		resp, err = c.rs.ReportUpstream(ctx, &resiliencev1.ReportUpstreamRequest{Feedback: []*resiliencev1.UpstreamFeedback{fb}}, opts...)
-		return err
-	})
+	resp, err := invokeFor(ctx, c, 0, c.rs.ReportUpstream, &resiliencev1.ReportUpstreamRequest{Feedback: []*resiliencev1.UpstreamFeedback{fb}})
 	if err != nil {
 		if !c.local(err) {
 			return UpstreamResult{}, err
@@ -315,11 +309,6 @@ func (c *Client) Release(ctx context.Context, d Decision) (int64, error) {
 	if d.SlotToken == "" {
 		return 0, nil
 	}
-	var resp *resiliencev1.ReleaseResponse
-	err := c.invoke(ctx, 0, func(ctx context.Context, opts ...grpc.CallOption) error {
-		var err error
-		resp, err = c.rs.Release(ctx, &resiliencev1.ReleaseRequest{SlotToken: d.SlotToken}, opts...)
-		return err
-	})
+	resp, err := invokeFor(ctx, c, 0, c.rs.Release, &resiliencev1.ReleaseRequest{SlotToken: d.SlotToken})
 	return resp.GetReleased(), err
 }
