@@ -70,6 +70,13 @@ func (t Timeouts) withDefaults() Timeouts {
 // so about how long after a failover it keeps calling the dead master.
 const ClusterStateReload = time.Second
 
+// Protocol is the RESP version every client speaks: 2. The stores need
+// nothing of RESP3 (their scripts answer integers, strings and arrays, and
+// pub/sub has a connection of its own either way), and go-redis looks for
+// RESP3 push notifications after every reply it reads: about 4 % of the
+// server's CPU on an allowed Acquire (docs/benchmarks.md).
+const Protocol = 2
+
 // Kind names the Redis deployment a URL points at.
 type Kind string
 
@@ -106,6 +113,7 @@ func Open(rawURL string, t Timeouts) (redis.UniversalClient, Kind, error) {
 		opt.DialerRetries = 1
 		opt.DialerRetryTimeout = 10 * time.Millisecond
 		opt.ContextTimeoutEnabled = true
+		opt.Protocol = Protocol
 		return redis.NewFailoverClient(opt), Sentinel, nil
 	case q.Has("addr") || q.Get("cluster") == "true":
 		if q.Has("cluster") {
@@ -131,6 +139,7 @@ func Open(rawURL string, t Timeouts) (redis.UniversalClient, Kind, error) {
 		opt.DialerRetries = 1
 		opt.DialerRetryTimeout = 10 * time.Millisecond
 		opt.ContextTimeoutEnabled = true
+		opt.Protocol = Protocol
 		return redis.NewClusterClient(opt), Cluster, nil
 	default:
 		opt, err := redis.ParseURL(rawURL)
@@ -142,6 +151,7 @@ func Open(rawURL string, t Timeouts) (redis.UniversalClient, Kind, error) {
 		opt.DialerRetries = 1
 		opt.DialerRetryTimeout = 10 * time.Millisecond
 		opt.ContextTimeoutEnabled = true
+		opt.Protocol = Protocol
 		return redis.NewClient(opt), Single, nil
 	}
 }
