@@ -654,12 +654,13 @@ func storeError(op string, err error) error {
 	return fmt.Errorf("%w: %s: %w", ErrStoreUnavailable, op, err)
 }
 
-// localStats keeps statistics in process for a Store that is not a
-// StatsStore.
+// localStats keeps statistics in process: for a Store that is not a
+// StatsStore, and for the MemoryStore. It applies a StatsDelta once per Seq
+// and Source.
 type localStats struct {
 	mu    sync.Mutex // protects the fields below
 	total Counters
-	seqs  map[string]uint64
+	seqs  map[string]uint64 // last StatsDelta.Seq applied per Source
 }
 
 func (l *localStats) AddStats(_ context.Context, d StatsDelta) error {

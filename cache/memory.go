@@ -36,8 +36,8 @@ type MemoryStore struct {
 	items map[string]*list.Element // of *memEntry
 	lru   *list.List               // front: most recently used
 	bytes int64                    // sum of memEntry.size
-	stats Counters
-	seqs  map[string]uint64 // last StatsDelta.Seq applied per Source
+
+	stats localStats // the in-process totals, with their own lock
 
 	// fmu serialises the calls of the followers' functions, and protects
 	// followers.
@@ -81,7 +81,7 @@ func NewMemoryStore(opts ...MemoryOption) (*MemoryStore, error) {
 		maxBytes: DefaultMemoryMaxBytes,
 		items:    make(map[string]*list.Element),
 		lru:      list.New(),
-		seqs:     make(map[string]uint64),
+		stats:    localStats{seqs: make(map[string]uint64)},
 	}
 	for _, o := range opts {
 		o(s)
@@ -234,14 +234,7 @@ func (s *MemoryStore) AddStats(ctx context.Context, d StatsDelta) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if d.Seq != 0 && d.Seq <= s.seqs[d.Source] {
-		return nil
-	}
-	s.seqs[d.Source] = d.Seq
-	s.stats = s.stats.Add(d.Counters)
-	return nil
+	return s.stats.AddStats(ctx, d)
 }
 
 // LoadStats returns the in-process totals.
@@ -249,9 +242,7 @@ func (s *MemoryStore) LoadStats(ctx context.Context) (Counters, error) {
 	if err := ctx.Err(); err != nil {
 		return Counters{}, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.stats, nil
+	return s.stats.LoadStats(ctx)
 }
 
 // Follow implements Feed in process: it calls fn with an InvalidateAll, then
