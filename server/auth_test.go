@@ -18,6 +18,7 @@ import (
 
 	"github.com/topdeck/resilience/config"
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
+	"github.com/topdeck/resilience/internal/testkit"
 )
 
 // Every method the server serves needs a role or is open: a new RPC cannot
@@ -85,7 +86,7 @@ func startAuthServer(t *testing.T) *testEnv {
 	t.Helper()
 	cfg := authConfig(t)
 	tenants := NewTenants(cfg, func(c *config.Config) (*Backends, error) {
-		return NewBackends(c, memoryStores(t, c, nil), slog.New(slog.NewJSONHandler(&syncBuffer{}, nil)))
+		return NewBackends(c, memoryStores(t, c, nil), slog.New(slog.NewJSONHandler(&testkit.SyncBuffer{}, nil)))
 	})
 	t.Cleanup(func() { _ = tenants.Close() })
 	return startServer(t, cfg, WithTenants(tenants))

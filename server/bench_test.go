@@ -4,13 +4,11 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/topdeck/resilience/config"
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
 	"github.com/topdeck/resilience/internal/redistest"
+	"github.com/topdeck/resilience/internal/testkit"
 	limiterredis "github.com/topdeck/resilience/limiter/redisstore"
 )
 
@@ -118,25 +117,9 @@ func serveBench(b *testing.B, cfg *config.Config, backends *Backends, level slog
 // a client connection to it.
 func serveTCP(b *testing.B, s *grpc.Server) *grpc.ClientConn {
 	b.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = s.Serve(lis)
-	}()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		_ = conn.Close()
-		s.Stop()
-		<-done
-	})
-	return conn
+	lis := testkit.Listen(b)
+	testkit.Serve(b, lis, s.Serve, s.Stop)
+	return testkit.Dial(b, lis.Addr().String())
 }
 
 func benchHealth(b *testing.B, conn *grpc.ClientConn) {

@@ -1,13 +1,10 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,7 +13,6 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -28,33 +24,16 @@ import (
 	"github.com/topdeck/resilience/config"
 	"github.com/topdeck/resilience/correlation"
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
+	"github.com/topdeck/resilience/internal/testkit"
 	"github.com/topdeck/resilience/limiter"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type testEnv struct {
 	srv   *Server
 	conn  *grpc.ClientConn
-	logs  *syncBuffer
+	logs  *testkit.SyncBuffer
 	clock *testClock // the clock of the backends of startServer
 }
 
@@ -96,28 +75,16 @@ func parseConfig(t *testing.T, yaml string) *config.Config {
 // startServerWith runs a Server on b over bufconn.
 func startServerWith(t *testing.T, cfg *config.Config, b *Backends, opts ...Option) *testEnv {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	srv := New(cfg, b, append([]Option{WithLogger(logger)}, opts...)...)
 	lis := bufconn.Listen(1 << 20)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(lis)
-	}()
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatalf("grpc.NewClient: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = conn.Close()
+	testkit.Serve(t, lis, srv.Serve, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
-		<-done
 	})
+	conn := testkit.DialBufconn(t, lis, "passthrough:///bufnet")
 	return &testEnv{srv: srv, conn: conn, logs: logs}
 }
 
@@ -147,7 +114,7 @@ func memoryBackends(t testing.TB, cfg *config.Config, opts ...BackendOption) *Ba
 	for _, opt := range opts {
 		opt(&o)
 	}
-	b, err := NewBackends(cfg, memoryStores(t, cfg, o.now), slog.New(slog.NewJSONHandler(&syncBuffer{}, nil)), opts...)
+	b, err := NewBackends(cfg, memoryStores(t, cfg, o.now), slog.New(slog.NewJSONHandler(&testkit.SyncBuffer{}, nil)), opts...)
 	if err != nil {
 		t.Fatalf("NewBackends: %v", err)
 	}
@@ -384,23 +351,13 @@ func TestCorrelationIDAndLogging(t *testing.T) {
 }
 
 func TestPanicBecomesInternal(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	l := slog.New(slog.NewJSONHandler(logs, nil))
 	srv := grpc.NewServer(interceptors(l, nil)...)
 	healthpb.RegisterHealthServer(srv, panicHealth{})
-	lis := bufconn.Listen(1 << 16)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(lis) }()
-	defer func() { srv.Stop(); <-done }()
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := testkit.ServeBufconn(t, srv)
 
-	_, err = healthpb.NewHealthClient(conn).Check(ctxT(t), &healthpb.HealthCheckRequest{})
+	_, err := healthpb.NewHealthClient(conn).Check(ctxT(t), &healthpb.HealthCheckRequest{})
 	if got := status.Code(err); got != codes.Internal {
 		t.Fatalf("got %v, want INTERNAL", err)
 	}
@@ -427,7 +384,7 @@ func (panicHealth) Check(context.Context, *healthpb.HealthCheckRequest) (*health
 }
 
 func TestShutdownMarksNotServing(t *testing.T) {
-	srv := New(config.Default(), memoryBackends(t, config.Default()), WithLogger(slog.New(slog.NewJSONHandler(&syncBuffer{}, nil))))
+	srv := New(config.Default(), memoryBackends(t, config.Default()), WithLogger(slog.New(slog.NewJSONHandler(&testkit.SyncBuffer{}, nil))))
 	lis := bufconn.Listen(1 << 16)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(lis) }()

@@ -3,20 +3,18 @@ package server
 import (
 	"context"
 	"log/slog"
-	"net"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/topdeck/resilience/config"
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
 	"github.com/topdeck/resilience/internal/redistest"
+	"github.com/topdeck/resilience/internal/testkit"
 )
 
 // BenchmarkTenantIsolation measures what a flooding tenant costs a modest
@@ -59,25 +57,14 @@ auth:
 	}
 	tenants := NewTenants(cfg, build)
 	srv := New(cfg, backends, WithLogger(log), WithTenants(tenants))
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(lis) }()
 	b.Cleanup(func() {
-		srv.GRPC().Stop()
-		<-done
 		_ = tenants.Close()
 		_ = backends.Close()
 	})
+	lis := testkit.Listen(b)
+	testkit.Serve(b, lis, srv.Serve, srv.GRPC().Stop)
 	dial := func() resiliencev1.ResilienceServiceClient {
-		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = conn.Close() })
-		return resiliencev1.NewResilienceServiceClient(conn)
+		return resiliencev1.NewResilienceServiceClient(testkit.Dial(b, lis.Addr().String()))
 	}
 	limit := &resiliencev1.RateLimit{MaxCalls: 1 << 30, TimeWindow: durationpb.New(time.Second)}
 	acquire := func(c resiliencev1.ResilienceServiceClient, ctx context.Context, key string) error {
