@@ -409,9 +409,7 @@ func validateLimits(add func(string, ...string), limits map[string]Limit, path .
 	at := func(p ...string) []string { return append(slices.Clone(path), p...) }
 	for _, name := range sortedKeys(limits) {
 		l := limits[name]
-		if name == "" || len(name) > MaxNameBytes {
-			add(fmt.Sprintf("name must be 1 to %d bytes", MaxNameBytes), at(name)...)
-		}
+		validPolicyName(add, name, at(name)...)
 		// The limiter's own rules: positive limits, whole microseconds,
 		// exact arithmetic.
 		var ie *limiter.InvalidArgumentError
@@ -423,7 +421,7 @@ func validateLimits(add func(string, ...string), limits map[string]Limit, path .
 				if l.Lease.MaxTokens != 0 || l.Lease.TTL != 0 {
 					add("needs a rate limit (max_calls and time_window): a concurrency limit alone takes no tokens", at(name, "lease")...)
 				}
-				validFailurePolicy(add, l, at(name, "on_store_failure"))
+				validChoice(add, l.OnStoreFailure, AllowLocal, Deny, at(name, "on_store_failure")...)
 				continue
 			}
 		}
@@ -434,15 +432,23 @@ func validateLimits(add func(string, ...string), limits map[string]Limit, path .
 		} else if err := l.LeasePolicy().Validate(lim); errors.As(err, &ie) {
 			add(ie.Reason, at(append([]string{name}, strings.Split(ie.Field, ".")...)...)...)
 		}
-		validFailurePolicy(add, l, at(name, "on_store_failure"))
+		validChoice(add, l.OnStoreFailure, AllowLocal, Deny, at(name, "on_store_failure")...)
 	}
 }
 
-func validFailurePolicy(add func(string, ...string), l Limit, path []string) {
-	switch l.OnStoreFailure {
-	case "", AllowLocal, Deny:
-	default:
-		add(fmt.Sprintf("must be %q or %q, got %q", AllowLocal, Deny, l.OnStoreFailure), path...)
+// validPolicyName reports, at path, a limit's or breaker policy's name that
+// is empty or longer than MaxNameBytes.
+func validPolicyName(add func(string, ...string), name string, path ...string) {
+	if name == "" || len(name) > MaxNameBytes {
+		add(fmt.Sprintf("name must be 1 to %d bytes", MaxNameBytes), path...)
+	}
+}
+
+// validChoice reports, at path, a v that is neither "" (the default) nor a
+// nor b.
+func validChoice(add func(string, ...string), v, a, b string, path ...string) {
+	if v != "" && v != a && v != b {
+		add(fmt.Sprintf("must be %q or %q, got %q", a, b, v), path...)
 	}
 }
 
@@ -451,14 +457,8 @@ func validateBreakers(add func(string, ...string), breakers map[string]Breaker, 
 	at := func(p ...string) []string { return append(slices.Clone(path), p...) }
 	for _, name := range sortedKeys(breakers) {
 		b := breakers[name]
-		if name == "" || len(name) > MaxNameBytes {
-			add(fmt.Sprintf("name must be 1 to %d bytes", MaxNameBytes), at(name)...)
-		}
-		switch b.Mode {
-		case "", ModeConsecutive, ModeFailureRate:
-		default:
-			add(fmt.Sprintf("must be %q or %q, got %q", ModeConsecutive, ModeFailureRate, b.Mode), at(name, "mode")...)
-		}
+		validPolicyName(add, name, at(name)...)
+		validChoice(add, b.Mode, ModeConsecutive, ModeFailureRate, at(name, "mode")...)
 		// Zero fields mean "inherit"; the breaker package checks the rest.
 		var se *breaker.InvalidArgumentError
 		if _, err := breaker.NewSettings(b.fields()); errors.As(err, &se) {
