@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/topdeck/resilience/internal/clocktest"
+	"github.com/topdeck/resilience/internal/testkit"
 
 	commonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
@@ -19,10 +19,8 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -48,26 +46,9 @@ func memoryLimiter(c *clock) *limiter.Limiter {
 // serve runs srv on an in-memory gRPC connection and returns a client.
 func serve(t *testing.T, srv *envoyrls.Server) ratelimitv3.RateLimitServiceClient {
 	t.Helper()
-	lis := bufconn.Listen(1 << 20)
 	gs := grpc.NewServer()
 	srv.Register(gs)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = gs.Serve(lis)
-	}()
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = conn.Close()
-		gs.Stop()
-		<-done
-	})
-	return ratelimitv3.NewRateLimitServiceClient(conn)
+	return ratelimitv3.NewRateLimitServiceClient(testkit.ServeBufconn(t, gs))
 }
 
 func newServer(t *testing.T, l *limiter.Limiter, yamlCfg string, opts ...envoyrls.Option) (*envoyrls.Server, ratelimitv3.RateLimitServiceClient) {
