@@ -133,12 +133,7 @@ func decodeDomain(l *errList, n *yaml.Node, path string) (Domain, bool) {
 	if !ok {
 		return Domain{}, false
 	}
-	d := Domain{Line: n.Line}
-	if v := f["domain"]; v != nil {
-		d.Name, _ = str(l, v, path+".domain")
-	} else {
-		l.add(n.Line, path+".domain", "is required")
-	}
+	d := Domain{Line: n.Line, Name: requiredStr(l, f, n.Line, path, "domain")}
 	if v := f["descriptors"]; v != nil {
 		d.Descriptors = decodeDescriptors(l, v, path+".descriptors")
 	}
@@ -165,12 +160,7 @@ func decodeDescriptors(l *errList, n *yaml.Node, path string) []Descriptor {
 		if !ok {
 			continue
 		}
-		d := Descriptor{Line: item.Line}
-		if v := f["key"]; v != nil {
-			d.Key, _ = str(l, v, p+".key")
-		} else {
-			l.add(item.Line, p+".key", "is required")
-		}
+		d := Descriptor{Line: item.Line, Key: requiredStr(l, f, item.Line, p, "key")}
 		if v := f["value"]; v != nil {
 			d.Value, _ = str(l, v, p+".value")
 		}
@@ -353,6 +343,17 @@ func str(l *errList, n *yaml.Node, path string) (string, bool) {
 		return "", false
 	}
 	return n.Value, true
+}
+
+// requiredStr decodes the string field name of f, the fields of the mapping
+// at line and path; a missing one is reported as required, and gives "".
+func requiredStr(l *errList, f map[string]*yaml.Node, line int, path, name string) string {
+	if v := f[name]; v != nil {
+		s, _ := str(l, v, path+"."+name)
+		return s
+	}
+	l.add(line, path+"."+name, "is required")
+	return ""
 }
 
 func boolean(l *errList, n *yaml.Node, path string) bool {
