@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
+	"github.com/topdeck/resilience/internal/testkit"
 )
 
 // fakeServer is an in-process server with canned answers that records
@@ -99,16 +99,11 @@ func (f *fakeServer) Set(ctx context.Context, req *resiliencev1.SetRequest) (*re
 // address.
 func (f *fakeServer) start(t *testing.T) string {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lis := testkit.Listen(t)
 	s := grpc.NewServer()
 	resiliencev1.RegisterResilienceServiceServer(s, f)
 	resiliencev1.RegisterCacheServiceServer(s, f)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = s.Serve(lis) }()
-	t.Cleanup(func() { s.Stop(); <-done })
+	testkit.Serve(t, lis, s.Serve, s.Stop)
 	return lis.Addr().String()
 }
 
@@ -172,7 +167,7 @@ func TestWatch(t *testing.T) {
 	t.Run("interrupted", func(t *testing.T) {
 		f := &fakeServer{events: []*resiliencev1.BreakerEvent{ev}}
 		addr := f.start(t)
-		stdout := &syncBuffer{}
+		stdout := &testkit.SyncBuffer{}
 		var stderr bytes.Buffer
 		ctx, interrupt := context.WithCancel(context.Background())
 		defer interrupt()
@@ -249,22 +244,4 @@ func TestCacheSetFromStdin(t *testing.T) {
 	if code != 0 || stdout != "\x00\x01\x02" {
 		t.Errorf("get --raw: got exit %d, stdout %q; want 0 and the bytes", code, stdout)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex // protects b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
