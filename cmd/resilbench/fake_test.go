@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net"
 	"sync"
 	"testing"
 
@@ -14,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
+	"github.com/topdeck/resilience/internal/testkit"
 )
 
 // fakeServer is an in-process resilienced stand-in on 127.0.0.1: the real
@@ -41,10 +41,7 @@ type fakeOptions struct {
 // startFake starts a fakeServer on 127.0.0.1:0, stopped when t ends.
 func startFake(t *testing.T, opts fakeOptions) *fakeServer {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lis := testkit.Listen(t)
 	f := &fakeServer{
 		addr:     lis.Addr().String(),
 		keys:     map[string]int{},
@@ -60,15 +57,7 @@ func startFake(t *testing.T, opts fakeOptions) *fakeServer {
 		resiliencev1.RegisterResilienceServiceServer(srv, f)
 	}
 	resiliencev1.RegisterCacheServiceServer(srv, f)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		srv.Serve(lis)
-	}()
-	t.Cleanup(func() {
-		srv.Stop()
-		<-done
-	})
+	testkit.Serve(t, lis, srv.Serve, srv.Stop)
 	return f
 }
 
