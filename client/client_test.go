@@ -25,6 +25,7 @@ import (
 	"github.com/topdeck/resilience/client/retry"
 	"github.com/topdeck/resilience/correlation"
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
+	"github.com/topdeck/resilience/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -393,16 +394,8 @@ func serveUpstream(t *testing.T, u healthpb.HealthServer, opts ...grpc.DialOptio
 	lis := bufconn.Listen(1 << 20)
 	gs := grpc.NewServer()
 	healthpb.RegisterHealthServer(gs, u)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = gs.Serve(lis) }()
-	conn, err := grpc.NewClient("passthrough:///upstream", append([]grpc.DialOption{
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close(); gs.Stop(); <-done })
-	return conn
+	testkit.Serve(t, lis, gs.Serve, gs.Stop)
+	return testkit.DialBufconn(t, lis, "passthrough:///upstream", opts...)
 }
 
 func TestInterceptorOpensBreaker(t *testing.T) {
@@ -463,25 +456,14 @@ func TestGetOrLoadSingleFlight(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		return report{Count: 42}, nil
 	}
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			v, err := client.GetOrLoad(ctx, c.Cache(), "sf/key", time.Minute, load)
-			if err == nil && v.Count != 42 {
-				err = errors.New("wrong value")
-			}
-			errs <- err
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Errorf("GetOrLoad: %v", err)
+	for _, err := range testkit.Parallel(n, func(int) error {
+		v, err := client.GetOrLoad(ctx, c.Cache(), "sf/key", time.Minute, load)
+		if err == nil && v.Count != 42 {
+			err = errors.New("wrong value")
 		}
+		return err
+	}) {
+		t.Errorf("GetOrLoad: %v", err)
 	}
 	if got := loads.Load(); got != 1 {
 		t.Errorf("loads: got %d, want 1", got)

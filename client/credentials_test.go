@@ -20,6 +20,7 @@ import (
 	"github.com/topdeck/resilience/client"
 	"github.com/topdeck/resilience/config"
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
+	"github.com/topdeck/resilience/internal/testkit"
 	"github.com/topdeck/resilience/server"
 )
 
@@ -46,19 +47,15 @@ func authService(t *testing.T, token string) string {
 	}
 	tenants := server.NewTenants(cfg, build)
 	srv := server.New(cfg, b, server.WithLogger(log), server.WithTenants(tenants))
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(lis) }()
 	t.Cleanup(func() {
+		_ = tenants.Close()
+		_ = b.Close()
+	})
+	lis := testkit.Listen(t)
+	testkit.Serve(t, lis, srv.Serve, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
-		<-done
-		_ = tenants.Close()
-		_ = b.Close()
 	})
 	return lis.Addr().String()
 }
@@ -67,13 +64,7 @@ func TestBearerToken(t *testing.T) {
 	addr := authService(t, "s3cret")
 	dial := func(target string, opts ...grpc.DialOption) resiliencev1.ResilienceServiceClient {
 		t.Helper()
-		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		conn, err := grpc.NewClient(target, opts...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = conn.Close() })
-		return resiliencev1.NewResilienceServiceClient(conn)
+		return resiliencev1.NewResilienceServiceClient(testkit.Dial(t, target, opts...))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
