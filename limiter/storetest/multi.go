@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/topdeck/resilience/internal/testkit"
 	"github.com/topdeck/resilience/limiter"
 )
 
@@ -470,41 +470,30 @@ func testSlotsConcurrent(t *testing.T, newStore NewStoreFunc) {
 	e := newMulti(t, newStore)
 	const maxInFlight, workers, rounds = 3, 12, 20
 	reqs := []limiter.Request{slots(keyA, maxInFlight, time.Minute), rate(keyB, limiter.Limit{MaxCalls: 1 << 20, Window: time.Second}, 1)}
-	var inFlight, peak, admitted atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range rounds {
-				id := limiter.NewSlotID()
-				res, err := e.ms.TakeAll(context.Background(), reqs, limiter.TakeAllOptions{SlotID: id})
-				if err != nil {
-					errs <- err
-					return
-				}
-				if !res.Allowed {
-					continue
-				}
-				admitted.Add(1)
-				n := inFlight.Add(1)
-				for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
-				}
-				inFlight.Add(-1)
-				if _, err := e.ms.ReleaseSlots(context.Background(), []string{keyA}, id); err != nil {
-					errs <- err
-					return
-				}
+	var inFlight testkit.Gauge
+	var admitted atomic.Int64
+	for _, err := range testkit.Parallel(workers, func(int) error {
+		for range rounds {
+			id := limiter.NewSlotID()
+			res, err := e.ms.TakeAll(context.Background(), reqs, limiter.TakeAllOptions{SlotID: id})
+			if err != nil {
+				return err
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+			if !res.Allowed {
+				continue
+			}
+			admitted.Add(1)
+			inFlight.Enter()
+			inFlight.Leave()
+			if _, err := e.ms.ReleaseSlots(context.Background(), []string{keyA}, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	}) {
 		t.Fatal(err)
 	}
-	if p := peak.Load(); p > maxInFlight {
+	if p := inFlight.Peak(); p > maxInFlight {
 		t.Errorf("peak in flight %d, want at most %d", p, maxInFlight)
 	}
 	if admitted.Load() == 0 {

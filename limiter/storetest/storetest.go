@@ -20,12 +20,12 @@ import (
 	"reflect"
 	"slices"
 	"sort"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/topdeck/resilience/internal/clocktest"
+	"github.com/topdeck/resilience/internal/testkit"
 
 	"github.com/topdeck/resilience/limiter"
 )
@@ -369,29 +369,19 @@ func testConcurrentKeys(t *testing.T, newStore NewStoreFunc) {
 	s := newStore(t, clock.Now)
 	lim := limiter.Limit{MaxCalls: 1, Window: time.Hour, Burst: burst}
 	var admitted [keys]atomic.Int64
-	errs := make(chan error, keys*workers)
-	var wg sync.WaitGroup
-	for k := range keys {
-		for range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for range calls {
-					res, err := s.Take(context.Background(), fmt.Sprintf("ck%d", k), lim, 1, 0)
-					if err != nil {
-						errs <- err
-						return
-					}
-					if res.Allowed {
-						admitted[k].Add(1)
-					}
-				}
-			}()
+	for _, err := range testkit.Parallel(keys*workers, func(i int) error {
+		k := i / workers
+		for range calls {
+			res, err := s.Take(context.Background(), fmt.Sprintf("ck%d", k), lim, 1, 0)
+			if err != nil {
+				return err
+			}
+			if res.Allowed {
+				admitted[k].Add(1)
+			}
 		}
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+		return nil
+	}) {
 		t.Fatalf("Take: %v", err)
 	}
 	for k := range keys {
