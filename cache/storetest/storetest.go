@@ -6,11 +6,11 @@ import (
 	"errors"
 	"slices"
 	"sort"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/topdeck/resilience/internal/clocktest"
+	"github.com/topdeck/resilience/internal/testkit"
 
 	"github.com/topdeck/resilience/cache"
 )
@@ -318,31 +318,22 @@ func testLen(t *testing.T, h *harness) {
 
 func testConcurrent(t *testing.T, h *harness) {
 	ctx := context.Background()
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for g := 0; g < 8; g++ {
-		wg.Go(func() {
-			for i := 0; i < 50; i++ {
-				k := "c:" + itoa(i%5)
-				if err := h.store.Set(ctx, k, []byte(k), time.Minute); err != nil {
-					errs <- err
-					return
-				}
-				e, ok, err := h.store.Get(ctx, k)
-				if err != nil {
-					errs <- err
-					return
-				}
-				if ok && string(e.Value) != k {
-					errs <- errors.New("Get(" + k + ") returned " + string(e.Value))
-					return
-				}
+	for _, err := range testkit.Parallel(8, func(int) error {
+		for i := 0; i < 50; i++ {
+			k := "c:" + itoa(i%5)
+			if err := h.store.Set(ctx, k, []byte(k), time.Minute); err != nil {
+				return err
 			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+			e, ok, err := h.store.Get(ctx, k)
+			if err != nil {
+				return err
+			}
+			if ok && string(e.Value) != k {
+				return errors.New("Get(" + k + ") returned " + string(e.Value))
+			}
+		}
+		return nil
+	}) {
 		t.Error(err)
 	}
 }
