@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/topdeck/resilience/internal/fanout"
+	"github.com/topdeck/resilience/internal/repeat"
 )
 
 // Defaults of the invalidation watchers of a Cache.
@@ -139,25 +140,14 @@ func (c *Cache) AwaitFollowing(ctx context.Context) error {
 
 // follow follows the store's feed until ctx ends, again after each break.
 func (c *Cache) follow(ctx context.Context) {
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	q := c.feedRetry / 5
+	repeat.Run(ctx, 0, func() time.Duration { return c.feedRetry - q + rand.N(2*q+1) }, func() {
 		err := c.feed.Follow(ctx, c.apply)
 		c.feedDown()
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil && c.onFeedError != nil {
+		if err != nil && ctx.Err() == nil && c.onFeedError != nil {
 			c.onFeedError(err)
 		}
-		q := c.feedRetry / 5
-		t.Reset(c.feedRetry - q + rand.N(2*q+1))
-	}
+	})
 }
 
 // apply applies one invalidation of the feed: to the memory layer and the

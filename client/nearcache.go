@@ -8,6 +8,7 @@ import (
 
 	"github.com/topdeck/resilience/cache"
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
+	"github.com/topdeck/resilience/internal/repeat"
 )
 
 // Defaults of the near cache.
@@ -110,22 +111,15 @@ func (k *Cache) Run(ctx context.Context) error {
 	}
 	defer k.running.Store(false)
 	defer k.near.SetLive(false)
-	t := time.NewTimer(0)
-	defer t.Stop()
 	pause := nearRetryMin
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	repeat.Run(ctx, 0, func() time.Duration { return pause/2 + rand.N(pause/2+1) }, func() {
 		if k.watch(ctx) {
 			pause = nearRetryMin // it was in place: try again soon
 		} else {
 			pause = min(2*pause, nearRetryMax)
 		}
-		t.Reset(pause/2 + rand.N(pause/2+1))
-	}
+	})
+	return nil
 }
 
 // watch holds one invalidation stream until it breaks or ctx ends, and

@@ -14,6 +14,7 @@ import (
 	"github.com/topdeck/resilience/cache"
 	"github.com/topdeck/resilience/config"
 	"github.com/topdeck/resilience/envoyrls"
+	"github.com/topdeck/resilience/internal/repeat"
 	"github.com/topdeck/resilience/limiter"
 )
 
@@ -179,7 +180,7 @@ const watchRetry = time.Second
 // followEvents runs the state cache on the breaker's events until ctx ends,
 // subscribing again after watchRetry when the subscription fails or ends.
 func (b *Backends) followEvents(ctx context.Context) {
-	repeat(ctx, 0, func() time.Duration { return watchRetry }, func() {
+	repeat.Run(ctx, 0, func() time.Duration { return watchRetry }, func() {
 		if err := b.States.Run(ctx, b.Breaker, ""); err != nil && ctx.Err() == nil {
 			b.log.Debug("breaker events unavailable; retrying", "error", err.Error())
 		}
@@ -208,7 +209,7 @@ func (b *Backends) pruneRegistry(ctx context.Context) {
 		q := b.pruneEvery / 4
 		return q - q/5 + rand.N(2*q/5)
 	}
-	repeat(ctx, jittered(), jittered, func() {
+	repeat.Run(ctx, jittered(), jittered, func() {
 		n, ran, err := p.Prune(ctx, b.pruneEvery)
 		b.metrics.observePruned(n)
 		switch {
@@ -218,22 +219,6 @@ func (b *Backends) pruneRegistry(ctx context.Context) {
 			b.log.Info("pruned the breaker registry", "removed", n)
 		}
 	})
-}
-
-// repeat runs fn after first, then again each next() after fn returns,
-// until ctx ends.
-func repeat(ctx context.Context, first time.Duration, next func() time.Duration, fn func()) {
-	t := time.NewTimer(first)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		fn()
-		t.Reset(next())
-	}
 }
 
 // StoreDataLost is called when the shared store is found to have lost its
