@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
+	"github.com/topdeck/resilience/internal/testkit"
 )
 
 // TestMultiAllOrNothingFleet: a pair of limits where one is empty charges
@@ -76,55 +76,43 @@ limits:
   ado: {max_in_flight: 4, in_flight_lease: 10s}
 `)
 	ctx := ctxT(t, 60*time.Second)
-	var inFlight, peak, admitted, refused atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, 72)
+	var inFlight testkit.Gauge
+	var admitted, refused atomic.Int64
 	stop := time.Now().Add(3 * time.Second)
-	for g := range 72 { // 24 callers per replica
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rs := f.rs(g)
-			for i := 0; i < 200 && time.Now().Before(stop); i++ {
-				resp, err := rs.Acquire(ctx, &resiliencev1.AcquireRequest{Key: "ado", Policy: "ado"})
-				if err != nil {
-					errs <- err
-					return
-				}
-				if !resp.GetAllowed() {
-					refused.Add(1)
-					if resp.GetReason() != resiliencev1.AcquireReason_ACQUIRE_REASON_CONCURRENCY_LIMITED {
-						errs <- fmt.Errorf("refused with %v, want CONCURRENCY_LIMITED", resp.GetReason())
-						return
-					}
-					continue
-				}
-				admitted.Add(1)
-				n := inFlight.Add(1)
-				for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
-				}
-				time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond)
-				inFlight.Add(-1)
-				// Released through any replica.
-				if _, err := f.rs(rand.IntN(3)).Release(ctx, &resiliencev1.ReleaseRequest{SlotToken: resp.GetSlotToken()}); err != nil {
-					errs <- err
-					return
-				}
+	for _, err := range testkit.Parallel(72, func(g int) error { // 24 callers per replica
+		rs := f.rs(g)
+		for i := 0; i < 200 && time.Now().Before(stop); i++ {
+			resp, err := rs.Acquire(ctx, &resiliencev1.AcquireRequest{Key: "ado", Policy: "ado"})
+			if err != nil {
+				return err
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+			if !resp.GetAllowed() {
+				refused.Add(1)
+				if resp.GetReason() != resiliencev1.AcquireReason_ACQUIRE_REASON_CONCURRENCY_LIMITED {
+					return fmt.Errorf("refused with %v, want CONCURRENCY_LIMITED", resp.GetReason())
+				}
+				continue
+			}
+			admitted.Add(1)
+			inFlight.Enter()
+			time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond)
+			inFlight.Leave()
+			// Released through any replica.
+			if _, err := f.rs(rand.IntN(3)).Release(ctx, &resiliencev1.ReleaseRequest{SlotToken: resp.GetSlotToken()}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}) {
 		t.Fatal(err)
 	}
-	if p := peak.Load(); p > maxInFlight {
+	if p := inFlight.Peak(); p > maxInFlight {
 		t.Errorf("peak in flight %d, want at most %d", p, maxInFlight)
 	}
 	if admitted.Load() == 0 || refused.Load() == 0 {
 		t.Errorf("admitted %d, refused %d: want both", admitted.Load(), refused.Load())
 	}
-	t.Logf("admitted %d, refused %d, peak %d", admitted.Load(), refused.Load(), peak.Load())
+	t.Logf("admitted %d, refused %d, peak %d", admitted.Load(), refused.Load(), inFlight.Peak())
 	// Every slot was released: the dry run sees none in flight.
 	resp, err := f.rs(1).Acquire(ctx, &resiliencev1.AcquireRequest{Key: "ado", Policy: "ado", DryRun: true})
 	if err != nil || !resp.GetAllowed() || resp.GetLimits()[0].GetInFlight() != 0 {
