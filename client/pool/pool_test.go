@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/topdeck/resilience/client/pool"
+	"github.com/topdeck/resilience/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -28,20 +29,14 @@ func seq(n int) []int {
 
 func TestConcurrencyBound(t *testing.T) {
 	for _, workers := range []int{1, 3, 8} {
-		var running, peak atomic.Int64
+		var running testkit.Gauge
 		results, sum := pool.Run(context.Background(), seq(40), func(ctx context.Context, i int) (int, error) {
-			n := running.Add(1)
-			for {
-				p := peak.Load()
-				if n <= p || peak.CompareAndSwap(p, n) {
-					break
-				}
-			}
+			running.Enter()
 			time.Sleep(time.Millisecond)
-			running.Add(-1)
+			running.Leave()
 			return i * i, nil
 		}, pool.WithWorkers(workers))
-		if got := peak.Load(); got > int64(workers) || got < 1 {
+		if got := running.Peak(); got > int64(workers) || got < 1 {
 			t.Errorf("workers=%d: peak concurrency got %d, want 1..%d", workers, got, workers)
 		}
 		if sum.Succeeded != 40 || sum.Failed != 0 || sum.Total != 40 {
