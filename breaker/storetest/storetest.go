@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/topdeck/resilience/internal/clocktest"
+	"github.com/topdeck/resilience/internal/testkit"
 
 	"github.com/topdeck/resilience/breaker"
 )
@@ -134,10 +135,7 @@ func wantState[T comparable](t *testing.T, what string, got, want T) {
 
 // Run runs the conformance suite against stores made by newStore.
 func Run(t *testing.T, newStore NewStoreFunc) {
-	tests := []struct {
-		name string
-		fn   func(*testing.T, *env)
-	}{
+	testkit.Suite[*env]{
 		{"FreshBreakerIsClosed", testFresh},
 		{"OpensAfterThreshold", testOpensAfterThreshold},
 		{"SuccessResetsCount", testSuccessResetsCount},
@@ -159,12 +157,7 @@ func Run(t *testing.T, newStore NewStoreFunc) {
 		{"ListPagesByPrefix", testList},
 		{"WatchSeesTransitions", testWatch},
 		{"InvalidInput", testInvalid},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			tc.fn(t, newEnv(t, newStore))
-		})
-	}
+	}.Run(t, func(t *testing.T) *env { return newEnv(t, newStore) })
 }
 
 func testFresh(t *testing.T, e *env) {

@@ -26,10 +26,7 @@ type NewStoreFunc func(t *testing.T, now func() time.Time) cache.Store
 // stores must also implement cache.StatsStore.
 func Run(t *testing.T, newStore NewStoreFunc) {
 	t.Helper()
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, h *harness)
-	}{
+	testkit.Suite[*harness]{
 		{"RoundTrip", testRoundTrip},
 		{"TTL", testTTL},
 		{"Expiry", testExpiry},
@@ -41,14 +38,11 @@ func Run(t *testing.T, newStore NewStoreFunc) {
 		{"StatsIdempotent", testStatsIdempotent},
 		{"CacheStatsAcrossInstances", testCacheStats},
 		{"CacheRunFlushes", testCacheRun},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h := &harness{t: t, clock: clocktest.New(time.Now())}
-			h.store = newStore(t, h.clock.Now)
-			tt.fn(t, h)
-		})
-	}
+	}.Run(t, func(t *testing.T) *harness {
+		h := &harness{t: t, clock: clocktest.New(time.Now())}
+		h.store = newStore(t, h.clock.Now)
+		return h
+	})
 }
 
 // harness holds one test's store and its fake clock.

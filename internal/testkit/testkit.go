@@ -134,3 +134,20 @@ func Parallel(n int, f func(i int) error) []error {
 	}
 	return out
 }
+
+// Suite is a list of named tests that each run on a value built for them,
+// such as a fresh store and its clock: the shape of a conformance suite
+// run against every implementation of an interface.
+type Suite[E any] []struct {
+	Name string
+	Test func(t *testing.T, e E)
+}
+
+// Run runs each test of s, in order, as a subtest of t on what newEnv
+// builds for that subtest.
+func (s Suite[E]) Run(t *testing.T, newEnv func(t *testing.T) E) {
+	t.Helper()
+	for _, tt := range s {
+		t.Run(tt.Name, func(t *testing.T) { tt.Test(t, newEnv(t)) })
+	}
+}

@@ -20,7 +20,7 @@ import (
 // documentation ("Leases").
 func RunLease(t *testing.T, newStore NewStoreFunc) {
 	t.Helper()
-	suite{
+	run(t, suite{
 		{"LeaseSteps", testLeaseSteps},
 		{"LeaseGiveBack", testLeaseGiveBack},
 		{"LeaseLimitChange", testLeaseLimitChange},
@@ -30,7 +30,7 @@ func RunLease(t *testing.T, newStore NewStoreFunc) {
 		{"FleetGiveBackOnExpiry", testFleetGiveBackOnExpiry},
 		{"FleetSustainedBound", testFleetSustainedBound},
 		{"FleetModel", testFleetModel},
-	}.run(t, newStore)
+	}, newStore)
 }
 
 // tenPerSec is the lease steps' limit: one token per 100ms, burst 10; with

@@ -17,7 +17,7 @@ import (
 // implement limiter.MultiStore and limiter.Pauser.
 func RunMulti(t *testing.T, newStore NewStoreFunc) {
 	t.Helper()
-	suite{
+	run(t, suite{
 		{"AllOrNothing", testAllOrNothing},
 		{"AllOrNothingFirstKeyRefuses", testAllOrNothingFirstRefuses},
 		{"LongestRetryAfter", testLongestRetryAfter},
@@ -34,7 +34,7 @@ func RunMulti(t *testing.T, newStore NewStoreFunc) {
 		{"SlotQueueFirstComeFirstServed", testSlotQueue},
 		{"SlotsConcurrent", testSlotsConcurrent},
 		{"MultiInvalidInput", testMultiInvalid},
-	}.run(t, newStore)
+	}, newStore)
 }
 
 type multiEnv struct {

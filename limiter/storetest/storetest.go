@@ -38,7 +38,7 @@ type NewStoreFunc func(t *testing.T, now func() time.Time) limiter.Store
 // subtest builds its own store and clock.
 func Run(t *testing.T, newStore NewStoreFunc) {
 	t.Helper()
-	suite{
+	run(t, suite{
 		{"BurstThenDeny", testBurstThenDeny},
 		{"Refill", testRefill},
 		{"Cost", testCost},
@@ -58,21 +58,17 @@ func Run(t *testing.T, newStore NewStoreFunc) {
 		{"InvalidInput", testInvalidInput},
 		{"RandomBound", testRandomBound},
 		{"ConcurrentKeys", testConcurrentKeys},
-	}.run(t, newStore)
+	}, newStore)
 }
 
-// suite is a list of named tests of stores.
-type suite []struct {
-	name string
-	fn   func(t *testing.T, newStore NewStoreFunc)
-}
+// suite is a list of named tests of stores, each given newStore to build
+// its own.
+type suite = testkit.Suite[NewStoreFunc]
 
 // run runs each test of s as a subtest against the stores newStore builds.
-func (s suite) run(t *testing.T, newStore NewStoreFunc) {
+func run(t *testing.T, s suite, newStore NewStoreFunc) {
 	t.Helper()
-	for _, tt := range s {
-		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore) })
-	}
+	s.Run(t, func(*testing.T) NewStoreFunc { return newStore })
 }
 
 // Clock is a manual clock, safe for concurrent use: time moves only on
