@@ -82,7 +82,7 @@ func decodeLease(v any, req limiter.LeaseRequest) (limiter.LeaseGrant, error) {
 	r := limiter.Reservation{TAT: n[6], TATRem: n[7], Prev: n[8], PrevRem: n[9]}
 	if wait == 0 {
 		if n[8] != 0 || n[9] != 0 {
-			return limiter.LeaseGrant{}, fmt.Errorf("malformed lease reply: no wait but a reservation %v", n[6:10])
+			return limiter.LeaseGrant{}, fmt.Errorf("malformed lease reply: no wait but a reservation [%d %d %d %d]", n[6], n[7], n[8], n[9])
 		}
 		r = limiter.Reservation{}
 	}

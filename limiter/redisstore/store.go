@@ -419,7 +419,7 @@ func decodeResult(v any) (limiter.Result, error) {
 	}
 	r := limiter.Reservation{TAT: n[5], TATRem: n[6], Prev: n[7], PrevRem: n[8]}
 	if (n[4] > 0) == r.IsZero() {
-		return limiter.Result{}, fmt.Errorf("malformed reply: wait %dµs with reservation %v", n[4], n[5:])
+		return limiter.Result{}, fmt.Errorf("malformed reply: wait %dµs with reservation [%d %d %d %d %d]", n[4], n[5], n[6], n[7], n[8], n[9])
 	}
 	return limiter.Result{
 		Allowed:     n[0] == 1,
