@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/topdeck/resilience/cache"
+	"github.com/topdeck/resilience/cache/storetest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -268,13 +269,7 @@ func TestCacheDegradesWhenStoreFails(t *testing.T) {
 	if err != nil || !g.Found || g.Degraded {
 		t.Errorf("Get after recovery: got %+v, %v, want found", g, err)
 	}
-	st, err := c.Stats(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := (cache.Counters{Hits: 1, Sets: 1, Errors: 4}); st.Counters != want {
-		t.Errorf("Stats: got %+v, want %+v", st.Counters, want)
-	}
+	storetest.WantCounters(t, "Stats", c, cache.Counters{Hits: 1, Sets: 1, Errors: 4})
 }
 
 func TestCacheSkipsStoreKnownDown(t *testing.T) {

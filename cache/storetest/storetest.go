@@ -375,6 +375,19 @@ func newCache(t *testing.T, s cache.Store, opts ...cache.Option) *cache.Cache {
 	return c
 }
 
+// WantCounters fails t unless the Stats of c have the counters want; what
+// names the check in the message.
+func WantCounters(t *testing.T, what string, c *cache.Cache, want cache.Counters) {
+	t.Helper()
+	st, err := c.Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Counters != want {
+		t.Errorf("%s: got %+v, want %+v", what, st.Counters, want)
+	}
+}
+
 func testCacheStats(t *testing.T, h *harness) {
 	ctx := context.Background()
 	c1, c2 := newCache(t, h.store), newCache(t, h.store) // two replicas
@@ -403,13 +416,7 @@ func testCacheStats(t *testing.T, h *harness) {
 	}
 
 	// Before any flush each replica sees only its own counts.
-	st, err := c1.Stats(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := (cache.Counters{Hits: 1, Misses: 1, Sets: 2}); st.Counters != want {
-		t.Errorf("c1.Stats before flush: got %+v, want %+v", st.Counters, want)
-	}
+	WantCounters(t, "c1.Stats before flush", c1, cache.Counters{Hits: 1, Misses: 1, Sets: 2})
 
 	for _, c := range []*cache.Cache{c1, c2} {
 		if err := c.Flush(ctx); err != nil {
@@ -457,11 +464,5 @@ func testCacheRun(t *testing.T, h *harness) {
 		t.Errorf("Run: got %v, want nil after the final flush", err)
 	}
 	// The final flush carried the Set.
-	st, err := c2.Stats(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := (cache.Counters{Misses: 1, Sets: 1}); st.Counters != want {
-		t.Errorf("c2.Stats after c1's Run returned: got %+v, want %+v", st.Counters, want)
-	}
+	WantCounters(t, "c2.Stats after c1's Run returned", c2, cache.Counters{Misses: 1, Sets: 1})
 }
