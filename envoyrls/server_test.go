@@ -468,28 +468,24 @@ func TestConcurrentCallsAreExact(t *testing.T) {
 `)
 	var mu sync.Mutex
 	okCount := 0
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range 10 {
-				resp, err := c.ShouldRateLimit(context.Background(), req("d", 0, desc("k", "v"), desc("k", "v")))
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				for _, s := range resp.GetStatuses() {
-					if s.GetCode() == ok {
-						okCount++
-					}
-				}
-				mu.Unlock()
+	for _, err := range testkit.Parallel(8, func(int) error {
+		for range 10 {
+			resp, err := c.ShouldRateLimit(context.Background(), req("d", 0, desc("k", "v"), desc("k", "v")))
+			if err != nil {
+				return err
 			}
-		}()
+			mu.Lock()
+			for _, s := range resp.GetStatuses() {
+				if s.GetCode() == ok {
+					okCount++
+				}
+			}
+			mu.Unlock()
+		}
+		return nil
+	}) {
+		t.Error(err)
 	}
-	wg.Wait()
 	if okCount != 25 {
 		t.Errorf("got %d OK statuses from 160 hits on a 25/hour bucket, want 25", okCount)
 	}

@@ -3,12 +3,13 @@ package limiter_test
 import (
 	"context"
 	"errors"
-	"sync"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/topdeck/resilience/internal/storehealth"
+	"github.com/topdeck/resilience/internal/testkit"
 	"github.com/topdeck/resilience/limiter"
 	"github.com/topdeck/resilience/limiter/storetest"
 )
@@ -167,24 +168,20 @@ func TestLeaseConcurrent(t *testing.T) {
 	_, s, l := newLeaseFleet(t)
 	req := limiter.Request{Key: "k", Limit: hot, Cost: 1, Lease: hotLease}
 	var admitted atomic.Int64
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range 20 {
-				res, err := l.Acquire(context.Background(), req)
-				if err != nil || res.Degraded {
-					t.Errorf("Acquire = %+v, %v", res, err)
-					return
-				}
-				if res.Allowed {
-					admitted.Add(1)
-				}
+	for _, err := range testkit.Parallel(16, func(int) error {
+		for range 20 {
+			res, err := l.Acquire(context.Background(), req)
+			if err != nil || res.Degraded {
+				return fmt.Errorf("Acquire = %+v, %v", res, err)
 			}
-		}()
+			if res.Allowed {
+				admitted.Add(1)
+			}
+		}
+		return nil
+	}) {
+		t.Error(err)
 	}
-	wg.Wait()
 	if got, want := admitted.Load(), hotLease.LeaseCapacity(hot); got != want {
 		t.Errorf("320 concurrent calls admitted %d, want the lease capacity %d", got, want)
 	}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
+	"github.com/topdeck/resilience/internal/testkit"
 )
 
 const handlersConfig = `
@@ -281,29 +282,25 @@ func TestConcurrentAcquireIsExact(t *testing.T) {
 	c, _ := newClients(t)
 	lim := &resiliencev1.RateLimit{MaxCalls: 50, TimeWindow: durationpb.New(time.Hour)}
 	var (
-		wg      sync.WaitGroup
 		mu      sync.Mutex
 		allowed int
 	)
-	for g := 0; g < 16; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 10; i++ {
-				resp, err := c.Acquire(context.Background(), &resiliencev1.AcquireRequest{Key: "hot", Limit: lim})
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				if resp.GetAllowed() {
-					mu.Lock()
-					allowed++
-					mu.Unlock()
-				}
+	for _, err := range testkit.Parallel(16, func(int) error {
+		for i := 0; i < 10; i++ {
+			resp, err := c.Acquire(context.Background(), &resiliencev1.AcquireRequest{Key: "hot", Limit: lim})
+			if err != nil {
+				return err
 			}
-		}()
+			if resp.GetAllowed() {
+				mu.Lock()
+				allowed++
+				mu.Unlock()
+			}
+		}
+		return nil
+	}) {
+		t.Error(err)
 	}
-	wg.Wait()
 	if allowed != 50 {
 		t.Errorf("160 calls against a burst of 50 in an hour: %d allowed, want exactly 50", allowed)
 	}
