@@ -8,6 +8,7 @@ import (
 	"time"
 
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
+	"github.com/topdeck/resilience/internal/testkit"
 )
 
 const breakerConfig = `
@@ -82,26 +83,22 @@ func TestBreakerAcrossReplicas(t *testing.T) {
 	// half_open_max_calls (2) probes.
 	time.Sleep(time.Until(opened.GetAt().AsTime().Add(550 * time.Millisecond)))
 	var (
-		wg      sync.WaitGroup
 		probes  atomic.Int64
 		permits sync.Map
 	)
-	for g := 0; g < 30; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			resp, err := f.rs(g).Acquire(ctx, acquireADO)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			if resp.GetAllowed() {
-				probes.Add(1)
-				permits.Store(resp.GetPermitId(), resp.GetBreakerGeneration())
-			}
-		}(g)
+	for _, err := range testkit.Parallel(30, func(g int) error {
+		resp, err := f.rs(g).Acquire(ctx, acquireADO)
+		if err != nil {
+			return err
+		}
+		if resp.GetAllowed() {
+			probes.Add(1)
+			permits.Store(resp.GetPermitId(), resp.GetBreakerGeneration())
+		}
+		return nil
+	}) {
+		t.Error(err)
 	}
-	wg.Wait()
 	if got := probes.Load(); got != 2 {
 		t.Fatalf("concurrent Acquires in HALF_OPEN admitted %d probes, want exactly 2", got)
 	}

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
 	"github.com/topdeck/resilience/internal/redistest"
+	"github.com/topdeck/resilience/internal/testkit"
 )
 
 // fleet is several replicas sharing one Redis.
@@ -74,33 +76,28 @@ type flood struct {
 func floodOneKey(t *testing.T, client func(g int) resiliencev1.ResilienceServiceClient, key, policy string, burst, rate float64, callers int, runFor time.Duration) flood {
 	t.Helper()
 	var allowed, denied atomic.Int64
-	var wg sync.WaitGroup
 	start := time.Now()
 	stop := start.Add(runFor)
-	for g := 0; g < callers; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			c := client(g)
-			for time.Now().Before(stop) {
-				resp, err := c.Acquire(context.Background(), &resiliencev1.AcquireRequest{Key: key, Policy: policy})
-				if err != nil {
-					t.Errorf("Acquire: %v", err)
-					return
-				}
-				if resp.GetDegraded() {
-					t.Errorf("got a degraded answer with Redis up: %v", resp)
-					return
-				}
-				if resp.GetAllowed() {
-					allowed.Add(1)
-				} else {
-					denied.Add(1)
-				}
+	for _, err := range testkit.Parallel(callers, func(g int) error {
+		c := client(g)
+		for time.Now().Before(stop) {
+			resp, err := c.Acquire(context.Background(), &resiliencev1.AcquireRequest{Key: key, Policy: policy})
+			if err != nil {
+				return fmt.Errorf("Acquire: %v", err)
 			}
-		}(g)
+			if resp.GetDegraded() {
+				return fmt.Errorf("got a degraded answer with Redis up: %v", resp)
+			}
+			if resp.GetAllowed() {
+				allowed.Add(1)
+			} else {
+				denied.Add(1)
+			}
+		}
+		return nil
+	}) {
+		t.Error(err)
 	}
-	wg.Wait()
 	f := flood{allowed: allowed.Load(), denied: denied.Load(), elapsed: time.Since(start)}
 	upper := burst + rate*f.elapsed.Seconds()
 	lower := burst + rate*(f.elapsed.Seconds()-0.2)
