@@ -339,30 +339,24 @@ func testHalfOpenConcurrent(t *testing.T, e *env) {
 	e.clock.Advance(s.RecoveryTimeout)
 	const callers = 40
 	var (
-		wg      sync.WaitGroup
 		mu      sync.Mutex
 		permits = map[string]bool{}
 		denied  int
-		errs    []error
 	)
-	for i := 0; i < callers; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			a, err := e.store.Allow(e.ctx, "b", s)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err != nil:
-				errs = append(errs, err)
-			case a.Allowed:
-				permits[a.PermitID] = true
-			default:
-				denied++
-			}
-		}()
-	}
-	wg.Wait()
+	errs := testkit.Parallel(callers, func(int) error {
+		a, err := e.store.Allow(e.ctx, "b", s)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if a.Allowed {
+			permits[a.PermitID] = true
+		} else {
+			denied++
+		}
+		return nil
+	})
 	if len(errs) > 0 {
 		t.Fatalf("concurrent Allow: unexpected errors: %v", errs)
 	}

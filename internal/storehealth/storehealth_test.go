@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 
 	"github.com/topdeck/resilience/internal/clocktest"
 	"github.com/topdeck/resilience/internal/storehealth"
+	"github.com/topdeck/resilience/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
@@ -211,22 +211,17 @@ func TestOutcomeOf(t *testing.T) {
 // the race detector.
 func TestConcurrent(t *testing.T) {
 	tr, clock := newTracker(t)
-	var wg sync.WaitGroup
-	for g := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range 2000 {
-				if c, ok := tr.Begin(); ok {
-					c.End(storehealth.Outcome((g + i) % 3))
-				}
-				if i%50 == 0 {
-					clock.Advance(interval / 4)
-				}
+	testkit.Parallel(8, func(g int) error {
+		for i := range 2000 {
+			if c, ok := tr.Begin(); ok {
+				c.End(storehealth.Outcome((g + i) % 3))
 			}
-		}()
-	}
-	wg.Wait()
+			if i%50 == 0 {
+				clock.Advance(interval / 4)
+			}
+		}
+		return nil
+	})
 	st := tr.State()
 	if st.Failures == 0 || st.Skipped == 0 {
 		t.Errorf("State() = %+v, want some failures and skipped calls", st)
