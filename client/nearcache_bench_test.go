@@ -26,16 +26,7 @@ func BenchmarkNearCacheGet(b *testing.B) {
 	}
 	b.Cleanup(func() { _ = rdb.Close() })
 	value := make([]byte, 100)
-	if err := rdb.Set(ctx, "plain", value, time.Hour).Err(); err != nil {
-		b.Fatal(err)
-	}
-	b.Run("RedisGET", func(b *testing.B) {
-		for b.Loop() {
-			if err := rdb.Get(ctx, "plain").Err(); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+	redistest.BenchmarkGET(b, "RedisGET", rdb, value)
 
 	s := mustService(b, "", rdb)
 	remote := client.New(s.conn, client.WithoutNearCache()).Cache()

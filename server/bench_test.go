@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -48,16 +47,7 @@ func redisStores(cfg *config.Config, rdb redis.UniversalClient) Stores {
 func BenchmarkCacheGetFloor(b *testing.B) {
 	ctx := context.Background()
 	rdb := redistest.Start(b).Client()
-	if err := rdb.Set(ctx, "plain", make([]byte, 256), time.Hour).Err(); err != nil {
-		b.Fatal(err)
-	}
-	b.Run("RedisGET", func(b *testing.B) {
-		for b.Loop() {
-			if err := rdb.Get(ctx, "plain").Err(); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+	redistest.BenchmarkGET(b, "RedisGET", rdb, make([]byte, 256))
 
 	bare := grpc.NewServer()
 	healthpb.RegisterHealthServer(bare, health.NewServer())

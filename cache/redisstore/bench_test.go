@@ -17,17 +17,7 @@ func BenchmarkRedis(b *testing.B) {
 	ctx := context.Background()
 	client := redistest.Start(b).Client()
 	value := make([]byte, 256)
-	if err := client.Set(ctx, "plain", value, time.Hour).Err(); err != nil {
-		b.Fatal(err)
-	}
-
-	b.Run("GoRedisGET", func(b *testing.B) {
-		for b.Loop() {
-			if err := client.Get(ctx, "plain").Err(); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+	redistest.BenchmarkGET(b, "GoRedisGET", client, value)
 	b.Run("GoRedisSET", func(b *testing.B) {
 		for b.Loop() {
 			if err := client.Set(ctx, "plain", value, time.Hour).Err(); err != nil {

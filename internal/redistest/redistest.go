@@ -135,6 +135,24 @@ func WaitAnswering(tb testing.TB, c redis.UniversalClient, d time.Duration) {
 	}
 }
 
+// BenchmarkGET stores value under the key "plain" through c and runs the
+// sub-benchmark name: one plain go-redis GET of it per iteration, the floor
+// that a benchmark of a path through Redis compares with.
+func BenchmarkGET(b *testing.B, name string, c redis.Cmdable, value []byte) {
+	b.Helper()
+	ctx := context.Background()
+	if err := c.Set(ctx, "plain", value, time.Hour).Err(); err != nil {
+		b.Fatal(err)
+	}
+	b.Run(name, func(b *testing.B) {
+		for b.Loop() {
+			if err := c.Get(ctx, "plain").Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
 // Kill stops the server at once (SIGKILL) and waits for the process to exit.
 // It is a no-op when the server is not running.
 func (s *Server) Kill() {
