@@ -131,22 +131,13 @@ func getAsync(ctx context.Context, c *cache.Cache, key string) <-chan getReply {
 func newGatedCache(t *testing.T) (s *faultyStore, c *cache.Cache, release func()) {
 	t.Helper()
 	s = newFaulty(t)
-	c = newCache(t, s, cache.WithStoreTimeout(time.Minute))
+	c = storetest.NewCache(t, s, cache.WithStoreTimeout(time.Minute))
 	if _, err := c.Set(context.Background(), "k", []byte("v"), 0); err != nil {
 		t.Fatal(err)
 	}
 	release = s.gate()
 	t.Cleanup(release)
 	return s, c, release
-}
-
-func newCache(t *testing.T, s cache.Store, opts ...cache.Option) *cache.Cache {
-	t.Helper()
-	c, err := cache.New(s, opts...)
-	if err != nil {
-		t.Fatalf("cache.New: %v", err)
-	}
-	return c
 }
 
 func wantArgumentError(t *testing.T, err error, field, msg string) {
@@ -166,7 +157,7 @@ func wantArgumentError(t *testing.T, err error, field, msg string) {
 func TestCacheRefusesBadArguments(t *testing.T) {
 	ctx := context.Background()
 	s := newMemory(t)
-	c := newCache(t, s, cache.WithMaxValueBytes(10))
+	c := storetest.NewCache(t, s, cache.WithMaxValueBytes(10))
 	long := strings.Repeat("k", cache.MaxKeyBytes+1)
 	for _, tc := range []struct {
 		name  string
@@ -214,7 +205,7 @@ func TestNewRefusesBadOptions(t *testing.T) {
 func TestCacheDefaultTTL(t *testing.T) {
 	ctx := context.Background()
 	clk := clocktest.New(time.Unix(0, 0))
-	c := newCache(t, newMemory(t, cache.WithClock(clk.Now)), cache.WithDefaultTTL(time.Hour))
+	c := storetest.NewCache(t, newMemory(t, cache.WithClock(clk.Now)), cache.WithDefaultTTL(time.Hour))
 	r, err := c.Set(ctx, "k", []byte("v"), 0)
 	if err != nil || !r.Stored || r.TTL != time.Hour {
 		t.Fatalf("Set(ttl 0): got %+v, %v, want stored with TTL 1h", r, err)
@@ -235,7 +226,7 @@ func TestCacheDegradesWhenStoreFails(t *testing.T) {
 	// Every call after a failure probes the store (a 1 ns retry interval),
 	// so each one sees the store's own error; the skipping of a store
 	// known to be down is TestCacheSkipsStoreKnownDown.
-	c := newCache(t, s, cache.WithRetryInterval(time.Nanosecond))
+	c := storetest.NewCache(t, s, cache.WithRetryInterval(time.Nanosecond))
 	if _, err := c.Set(ctx, "k", []byte("v"), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +266,7 @@ func TestCacheDegradesWhenStoreFails(t *testing.T) {
 func TestCacheSkipsStoreKnownDown(t *testing.T) {
 	ctx := context.Background()
 	s := newFaulty(t)
-	c := newCache(t, s, cache.WithRetryInterval(time.Hour))
+	c := storetest.NewCache(t, s, cache.WithRetryInterval(time.Hour))
 	s.fail.Store(true)
 	if g, _ := c.Get(ctx, "k"); !g.Degraded || !errors.Is(g.Err, errDown) {
 		t.Fatalf("first Get: got %+v, want degraded with the store's error", g)
@@ -300,7 +291,7 @@ func TestCacheSkipsStoreKnownDown(t *testing.T) {
 func TestCacheStatsWhenStatsStoreFails(t *testing.T) {
 	ctx := context.Background()
 	s := newFaulty(t)
-	c := newCache(t, s)
+	c := storetest.NewCache(t, s)
 	if _, err := c.Get(ctx, "a"); err != nil {
 		t.Fatal(err)
 	}
@@ -344,7 +335,7 @@ func TestCacheStatsWhenStatsStoreFails(t *testing.T) {
 func TestCacheSingleFlight(t *testing.T) {
 	ctx := context.Background()
 	s := newFaulty(t)
-	c := newCache(t, s)
+	c := storetest.NewCache(t, s)
 	if _, err := c.Set(ctx, "k", []byte("v"), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -382,7 +373,7 @@ func TestCacheSingleFlight(t *testing.T) {
 
 func TestCacheGetCancelledCallers(t *testing.T) {
 	s := newFaulty(t)
-	c := newCache(t, s)
+	c := storetest.NewCache(t, s)
 	release := s.gate()
 	defer release()
 
@@ -474,7 +465,7 @@ func TestCacheGetLeaderPanicDoesNotStrandFollowers(t *testing.T) {
 
 func TestCacheStoreTimeoutDegrades(t *testing.T) {
 	s := newFaulty(t)
-	c := newCache(t, s, cache.WithStoreTimeout(20*time.Millisecond))
+	c := storetest.NewCache(t, s, cache.WithStoreTimeout(20*time.Millisecond))
 	release := s.gate() // the store hangs
 	defer release()
 	g, err := c.Get(context.Background(), "k")
@@ -496,7 +487,7 @@ func TestCacheWriteHidesOlderFlight(t *testing.T) {
 	} {
 		t.Run(step.name, func(t *testing.T) {
 			s := newFaulty(t)
-			c := newCache(t, s)
+			c := storetest.NewCache(t, s)
 			if _, err := c.Set(ctx, "k", []byte("old"), 0); err != nil {
 				t.Fatal(err)
 			}
@@ -522,7 +513,7 @@ func TestCacheWriteHidesOlderFlight(t *testing.T) {
 func TestCacheRunStopsAndFlushes(t *testing.T) {
 	ctx := context.Background()
 	s := newMemory(t)
-	c := newCache(t, s, cache.WithFlushInterval(10*time.Millisecond))
+	c := storetest.NewCache(t, s, cache.WithFlushInterval(10*time.Millisecond))
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- c.Run(rctx) }()
@@ -544,7 +535,7 @@ type plainStore struct{ cache.Store }
 
 func TestCacheStatsWithoutStatsStore(t *testing.T) {
 	ctx := context.Background()
-	c := newCache(t, plainStore{newMemory(t)})
+	c := storetest.NewCache(t, plainStore{newMemory(t)})
 	_, _ = c.Set(ctx, "k", []byte("v"), 0)
 	_, _ = c.Get(ctx, "k")
 	if err := c.Flush(ctx); err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/topdeck/resilience/cache"
+	"github.com/topdeck/resilience/cache/storetest"
 )
 
 // feedStore is a faultyStore whose feed (the MemoryStore's) can be broken:
@@ -129,7 +130,7 @@ func sameInvalidation(a, b cache.Invalidation) bool {
 func TestCacheWatchSeesEveryCachesWrites(t *testing.T) {
 	ctx := context.Background()
 	ms := newMemory(t)
-	a, b := newCache(t, ms), newCache(t, ms)
+	a, b := storetest.NewCache(t, ms), storetest.NewCache(t, ms)
 	if _, err := a.Watch(ctx); !errors.Is(err, cache.ErrFeedDown) {
 		t.Fatalf("Watch before Run: got %v, want ErrFeedDown", err)
 	}
@@ -170,7 +171,7 @@ func TestCacheWatchSeesEveryCachesWrites(t *testing.T) {
 func TestCacheWatchBounds(t *testing.T) {
 	ctx := context.Background()
 	ms := newMemory(t)
-	c := newCache(t, ms, cache.WithMaxWatchers(2))
+	c := storetest.NewCache(t, ms, cache.WithMaxWatchers(2))
 	runCache(t, c)
 	slow, err := c.Watch(ctx)
 	if err != nil {
@@ -201,8 +202,8 @@ func TestCacheWatchBounds(t *testing.T) {
 func TestCacheMemoryLayer(t *testing.T) {
 	ctx := context.Background()
 	fs := newFeedStore(t)
-	c := newCache(t, fs)                 // a Feed, not a MemoryStore: memory layer by default
-	other := newCache(t, fs.MemoryStore) // another replica writing to the same store
+	c := storetest.NewCache(t, fs)                 // a Feed, not a MemoryStore: memory layer by default
+	other := storetest.NewCache(t, fs.MemoryStore) // another replica writing to the same store
 	if _, err := other.Set(ctx, "k", []byte("v1"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +268,7 @@ func TestCacheMemoryLayer(t *testing.T) {
 func TestCacheMemoryLayerOptions(t *testing.T) {
 	ctx := context.Background()
 	fs := newFeedStore(t)
-	c := newCache(t, fs, cache.WithMemoryLayer(nil))
+	c := storetest.NewCache(t, fs, cache.WithMemoryLayer(nil))
 	runCache(t, c)
 	if _, err := c.Set(ctx, "k", []byte("v"), time.Minute); err != nil {
 		t.Fatal(err)
@@ -286,7 +287,7 @@ func TestCacheMemoryLayerOptions(t *testing.T) {
 }
 
 func TestCacheAwaitFollowing(t *testing.T) {
-	c := newCache(t, newMemory(t))
+	c := storetest.NewCache(t, newMemory(t))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
 	defer cancel()
 	if err := c.AwaitFollowing(ctx); !errors.Is(err, context.DeadlineExceeded) {

@@ -366,7 +366,9 @@ func testStatsIdempotent(t *testing.T, h *harness) {
 	}
 }
 
-func newCache(t *testing.T, s cache.Store, opts ...cache.Option) *cache.Cache {
+// NewCache returns a Cache over s with opts, failing t if cache.New refuses
+// them.
+func NewCache(t *testing.T, s cache.Store, opts ...cache.Option) *cache.Cache {
 	t.Helper()
 	c, err := cache.New(s, opts...)
 	if err != nil {
@@ -390,7 +392,7 @@ func WantCounters(t *testing.T, what string, c *cache.Cache, want cache.Counters
 
 func testCacheStats(t *testing.T, h *harness) {
 	ctx := context.Background()
-	c1, c2 := newCache(t, h.store), newCache(t, h.store) // two replicas
+	c1, c2 := NewCache(t, h.store), NewCache(t, h.store) // two replicas
 	mustSet := func(c *cache.Cache, k string) {
 		t.Helper()
 		if r, err := c.Set(ctx, k, []byte("v"), time.Minute); err != nil || !r.Stored {
@@ -443,8 +445,8 @@ func testCacheStats(t *testing.T, h *harness) {
 }
 
 func testCacheRun(t *testing.T, h *harness) {
-	c1 := newCache(t, h.store, cache.WithFlushInterval(20*time.Millisecond))
-	c2 := newCache(t, h.store)
+	c1 := NewCache(t, h.store, cache.WithFlushInterval(20*time.Millisecond))
+	c2 := NewCache(t, h.store)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c1.Run(ctx) }()
