@@ -135,8 +135,7 @@ func TestLeaseInvalid(t *testing.T) {
 	}
 	for _, tt := range tests {
 		_, err := l.Acquire(context.Background(), tt.req)
-		var ia *limiter.InvalidArgumentError
-		if !errors.As(err, &ia) || ia.Field != tt.field {
+		if !storetest.InvalidFor(err, tt.field) {
 			t.Errorf("Acquire(%+v) error = %v, want an InvalidArgumentError for %s", tt.req, err, tt.field)
 		}
 	}

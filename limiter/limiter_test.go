@@ -123,8 +123,7 @@ func TestAcquireInvalid(t *testing.T) {
 	}
 	for _, tt := range tests {
 		_, err := l.Acquire(context.Background(), tt.req)
-		var ia *limiter.InvalidArgumentError
-		if !errors.As(err, &ia) || ia.Field != tt.field || !errors.Is(err, limiter.ErrInvalidArgument) {
+		if !storetest.InvalidFor(err, tt.field) || !errors.Is(err, limiter.ErrInvalidArgument) {
 			t.Errorf("Acquire(%+v): error = %v, want an InvalidArgumentError for %s", tt.req, err, tt.field)
 		}
 		if tt.is != nil && !errors.Is(err, tt.is) {

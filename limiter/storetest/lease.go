@@ -2,7 +2,6 @@ package storetest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -227,8 +226,7 @@ func testLeaseInvalidInput(t *testing.T, newStore NewStoreFunc) {
 		req := ok
 		tt.edit(&req)
 		_, err := l.Lease(context.Background(), "k", tt.lim, req)
-		var ia *limiter.InvalidArgumentError
-		if !errors.As(err, &ia) || ia.Field != tt.field {
+		if !InvalidFor(err, tt.field) {
 			t.Errorf("%s: Lease(%+v, %+v) error = %v, want an InvalidArgumentError for %s", tt.name, tt.lim, req, err, tt.field)
 		}
 	}

@@ -520,8 +520,7 @@ func testMultiInvalid(t *testing.T, newStore NewStoreFunc) {
 		{"max_in_flight 0", []limiter.Request{{Key: keyA, Cost: 1, Slots: limiter.Slots{Lease: time.Second}}}, "max_in_flight"},
 	} {
 		_, err := e.ms.TakeAll(context.Background(), tc.reqs, limiter.TakeAllOptions{SlotID: limiter.NewSlotID()})
-		var ie *limiter.InvalidArgumentError
-		if !errors.As(err, &ie) || ie.Field != tc.field {
+		if !InvalidFor(err, tc.field) {
 			t.Errorf("%s: %v, want an invalid %s", tc.name, err, tc.field)
 		}
 	}

@@ -642,19 +642,21 @@ func testInvalidInput(t *testing.T, newStore NewStoreFunc) {
 	}
 	for _, tt := range tests {
 		_, err := s.Take(ctx, "k", tt.lim, tt.cost, tt.maxWait)
-		var ia *limiter.InvalidArgumentError
-		if !asInvalid(err, &ia) || ia.Field != tt.field {
+		if !InvalidFor(err, tt.field) {
 			t.Errorf("Take(%+v, cost %d, maxWait %v) error = %v, want an InvalidArgumentError for %s", tt.lim, tt.cost, tt.maxWait, err, tt.field)
 		}
 		_, err = s.Peek(ctx, "k", tt.lim, tt.cost)
-		if tt.field != "max_wait" && (!asInvalid(err, &ia) || ia.Field != tt.field) {
+		if tt.field != "max_wait" && !InvalidFor(err, tt.field) {
 			t.Errorf("Peek(%+v, cost %d) error = %v, want an InvalidArgumentError for %s", tt.lim, tt.cost, err, tt.field)
 		}
 	}
 }
 
-func asInvalid(err error, target **limiter.InvalidArgumentError) bool {
-	return errors.As(err, target)
+// InvalidFor reports whether err is (or wraps) a *limiter.InvalidArgumentError
+// naming field.
+func InvalidFor(err error, field string) bool {
+	var ia *limiter.InvalidArgumentError
+	return errors.As(err, &ia) && ia.Field == field
 }
 
 // admission is one admitted call: cost tokens at te (now + wait), in
