@@ -66,40 +66,38 @@ var consecutive = breaker.Settings{
 	ProbeTimeout:     5 * time.Second,
 }
 
+// must returns v, failing the test with the call named by format and args
+// if err is not nil.
+func must[T any](e *env, v T, err error, format string, args ...any) T {
+	e.t.Helper()
+	if err != nil {
+		e.t.Fatalf("%s: unexpected error: %v", fmt.Sprintf(format, args...), err)
+	}
+	return v
+}
+
 func (e *env) allow(name string, s breaker.Settings) breaker.Admission {
 	e.t.Helper()
 	a, err := e.store.Allow(e.ctx, name, s)
-	if err != nil {
-		e.t.Fatalf("Allow(%q): unexpected error: %v", name, err)
-	}
-	return a
+	return must(e, a, err, "Allow(%q)", name)
 }
 
 func (e *env) report(name string, s breaker.Settings, o breaker.Outcome, gen uint64, permit string) breaker.ReportResult {
 	e.t.Helper()
 	r, err := e.store.Report(e.ctx, name, s, o, gen, permit)
-	if err != nil {
-		e.t.Fatalf("Report(%q, %v, gen %d, permit %q): unexpected error: %v", name, o, gen, permit, err)
-	}
-	return r
+	return must(e, r, err, "Report(%q, %v, gen %d, permit %q)", name, o, gen, permit)
 }
 
 func (e *env) status(name string, s breaker.Settings) breaker.Status {
 	e.t.Helper()
 	st, err := e.store.Status(e.ctx, name, s)
-	if err != nil {
-		e.t.Fatalf("Status(%q): unexpected error: %v", name, err)
-	}
-	return st
+	return must(e, st, err, "Status(%q)", name)
 }
 
 func (e *env) reset(name string, s breaker.Settings, to breaker.State) breaker.Status {
 	e.t.Helper()
 	st, err := e.store.Reset(e.ctx, name, s, to)
-	if err != nil {
-		e.t.Fatalf("Reset(%q, %v): unexpected error: %v", name, to, err)
-	}
-	return st
+	return must(e, st, err, "Reset(%q, %v)", name, to)
 }
 
 // trip opens name with FailureThreshold failures and returns the generation.
