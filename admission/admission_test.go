@@ -11,6 +11,7 @@ import (
 	"github.com/topdeck/resilience/admission"
 	"github.com/topdeck/resilience/breaker"
 	"github.com/topdeck/resilience/internal/clocktest"
+	"github.com/topdeck/resilience/internal/testkit"
 	"github.com/topdeck/resilience/limiter"
 )
 
@@ -46,12 +47,8 @@ func limited(key string, lim limiter.Limit) []limiter.Request {
 	return []limiter.Request{{Key: key, Limit: lim, Cost: 1}}
 }
 
-func ctxT(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+// ctxT returns a context that ends after 10s or with t.
+func ctxT(t *testing.T) context.Context { return testkit.Context(t, 10*time.Second) }
 
 func mustDecide(t *testing.T, a *admission.Admitter, req admission.Request) admission.Decision {
 	t.Helper()

@@ -22,6 +22,7 @@ import (
 	cacheredis "github.com/topdeck/resilience/cache/redisstore"
 	"github.com/topdeck/resilience/config"
 	"github.com/topdeck/resilience/correlation"
+	"github.com/topdeck/resilience/internal/testkit"
 	"github.com/topdeck/resilience/limiter"
 	limiterredis "github.com/topdeck/resilience/limiter/redisstore"
 	"github.com/topdeck/resilience/server"
@@ -150,9 +151,5 @@ func mustService(t testing.TB, yaml string, rdb redis.UniversalClient) *service 
 	return s
 }
 
-func ctxT(t testing.TB) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+// ctxT returns a context that ends after 10s or with t.
+func ctxT(t testing.TB) context.Context { return testkit.Context(t, 10*time.Second) }

@@ -122,12 +122,8 @@ func memoryBackends(t testing.TB, cfg *config.Config, opts ...BackendOption) *Ba
 	return b
 }
 
-func ctxT(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+// ctxT returns a context that ends after 5s or with t.
+func ctxT(t *testing.T) context.Context { return testkit.Context(t, 5*time.Second) }
 
 // wantInvalid checks that err is INVALID_ARGUMENT naming field, in the
 // message and in a BadRequest detail.

@@ -20,6 +20,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/topdeck/resilience/internal/testkit"
 )
 
 // binDir holds the binaries built once for the whole package.
@@ -179,9 +181,5 @@ func writeConfig(t *testing.T, yaml string) string {
 	return p
 }
 
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
+// ctxT returns a context that ends after d or with t.
+func ctxT(t *testing.T, d time.Duration) context.Context { return testkit.Context(t, d) }
