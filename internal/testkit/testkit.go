@@ -1,6 +1,8 @@
 // Package testkit holds the small pieces that tests of several packages
-// need alike: a buffer for a logger's concurrent writes, a gRPC server run
-// until the test ends, a peak-concurrency gauge and a fan-out of workers.
+// need alike: a buffer for a logger's concurrent writes, a context that
+// ends with the test, a gRPC server served and dialled until the test ends,
+// a peak-concurrency gauge, a fan-out of workers that collects their
+// errors, and the named-test table of a conformance suite.
 package testkit
 
 import (
