@@ -108,3 +108,12 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
+
+// TestProtocol: the service's clients and the test clients of redistest
+// speak the same RESP version, so that the store tests run as the service
+// does.
+func TestProtocol(t *testing.T) {
+	if Protocol != redistest.Protocol {
+		t.Fatalf("redisconn.Protocol = %d, redistest.Protocol = %d: the tests would not speak what the service speaks", Protocol, redistest.Protocol)
+	}
+}

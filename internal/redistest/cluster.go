@@ -113,6 +113,7 @@ func (c *Cluster) Client() *redis.ClusterClient {
 		DialerRetries:              1,
 		DialerRetryTimeout:         10 * time.Millisecond,
 		ClusterStateReloadInterval: 500 * time.Millisecond,
+		Protocol:                   Protocol,
 	})
 	c.tb.Cleanup(func() { _ = cc.Close() })
 	return cc

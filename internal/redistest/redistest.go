@@ -102,6 +102,11 @@ func (s *Server) URL() string {
 	return "redis://" + s.Addr()
 }
 
+// Protocol is the RESP version the clients of this package speak: the
+// service's, redisconn.Protocol (which redisconn's tests check; this package
+// cannot import it, since those tests import this one).
+const Protocol = 2
+
 // Client returns a new client for the server, closed when the test ends.
 // Its timeouts are short so that a killed server fails calls quickly.
 func (s *Server) Client() *redis.Client {
@@ -115,6 +120,7 @@ func (s *Server) Client() *redis.Client {
 	opt.MaxRetries = -1
 	opt.DialerRetries = 1
 	opt.DialerRetryTimeout = 10 * time.Millisecond
+	opt.Protocol = Protocol
 	c := redis.NewClient(opt)
 	s.tb.Cleanup(func() { _ = c.Close() })
 	return c

@@ -105,6 +105,7 @@ func (s *Sentinel) Client() *redis.Client {
 		MaxRetries:         -1,
 		DialerRetries:      1,
 		DialerRetryTimeout: 10 * time.Millisecond,
+		Protocol:           Protocol,
 	})
 	s.tb.Cleanup(func() { _ = c.Close() })
 	return c
