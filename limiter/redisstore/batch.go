@@ -21,10 +21,10 @@ type call struct {
 	now      string    // FOR TESTS ONLY: the injected clock, else ""
 	deadline time.Time // the caller's deadline; zero when it has none
 
-	// argv is the EVALSHA command: evalsha sha 2 rkey pkey m w b cost
-	// max_wait mode now, with pointers to the fields above (go-redis writes
-	// *string and *int64 as their values).
-	argv [12]any
+	// argv is the call's EVALSHA command alone (see commandLine): evalsha
+	// sha 2 rkey pkey m w b cost max_wait mode now, with pointers to the
+	// fields above (go-redis writes *string and *int64 as their values).
+	argv []any
 
 	// wake receives at most one signal per use, true to lead the next batch
 	// or false when res and err are set. It is buffered, so the sender never

@@ -56,7 +56,7 @@ type Store struct {
 	// maxPerCall decisions) rather than one each; only on a client of one
 	// node, where the keys of a call need not share a hash slot.
 	oneCall bool
-	argvs   sync.Pool // of *[]any, the command lines of oneCall batches
+	lines   sync.Pool // of *[]any, the command lines of a batch
 	calls   sync.Pool // of *call, reused when no leader can still see them
 	batcher *batcher  // nil when decisions are not batched
 }
@@ -171,7 +171,9 @@ func New(client redis.Scripter, opts ...Option) *Store {
 		opt(s)
 	}
 	s.calls.New = func() any { return s.newCall() }
-	s.argvs.New = func() any { a := make([]any, 0, 4+8*maxPerCall); return &a }
+	// Room for a whole default batch either way: 12 per decision sent
+	// alone, 4+8n for n decisions in one call.
+	s.lines.New = func() any { a := make([]any, 0, 12*DefaultMaxBatch); return &a }
 	// *redis.Client is one node (or Sentinel's current master); a Cluster
 	// client or a Ring spreads keys over nodes, so each decision there is
 	// its own call, routed by its own key.
@@ -284,8 +286,7 @@ func (s *Store) run(ctx context.Context, mode, key string, lim limiter.Limit, co
 // newCall returns a call whose argv points at its own fields.
 func (s *Store) newCall() *call {
 	c := &call{wake: make(chan bool, 1)}
-	c.argv = [12]any{"evalsha", &s.sha, "2", &c.rkey, &c.pkey,
-		&c.nums[0], &c.nums[1], &c.nums[2], &c.nums[3], &c.nums[4], &c.mode, &c.now}
+	c.argv = commandLine(make([]any, 0, 12), &s.sha, []*call{c})
 	return c
 }
 
@@ -313,34 +314,27 @@ const maxPerCall = 128
 // EVALSHA a decision. A NOSCRIPT reply loads the script and retries those
 // commands once with EVAL (see redisscript.Script.Exec).
 func (s *Store) exec(ctx context.Context, p Pipeliner, batch []*call) {
-	if !s.oneCall {
-		cmds := make([]*redis.Cmd, len(batch))
-		for i, c := range batch {
-			cmds[i] = redisscript.NewCmd(ctx, c.argv[:]...)
-		}
-		gcraScript.Exec(ctx, p, s.client, cmds)
-		for i := range batch {
-			v, err := cmds[i].Result()
-			decodeReplies(batch[i:i+1], v, err)
-		}
-		return
+	per := 1
+	if s.oneCall {
+		per = maxPerCall
 	}
-	n := (len(batch) + maxPerCall - 1) / maxPerCall
-	cmds := make([]*redis.Cmd, n)
-	argvs := make([]*[]any, n)
+	part := func(i int) []*call { return batch[i*per : min((i+1)*per, len(batch))] }
+	lp := s.lines.Get().(*[]any)
+	lines := (*lp)[:0]
+	cmds := make([]*redis.Cmd, (len(batch)+per-1)/per)
 	for i := range cmds {
-		part := batch[i*maxPerCall : min((i+1)*maxPerCall, len(batch))]
-		argvs[i] = s.argvs.Get().(*[]any)
-		*argvs[i] = commandLine((*argvs[i])[:0], &s.sha, part)
-		cmds[i] = redisscript.NewCmd(ctx, *argvs[i]...)
+		from := len(lines)
+		lines = commandLine(lines, &s.sha, part(i))
+		cmds[i] = redisscript.NewCmd(ctx, lines[from:len(lines):len(lines)]...)
 	}
 	gcraScript.Exec(ctx, p, s.client, cmds)
 	for i, cmd := range cmds {
 		v, err := cmd.Result()
-		decodeReplies(batch[i*maxPerCall:min((i+1)*maxPerCall, len(batch))], v, err)
-		clear(*argvs[i])
-		s.argvs.Put(argvs[i])
+		decodeReplies(part(i), v, err)
 	}
+	clear(lines)
+	*lp = lines[:0]
+	s.lines.Put(lp)
 }
 
 // commandLine appends to argv the EVALSHA command of gcra.lua that makes the
