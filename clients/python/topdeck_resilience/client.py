@@ -22,6 +22,7 @@ transport failure or a hung service does not.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import functools
 import logging
@@ -33,7 +34,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar, Union
 
 import grpc
 import grpc.aio
@@ -407,6 +408,23 @@ def _close_in_loop(loop: asyncio.AbstractEventLoop, stubs: _Stubs) -> None:
             pass
 
 
+def _served(r: Any) -> Tuple[Decision, None]:
+    """An Acquire the service answered: its Decision, nothing to wait for
+    locally (the service held the call for any wait itself)."""
+    return ResilienceClient._decision(r), None
+
+
+@contextlib.contextmanager
+def _undone_if_interrupted(undo: Callable[[], None]) -> Iterator[None]:
+    """Calls ``undo`` when the block raises (any exception, cancellation
+    and KeyboardInterrupt too), then lets the exception go on."""
+    try:
+        yield
+    except BaseException:
+        undo()
+        raise
+
+
 def _acquire_wait(cost: int, max_wait: float) -> float:
     """Checks an Acquire's ``cost`` and returns its ``max_wait`` cut to the
     current :class:`deadline` and to MAX_WAIT_CHUNK (at least 0), for
@@ -764,20 +782,14 @@ class ResilienceClient:
         local_breaker: Optional[BreakerSettings],
     ) -> Decision:
         """acquire() for a request already built and checked."""
-        try:
-            r = await self._call("rs", "Acquire", req, max_wait)
-        except ServiceUnavailableError:
-            if not self.fail_open:
-                raise
-            d, reservation, permit = self._local_acquire(key, limit, policy, cost, max_wait, breaker, dry_run, local_breaker)
-            if d.waited > 0:
-                try:
-                    await asyncio.sleep(d.waited)
-                except BaseException:
-                    self._give_back(reservation, breaker, permit)
-                    raise
-            return d
-        return self._decision(r)
+        d, give_back = await self._call_or_local(
+            "Acquire", req, _served, lambda: self._to_wait(self._local_acquire(key, limit, policy, cost, max_wait, breaker, dry_run, local_breaker), breaker),
+            max_wait,
+        )
+        if give_back is not None:
+            with _undone_if_interrupted(give_back):
+                await asyncio.sleep(d.waited)
+        return d
 
     def acquire_sync(
         self,
@@ -793,25 +805,29 @@ class ResilienceClient:
     ) -> Decision:
         """The synchronous twin of :meth:`acquire` (blocks the thread)."""
         req, max_wait = self._acquire_request(key, limit, policy, cost, max_wait, breaker, dry_run)
-        try:
-            r = self._call_sync("rs", "Acquire", req, max_wait)
-        except ServiceUnavailableError:
-            if not self.fail_open:
-                raise
-            d, reservation, permit = self._local_acquire(key, limit, policy, cost, max_wait, breaker, dry_run, local_breaker)
-            if d.waited > 0:
-                try:
-                    time.sleep(d.waited)
-                except BaseException:
-                    self._give_back(reservation, breaker, permit)
-                    raise
-            return d
-        return self._decision(r)
+        d, give_back = self._call_or_local_sync(
+            "Acquire", req, _served, lambda: self._to_wait(self._local_acquire(key, limit, policy, cost, max_wait, breaker, dry_run, local_breaker), breaker),
+            max_wait,
+        )
+        if give_back is not None:
+            with _undone_if_interrupted(give_back):
+                time.sleep(d.waited)
+        return d
 
     def _give_back(self, reservation: Any, breaker: str, permit: str) -> None:
         if reservation is not None:
             self.local_limiter.give_back(reservation)
         self.local_breakers.release(breaker, permit)
+
+    def _to_wait(self, local: Tuple[Decision, Any, str], breaker: str) -> Tuple[Decision, Optional[Callable[[], None]]]:
+        """A local decision (what :meth:`_local_acquire` returns) and, when
+        the caller must wait ``waited`` for its reserved tokens, what gives
+        the tokens and the probe back should that wait be interrupted (None:
+        no wait). acquire() and acquire_sync() differ only in how they wait."""
+        d, reservation, permit = local
+        if d.waited > 0:
+            return d, functools.partial(self._give_back, reservation, breaker, permit)
+        return d, None
 
     def _local_acquire(
         self,
