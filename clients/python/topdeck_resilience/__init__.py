@@ -19,6 +19,7 @@ cannot be reached, limits and breakers decide locally (``degraded``), the
 cache misses, and nothing hangs: see :mod:`topdeck_resilience.client`.
 """
 
+from . import errors
 from .cache import Cache, CacheConfig, cached
 from .client import (
     BreakerPolicy,
@@ -86,19 +87,7 @@ __all__ = [
     "setup_logging",
     "get_logger",
     "set_correlation_id",
-    "ResilienceError",
-    "RateLimited",
-    "CircuitOpenError",
-    "ServiceError",
-    "InvalidArgumentError",
-    "NotFoundError",
-    "StoreUnavailableError",
-    "PermissionDeniedError",
-    "UnauthenticatedError",
-    "FailedPreconditionError",
-    "ServiceUnavailableError",
-    "DeadlineExceeded",
-    "ClientClosedError",
-    "FieldViolation",
     "__version__",
 ]
+# Every error is public here too: one list, errors.__all__.
+__all__ += errors.__all__
