@@ -108,12 +108,7 @@ func Open(rawURL string, t Timeouts) (redis.UniversalClient, Kind, error) {
 		if err != nil {
 			return nil, "", fmt.Errorf("redisconn: sentinel URL: %w", err)
 		}
-		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.PoolTimeout = t.Dial, t.Read, t.Write, t.Pool
-		opt.MaxRetries = -1
-		opt.DialerRetries = 1
-		opt.DialerRetryTimeout = 10 * time.Millisecond
-		opt.ContextTimeoutEnabled = true
-		opt.Protocol = Protocol
+		failFast{&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout, &opt.DialerRetryTimeout, &opt.MaxRetries, &opt.DialerRetries, &opt.Protocol, &opt.ContextTimeoutEnabled}.set(t, -1)
 		return redis.NewFailoverClient(opt), Sentinel, nil
 	case q.Has("addr") || q.Get("cluster") == "true":
 		if q.Has("cluster") {
@@ -125,10 +120,9 @@ func Open(rawURL string, t Timeouts) (redis.UniversalClient, Kind, error) {
 		if err != nil {
 			return nil, "", fmt.Errorf("redisconn: cluster URL: %w", err)
 		}
-		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.PoolTimeout = t.Dial, t.Read, t.Write, t.Pool
 		// Cluster redirections (MOVED/ASK) during a failover need a few
-		// attempts; each is bounded by the timeouts above.
-		opt.MaxRetries = 2
+		// attempts (MaxRetries 2); each is bounded by the timeouts.
+		failFast{&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout, &opt.DialerRetryTimeout, &opt.MaxRetries, &opt.DialerRetries, &opt.Protocol, &opt.ContextTimeoutEnabled}.set(t, 2)
 		opt.MaxRedirects = 3
 		// go-redis refreshes its slot map on MOVED/ASK replies only, and
 		// otherwise every 60s: after a master dies (no reply at all) it
@@ -136,24 +130,36 @@ func Open(rawURL string, t Timeouts) (redis.UniversalClient, Kind, error) {
 		// up to a minute. Refresh it every second instead (one CLUSTER
 		// SLOTS, in the background, and only while there is traffic).
 		opt.ClusterStateReloadInterval = ClusterStateReload
-		opt.DialerRetries = 1
-		opt.DialerRetryTimeout = 10 * time.Millisecond
-		opt.ContextTimeoutEnabled = true
-		opt.Protocol = Protocol
 		return redis.NewClusterClient(opt), Cluster, nil
 	default:
 		opt, err := redis.ParseURL(rawURL)
 		if err != nil {
 			return nil, "", fmt.Errorf("redisconn: %w", err)
 		}
-		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.PoolTimeout = t.Dial, t.Read, t.Write, t.Pool
-		opt.MaxRetries = -1
-		opt.DialerRetries = 1
-		opt.DialerRetryTimeout = 10 * time.Millisecond
-		opt.ContextTimeoutEnabled = true
-		opt.Protocol = Protocol
+		failFast{&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout, &opt.DialerRetryTimeout, &opt.MaxRetries, &opt.DialerRetries, &opt.Protocol, &opt.ContextTimeoutEnabled}.set(t, -1)
 		return redis.NewClient(opt), Single, nil
 	}
+}
+
+// failFast points at the fields that Open sets alike in the options of
+// every kind of client (redis.Options, redis.ClusterOptions,
+// redis.FailoverOptions), so that they are set in one place.
+type failFast struct {
+	dial, read, write, pool, dialerRetryTimeout *time.Duration
+	maxRetries, dialerRetries, protocol         *int
+	contextTimeout                              *bool
+}
+
+// set gives the client the timeouts t, maxRetries retries of a failed
+// command (-1: none), one retry of a failed dial 10ms later, calls bounded
+// by their context's deadline as well, and RESP Protocol.
+func (f failFast) set(t Timeouts, maxRetries int) {
+	*f.dial, *f.read, *f.write, *f.pool = t.Dial, t.Read, t.Write, t.Pool
+	*f.maxRetries = maxRetries
+	*f.dialerRetries = 1
+	*f.dialerRetryTimeout = 10 * time.Millisecond
+	*f.contextTimeout = true
+	*f.protocol = Protocol
 }
 
 // passwordInURL matches the password of a redis:// or rediss:// URL's user
