@@ -1163,54 +1163,56 @@ class CircuitBreaker:
         return dict(latency=time.monotonic() - a.start, permit_id=d.permit_id, breaker_generation=d.breaker_generation,
                     local=d.local, local_breaker=self.local_settings)
 
-    async def _finish(self, a: _Admitted, exc: Optional[BaseException]) -> None:
+    def _outcome_plan(self, c: ResilienceClient, a: _Admitted, exc: Optional[BaseException]) -> Tuple[Optional[bool], Optional[Any]]:
+        """What ending the call admitted by ``a`` with ``exc`` leaves to the
+        service, for _finish and _finish_sync: ``failed`` (as
+        :meth:`is_failure` says; None: report nothing) and the ReportOutcome
+        with extras to send (None: report_outcome, when failed is not None).
+        Without extras, what is local is done here: a local decision's slots
+        given back, and its probe when nothing is reported."""
         failed = self.is_failure(exc)
         d = a.decision
-        c = self.client
         fb, extras = self._extras(a, exc)
         if extras:
             # One ReportOutcome: the outcome (unless cancelled), the slots back, the upstream's word.
+            return failed, self._outcome_request(a, failed, fb)
+        if d.local and getattr(d, "local_slots", None) is not None:
+            _release_locally(c, d)
+        if failed is None and d.local:
+            c.local_breakers.release(self.name, d.permit_id)
+        return failed, None
+
+    async def _finish(self, a: _Admitted, exc: Optional[BaseException]) -> None:
+        c = self.client
+        failed, req = self._outcome_plan(c, a, exc)
+        if req is not None:
             try:
-                r = await asyncio.shield(c._call("rs", "ReportOutcome", self._outcome_request(a, failed, fb)))
+                r = await asyncio.shield(c._call("rs", "ReportOutcome", req))
                 self._extras_reported(r, failed)
             except (ResilienceError, asyncio.TimeoutError) as e:
                 self._extras_not_reported(c, e, failed)
-            return
-        if d.local and getattr(d, "local_slots", None) is not None:
-            await _release(c, d)
-        if failed is None:
-            if d.local:
-                c.local_breakers.release(self.name, d.permit_id)
-            return
-        try:
-            r = await c.report_outcome(self.name, not failed, **self._outcome_args(a))
-            self._observe(r.state)
-        except (ResilienceError, asyncio.TimeoutError) as e:  # the outcome is best effort; never hide the call's own result
-            logger.warning("circuit breaker %r: outcome not reported: %s", self.name, e)
+        elif failed is not None:
+            try:
+                r = await c.report_outcome(self.name, not failed, **self._outcome_args(a))
+                self._observe(r.state)
+            except (ResilienceError, asyncio.TimeoutError) as e:  # the outcome is best effort; never hide the call's own result
+                logger.warning("circuit breaker %r: outcome not reported: %s", self.name, e)
 
     def _finish_sync(self, a: _Admitted, exc: Optional[BaseException]) -> None:
-        failed = self.is_failure(exc)
-        d = a.decision
         c = self.client
-        fb, extras = self._extras(a, exc)
-        if extras:
+        failed, req = self._outcome_plan(c, a, exc)
+        if req is not None:
             try:
-                r = c._call_sync("rs", "ReportOutcome", self._outcome_request(a, failed, fb))
+                r = c._call_sync("rs", "ReportOutcome", req)
                 self._extras_reported(r, failed)
             except (ResilienceError, TimeoutError) as e:
                 self._extras_not_reported(c, e, failed)
-            return
-        if d.local and getattr(d, "local_slots", None) is not None:
-            _release_sync(c, d)
-        if failed is None:
-            if d.local:
-                c.local_breakers.release(self.name, d.permit_id)
-            return
-        try:
-            r = c.report_outcome_sync(self.name, not failed, **self._outcome_args(a))
-            self._observe(r.state)
-        except (ResilienceError, TimeoutError) as e:
-            logger.warning("circuit breaker %r: outcome not reported: %s", self.name, e)
+        elif failed is not None:
+            try:
+                r = c.report_outcome_sync(self.name, not failed, **self._outcome_args(a))
+                self._observe(r.state)
+            except (ResilienceError, TimeoutError) as e:
+                logger.warning("circuit breaker %r: outcome not reported: %s", self.name, e)
 
     async def call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Runs ``func(*args, **kwargs)`` through the breaker (awaiting it
