@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/topdeck/resilience/breaker"
+	"github.com/topdeck/resilience/internal/enum"
 	"github.com/topdeck/resilience/limiter"
 )
 
@@ -100,20 +101,14 @@ const (
 
 // String returns "allowed", "rate_limited", "circuit_open",
 // "upstream_throttled" or "concurrency_limited".
-func (r Reason) String() string {
-	switch r {
-	case ReasonAllowed:
-		return "allowed"
-	case ReasonRateLimited:
-		return "rate_limited"
-	case ReasonCircuitOpen:
-		return "circuit_open"
-	case ReasonUpstreamThrottled:
-		return "upstream_throttled"
-	case ReasonConcurrencyLimited:
-		return "concurrency_limited"
-	}
-	return fmt.Sprintf("Reason(%d)", int(r))
+func (r Reason) String() string { return enum.Name("Reason", r, reasonNames) }
+
+var reasonNames = []string{
+	ReasonAllowed:            "allowed",
+	ReasonRateLimited:        "rate_limited",
+	ReasonCircuitOpen:        "circuit_open",
+	ReasonUpstreamThrottled:  "upstream_throttled",
+	ReasonConcurrencyLimited: "concurrency_limited",
 }
 
 // Decision is the answer to a Request. The zero value refuses nothing

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/topdeck/resilience/internal/enum"
 )
 
 // Mode selects what opens a CLOSED breaker. The zero value is ModeConsecutive.
@@ -19,16 +21,10 @@ const (
 	ModeFailureRate Mode = 1
 )
 
+var modeNames = []string{ModeConsecutive: "consecutive", ModeFailureRate: "failure_rate"}
+
 // String returns "consecutive" or "failure_rate".
-func (m Mode) String() string {
-	switch m {
-	case ModeConsecutive:
-		return "consecutive"
-	case ModeFailureRate:
-		return "failure_rate"
-	}
-	return fmt.Sprintf("Mode(%d)", uint8(m))
-}
+func (m Mode) String() string { return enum.Name("Mode", m, modeNames) }
 
 // Default values that WithDefaults puts in zero fields.
 const (

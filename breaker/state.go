@@ -3,6 +3,8 @@ package breaker
 import (
 	"fmt"
 	"strings"
+
+	"github.com/topdeck/resilience/internal/enum"
 )
 
 // State is the state of a breaker. The zero value is StateClosed.
@@ -20,15 +22,10 @@ const (
 )
 
 // stateNames are the names of the states, for String and ParseState.
-var stateNames = [...]string{StateClosed: "CLOSED", StateOpen: "OPEN", StateHalfOpen: "HALF_OPEN"}
+var stateNames = []string{StateClosed: "CLOSED", StateOpen: "OPEN", StateHalfOpen: "HALF_OPEN"}
 
 // String returns "CLOSED", "OPEN" or "HALF_OPEN".
-func (s State) String() string {
-	if s.Valid() {
-		return stateNames[s]
-	}
-	return fmt.Sprintf("State(%d)", uint8(s))
-}
+func (s State) String() string { return enum.Name("State", s, stateNames) }
 
 // Valid reports whether s is one of the three states.
 func (s State) Valid() bool { return s <= StateHalfOpen }
@@ -59,16 +56,10 @@ const (
 	OutcomeFailure Outcome = 2
 )
 
+var outcomeNames = []string{OutcomeSuccess: "SUCCESS", OutcomeFailure: "FAILURE"}
+
 // String returns "SUCCESS" or "FAILURE".
-func (o Outcome) String() string {
-	switch o {
-	case OutcomeSuccess:
-		return "SUCCESS"
-	case OutcomeFailure:
-		return "FAILURE"
-	}
-	return fmt.Sprintf("Outcome(%d)", uint8(o))
-}
+func (o Outcome) String() string { return enum.Name("Outcome", o, outcomeNames) }
 
 // Valid reports whether o is OutcomeSuccess or OutcomeFailure.
 func (o Outcome) Valid() bool { return o == OutcomeSuccess || o == OutcomeFailure }

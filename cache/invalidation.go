@@ -3,7 +3,8 @@ package cache
 import (
 	"context"
 	"errors"
-	"fmt"
+
+	"github.com/topdeck/resilience/internal/enum"
 )
 
 // InvalidationKind says what an Invalidation invalidates.
@@ -24,18 +25,10 @@ const (
 
 // String returns "all", "set", "delete" or "pattern".
 func (k InvalidationKind) String() string {
-	switch k {
-	case InvalidateAll:
-		return "all"
-	case InvalidateSet:
-		return "set"
-	case InvalidateDelete:
-		return "delete"
-	case InvalidatePattern:
-		return "pattern"
-	}
-	return fmt.Sprintf("InvalidationKind(%d)", uint8(k))
+	return enum.Name("InvalidationKind", k, invalidationKindNames)
 }
+
+var invalidationKindNames = []string{InvalidateAll: "all", InvalidateSet: "set", InvalidateDelete: "delete", InvalidatePattern: "pattern"}
 
 // Invalidation names entries that a write changed. Whoever keeps copies of
 // entries (a Near) drops the ones it names. Expiry is never announced: a
