@@ -2,10 +2,10 @@ package limiter_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
+	"github.com/topdeck/resilience/internal/testkit"
 	"github.com/topdeck/resilience/limiter"
 )
 
@@ -27,10 +27,7 @@ func BenchmarkMemoryStoreTake(b *testing.B) {
 func BenchmarkMemoryStoreTakeParallel(b *testing.B) {
 	s := limiter.NewMemoryStore()
 	lim := limiter.Limit{MaxCalls: 1000, Window: time.Second}
-	keys := make([]string, 1024)
-	for i := range keys {
-		keys[i] = fmt.Sprint("key", i)
-	}
+	keys := testkit.Keys("key", 1024)
 	ctx := context.Background()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0

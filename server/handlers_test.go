@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -281,24 +280,14 @@ func TestCacheRoundTrip(t *testing.T) {
 func TestConcurrentAcquireIsExact(t *testing.T) {
 	c, _ := newClients(t)
 	lim := &resiliencev1.RateLimit{MaxCalls: 50, TimeWindow: durationpb.New(time.Hour)}
-	var (
-		mu      sync.Mutex
-		allowed int
-	)
-	for _, err := range testkit.Parallel(16, func(int) error {
-		for i := 0; i < 10; i++ {
-			resp, err := c.Acquire(context.Background(), &resiliencev1.AcquireRequest{Key: "hot", Limit: lim})
-			if err != nil {
-				return err
-			}
-			if resp.GetAllowed() {
-				mu.Lock()
-				allowed++
-				mu.Unlock()
-			}
+	allowed, errs := testkit.CountParallel(16, 10, func(int) (int, error) {
+		resp, err := c.Acquire(context.Background(), &resiliencev1.AcquireRequest{Key: "hot", Limit: lim})
+		if resp.GetAllowed() {
+			return 1, err
 		}
-		return nil
-	}) {
+		return 0, err
+	})
+	for _, err := range errs {
 		t.Error(err)
 	}
 	if allowed != 50 {

@@ -2,13 +2,15 @@
 // need alike: a buffer for a logger's concurrent writes, a context that
 // ends with the test, a gRPC server served and dialled until the test ends,
 // a peak-concurrency gauge, a fan-out of workers that collects their
-// errors, and the named-test table of a conformance suite.
+// errors (or counts what they admit), numbered keys, and the named-test
+// table of a conformance suite.
 package testkit
 
 import (
 	"bytes"
 	"context"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -143,6 +145,34 @@ func Parallel(n int, f func(i int) error) []error {
 		out = append(out, err)
 	}
 	return out
+}
+
+// CountParallel runs n workers, each in its own goroutine, that call f(g)
+// (g the worker's number) rounds times, each stopping at its first error.
+// It returns the sum of what the calls returned, such as how many of them
+// were admitted, and the errors, as Parallel does.
+func CountParallel(n, rounds int, f func(g int) (int, error)) (int64, []error) {
+	var total atomic.Int64
+	errs := Parallel(n, func(g int) error {
+		for range rounds {
+			k, err := f(g)
+			if err != nil {
+				return err
+			}
+			total.Add(int64(k))
+		}
+		return nil
+	})
+	return total.Load(), errs
+}
+
+// Keys returns n keys, prefix followed by 0 to n-1.
+func Keys(prefix string, n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = prefix + strconv.Itoa(i)
+	}
+	return keys
 }
 
 // Suite is a list of named tests that each run on a value built for them,

@@ -2,7 +2,6 @@ package redisstore_test
 
 import (
 	"context"
-	"fmt"
 	"runtime"
 	"strconv"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/topdeck/resilience/internal/redistest"
+	"github.com/topdeck/resilience/internal/testkit"
 	"github.com/topdeck/resilience/limiter"
 	"github.com/topdeck/resilience/limiter/redisstore"
 )
@@ -30,10 +30,7 @@ func BenchmarkTakeParallel(b *testing.B) {
 	srv := redistest.Start(b)
 	client := srv.Client()
 	lim := limiter.Limit{MaxCalls: 1000, Window: time.Second}
-	keys := make([]string, 256)
-	for i := range keys {
-		keys[i] = fmt.Sprint("key", i)
-	}
+	keys := testkit.Keys("key", 256)
 	ctx := context.Background()
 	for _, mode := range batchModes {
 		b.Run(mode.name, func(b *testing.B) {
