@@ -59,11 +59,11 @@ func TestLeaseStoreFailure(t *testing.T) {
 	deny := req
 	deny.OnStoreFailure = limiter.Deny
 	for range 4 { // leases of 1, 2 and 4: 3 unused
-		mustAcquire(t, l, req)
+		acquire(t, l, req)
 	}
 	s.fail.Store(true)
 	for i := range 3 {
-		if res := mustAcquire(t, l, deny); !res.Allowed || res.Degraded {
+		if res := acquire(t, l, deny); !res.Allowed || res.Degraded {
 			t.Fatalf("call %d from the live lease during an outage = %+v, want allowed, not degraded", i, res)
 		}
 	}
@@ -87,7 +87,7 @@ func TestLeaseStoreFailure(t *testing.T) {
 	// Back after the retry interval: leases again, exact answers.
 	s.fail.Store(false)
 	clock.Advance(storehealth.DefaultRetryInterval)
-	if res := mustAcquire(t, l, deny); !res.Allowed || res.Degraded {
+	if res := acquire(t, l, deny); !res.Allowed || res.Degraded {
 		t.Errorf("after the store is back: %+v, want allowed, not degraded", res)
 	}
 }
@@ -104,7 +104,7 @@ func TestLeaseLateReply(t *testing.T) {
 		t.Fatalf("Acquire with a late lease reply: error %v, want ErrLeaseLate and ErrStoreUnavailable", err)
 	}
 	s.hook = nil
-	if res := mustAcquire(t, l, req); !res.Allowed {
+	if res := acquire(t, l, req); !res.Allowed {
 		t.Fatalf("next call = %+v, want allowed", res)
 	}
 	// The late lease's token went back: the bucket lost only this call's
@@ -134,10 +134,7 @@ func TestLeaseInvalid(t *testing.T) {
 		{limiter.Request{Key: "k", Limit: hot, Cost: 1, Lease: limiter.LeasePolicy{MaxTokens: -1, TTL: time.Second}}, "lease.max_tokens"},
 	}
 	for _, tt := range tests {
-		_, err := l.Acquire(context.Background(), tt.req)
-		if !storetest.InvalidFor(err, tt.field) {
-			t.Errorf("Acquire(%+v) error = %v, want an InvalidArgumentError for %s", tt.req, err, tt.field)
-		}
+		wantInvalid(t, l, tt.req, tt.field)
 	}
 }
 
@@ -150,9 +147,9 @@ func TestLeaseWithoutLeaser(t *testing.T) {
 	clock, s, _ := newLeaseFleet(t)
 	l := limiter.New(takeOnly{s}, limiter.WithClock(clock.Now))
 	for range 100 {
-		mustAcquire(t, l, limiter.Request{Key: "k", Limit: hot, Cost: 1, Lease: hotLease})
+		acquire(t, l, limiter.Request{Key: "k", Limit: hot, Cost: 1, Lease: hotLease})
 	}
-	if res := mustAcquire(t, l, limiter.Request{Key: "k", Limit: hot, Cost: 1, Lease: hotLease}); res.Allowed {
+	if res := acquire(t, l, limiter.Request{Key: "k", Limit: hot, Cost: 1, Lease: hotLease}); res.Allowed {
 		t.Errorf("101st call = %+v, want denied (the whole burst, no reserve, without leases)", res)
 	}
 	if n := s.leases.Load(); n != 0 {
@@ -166,34 +163,23 @@ func TestLeaseWithoutLeaser(t *testing.T) {
 func TestLeaseConcurrent(t *testing.T) {
 	_, s, l := newLeaseFleet(t)
 	req := limiter.Request{Key: "k", Limit: hot, Cost: 1, Lease: hotLease}
-	var admitted atomic.Int64
-	for _, err := range testkit.Parallel(16, func(int) error {
-		for range 20 {
-			res, err := l.Acquire(context.Background(), req)
-			if err != nil || res.Degraded {
-				return fmt.Errorf("Acquire = %+v, %v", res, err)
-			}
-			if res.Allowed {
-				admitted.Add(1)
-			}
+	admitted, errs := testkit.CountParallel(16, 20, func(int) (int, error) {
+		res, err := l.Acquire(context.Background(), req)
+		if err != nil || res.Degraded {
+			return 0, fmt.Errorf("Acquire = %+v, %v", res, err)
 		}
-		return nil
-	}) {
+		if res.Allowed {
+			return 1, nil
+		}
+		return 0, nil
+	})
+	for _, err := range errs {
 		t.Error(err)
 	}
-	if got, want := admitted.Load(), hotLease.LeaseCapacity(hot); got != want {
+	if got, want := admitted, hotLease.LeaseCapacity(hot); got != want {
 		t.Errorf("320 concurrent calls admitted %d, want the lease capacity %d", got, want)
 	}
 	if n := s.leases.Load(); n > 320/2 {
 		t.Errorf("%d lease round trips for 320 calls, want far fewer than one per call", n)
 	}
-}
-
-func mustAcquire(t *testing.T, l *limiter.Limiter, req limiter.Request) limiter.Result {
-	t.Helper()
-	res, err := l.Acquire(context.Background(), req)
-	if err != nil {
-		t.Fatalf("Acquire(%+v): %v", req, err)
-	}
-	return res
 }

@@ -61,6 +61,18 @@ func acquire(t *testing.T, l *limiter.Limiter, req limiter.Request) limiter.Resu
 	return res
 }
 
+// wantInvalid calls Acquire with req and checks that it fails with an
+// InvalidArgumentError naming field (which matches ErrInvalidArgument); it
+// returns the error.
+func wantInvalid(t *testing.T, l *limiter.Limiter, req limiter.Request, field string) error {
+	t.Helper()
+	_, err := l.Acquire(context.Background(), req)
+	if !storetest.InvalidFor(err, field) || !errors.Is(err, limiter.ErrInvalidArgument) {
+		t.Errorf("Acquire(%+v): error = %v, want an InvalidArgumentError for %s", req, err, field)
+	}
+	return err
+}
+
 func TestAcquireAllowLocalFallback(t *testing.T) {
 	l, store, _ := newTestLimiter(t)
 	req := limiter.Request{Key: "k", Limit: limiter.Limit{MaxCalls: 10, Window: time.Second, Burst: 2}, Cost: 1}
@@ -122,10 +134,7 @@ func TestAcquireInvalid(t *testing.T) {
 		{limiter.Request{Limit: lim5, Cost: 1, OnStoreFailure: 7}, "on_store_failure", nil},
 	}
 	for _, tt := range tests {
-		_, err := l.Acquire(context.Background(), tt.req)
-		if !storetest.InvalidFor(err, tt.field) || !errors.Is(err, limiter.ErrInvalidArgument) {
-			t.Errorf("Acquire(%+v): error = %v, want an InvalidArgumentError for %s", tt.req, err, tt.field)
-		}
+		err := wantInvalid(t, l, tt.req, tt.field)
 		if tt.is != nil && !errors.Is(err, tt.is) {
 			t.Errorf("Acquire(%+v): error = %v, want it to match %v", tt.req, err, tt.is)
 		}
