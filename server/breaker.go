@@ -148,15 +148,18 @@ func (r *resilienceServer) ResetBreaker(ctx context.Context, req *resiliencev1.R
 	return &resiliencev1.ResetBreakerResponse{Status: breakerStatus(cfg, st)}, nil
 }
 
-// circuitState maps a breaker state to the API's.
+// circuitStates maps each breaker state to the API's.
+var circuitStates = [...]resiliencev1.CircuitState{
+	breaker.StateClosed:   resiliencev1.CircuitState_CIRCUIT_STATE_CLOSED,
+	breaker.StateOpen:     resiliencev1.CircuitState_CIRCUIT_STATE_OPEN,
+	breaker.StateHalfOpen: resiliencev1.CircuitState_CIRCUIT_STATE_HALF_OPEN,
+}
+
+// circuitState maps a breaker state to the API's (UNSPECIFIED for a value
+// outside the table).
 func circuitState(s breaker.State) resiliencev1.CircuitState {
-	switch s {
-	case breaker.StateClosed:
-		return resiliencev1.CircuitState_CIRCUIT_STATE_CLOSED
-	case breaker.StateOpen:
-		return resiliencev1.CircuitState_CIRCUIT_STATE_OPEN
-	case breaker.StateHalfOpen:
-		return resiliencev1.CircuitState_CIRCUIT_STATE_HALF_OPEN
+	if int(s) < len(circuitStates) {
+		return circuitStates[s]
 	}
 	return resiliencev1.CircuitState_CIRCUIT_STATE_UNSPECIFIED
 }

@@ -53,81 +53,92 @@ const MaxBreakerLabels = 1000
 // NewMetrics creates the metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	latency := []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
+	f := promFactory{reg}
 	m := &Metrics{
 		grpc: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(grpcprom.WithHistogramBuckets(latency))),
-		upstreamReports: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "resilience_upstream_reports_total",
-			Help: "Upstream feedback reports (ReportUpstream, ReportOutcome.upstream) by named policy (\"inline\" otherwise), whether the key is paused after it, and whether the pause was cut to the maximum (15m).",
-		}, []string{"policy", "paused", "clamped"}),
-		slotsReleased: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "resilience_slots_released_total",
-			Help: "Concurrency slots given back by Release or ReportOutcome.slot_token before their lease ended.",
-		}),
-		acquire: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "resilience_acquire_total",
-			Help: "Acquire decisions by reason (allowed, rate_limited, circuit_open, upstream_throttled, concurrency_limited, error), named policy (the refusing limit's, else the first; \"inline\" for inline limits, \"none\" for breaker-only calls), whether they were made without the shared store, and shadow: what a policy in shadow mode would have answered (rate_limited, circuit_open, upstream_throttled, concurrency_limited) or none.",
-		}, []string{"reason", "policy", "degraded", "shadow"}),
-		breakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "resilience_breaker_state",
-			Help: "1 for the state each breaker is in (closed, open, half_open), 0 for the others, as last seen by this replica.",
-		}, []string{"breaker", "state"}),
-		breakerTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "resilience_breaker_transitions_total",
-			Help: "Breaker state transitions seen by this replica (made by any replica), by breaker, from, to and reason.",
-		}, []string{"breaker", "from", "to", "reason"}),
-		cacheRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "resilience_cache_requests_total",
-			Help: "Cache requests by operation (get, set, delete, delete_pattern, stats) and result (hit, miss, stored, ok, degraded, error).",
-		}, []string{"op", "result"}),
-		storeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "resilience_store_duration_seconds",
-			Help:    "Latency of shared-store (Redis) commands by command (pipelines as \"pipeline\").",
-			Buckets: latency,
-		}, []string{"op"}),
-		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "resilience_store_errors_total",
-			Help: "Failed shared-store (Redis) commands and dials by command.",
-		}, []string{"op"}),
-		degraded: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "resilience_degraded_total",
-			Help: "Answers made without the shared store, by component (limiter, breaker, cache).",
-		}, []string{"component"}),
-		configGeneration: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "resilience_config_generation",
-			Help: "Generation of the configuration in force: 1 at start, +1 on each successful reload.",
-		}),
-		configReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "resilience_config_reloads_total",
-			Help: "Configuration reloads by result (success, failure).",
-		}, []string{"result"}),
-		breakersPruned: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "resilience_breaker_registry_pruned_total",
-			Help: "Breaker names removed from the shared registry (ListBreakers) by this replica because nothing used them for the idle TTL.",
-		}),
-		storeDataLoss: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "resilience_store_data_loss_total",
-			Help: "Times this replica saw the shared store lose its data (its epoch key gone or changed: Redis restarted empty, flushed, or failed over to an empty replica).",
-		}),
-		storeEvictable: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "resilience_store_evictable",
-			Help: "1 when the shared store may evict rate-limit and breaker keys (a maxmemory-policy other than noeviction with maxmemory set), 0 otherwise.",
-		}),
-		auditEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "resilience_audit_events_total",
-			Help: "Audit events by method (ResetBreaker, DeletePattern, ConfigReload, or the RPC refused) and result (ok, rejected, unauthenticated, permission_denied or another gRPC code).",
-		}, []string{"method", "result"}),
+		upstreamReports: f.counters("resilience_upstream_reports_total",
+			"Upstream feedback reports (ReportUpstream, ReportOutcome.upstream) by named policy (\"inline\" otherwise), whether the key is paused after it, and whether the pause was cut to the maximum (15m).",
+			"policy", "paused", "clamped"),
+		slotsReleased: f.counter("resilience_slots_released_total",
+			"Concurrency slots given back by Release or ReportOutcome.slot_token before their lease ended."),
+		acquire: f.counters("resilience_acquire_total",
+			"Acquire decisions by reason (allowed, rate_limited, circuit_open, upstream_throttled, concurrency_limited, error), named policy (the refusing limit's, else the first; \"inline\" for inline limits, \"none\" for breaker-only calls), whether they were made without the shared store, and shadow: what a policy in shadow mode would have answered (rate_limited, circuit_open, upstream_throttled, concurrency_limited) or none.",
+			"reason", "policy", "degraded", "shadow"),
+		breakerState: f.gauges("resilience_breaker_state",
+			"1 for the state each breaker is in (closed, open, half_open), 0 for the others, as last seen by this replica.",
+			"breaker", "state"),
+		breakerTransitions: f.counters("resilience_breaker_transitions_total",
+			"Breaker state transitions seen by this replica (made by any replica), by breaker, from, to and reason.",
+			"breaker", "from", "to", "reason"),
+		cacheRequests: f.counters("resilience_cache_requests_total",
+			"Cache requests by operation (get, set, delete, delete_pattern, stats) and result (hit, miss, stored, ok, degraded, error).",
+			"op", "result"),
+		storeDuration: f.histograms("resilience_store_duration_seconds",
+			"Latency of shared-store (Redis) commands by command (pipelines as \"pipeline\").",
+			latency, "op"),
+		storeErrors: f.counters("resilience_store_errors_total",
+			"Failed shared-store (Redis) commands and dials by command.",
+			"op"),
+		degraded: f.counters("resilience_degraded_total",
+			"Answers made without the shared store, by component (limiter, breaker, cache).",
+			"component"),
+		configGeneration: f.gauge("resilience_config_generation",
+			"Generation of the configuration in force: 1 at start, +1 on each successful reload."),
+		configReloads: f.counters("resilience_config_reloads_total",
+			"Configuration reloads by result (success, failure).",
+			"result"),
+		breakersPruned: f.counter("resilience_breaker_registry_pruned_total",
+			"Breaker names removed from the shared registry (ListBreakers) by this replica because nothing used them for the idle TTL."),
+		storeDataLoss: f.counter("resilience_store_data_loss_total",
+			"Times this replica saw the shared store lose its data (its epoch key gone or changed: Redis restarted empty, flushed, or failed over to an empty replica)."),
+		storeEvictable: f.gauge("resilience_store_evictable",
+			"1 when the shared store may evict rate-limit and breaker keys (a maxmemory-policy other than noeviction with maxmemory set), 0 otherwise."),
+		auditEvents: f.counters("resilience_audit_events_total",
+			"Audit events by method (ResetBreaker, DeletePattern, ConfigReload, or the RPC refused) and result (ok, rejected, unauthenticated, permission_denied or another gRPC code).",
+			"method", "result"),
 		breakers: map[string]bool{},
 	}
-	reg.MustRegister(m.auditEvents)
-	reg.MustRegister(m.upstreamReports, m.slotsReleased)
-	reg.MustRegister(m.grpc, m.acquire, m.breakerState, m.breakerTransitions, m.cacheRequests,
-		m.storeDuration, m.storeErrors, m.degraded, m.configGeneration, m.configReloads, m.breakersPruned,
-		m.storeDataLoss, m.storeEvictable)
+	reg.MustRegister(m.grpc)
 	m.configGeneration.Set(1)
 	for _, r := range []string{"success", "failure"} {
 		m.configReloads.WithLabelValues(r)
 	}
 	return m
+}
+
+// promFactory creates metrics and registers each with reg as it is made.
+type promFactory struct{ reg prometheus.Registerer }
+
+func (f promFactory) register(c prometheus.Collector) { f.reg.MustRegister(c) }
+
+func (f promFactory) counter(name, help string) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	f.register(c)
+	return c
+}
+
+func (f promFactory) counters(name, help string, labels ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+	f.register(c)
+	return c
+}
+
+func (f promFactory) gauge(name, help string) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+	f.register(g)
+	return g
+}
+
+func (f promFactory) gauges(name, help string, labels ...string) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
+	f.register(g)
+	return g
+}
+
+func (f promFactory) histograms(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels)
+	f.register(h)
+	return h
 }
 
 func boolLabel(b bool) string { return strconv.FormatBool(b) }

@@ -57,7 +57,7 @@ func (r *resilienceServer) Acquire(ctx context.Context, req *resiliencev1.Acquir
 		shadow = d.ShadowReason.String()
 		r.srv.log.DebugContext(ctx, "a policy in shadow mode would have refused the call", "would_be", shadow, "breaker", a.breaker, "policy", policyLabel(a, -1))
 	}
-	r.b.metrics.observeAcquire(acquireReason(resp), policyLabel(a, d.LimitedBy), shadow, resp.GetDegraded())
+	r.b.metrics.observeAcquire(d.Reason.String(), policyLabel(a, d.LimitedBy), shadow, resp.GetDegraded())
 	return resp, nil
 }
 
@@ -115,7 +115,7 @@ func acquireResponse(a acquireArgs, d *admission.Decision, explain bool) *resili
 			resp.Limits = limitDecisions(a, d)
 		}
 		if d.LimitedBy >= 0 {
-			resp.LimitedBy = a.keyAt(d.LimitedBy)
+			resp.LimitedBy = a.at(d.LimitedBy).key
 		}
 	}
 	if d.SlotID != "" {
@@ -142,9 +142,10 @@ func limitDecisions(a acquireArgs, d *admission.Decision) []*resiliencev1.LimitD
 		if i < len(d.Limits) {
 			res = d.Limits[i]
 		}
-		lim := a.limitAt(i)
+		arg := a.at(i)
+		lim := arg.limit
 		ld := &resiliencev1.LimitDecision{
-			Key:        a.keyAt(i),
+			Key:        arg.key,
 			Allowed:    res.Allowed,
 			Reason:     resiliencev1.AcquireReason_ACQUIRE_REASON_ALLOWED,
 			Remaining:  res.Remaining,
@@ -172,87 +173,48 @@ func limitReason(res limiter.Result) admission.Reason {
 	return admission.ReasonRateLimited
 }
 
-// keyAt is the key of a's i-th limit (key first, then limits).
-func (a *acquireArgs) keyAt(i int) string {
+// at is a's i-th limit (key first, then limits), the zero limitArg when
+// there is none.
+func (a *acquireArgs) at(i int) limitArg {
 	if a.key != "" {
 		if i == 0 {
-			return a.key
+			return limitArg{key: a.key, limit: a.limit, policy: a.policy, cost: a.cost}
 		}
 		i--
 	}
 	if i >= 0 && i < len(a.more) {
-		return a.more[i].key
+		return a.more[i]
 	}
-	return ""
-}
-
-// limitAt is the limit of a's i-th limit.
-func (a *acquireArgs) limitAt(i int) config.Limit {
-	if a.key != "" {
-		if i == 0 {
-			return a.limit
-		}
-		i--
-	}
-	if i >= 0 && i < len(a.more) {
-		return a.more[i].limit
-	}
-	return config.Limit{}
-}
-
-// policyAt is the policy name of a's i-th limit ("" when inline).
-func (a *acquireArgs) policyAt(i int) string {
-	if a.key != "" {
-		if i == 0 {
-			return a.policy
-		}
-		i--
-	}
-	if i >= 0 && i < len(a.more) {
-		return a.more[i].policy
-	}
-	return ""
+	return limitArg{}
 }
 
 // slotKeys are the keys of a's concurrency limits.
 func (a *acquireArgs) slotKeys() []string {
 	var keys []string
 	for i := range a.count() {
-		if a.limitAt(i).Slots().Enabled() {
-			keys = append(keys, a.keyAt(i))
+		if arg := a.at(i); arg.limit.Slots().Enabled() {
+			keys = append(keys, arg.key)
 		}
 	}
 	return keys
 }
 
-// acquireReasonProto maps an admission reason to the API's.
-func acquireReasonProto(r admission.Reason) resiliencev1.AcquireReason {
-	switch r {
-	case admission.ReasonRateLimited:
-		return resiliencev1.AcquireReason_ACQUIRE_REASON_RATE_LIMITED
-	case admission.ReasonCircuitOpen:
-		return resiliencev1.AcquireReason_ACQUIRE_REASON_CIRCUIT_OPEN
-	case admission.ReasonUpstreamThrottled:
-		return resiliencev1.AcquireReason_ACQUIRE_REASON_UPSTREAM_THROTTLED
-	case admission.ReasonConcurrencyLimited:
-		return resiliencev1.AcquireReason_ACQUIRE_REASON_CONCURRENCY_LIMITED
-	}
-	return resiliencev1.AcquireReason_ACQUIRE_REASON_ALLOWED
+// acquireReasons maps each admission reason to the API's.
+var acquireReasons = [...]resiliencev1.AcquireReason{
+	admission.ReasonAllowed:            resiliencev1.AcquireReason_ACQUIRE_REASON_ALLOWED,
+	admission.ReasonRateLimited:        resiliencev1.AcquireReason_ACQUIRE_REASON_RATE_LIMITED,
+	admission.ReasonCircuitOpen:        resiliencev1.AcquireReason_ACQUIRE_REASON_CIRCUIT_OPEN,
+	admission.ReasonUpstreamThrottled:  resiliencev1.AcquireReason_ACQUIRE_REASON_UPSTREAM_THROTTLED,
+	admission.ReasonConcurrencyLimited: resiliencev1.AcquireReason_ACQUIRE_REASON_CONCURRENCY_LIMITED,
 }
 
-// acquireReason is the reason label of an Acquire answer.
-func acquireReason(resp *resiliencev1.AcquireResponse) string {
-	switch resp.GetReason() {
-	case resiliencev1.AcquireReason_ACQUIRE_REASON_RATE_LIMITED:
-		return "rate_limited"
-	case resiliencev1.AcquireReason_ACQUIRE_REASON_CIRCUIT_OPEN:
-		return "circuit_open"
-	case resiliencev1.AcquireReason_ACQUIRE_REASON_UPSTREAM_THROTTLED:
-		return "upstream_throttled"
-	case resiliencev1.AcquireReason_ACQUIRE_REASON_CONCURRENCY_LIMITED:
-		return "concurrency_limited"
+// acquireReasonProto maps an admission reason to the API's (ALLOWED for a
+// value outside the table).
+func acquireReasonProto(r admission.Reason) resiliencev1.AcquireReason {
+	if r >= 0 && int(r) < len(acquireReasons) {
+		return acquireReasons[r]
 	}
-	return "allowed"
+	return resiliencev1.AcquireReason_ACQUIRE_REASON_ALLOWED
 }
 
 // policyLabel names a limit of a for metrics (the i-th, the first when i
@@ -261,7 +223,7 @@ func policyLabel(a acquireArgs, i int) string {
 	if a.count() == 0 {
 		return "none"
 	}
-	if p := a.policyAt(max(i, 0)); p != "" {
+	if p := a.at(max(i, 0)).policy; p != "" {
 		return p
 	}
 	return "inline"
