@@ -408,7 +408,7 @@ def _close_in_loop(loop: asyncio.AbstractEventLoop, stubs: _Stubs) -> None:
             pass
 
 
-def _served(r: Any) -> Tuple[Decision, None]:
+def _served(r: Any) -> Tuple[Decision, Optional[Callable[[], None]]]:
     """An Acquire the service answered: its Decision, nothing to wait for
     locally (the service held the call for any wait itself)."""
     return ResilienceClient._decision(r), None
