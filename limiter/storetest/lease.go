@@ -147,8 +147,7 @@ func testLeaseGiveBack(t *testing.T, newStore NewStoreFunc) {
 }
 
 func testLeaseLimitChange(t *testing.T, newStore NewStoreFunc) {
-	clock := NewClock(start)
-	s := newStore(t, clock.Now)
+	_, s := newStore.atStart(t)
 	ctx := context.Background()
 	perHour := limiter.Limit{MaxCalls: 1, Window: time.Hour}
 	if _, err := s.Take(ctx, "k", perHour, 1, 0); err != nil {
@@ -173,8 +172,7 @@ func testLeaseLimitChange(t *testing.T, newStore NewStoreFunc) {
 }
 
 func testLeaseReservationCancel(t *testing.T, newStore NewStoreFunc) {
-	clock := NewClock(start)
-	s := newStore(t, clock.Now)
+	_, s := newStore.atStart(t)
 	ctx := context.Background()
 	l := as[limiter.Leaser](t, s)
 	if _, err := l.Lease(ctx, "k", tenPerSec, limiter.LeaseRequest{Need: 8, Want: 8, Cost: 8, TTL: leaseTTL}); err != nil {

@@ -47,8 +47,7 @@ type multiEnv struct {
 
 func newMulti(t *testing.T, newStore NewStoreFunc) *multiEnv {
 	t.Helper()
-	clock := NewClock(start)
-	s := newStore(t, clock.Now)
+	clock, s := newStore.atStart(t)
 	return &multiEnv{t: t, clock: clock, s: s, ms: as[limiter.MultiStore](t, s), ps: as[limiter.Pauser](t, s)}
 }
 

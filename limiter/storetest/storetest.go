@@ -71,6 +71,13 @@ func run(t *testing.T, s suite, newStore NewStoreFunc) {
 	s.Run(t, func(*testing.T) NewStoreFunc { return newStore })
 }
 
+// atStart builds a store for t on a fresh clock reading start, the suite's
+// epoch, and returns both.
+func (newStore NewStoreFunc) atStart(t *testing.T) (*Clock, limiter.Store) {
+	clock := NewClock(start)
+	return clock, newStore(t, clock.Now)
+}
+
 // Clock is a manual clock, safe for concurrent use: time moves only on
 // Advance. The zero value is not usable; use NewClock.
 type Clock = clocktest.Clock
@@ -122,8 +129,7 @@ func denied(remaining int64, retry, reset time.Duration) limiter.Result {
 
 func runSteps(t *testing.T, newStore NewStoreFunc, steps []step) {
 	t.Helper()
-	clock := NewClock(start)
-	s := newStore(t, clock.Now)
+	clock, s := newStore.atStart(t)
 	results := make([]limiter.Result, len(steps))
 	for i, st := range steps {
 		clock.Advance(st.advance)
@@ -295,8 +301,7 @@ func testReservations(t *testing.T, newStore NewStoreFunc) {
 
 func testPeekChangesNothing(t *testing.T, newStore NewStoreFunc) {
 	l := tenPerSecBurst5
-	clock := NewClock(start)
-	s := newStore(t, clock.Now)
+	clock, s := newStore.atStart(t)
 	ctx := context.Background()
 	plan := []struct {
 		advance time.Duration
@@ -361,8 +366,7 @@ func testConcurrentKeys(t *testing.T, newStore NewStoreFunc) {
 		calls   = 5  // per worker: 20 per key, twice the burst
 		burst   = 10
 	)
-	clock := NewClock(start)
-	s := newStore(t, clock.Now)
+	_, s := newStore.atStart(t)
 	lim := limiter.Limit{MaxCalls: 1, Window: time.Hour, Burst: burst}
 	var admitted [keys]atomic.Int64
 	for _, err := range testkit.Parallel(keys*workers, func(i int) error {
@@ -523,8 +527,7 @@ func testRandomLimitChanges(t *testing.T, newStore NewStoreFunc) {
 			}
 			lims = append(lims, l)
 		}
-		clock := NewClock(start)
-		s := newStore(t, clock.Now)
+		clock, s := newStore.atStart(t)
 		ctx := context.Background()
 		last := -1 // the limit last charged
 		for i := range 200 {
@@ -623,8 +626,7 @@ func testCancelOnlyLast(t *testing.T, newStore NewStoreFunc) {
 }
 
 func testInvalidInput(t *testing.T, newStore NewStoreFunc) {
-	clock := NewClock(start)
-	s := newStore(t, clock.Now)
+	_, s := newStore.atStart(t)
 	ctx := context.Background()
 	tests := []struct {
 		lim     limiter.Limit
@@ -704,8 +706,7 @@ func checkRandom(t *testing.T, newStore NewStoreFunc, rng *rand.Rand, lim limite
 	t.Helper()
 	p := lim.Params()
 	tokenUS := p.W / p.M // roughly
-	clock := NewClock(start)
-	s := newStore(t, clock.Now)
+	clock, s := newStore.atStart(t)
 	ctx := context.Background()
 	var hist []admission
 	var nowUS int64
