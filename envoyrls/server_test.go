@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -466,24 +465,17 @@ func TestConcurrentCallsAreExact(t *testing.T) {
     - key: k
       rate_limit: {unit: hour, requests_per_unit: 25}
 `)
-	var mu sync.Mutex
-	okCount := 0
-	for _, err := range testkit.Parallel(8, func(int) error {
-		for range 10 {
-			resp, err := c.ShouldRateLimit(context.Background(), req("d", 0, desc("k", "v"), desc("k", "v")))
-			if err != nil {
-				return err
+	okCount, errs := testkit.CountParallel(8, 10, func(int) (int, error) {
+		resp, err := c.ShouldRateLimit(context.Background(), req("d", 0, desc("k", "v"), desc("k", "v")))
+		n := 0
+		for _, s := range resp.GetStatuses() {
+			if s.GetCode() == ok {
+				n++
 			}
-			mu.Lock()
-			for _, s := range resp.GetStatuses() {
-				if s.GetCode() == ok {
-					okCount++
-				}
-			}
-			mu.Unlock()
 		}
-		return nil
-	}) {
+		return n, err
+	})
+	for _, err := range errs {
 		t.Error(err)
 	}
 	if okCount != 25 {
