@@ -113,11 +113,10 @@ func (s *MemoryStore) Cancel(ctx context.Context, key string, lim Limit, res Res
 	if err := lim.Validate(); err != nil {
 		return false, err
 	}
-	if err := ctx.Err(); err != nil {
+	nowUS, err := s.lockAt(ctx)
+	if err != nil {
 		return false, err
 	}
-	nowUS := s.now().UnixMicro()
-	s.mu.Lock()
 	defer s.mu.Unlock()
 	st, ok := s.buckets[key]
 	if !ok {
@@ -136,17 +135,27 @@ func (s *MemoryStore) Lease(ctx context.Context, key string, lim Limit, req Leas
 	if err := ValidateLeaseRequest(lim, req); err != nil {
 		return LeaseGrant{}, err
 	}
-	if err := ctx.Err(); err != nil {
+	nowUS, err := s.lockAt(ctx)
+	if err != nil {
 		return LeaseGrant{}, err
 	}
-	nowUS := s.now().UnixMicro()
-	s.mu.Lock()
 	defer s.mu.Unlock()
 	st, g, changed := leaseStep(s.buckets[key], nowUS, lim.params(), req)
 	if changed {
 		s.putLocked(key, st, nowUS)
 	}
 	return g, nil
+}
+
+// lockAt locks s for a step at the current time, unless ctx is done; when
+// err is nil the caller holds s.mu and unlocks it.
+func (s *MemoryStore) lockAt(ctx context.Context) (nowUS int64, err error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	nowUS = s.now().UnixMicro()
+	s.mu.Lock()
+	return nowUS, nil
 }
 
 // putLocked stores st as key's bucket, or drops it when it is full at nowUS.

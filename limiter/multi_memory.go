@@ -277,11 +277,10 @@ func (s *MemoryStore) TakeAll(ctx context.Context, reqs []Request, o TakeAllOpti
 	if err := checkSlotID(reqs, o.SlotID); err != nil {
 		return MultiResult{}, err
 	}
-	if err := ctx.Err(); err != nil {
+	nowUS, err := s.lockAt(ctx)
+	if err != nil {
 		return MultiResult{}, err
 	}
-	nowUS := s.now().UnixMicro()
-	s.mu.Lock()
 	defer s.mu.Unlock()
 	res := s.multiStepLocked(reqs, nowUS, o, true)
 	s.sinceSweep++
@@ -296,22 +295,20 @@ func (s *MemoryStore) PeekAll(ctx context.Context, reqs []Request) (MultiResult,
 	if err := ValidateAll(reqs, 0); err != nil {
 		return MultiResult{}, err
 	}
-	if err := ctx.Err(); err != nil {
+	nowUS, err := s.lockAt(ctx)
+	if err != nil {
 		return MultiResult{}, err
 	}
-	nowUS := s.now().UnixMicro()
-	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.multiStepLocked(reqs, nowUS, TakeAllOptions{}, false), nil
 }
 
 // ReleaseSlots implements MultiStore.
 func (s *MemoryStore) ReleaseSlots(ctx context.Context, keys []string, id string) (int64, error) {
-	if err := ctx.Err(); err != nil {
+	nowUS, err := s.lockAt(ctx)
+	if err != nil {
 		return 0, err
 	}
-	nowUS := s.now().UnixMicro()
-	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := int64(0)
 	for _, k := range keys {
@@ -343,11 +340,10 @@ func (s *MemoryStore) Pause(ctx context.Context, key string, lim Limit, pause ti
 			return PauseResult{}, err
 		}
 	}
-	if err := ctx.Err(); err != nil {
+	nowUS, err := s.lockAt(ctx)
+	if err != nil {
 		return PauseResult{}, err
 	}
-	nowUS := s.now().UnixMicro()
-	s.mu.Lock()
 	defer s.mu.Unlock()
 	var res PauseResult
 	if pause > 0 {
