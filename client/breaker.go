@@ -37,10 +37,7 @@ func (c *Client) Allow(ctx context.Context, name string, opts ...AllowOption) (d
 	if name == "" {
 		return nil, fmt.Errorf("%w: breaker name is required", ErrInvalidArgument)
 	}
-	var o callOptions
-	for _, opt := range opts {
-		opt.applyAllow(&o)
-	}
+	o := optionsOf(opts, AllowOption.applyAllow)
 	end, err := c.admitCall(ctx, acquireReq{key: o.key, limit: o.limit, cost: o.cost, more: o.more, maxWait: o.maxWait, breaker: name})
 	if err != nil {
 		return nil, err

@@ -200,6 +200,16 @@ type callOptions struct {
 	more    []KeyLimit
 }
 
+// optionsOf is what opts set, each through apply (the method of its
+// option type, for example CheckOption.applyCheck), in order.
+func optionsOf[O any](opts []O, apply func(O, *callOptions)) callOptions {
+	var o callOptions
+	for _, opt := range opts {
+		apply(opt, &o)
+	}
+	return o
+}
+
 // CostOption sets the tokens a call takes; see Cost.
 type CostOption int64
 
@@ -541,10 +551,7 @@ func localError(err error) error {
 // shared store is down), ErrInvalidArgument, or ErrServiceUnavailable under
 // WithFailClosed.
 func (c *Client) Check(ctx context.Context, key string, lim Limit, opts ...CheckOption) (Decision, error) {
-	var o callOptions
-	for _, opt := range opts {
-		opt.applyCheck(&o)
-	}
+	o := optionsOf(opts, CheckOption.applyCheck)
 	if key == "" {
 		return Decision{}, fmt.Errorf("%w: key is required", ErrInvalidArgument)
 	}
@@ -564,10 +571,7 @@ func (c *Client) Check(ctx context.Context, key string, lim Limit, opts ...Check
 // *RejectedError (errors.Is ErrRateLimited) carrying RetryAfter, and the
 // Decision. Other errors: as Check.
 func (c *Client) Wait(ctx context.Context, key string, lim Limit, opts ...WaitOption) (Decision, error) {
-	var o callOptions
-	for _, opt := range opts {
-		opt.applyWait(&o)
-	}
+	o := optionsOf(opts, WaitOption.applyWait)
 	if key == "" {
 		return Decision{}, fmt.Errorf("%w: key is required", ErrInvalidArgument)
 	}
