@@ -36,6 +36,31 @@ func begin(t *testing.T, tr *storehealth.Tracker, wantOK, wantProbe bool) storeh
 	return c
 }
 
+// failedTracker returns a tracker, and its clock, that has just seen a call
+// fail: unhealthy, with the next probe due after interval.
+func failedTracker(t *testing.T) (*storehealth.Tracker, *clocktest.Clock) {
+	t.Helper()
+	tr, clock := newTracker(t)
+	begin(t, tr, true, false).End(storehealth.Failed)
+	return tr, clock
+}
+
+// nextProbe advances clock by interval and begins the probe then due.
+func nextProbe(t *testing.T, tr *storehealth.Tracker, clock *clocktest.Clock) storehealth.Call {
+	t.Helper()
+	clock.Advance(interval)
+	return begin(t, tr, true, true)
+}
+
+// skipUntilDue advances clock by interval, checking that a call a
+// nanosecond before its end is still skipped.
+func skipUntilDue(t *testing.T, tr *storehealth.Tracker, clock *clocktest.Clock) {
+	t.Helper()
+	clock.Advance(interval - time.Nanosecond)
+	begin(t, tr, false, false)
+	clock.Advance(time.Nanosecond)
+}
+
 func wantHealthy(t *testing.T, tr *storehealth.Tracker, want bool) {
 	t.Helper()
 	if got := tr.Healthy(); got != want {
@@ -59,15 +84,12 @@ func TestHealthyLetsEveryCallThrough(t *testing.T) {
 }
 
 func TestFailureSkipsUntilAProbeSucceeds(t *testing.T) {
-	tr, clock := newTracker(t)
-	begin(t, tr, true, false).End(storehealth.Failed)
+	tr, clock := failedTracker(t)
 	wantHealthy(t, tr, false)
 	for range 10 {
 		begin(t, tr, false, false)
 	}
-	clock.Advance(interval - time.Nanosecond)
-	begin(t, tr, false, false)
-	clock.Advance(time.Nanosecond)
+	skipUntilDue(t, tr, clock)
 
 	// One probe at a time.
 	probe := begin(t, tr, true, true)
@@ -75,9 +97,7 @@ func TestFailureSkipsUntilAProbeSucceeds(t *testing.T) {
 	// It fails: another interval.
 	probe.End(storehealth.Failed)
 	begin(t, tr, false, false)
-	clock.Advance(interval - time.Nanosecond)
-	begin(t, tr, false, false)
-	clock.Advance(time.Nanosecond)
+	skipUntilDue(t, tr, clock)
 
 	// It succeeds: healthy, every call goes through.
 	begin(t, tr, true, true).End(storehealth.Succeeded)
@@ -90,23 +110,17 @@ func TestFailureSkipsUntilAProbeSucceeds(t *testing.T) {
 }
 
 func TestProbeWithUnknownOutcomeLetsTheNextCallerProbe(t *testing.T) {
-	tr, clock := newTracker(t)
-	begin(t, tr, true, false).End(storehealth.Failed)
-	clock.Advance(interval)
-	begin(t, tr, true, true).End(storehealth.Unknown)
+	tr, clock := failedTracker(t)
+	nextProbe(t, tr, clock).End(storehealth.Unknown)
 	// No new interval: the next caller probes at once.
 	begin(t, tr, true, true).End(storehealth.Succeeded)
 	wantHealthy(t, tr, true)
 }
 
 func TestLostProbe(t *testing.T) {
-	tr, clock := newTracker(t)
-	begin(t, tr, true, false).End(storehealth.Failed)
-	clock.Advance(interval)
-	lost := begin(t, tr, true, true) // not ended in time
-	clock.Advance(interval - time.Nanosecond)
-	begin(t, tr, false, false)
-	clock.Advance(time.Nanosecond)
+	tr, clock := failedTracker(t)
+	lost := nextProbe(t, tr, clock) // not ended in time
+	skipUntilDue(t, tr, clock)
 	// Presumed lost: a new probe.
 	newer := begin(t, tr, true, true)
 	newer.End(storehealth.Failed)
@@ -118,12 +132,9 @@ func TestLostProbe(t *testing.T) {
 }
 
 func TestSupersededProbeFailureIgnored(t *testing.T) {
-	tr, clock := newTracker(t)
-	begin(t, tr, true, false).End(storehealth.Failed)
-	clock.Advance(interval)
-	lost := begin(t, tr, true, true)
-	clock.Advance(interval)
-	newer := begin(t, tr, true, true)
+	tr, clock := failedTracker(t)
+	lost := nextProbe(t, tr, clock)
+	newer := nextProbe(t, tr, clock)
 	// The lost probe's failure neither frees the newer probe's slot nor
 	// reschedules it.
 	lost.End(storehealth.Failed)
