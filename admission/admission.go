@@ -215,8 +215,12 @@ func (a *Admitter) multi(req Request) (MultiLimits, error) {
 	return ml, nil
 }
 
-// limitReason is the reason of a limit's refusal r.
-func limitReason(r limiter.Result) Reason {
+// LimitReason is the reason of a limit's refusal r: ReasonUpstreamThrottled
+// for a paused key, ReasonConcurrencyLimited for full slots,
+// ReasonRateLimited otherwise. It is the Decision's Reason (or
+// ShadowReason) when r refuses the call, and the reason to report of each
+// of Decision.Limits that refused.
+func LimitReason(r limiter.Result) Reason {
 	switch {
 	case r.Paused:
 		return ReasonUpstreamThrottled
@@ -329,7 +333,7 @@ func fill(d *Decision, req Request, res limiter.MultiResult) {
 	}
 	if !res.Allowed && res.Refused >= 0 && res.Refused < len(res.Results) {
 		d.Allowed, d.RetryAfter, d.LimitedBy = false, res.RetryAfter, res.Refused
-		d.Reason = limitReason(res.Results[res.Refused])
+		d.Reason = LimitReason(res.Results[res.Refused])
 	}
 }
 
@@ -427,7 +431,7 @@ func (d *Decision) limitRefused(res limiter.Result, shadow bool) bool {
 		d.shadowRefused(res)
 		return false
 	}
-	d.Allowed, d.Reason, d.RetryAfter, d.LimitedBy = false, limitReason(res), res.RetryAfter, 0
+	d.Allowed, d.Reason, d.RetryAfter, d.LimitedBy = false, LimitReason(res), res.RetryAfter, 0
 	return true
 }
 
@@ -435,7 +439,7 @@ func (d *Decision) limitRefused(res limiter.Result, shadow bool) bool {
 // ShadowReason, unless a shadow refusal came first.
 func (d *Decision) shadowRefused(r limiter.Result) {
 	if d.ShadowReason == ReasonAllowed {
-		d.ShadowReason = limitReason(r)
+		d.ShadowReason = LimitReason(r)
 	}
 }
 

@@ -503,15 +503,7 @@ func (c *Client) localAcquire(ctx context.Context, r acquireReq) (admitted, erro
 func localLimitDecision(key string, res limiter.Result) LimitDecision {
 	ld := LimitDecision{Key: key, Allowed: res.Allowed, Remaining: res.Remaining, ResetAfter: res.ResetAfter, InFlight: res.InFlight}
 	if !res.Allowed {
-		ld.RetryAfter = res.RetryAfter
-		switch {
-		case res.Paused:
-			ld.Reason = ReasonUpstreamThrottled
-		case res.SlotsFull:
-			ld.Reason = ReasonConcurrencyLimited
-		default:
-			ld.Reason = ReasonRateLimited
-		}
+		ld.RetryAfter, ld.Reason = res.RetryAfter, localReason(admission.LimitReason(res))
 	}
 	return ld
 }
