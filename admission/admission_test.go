@@ -52,18 +52,21 @@ func ctxT(t *testing.T) context.Context { return testkit.Context(t, 10*time.Seco
 
 func mustDecide(t *testing.T, a *admission.Admitter, req admission.Request) admission.Decision {
 	t.Helper()
-	d, err := a.Decide(ctxT(t), req)
-	if err != nil {
-		t.Fatalf("Decide(%+v): %v", req, err)
-	}
-	return d
+	return must(t, "Decide", a.Decide, req)
 }
 
 func mustPeek(t *testing.T, a *admission.Admitter, req admission.Request) admission.Decision {
 	t.Helper()
-	d, err := a.Peek(ctxT(t), req)
+	return must(t, "Peek", a.Peek, req)
+}
+
+// must returns what call, the Admitter's method name, answers req, failing
+// t on an error.
+func must(t *testing.T, name string, call func(context.Context, admission.Request) (admission.Decision, error), req admission.Request) admission.Decision {
+	t.Helper()
+	d, err := call(ctxT(t), req)
 	if err != nil {
-		t.Fatalf("Peek(%+v): %v", req, err)
+		t.Fatalf("%s(%+v): %v", name, req, err)
 	}
 	return d
 }
