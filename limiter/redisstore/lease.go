@@ -2,21 +2,12 @@ package redisstore
 
 import (
 	"context"
-	_ "embed"
 	"fmt"
 	"strconv"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/topdeck/resilience/limiter"
 )
-
-//go:embed lease.lua
-var leaseSource string
-
-// leaseScript lends tokens for lease mode; see lease.lua.
-var leaseScript = redis.NewScript(withLib(leaseSource))
 
 var _ limiter.Leaser = (*Store)(nil)
 

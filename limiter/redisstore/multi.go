@@ -2,7 +2,6 @@ package redisstore
 
 import (
 	"context"
-	_ "embed"
 	"fmt"
 	"sort"
 	"strconv"
@@ -10,33 +9,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/topdeck/resilience/internal/redisscript"
 	"github.com/topdeck/resilience/limiter"
 )
-
-//go:embed multi.lua
-var multiSource string
-
-// multiScript decides several limits at once; see multi.lua.
-var multiScript = redisscript.New(withLib(multiSource))
-
-//go:embed giveback.lua
-var givebackSource string
-
-// givebackScript gives back one slot's charges; see giveback.lua.
-var givebackScript = redisscript.New(withLib(givebackSource))
-
-//go:embed pause.lua
-var pauseSource string
-
-// pauseScript records an upstream's answer; see pause.lua.
-var pauseScript = redisscript.New(withLib(pauseSource))
-
-//go:embed release.lua
-var releaseSource string
-
-// releaseScript gives back slots; see release.lua.
-var releaseScript = redisscript.New(withLib(releaseSource))
 
 var (
 	_ limiter.MultiStore = (*Store)(nil)

@@ -1,15 +1,46 @@
 package redisstore
 
 import (
-	_ "embed"
+	"embed"
 	"regexp"
 	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/topdeck/resilience/internal/redisscript"
 )
 
-// libSource holds the helpers the scripts share; see lib.lua.
+// luaFiles are the package's Lua sources: lib.lua, the helpers the scripts
+// share, and one file a script.
 //
-//go:embed lib.lua
-var libSource string
+//go:embed *.lua
+var luaFiles embed.FS
+
+// luaSource is the Lua file name of luaFiles.
+func luaSource(name string) string {
+	b, err := luaFiles.ReadFile(name)
+	if err != nil {
+		panic("redisstore: " + err.Error()) // a file named below is missing: a build mistake
+	}
+	return string(b)
+}
+
+// libSource holds the helpers the scripts share; see lib.lua.
+var libSource = luaSource("lib.lua")
+
+// The scripts, each with the functions of lib.lua it calls in front of it
+// (see withLib). Those run in pipelines of EVALSHA go through redisscript,
+// which loads a script again where Redis has lost it; the others run alone
+// through go-redis's Script.Run, which does the same.
+var (
+	gcraScript     = redisscript.New(withLib(luaSource("gcra.lua")))     // decisions, one key each
+	multiScript    = redisscript.New(withLib(luaSource("multi.lua")))    // several limits at once
+	givebackScript = redisscript.New(withLib(luaSource("giveback.lua"))) // one slot's charges back
+	pauseScript    = redisscript.New(withLib(luaSource("pause.lua")))    // an upstream's answer
+	releaseScript  = redisscript.New(withLib(luaSource("release.lua")))  // slots back
+	cancelScript   = redis.NewScript(withLib(luaSource("cancel.lua")))   // a reservation back
+	leaseScript    = redis.NewScript(withLib(luaSource("lease.lua")))    // tokens lent for lease mode
+)
 
 // libFuncs are lib.lua's functions, in the file's order.
 var libFuncs = parseLib(libSource)

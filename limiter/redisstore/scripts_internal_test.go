@@ -9,12 +9,23 @@ import (
 	"github.com/topdeck/resilience/internal/redistest"
 )
 
-// scriptSources are the package's scripts, each of which withLib puts
-// lib.lua in front of.
-var scriptSources = map[string]string{
-	"gcra.lua": gcraSource, "cancel.lua": cancelSource, "lease.lua": leaseSource,
-	"multi.lua": multiSource, "giveback.lua": givebackSource,
-	"pause.lua": pauseSource, "release.lua": releaseSource,
+// scriptSources are the package's scripts (every Lua file but lib.lua),
+// each of which withLib puts lib.lua in front of.
+func scriptSources(t *testing.T) map[string]string {
+	files, err := luaFiles.ReadDir(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, f := range files {
+		if f.Name() != "lib.lua" {
+			out[f.Name()] = luaSource(f.Name())
+		}
+	}
+	if len(out) != 7 {
+		t.Fatalf("%d scripts besides lib.lua, want 7: %v", len(out), out)
+	}
+	return out
 }
 
 // TestLibLine checks that lib.lua can be joined into one line (no comment
@@ -38,7 +49,7 @@ func TestLibLine(t *testing.T) {
 	if got, want := strings.Join(all, " "), oneLine(libSource); got != want {
 		t.Errorf("lib.lua's functions are\n%s\nwant all of its code,\n%s", got, want)
 	}
-	for name, src := range scriptSources {
+	for name, src := range scriptSources(t) {
 		if !strings.HasPrefix(src, "-- "+name+":") {
 			t.Errorf("%s: first line %q, want the header comment", name, strings.SplitN(src, "\n", 2)[0])
 		}
@@ -55,7 +66,7 @@ func TestLibLine(t *testing.T) {
 			ceildiv = f.code
 		}
 	}
-	if got, want := withLib(gcraSource), floordiv+" "+ceildiv+" "+gcraSource; got != want {
+	if got, want := withLib(luaSource("gcra.lua")), floordiv+" "+ceildiv+" "+luaSource("gcra.lua"); got != want {
 		t.Errorf("withLib(gcra.lua) starts %.200q, want only floordiv and ceildiv in front", got)
 	}
 }
@@ -71,7 +82,7 @@ func TestLibLineNumbers(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "user_script:3:") {
 		t.Errorf("error = %v, want one at user_script:3", err)
 	}
-	for name, src := range scriptSources {
+	for name, src := range scriptSources(t) {
 		if err := redisscript.New(withLib(src)).Load(ctx, client).Err(); err != nil {
 			t.Errorf("SCRIPT LOAD %s: %v", name, err)
 		}

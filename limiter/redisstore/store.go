@@ -2,7 +2,6 @@ package redisstore
 
 import (
 	"context"
-	_ "embed"
 	"fmt"
 	"strconv"
 	"sync"
@@ -13,18 +12,6 @@ import (
 	"github.com/topdeck/resilience/internal/redisscript"
 	"github.com/topdeck/resilience/limiter"
 )
-
-//go:embed gcra.lua
-var gcraSource string
-
-// gcraScript makes one decision; see gcra.lua.
-var gcraScript = redisscript.New(withLib(gcraSource))
-
-//go:embed cancel.lua
-var cancelSource string
-
-// cancelScript gives back a reservation; see cancel.lua.
-var cancelScript = redis.NewScript(withLib(cancelSource))
 
 // DefaultPrefix is the default key prefix.
 const DefaultPrefix = "resilience:"
