@@ -32,6 +32,17 @@ func newStore(t *testing.T, srv *redistest.Server, opts ...redisstore.Option) *r
 	return s
 }
 
+// watchAll starts a watch of every breaker of s, ended when t ends, and
+// returns its events.
+func watchAll(t *testing.T, s *redisstore.Store) <-chan breaker.Event {
+	t.Helper()
+	ch, err := s.Watch(t.Context(), "")
+	if err != nil {
+		t.Fatalf("Watch: %v", err)
+	}
+	return ch
+}
+
 func TestConformance(t *testing.T) {
 	srv := redistest.Start(t)
 	storetest.Run(t, func(t *testing.T, now func() time.Time) breaker.Store {
@@ -178,12 +189,8 @@ func TestWatchAcrossClientsAndStores(t *testing.T) {
 	t.Cleanup(func() { _ = watcher.Close() })
 	other := redisstore.New(srv.Client(), redisstore.WithPrefix(uniquePrefix()))
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ch, err := watcher.Watch(ctx, "")
-	if err != nil {
-		t.Fatalf("Watch: %v", err)
-	}
+	ctx := t.Context()
+	ch := watchAll(t, watcher)
 	if _, err := other.Reset(ctx, "x", settings, breaker.StateOpen); err != nil { // another prefix: unseen
 		t.Fatalf("Reset: %v", err)
 	}
@@ -344,12 +351,8 @@ func TestListPrefixBounds(t *testing.T) {
 func TestWatchSurvivesRestartWithResync(t *testing.T) {
 	srv := redistest.Start(t)
 	s := newStore(t, srv)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ch, err := s.Watch(ctx, "")
-	if err != nil {
-		t.Fatalf("Watch: %v", err)
-	}
+	ctx := t.Context()
+	ch := watchAll(t, s)
 	srv.Kill()
 	srv.Restart()
 	select {
@@ -377,12 +380,8 @@ func TestWatchFollowsSentinelFailover(t *testing.T) {
 	sen := redistest.StartSentinel(t)
 	s := redisstore.New(sen.Client(), redisstore.WithPrefix(uniquePrefix()))
 	t.Cleanup(func() { _ = s.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ch, err := s.Watch(ctx, "")
-	if err != nil {
-		t.Fatalf("Watch: %v", err)
-	}
+	ctx := t.Context()
+	ch := watchAll(t, s)
 	sen.Failover()
 	start := time.Now()
 	// Without the heartbeat the watch stays deaf until Sentinel demotes the
