@@ -98,7 +98,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"method", "result"),
 		breakers: map[string]bool{},
 	}
-	reg.MustRegister(m.grpc)
+	registered(reg, m.grpc)
 	m.configGeneration.Set(1)
 	for _, r := range []string{"success", "failure"} {
 		m.configReloads.WithLabelValues(r)
@@ -109,36 +109,30 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // promFactory creates metrics and registers each with reg as it is made.
 type promFactory struct{ reg prometheus.Registerer }
 
-func (f promFactory) register(c prometheus.Collector) { f.reg.MustRegister(c) }
-
-func (f promFactory) counter(name, help string) prometheus.Counter {
-	c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
-	f.register(c)
+// registered registers c with reg and returns it.
+func registered[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	reg.MustRegister(c)
 	return c
 }
 
-func (f promFactory) counters(name, help string, labels ...string) *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
-	f.register(c)
-	return c
+func (f promFactory) counter(name, help string) prometheus.Counter {
+	return registered(f.reg, prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help}))
 }
 
 func (f promFactory) gauge(name, help string) prometheus.Gauge {
-	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
-	f.register(g)
-	return g
+	return registered(f.reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help}))
+}
+
+func (f promFactory) counters(name, help string, labels ...string) *prometheus.CounterVec {
+	return registered(f.reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels))
 }
 
 func (f promFactory) gauges(name, help string, labels ...string) *prometheus.GaugeVec {
-	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
-	f.register(g)
-	return g
+	return registered(f.reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels))
 }
 
 func (f promFactory) histograms(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
-	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels)
-	f.register(h)
-	return h
+	return registered(f.reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels))
 }
 
 func boolLabel(b bool) string { return strconv.FormatBool(b) }
