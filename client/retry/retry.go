@@ -1,6 +1,7 @@
 package retry
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/topdeck/resilience/internal/defaults"
 )
 
 // Defaults used for the zero fields of Config.
@@ -78,21 +81,10 @@ type globalRand struct{}
 func (globalRand) Int64N(n int64) int64 { return rand.Int64N(n) }
 
 func (c Config) withDefaults() Config {
-	if c.MaxAttempts == 0 {
-		c.MaxAttempts = DefaultMaxAttempts
-	}
-	if c.InitialDelay <= 0 {
-		c.InitialDelay = DefaultInitialDelay
-	}
-	if c.MaxDelay <= 0 {
-		c.MaxDelay = DefaultMaxDelay
-	}
-	if c.Multiplier == 0 {
-		c.Multiplier = DefaultMultiplier
-	}
-	if c.Multiplier < 1 {
-		c.Multiplier = 1
-	}
+	c.MaxAttempts = cmp.Or(c.MaxAttempts, DefaultMaxAttempts)
+	c.InitialDelay = defaults.Positive(c.InitialDelay, DefaultInitialDelay)
+	c.MaxDelay = defaults.Positive(c.MaxDelay, DefaultMaxDelay)
+	c.Multiplier = max(cmp.Or(c.Multiplier, DefaultMultiplier), 1)
 	if c.Retryable == nil {
 		c.Retryable = DefaultRetryable
 	}

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/topdeck/resilience/internal/defaults"
 )
 
 // Timeouts bound every Redis call so that a dead or slow Redis makes calls
@@ -51,18 +53,10 @@ var DefaultTimeouts = Timeouts{
 }
 
 func (t Timeouts) withDefaults() Timeouts {
-	if t.Dial <= 0 {
-		t.Dial = DefaultTimeouts.Dial
-	}
-	if t.Read <= 0 {
-		t.Read = DefaultTimeouts.Read
-	}
-	if t.Write <= 0 {
-		t.Write = DefaultTimeouts.Write
-	}
-	if t.Pool <= 0 {
-		t.Pool = DefaultTimeouts.Pool
-	}
+	t.Dial = defaults.Positive(t.Dial, DefaultTimeouts.Dial)
+	t.Read = defaults.Positive(t.Read, DefaultTimeouts.Read)
+	t.Write = defaults.Positive(t.Write, DefaultTimeouts.Write)
+	t.Pool = defaults.Positive(t.Pool, DefaultTimeouts.Pool)
 	return t
 }
 
