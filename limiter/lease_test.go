@@ -123,19 +123,13 @@ func TestLeaseLateReply(t *testing.T) {
 // invalid cost.
 func TestLeaseInvalid(t *testing.T) {
 	_, _, l := newLeaseFleet(t)
-	tests := []struct {
-		req   limiter.Request
-		field string
-	}{
-		{limiter.Request{Key: "k", Limit: hot, Cost: 91, Lease: hotLease}, "cost"},
-		{limiter.Request{Key: "k", Limit: hot, Cost: 1, Lease: limiter.LeasePolicy{MaxTokens: 1}}, "lease.ttl"},
-		{limiter.Request{Key: "k", Limit: hot, Cost: 1, Lease: limiter.LeasePolicy{MaxTokens: 1, TTL: time.Second}}, "lease.ttl"},
-		{limiter.Request{Key: "k", Limit: hot, Cost: 1, Lease: limiter.LeasePolicy{MaxTokens: 91, TTL: 100 * time.Millisecond}}, "lease.max_tokens"},
-		{limiter.Request{Key: "k", Limit: hot, Cost: 1, Lease: limiter.LeasePolicy{MaxTokens: -1, TTL: time.Second}}, "lease.max_tokens"},
-	}
-	for _, tt := range tests {
-		wantInvalid(t, l, tt.req, tt.field)
-	}
+	wantInvalid(t, l, []invalid{
+		{limiter.Request{Key: "k", Limit: hot, Cost: 91, Lease: hotLease}, "cost", nil},
+		{limiter.Request{Key: "k", Limit: hot, Cost: 1, Lease: limiter.LeasePolicy{MaxTokens: 1}}, "lease.ttl", nil},
+		{limiter.Request{Key: "k", Limit: hot, Cost: 1, Lease: limiter.LeasePolicy{MaxTokens: 1, TTL: time.Second}}, "lease.ttl", nil},
+		{limiter.Request{Key: "k", Limit: hot, Cost: 1, Lease: limiter.LeasePolicy{MaxTokens: 91, TTL: 100 * time.Millisecond}}, "lease.max_tokens", nil},
+		{limiter.Request{Key: "k", Limit: hot, Cost: 1, Lease: limiter.LeasePolicy{MaxTokens: -1, TTL: time.Second}}, "lease.max_tokens", nil},
+	})
 }
 
 // takeOnly hides a store's Leaser.

@@ -61,16 +61,28 @@ func acquire(t *testing.T, l *limiter.Limiter, req limiter.Request) limiter.Resu
 	return res
 }
 
-// wantInvalid calls Acquire with req and checks that it fails with an
-// InvalidArgumentError naming field (which matches ErrInvalidArgument); it
-// returns the error.
-func wantInvalid(t *testing.T, l *limiter.Limiter, req limiter.Request, field string) error {
+// invalid is a request Acquire must refuse with an InvalidArgumentError
+// naming field (which matches ErrInvalidArgument), and, when is is set, an
+// error matching is too.
+type invalid struct {
+	req   limiter.Request
+	field string
+	is    error
+}
+
+// wantInvalid calls Acquire with each request of tests and checks its
+// error.
+func wantInvalid(t *testing.T, l *limiter.Limiter, tests []invalid) {
 	t.Helper()
-	_, err := l.Acquire(context.Background(), req)
-	if !storetest.InvalidFor(err, field) || !errors.Is(err, limiter.ErrInvalidArgument) {
-		t.Errorf("Acquire(%+v): error = %v, want an InvalidArgumentError for %s", req, err, field)
+	for _, tt := range tests {
+		_, err := l.Acquire(context.Background(), tt.req)
+		if !storetest.InvalidFor(err, tt.field) || !errors.Is(err, limiter.ErrInvalidArgument) {
+			t.Errorf("Acquire(%+v): error = %v, want an InvalidArgumentError for %s", tt.req, err, tt.field)
+		}
+		if tt.is != nil && !errors.Is(err, tt.is) {
+			t.Errorf("Acquire(%+v): error = %v, want it to match %v", tt.req, err, tt.is)
+		}
 	}
-	return err
 }
 
 func TestAcquireAllowLocalFallback(t *testing.T) {
@@ -122,23 +134,13 @@ func TestAcquireContextError(t *testing.T) {
 
 func TestAcquireInvalid(t *testing.T) {
 	l, store, _ := newTestLimiter(t)
-	tests := []struct {
-		req   limiter.Request
-		field string
-		is    error
-	}{
+	wantInvalid(t, l, []invalid{
 		{limiter.Request{Limit: limiter.Limit{Window: time.Second}, Cost: 1}, "max_calls", nil},
 		{limiter.Request{Limit: limiter.Limit{MaxCalls: 1}, Cost: 1}, "time_window", nil},
 		{limiter.Request{Limit: lim5, Cost: 6}, "cost", limiter.ErrCostExceedsBurst},
 		{limiter.Request{Limit: lim5, Cost: 1, MaxWait: -time.Second}, "max_wait", nil},
 		{limiter.Request{Limit: lim5, Cost: 1, OnStoreFailure: 7}, "on_store_failure", nil},
-	}
-	for _, tt := range tests {
-		err := wantInvalid(t, l, tt.req, tt.field)
-		if tt.is != nil && !errors.Is(err, tt.is) {
-			t.Errorf("Acquire(%+v): error = %v, want it to match %v", tt.req, err, tt.is)
-		}
-	}
+	})
 	if n := store.takes.Load(); n != 0 {
 		t.Errorf("store called %d times for invalid requests, want 0", n)
 	}
