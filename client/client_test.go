@@ -32,10 +32,25 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var errUpstream = errors.New("upstream exploded")
 
-func TestCheck(t *testing.T) {
+// newTestClient starts a service on testConfig and returns it, a client of
+// it and a context that ends with t.
+func newTestClient(t *testing.T) (*service, *client.Client, context.Context) {
+	t.Helper()
 	s := mustService(t, testConfig, nil)
-	c := client.New(s.conn)
-	ctx := ctxT(t)
+	return s, client.New(s.conn), ctxT(t)
+}
+
+// wantReported checks that the service got want ReportOutcome calls; why,
+// when set, follows the count in the message.
+func wantReported(t *testing.T, s *service, want int, why string) {
+	t.Helper()
+	if got := s.Calls(resiliencev1.ResilienceService_ReportOutcome_FullMethodName); got != want {
+		t.Errorf("ReportOutcome calls: got %d, want %d%s", got, want, why)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	_, c, ctx := newTestClient(t)
 	lim := client.RateLimit{MaxCalls: 2, Window: time.Minute}
 	for i, want := range []bool{true, true, false} {
 		d, err := c.Check(ctx, "check/a", lim)
@@ -114,9 +129,7 @@ func TestWait(t *testing.T) {
 }
 
 func TestDoOpensBreaker(t *testing.T) {
-	s := mustService(t, testConfig, nil)
-	c := client.New(s.conn)
-	ctx := ctxT(t)
+	s, c, ctx := newTestClient(t)
 	calls := 0
 	fail := func(context.Context) error { calls++; return errUpstream }
 	for i := range 2 {
@@ -135,15 +148,11 @@ func TestDoOpensBreaker(t *testing.T) {
 	if calls != 2 {
 		t.Errorf("upstream calls: got %d, want 2 (the open breaker short-circuits)", calls)
 	}
-	if got := s.Calls(resiliencev1.ResilienceService_ReportOutcome_FullMethodName); got != 2 {
-		t.Errorf("ReportOutcome calls: got %d, want 2", got)
-	}
+	wantReported(t, s, 2, "")
 }
 
 func TestCallerErrorsAndCancellationsDoNotCount(t *testing.T) {
-	s := mustService(t, testConfig, nil)
-	c := client.New(s.conn)
-	ctx := ctxT(t)
+	s, c, ctx := newTestClient(t)
 	for range 5 {
 		err := c.Do(ctx, "do/caller", func(context.Context) error { return status.Error(codes.InvalidArgument, "bad") })
 		if status.Code(err) != codes.InvalidArgument {
@@ -159,9 +168,7 @@ func TestCallerErrorsAndCancellationsDoNotCount(t *testing.T) {
 	}
 	// Only the InvalidArgument outcomes (as successes) and the last call
 	// were reported; cancellations were not.
-	if got := s.Calls(resiliencev1.ResilienceService_ReportOutcome_FullMethodName); got != 6 {
-		t.Errorf("ReportOutcome calls: got %d, want 6", got)
-	}
+	wantReported(t, s, 6, "")
 }
 
 func TestFailureClassifier(t *testing.T) {
@@ -178,9 +185,7 @@ func TestFailureClassifier(t *testing.T) {
 }
 
 func TestAllowTwoStep(t *testing.T) {
-	s := mustService(t, testConfig, nil)
-	c := client.New(s.conn)
-	ctx := ctxT(t)
+	s, c, ctx := newTestClient(t)
 	for range 2 {
 		done, err := c.Allow(ctx, "allow/a")
 		if err != nil {
@@ -192,9 +197,7 @@ func TestAllowTwoStep(t *testing.T) {
 	if _, err := c.Allow(ctx, "allow/a"); !errors.Is(err, client.ErrOpen) {
 		t.Errorf("Allow after 2 failures: got %v, want ErrOpen", err)
 	}
-	if got := s.Calls(resiliencev1.ResilienceService_ReportOutcome_FullMethodName); got != 2 {
-		t.Errorf("ReportOutcome calls: got %d, want 2 (done is idempotent)", got)
-	}
+	wantReported(t, s, 2, " (done is idempotent)")
 	// A breaker and a rate limit in one decision.
 	lim := client.RateLimit{MaxCalls: 1, Window: time.Hour}
 	done, err := c.Allow(ctx, "allow/b", client.WithRateLimit("allow/b", lim))
