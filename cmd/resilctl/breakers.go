@@ -48,20 +48,7 @@ type BreakersCommand struct {
 
 // Run runs the subcommand named by args[0] with the rest of args.
 func (c *BreakersCommand) Run(ctx context.Context, args []string) error {
-	sub, rest, err := dispatch(breakersGroup, c.g.stdout, args)
-	if err != nil {
-		return err
-	}
-	switch sub {
-	case "list":
-		return c.list(ctx, rest)
-	case "get":
-		return c.get(ctx, rest)
-	case "watch":
-		return c.watch(ctx, rest)
-	default: // "reset"
-		return c.reset(ctx, rest)
-	}
+	return runGroup(ctx, breakersGroup, c.g.stdout, args, subcommands{"list": c.list, "get": c.get, "watch": c.watch, "reset": c.reset})
 }
 
 func (c *BreakersCommand) list(ctx context.Context, args []string) error {

@@ -53,22 +53,7 @@ type CacheCommand struct {
 
 // Run runs the subcommand named by args[0] with the rest of args.
 func (c *CacheCommand) Run(ctx context.Context, args []string) error {
-	sub, rest, err := dispatch(cacheGroup, c.g.stdout, args)
-	if err != nil {
-		return err
-	}
-	switch sub {
-	case "get":
-		return c.get(ctx, rest)
-	case "set":
-		return c.set(ctx, rest)
-	case "del":
-		return c.del(ctx, rest)
-	case "delete-pattern":
-		return c.deletePattern(ctx, rest)
-	default: // "stats"
-		return c.stats(ctx, rest)
-	}
+	return runGroup(ctx, cacheGroup, c.g.stdout, args, subcommands{"get": c.get, "set": c.set, "del": c.del, "delete-pattern": c.deletePattern, "stats": c.stats})
 }
 
 func (c *CacheCommand) get(ctx context.Context, args []string) error {

@@ -32,11 +32,7 @@ type LimitsCommand struct {
 
 // Run runs the subcommand named by args[0] with the rest of args.
 func (c *LimitsCommand) Run(ctx context.Context, args []string) error {
-	_, rest, err := dispatch(limitsGroup, c.g.stdout, args)
-	if err != nil {
-		return err
-	}
-	return c.check(ctx, rest) // the only subcommand
+	return runGroup(ctx, limitsGroup, c.g.stdout, args, subcommands{"check": c.check})
 }
 
 // parseCheck parses "limits check" into its request (dry_run set).

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -212,6 +213,20 @@ func dispatch(g *group, w io.Writer, args []string) (string, []string, error) {
 		}
 	}
 	return "", nil, &usageError{cmd: &g.command, msg: fmt.Sprintf("unknown command %q (want %s)", args[0], subNames(g))}
+}
+
+// subcommands maps the name of each subcommand of a group ("list" for
+// "breakers list") to what runs it.
+type subcommands map[string]func(ctx context.Context, args []string) error
+
+// runGroup runs the subcommand of g named by args[0] (see dispatch), one of
+// subs, with the rest of args.
+func runGroup(ctx context.Context, g *group, w io.Writer, args []string, subs subcommands) error {
+	sub, rest, err := dispatch(g, w, args)
+	if err != nil {
+		return err
+	}
+	return subs[sub](ctx, rest)
 }
 
 func subNames(g *group) string {
