@@ -273,12 +273,20 @@ func get(ctx context.Context, hc *http.Client, url string) (int, error) {
 	return resp.StatusCode, nil
 }
 
-func TestRoundTripperOpensBreaker(t *testing.T) {
-	s := mustService(t, testConfig, nil)
-	c := client.New(s.conn)
-	up := newUpstreamHTTP(t, http.StatusBadGateway)
+// breakerRoundTripper returns an upstream answering code and an HTTP client
+// whose requests to it go through the RoundTripper of a client of a service
+// on testConfig; its idle connections close when t ends.
+func breakerRoundTripper(t *testing.T, code int) (*upstreamHTTP, *http.Client) {
+	t.Helper()
+	c := client.New(mustService(t, testConfig, nil).conn)
+	up := newUpstreamHTTP(t, code)
 	hc := &http.Client{Transport: c.RoundTripper(up.Client().Transport)}
-	defer hc.CloseIdleConnections()
+	t.Cleanup(hc.CloseIdleConnections)
+	return up, hc
+}
+
+func TestRoundTripperOpensBreaker(t *testing.T) {
+	up, hc := breakerRoundTripper(t, http.StatusBadGateway)
 	ctx := correlation.NewContext(ctxT(t), "rt-1")
 	for i := range 2 {
 		code, err := get(ctx, hc, up.URL)
@@ -300,11 +308,7 @@ func TestRoundTripperOpensBreaker(t *testing.T) {
 }
 
 func TestRoundTripperSuccessAndClientErrorsKeepItClosed(t *testing.T) {
-	s := mustService(t, testConfig, nil)
-	c := client.New(s.conn)
-	up := newUpstreamHTTP(t, http.StatusNotFound)
-	hc := &http.Client{Transport: c.RoundTripper(up.Client().Transport)}
-	defer hc.CloseIdleConnections()
+	up, hc := breakerRoundTripper(t, http.StatusNotFound)
 	ctx := ctxT(t)
 	for i := range 5 {
 		if code, err := get(ctx, hc, up.URL); err != nil || code != http.StatusNotFound {
@@ -314,12 +318,8 @@ func TestRoundTripperSuccessAndClientErrorsKeepItClosed(t *testing.T) {
 }
 
 func TestRoundTripperHonoursRetryAfter(t *testing.T) {
-	s := mustService(t, testConfig, nil)
-	c := client.New(s.conn)
-	up := newUpstreamHTTP(t, http.StatusTooManyRequests)
+	up, hc := breakerRoundTripper(t, http.StatusTooManyRequests)
 	up.retryAfter.Store("120")
-	hc := &http.Client{Transport: c.RoundTripper(up.Client().Transport)}
-	defer hc.CloseIdleConnections()
 	ctx := ctxT(t)
 	if code, err := get(ctx, hc, up.URL); err != nil || code != http.StatusTooManyRequests {
 		t.Fatalf("first request: got %d, %v; want 429", code, err)
