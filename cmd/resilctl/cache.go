@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	resiliencev1 "github.com/topdeck/resilience/gen/topdeck/resilience/v1"
@@ -101,17 +102,15 @@ func (c *CacheCommand) set(ctx context.Context, args []string) error {
 	if *ttl != 0 {
 		req.Ttl = durationpb.New(*ttl)
 	}
-	resp, err := call(ctx, c.g, c.g.cache, func(ctx context.Context, cs resiliencev1.CacheServiceClient) (*resiliencev1.SetResponse, error) {
+	return cacheAnswer(ctx, c, func(ctx context.Context, cs resiliencev1.CacheServiceClient) (*resiliencev1.SetResponse, error) {
 		return cs.Set(ctx, req)
-	})
-	if err != nil {
-		return err
-	}
-	return c.g.printAnswer(resp, resp.GetDegraded(), []kv{
-		{"key", pos[0]},
-		{"stored", strconv.FormatBool(resp.GetStored())},
-		{"size", fmt.Sprintf("%d bytes", len(value))},
-		{"degraded", strconv.FormatBool(resp.GetDegraded())},
+	}, func(resp *resiliencev1.SetResponse) []kv {
+		return []kv{
+			{"key", pos[0]},
+			{"stored", strconv.FormatBool(resp.GetStored())},
+			{"size", fmt.Sprintf("%d bytes", len(value))},
+			{"degraded", strconv.FormatBool(resp.GetDegraded())},
+		}
 	})
 }
 
@@ -121,15 +120,13 @@ func (c *CacheCommand) del(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	resp, err := call(ctx, c.g, c.g.cache, func(ctx context.Context, cs resiliencev1.CacheServiceClient) (*resiliencev1.DeleteResponse, error) {
+	return cacheAnswer(ctx, c, func(ctx context.Context, cs resiliencev1.CacheServiceClient) (*resiliencev1.DeleteResponse, error) {
 		return cs.Delete(ctx, &resiliencev1.DeleteRequest{Keys: keys})
-	})
-	if err != nil {
-		return err
-	}
-	return c.g.printAnswer(resp, resp.GetDegraded(), []kv{
-		{"deleted", strconv.FormatInt(resp.GetDeleted(), 10)},
-		{"degraded", strconv.FormatBool(resp.GetDegraded())},
+	}, func(resp *resiliencev1.DeleteResponse) []kv {
+		return []kv{
+			{"deleted", strconv.FormatInt(resp.GetDeleted(), 10)},
+			{"degraded", strconv.FormatBool(resp.GetDegraded())},
+		}
 	})
 }
 
@@ -139,16 +136,14 @@ func (c *CacheCommand) deletePattern(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	resp, err := call(ctx, c.g, c.g.cache, func(ctx context.Context, cs resiliencev1.CacheServiceClient) (*resiliencev1.DeletePatternResponse, error) {
+	return cacheAnswer(ctx, c, func(ctx context.Context, cs resiliencev1.CacheServiceClient) (*resiliencev1.DeletePatternResponse, error) {
 		return cs.DeletePattern(ctx, &resiliencev1.DeletePatternRequest{Pattern: pos[0]})
-	})
-	if err != nil {
-		return err
-	}
-	return c.g.printAnswer(resp, resp.GetDegraded(), []kv{
-		{"pattern", pos[0]},
-		{"deleted", strconv.FormatInt(resp.GetDeleted(), 10)},
-		{"degraded", strconv.FormatBool(resp.GetDegraded())},
+	}, func(resp *resiliencev1.DeletePatternResponse) []kv {
+		return []kv{
+			{"pattern", pos[0]},
+			{"deleted", strconv.FormatInt(resp.GetDeleted(), 10)},
+			{"degraded", strconv.FormatBool(resp.GetDegraded())},
+		}
 	})
 }
 
@@ -157,11 +152,23 @@ func (c *CacheCommand) stats(ctx context.Context, args []string) error {
 	if _, err := parseArgs(cacheStats, fs, c.g.stdout, args, 0, 0, ""); err != nil {
 		return err
 	}
-	resp, err := call(ctx, c.g, c.g.cache, func(ctx context.Context, cs resiliencev1.CacheServiceClient) (*resiliencev1.GetStatsResponse, error) {
+	return cacheAnswer(ctx, c, func(ctx context.Context, cs resiliencev1.CacheServiceClient) (*resiliencev1.GetStatsResponse, error) {
 		return cs.GetStats(ctx, &resiliencev1.GetStatsRequest{})
-	})
+	}, statsRows)
+}
+
+// cacheResponse is the response of a cache RPC that may be degraded.
+type cacheResponse interface {
+	proto.Message
+	GetDegraded() bool
+}
+
+// cacheAnswer makes the cache RPC rpc and prints its answer (see
+// printAnswer): as JSON, or as rows(resp).
+func cacheAnswer[R cacheResponse](ctx context.Context, c *CacheCommand, rpc func(context.Context, resiliencev1.CacheServiceClient) (R, error), rows func(R) []kv) error {
+	resp, err := call(ctx, c.g, c.g.cache, rpc)
 	if err != nil {
 		return err
 	}
-	return c.g.printAnswer(resp, resp.GetDegraded(), statsRows(resp))
+	return c.g.printAnswer(resp, resp.GetDegraded(), rows(resp))
 }
