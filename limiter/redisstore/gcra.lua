@@ -54,10 +54,8 @@ else
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
--- floordiv and ceildiv are lib.lua's. This script runs once per batch, so
--- it takes nothing else from the library: each helper put in front of it is
--- a closure Redis makes on every call (about 0.1 µs each). Its bucket read
--- below is lib.lua's bucket_debt written out; keep the two in step.
+-- floordiv, ceildiv and bucket_debt are lib.lua's: withLib puts them in
+-- front of this script once per call (a batch), not once per decision.
 
 -- Every key in one read; a bucket written by an earlier decision of this
 -- call is read from written instead (a batch may hold a key twice).
@@ -78,38 +76,12 @@ for i = 1, n do
 
   local capacity = b * w
 
-  -- debt: how far the TAT is ahead of now, scaled. A bucket written under
-  -- another limit carries over as tokens used (its debt in whole tokens of
-  -- the old limit, rounded up), at most b: never more than a drained bucket.
-  local debt = 0
+  -- debt: how far the TAT is ahead of now, scaled (see bucket_debt; the
+  -- value written before limits were recorded is read too).
   local v = written[key]
   if v == nil then v = got[2 * i - 1] end
-  if v then
-    local s_tat, s_rem, s_m, s_w, s_b = string.match(v, "^(%d+):(%d+):(%d+):(%d+):(%d+)$")
-    if s_tat then
-      local tat, om, ow = tonumber(s_tat), tonumber(s_m), tonumber(s_w)
-      if tat >= now then
-        debt = (tat - now) * om + tonumber(s_rem)
-        if om ~= m or ow ~= w or tonumber(s_b) ~= b then
-          debt = math.min(ceildiv(debt, ow), b) * w
-        end
-      end
-    else
-      -- The old "tat:rem:m", whose limit is not known: treat it as possibly
-      -- changed, keeping its debt in time but at most a drained bucket.
-      local s_tat, s_rem, s_m = string.match(v, "^(%d+):(%d+):(%d+)$")
-      if not s_tat then
-        reply = redis.error_reply("limiter: malformed bucket value at " .. key)
-      else
-        local tat, rem = tonumber(s_tat), tonumber(s_rem)
-        if tonumber(s_m) ~= m then
-          if rem > 0 then tat = tat + 1 end
-          rem = 0
-        end
-        if tat >= now then debt = math.min((tat - now) * m + rem, capacity) end
-      end
-    end
-  end
+  local debt, err = bucket_debt(key, v, now, m, w, b, true)
+  if not debt then reply = err end
 
   if not reply then
     local inc = cost * w

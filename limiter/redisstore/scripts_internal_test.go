@@ -57,17 +57,13 @@ func TestLibLine(t *testing.T) {
 			t.Errorf("withLib(%s) has %d lines, want %d", name, got, want)
 		}
 	}
-	var floordiv, ceildiv string
+	code := map[string]string{}
 	for _, f := range libFuncs {
-		switch f.name {
-		case "floordiv":
-			floordiv = f.code
-		case "ceildiv":
-			ceildiv = f.code
-		}
+		code[f.name] = f.code
 	}
-	if got, want := withLib(luaSource("gcra.lua")), floordiv+" "+ceildiv+" "+luaSource("gcra.lua"); got != want {
-		t.Errorf("withLib(gcra.lua) starts %.200q, want only floordiv and ceildiv in front", got)
+	gcra := luaSource("gcra.lua")
+	if got, want := withLib(gcra), code["floordiv"]+" "+code["ceildiv"]+" "+code["bucket_debt"]+" "+gcra; got != want {
+		t.Errorf("withLib(gcra.lua) starts %.200q, want only floordiv, ceildiv and bucket_debt in front", got)
 	}
 }
 
