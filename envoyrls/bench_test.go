@@ -27,15 +27,7 @@ const benchConfig = `
 
 func benchServer(b *testing.B) *envoyrls.Server {
 	b.Helper()
-	cfg, err := envoyrls.Parse([]byte(benchConfig))
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv, err := envoyrls.New(limiter.New(limiter.NewMemoryStore()), cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return srv
+	return mustNew(b, limiter.New(limiter.NewMemoryStore()), benchConfig)
 }
 
 func benchCalls(b *testing.B, srv *envoyrls.Server, reqs []*ratelimitv3.RateLimitRequest) {

@@ -52,15 +52,32 @@ func serve(t *testing.T, srv *envoyrls.Server) ratelimitv3.RateLimitServiceClien
 
 func newServer(t *testing.T, l *limiter.Limiter, yamlCfg string, opts ...envoyrls.Option) (*envoyrls.Server, ratelimitv3.RateLimitServiceClient) {
 	t.Helper()
+	srv := mustNew(t, l, yamlCfg, opts...)
+	return srv, serve(t, srv)
+}
+
+// mustNew returns a server on l with the configuration yamlCfg, failing tb
+// if it does not parse or the server cannot be built.
+func mustNew(tb testing.TB, l *limiter.Limiter, yamlCfg string, opts ...envoyrls.Option) *envoyrls.Server {
+	tb.Helper()
 	cfg, err := envoyrls.Parse([]byte(yamlCfg))
 	if err != nil {
-		t.Fatalf("Parse: %v", err)
+		tb.Fatalf("Parse: %v", err)
 	}
 	srv, err := envoyrls.New(l, cfg, opts...)
 	if err != nil {
-		t.Fatalf("New: %v", err)
+		tb.Fatalf("New: %v", err)
 	}
-	return srv, serve(t, srv)
+	return srv
+}
+
+// memoryServer is newServer on a memory limiter reading a new clock; it
+// returns the clock and the client.
+func memoryServer(t *testing.T, yamlCfg string, opts ...envoyrls.Option) (*clock, ratelimitv3.RateLimitServiceClient) {
+	t.Helper()
+	clk := newClock()
+	_, c := newServer(t, memoryLimiter(clk), yamlCfg, opts...)
+	return clk, c
 }
 
 // reloadPerIP gives srv perIPConfig with its first old replaced by new.
@@ -141,8 +158,7 @@ const perIPConfig = `
 // GCRA, 3 per minute, burst 3: one token every 20s; a denied request
 // consumes nothing.
 func TestShouldRateLimitBasics(t *testing.T) {
-	clk := newClock()
-	_, c := newServer(t, memoryLimiter(clk), perIPConfig)
+	clk, c := memoryServer(t, perIPConfig)
 	perIP := limit(3, ratelimitv3.RateLimitResponse_RateLimit_MINUTE, "per_ip")
 	a := desc("remote_address", "10.0.0.1")
 
@@ -182,8 +198,7 @@ func TestShouldRateLimitBasics(t *testing.T) {
 // checks without charging (Envoy's hits_addend: {number: 0}), as in the
 // reference.
 func TestHitsAddendOverride(t *testing.T) {
-	clk := newClock()
-	_, c := newServer(t, memoryLimiter(clk), perIPConfig)
+	clk, c := memoryServer(t, perIPConfig)
 	perIP := limit(3, ratelimitv3.RateLimitResponse_RateLimit_MINUTE, "per_ip")
 	d := desc("remote_address", "10.0.0.1")
 	d.HitsAddend = wrapperspb.UInt64(2) // overrides the request's 1
@@ -208,8 +223,7 @@ func TestHitsAddendOverride(t *testing.T) {
 }
 
 func TestMultipleDescriptors(t *testing.T) {
-	clk := newClock()
-	_, c := newServer(t, memoryLimiter(clk), `
+	_, c := memoryServer(t, `
 - domain: messaging
   descriptors:
     - key: message_type
@@ -266,8 +280,7 @@ func TestShadowMode(t *testing.T) {
 }
 
 func TestWildcardsAndShareThreshold(t *testing.T) {
-	clk := newClock()
-	_, c := newServer(t, memoryLimiter(clk), `
+	_, c := memoryServer(t, `
 - domain: files
   descriptors:
     - key: path
@@ -290,8 +303,7 @@ func TestWildcardsAndShareThreshold(t *testing.T) {
 }
 
 func TestReplaces(t *testing.T) {
-	clk := newClock()
-	_, c := newServer(t, memoryLimiter(clk), `
+	_, c := memoryServer(t, `
 - domain: example7
   descriptors:
     - key: key_1
@@ -324,8 +336,7 @@ func TestReplaces(t *testing.T) {
 }
 
 func TestLimitOverride(t *testing.T) {
-	clk := newClock()
-	_, c := newServer(t, memoryLimiter(clk), perIPConfig)
+	_, c := memoryServer(t, perIPConfig)
 	d := desc("remote_address", "10.0.0.9")
 	d.Limit = &commonv3.RateLimitDescriptor_RateLimitOverride{RequestsPerUnit: 1, Unit: typev3.RateLimitUnit_HOUR, UnitMultiplier: wrapperspb.UInt32(2)}
 	cur := &ratelimitv3.RateLimitResponse_RateLimit{RequestsPerUnit: 1, Unit: ratelimitv3.RateLimitResponse_RateLimit_HOUR, UnitMultiplier: wrapperspb.UInt32(2)}
@@ -458,8 +469,7 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 
 // Many concurrent calls on one bucket admit exactly requests_per_unit.
 func TestConcurrentCallsAreExact(t *testing.T) {
-	clk := newClock()
-	_, c := newServer(t, memoryLimiter(clk), `
+	_, c := memoryServer(t, `
 - domain: d
   descriptors:
     - key: k
