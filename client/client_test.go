@@ -383,6 +383,17 @@ func (u *upstreamGRPC) Check(ctx context.Context, _ *healthpb.HealthCheckRequest
 	return &healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}, nil
 }
 
+// breakerUpstreamGRPC serves an upstream answering code over bufconn and
+// returns it and a health client whose calls to it go through the unary
+// interceptor of a client of a service on testConfig.
+func breakerUpstreamGRPC(t *testing.T, code codes.Code) (*upstreamGRPC, healthpb.HealthClient) {
+	t.Helper()
+	c := client.New(mustService(t, testConfig, nil).conn)
+	u := &upstreamGRPC{}
+	u.code.Store(int64(code))
+	return u, healthpb.NewHealthClient(startUpstreamGRPC(t, u, c.UnaryClientInterceptor()))
+}
+
 // startUpstreamGRPC serves u over bufconn and returns a connection through
 // the interceptor.
 func startUpstreamGRPC(t *testing.T, u *upstreamGRPC, icpt grpc.UnaryClientInterceptor) *grpc.ClientConn {
@@ -402,11 +413,7 @@ func serveUpstream(t *testing.T, u healthpb.HealthServer, opts ...grpc.DialOptio
 }
 
 func TestInterceptorOpensBreaker(t *testing.T) {
-	s := mustService(t, testConfig, nil)
-	c := client.New(s.conn)
-	u := &upstreamGRPC{}
-	u.code.Store(int64(codes.Unavailable))
-	hc := healthpb.NewHealthClient(startUpstreamGRPC(t, u, c.UnaryClientInterceptor()))
+	u, hc := breakerUpstreamGRPC(t, codes.Unavailable)
 	ctx := correlation.NewContext(ctxT(t), "icpt-1")
 	for i := range 2 {
 		if _, err := hc.Check(ctx, &healthpb.HealthCheckRequest{}); status.Code(err) != codes.Unavailable {
@@ -429,11 +436,7 @@ func TestInterceptorOpensBreaker(t *testing.T) {
 }
 
 func TestInterceptorNonFailureCodes(t *testing.T) {
-	s := mustService(t, testConfig, nil)
-	c := client.New(s.conn)
-	u := &upstreamGRPC{}
-	u.code.Store(int64(codes.PermissionDenied))
-	hc := healthpb.NewHealthClient(startUpstreamGRPC(t, u, c.UnaryClientInterceptor()))
+	_, hc := breakerUpstreamGRPC(t, codes.PermissionDenied)
 	ctx := ctxT(t)
 	for i := range 5 {
 		if _, err := hc.Check(ctx, &healthpb.HealthCheckRequest{}); status.Code(err) != codes.PermissionDenied {
