@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/topdeck/resilience/internal/cliflag"
 	"io"
 	"net"
 	"strings"
@@ -19,7 +20,7 @@ import (
 
 var (
 	// errUsage marks a bad command line (exit status 2).
-	errUsage = errors.New("usage error")
+	errUsage = cliflag.ErrUsage
 	// errInterrupted reports that ctx was cancelled (Ctrl-C) before the run
 	// ended; the results measured so far have been printed (exit status 130).
 	errInterrupted = errors.New("interrupted")
@@ -78,14 +79,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		fmt.Fprintf(fs.Output(), "Usage: resilbench [flags]\n\nLoad generator for resilienced (see `go doc ./cmd/resilbench`).\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return c, err
-		}
-		return c, fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	if err := cliflag.Parse(fs, args); err != nil {
+		return c, err
 	}
 	return c, c.validate()
 }

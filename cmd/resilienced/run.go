@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/topdeck/resilience/internal/cliflag"
 	"io"
 	"log/slog"
 	"net"
@@ -29,7 +30,7 @@ import (
 )
 
 // errUsage marks errors in the command line or environment (exit code 2).
-var errUsage = errors.New("usage error")
+var errUsage = cliflag.ErrUsage
 
 // Flags are resilienced's settings, from flags or their environment variables.
 type Flags struct {
@@ -127,14 +128,8 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) (Flags, err
 			}
 		}
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return f, err
-		}
-		return f, fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return f, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	if err := cliflag.Parse(fs, args); err != nil {
+		return f, err
 	}
 	if err := f.Security.check(); err != nil {
 		return f, err
