@@ -74,30 +74,58 @@ func asState(v any) (breaker.State, error) {
 	return st, nil
 }
 
-// stateAt decodes a[i], a state, and a[i+1], its generation.
-func stateAt(a []any, i int) (breaker.State, uint64, error) {
-	st, err := asState(a[i])
-	if err != nil {
-		return 0, 0, err
-	}
-	gen, err := asUint(a[i+1])
-	if err != nil {
-		return 0, 0, err
-	}
-	return st, gen, nil
+// reply reads the elements of a script's reply array, keeping the first
+// error: once a read has failed (or the reply was not an array of the
+// length asked for), every later read reads nothing and returns zero
+// values. A decoder reads its elements in turn and then checks err once
+// (what the reads returned is of no use when it is set).
+type reply struct {
+	a   []any
+	err error
 }
 
-// ints decodes the elements of a at the given indexes as integers.
-func ints(a []any, idx ...int) ([]int64, error) {
+// readReply starts reading v, which must be an array of exactly n elements.
+func readReply(v any, n int) *reply {
+	a, err := asArray(v, n)
+	return &reply{a: a, err: err}
+}
+
+// read decodes a[i] with as, unless r has failed already.
+func read[T any](r *reply, i int, as func(any) (T, error)) T {
+	var v T
+	if r.err == nil {
+		v, r.err = as(r.a[i])
+	}
+	return v
+}
+
+// state decodes a[i], a state, and a[i+1], its generation.
+func (r *reply) state(i int) (breaker.State, uint64) {
+	return read(r, i, asState), read(r, i+1, asUint)
+}
+
+// integers decodes the elements at the given indexes as integers; an
+// error names the element.
+func (r *reply) integers(idx ...int) []int64 {
 	out := make([]int64, len(idx))
 	for i, j := range idx {
-		n, err := asInt(a[j])
-		if err != nil {
-			return nil, fmt.Errorf("element %d: %w", j, err)
+		if r.err != nil {
+			break
 		}
-		out[i] = n
+		if out[i] = read(r, j, asInt); r.err != nil {
+			r.err = fmt.Errorf("element %d: %w", j, r.err)
+		}
 	}
-	return out, nil
+	return out
+}
+
+// optionalText decodes a[i] as a string, "" for a nil element (a Lua
+// false).
+func (r *reply) optionalText(i int) string {
+	if r.err == nil && r.a[i] == nil {
+		return ""
+	}
+	return read(r, i, asString)
 }
 
 func usTime(us int64) time.Time {
@@ -152,21 +180,12 @@ func decodeSettings(v string) (breaker.Settings, error) {
 
 // decodeAdmission reads allow.lua's reply.
 func decodeAdmission(v any) (breaker.Admission, error) {
-	a, err := asArray(v, 7)
-	if err != nil {
-		return breaker.Admission{}, err
-	}
-	st, gen, err := stateAt(a, 1)
-	if err != nil {
-		return breaker.Admission{}, err
-	}
-	permit, err := asString(a[3])
-	if err != nil {
-		return breaker.Admission{}, err
-	}
-	n, err := ints(a, 0, 4, 5)
-	if err != nil {
-		return breaker.Admission{}, err
+	r := readReply(v, 7)
+	st, gen := r.state(1)
+	permit := read(r, 3, asString)
+	n := r.integers(0, 4, 5)
+	if r.err != nil {
+		return breaker.Admission{}, r.err
 	}
 	return breaker.Admission{
 		Allowed:       n[0] == 1,
@@ -180,21 +199,12 @@ func decodeAdmission(v any) (breaker.Admission, error) {
 
 // decodeReport reads report.lua's reply.
 func decodeReport(v any) (breaker.ReportResult, error) {
-	a, err := asArray(v, 4)
-	if err != nil {
-		return breaker.ReportResult{}, err
-	}
-	counted, err := asInt(a[0])
-	if err != nil {
-		return breaker.ReportResult{}, err
-	}
-	st, gen, err := stateAt(a, 1)
-	if err != nil {
-		return breaker.ReportResult{}, err
-	}
-	reason, err := asString(a[3])
-	if err != nil {
-		return breaker.ReportResult{}, err
+	r := readReply(v, 4)
+	counted := read(r, 0, asInt)
+	st, gen := r.state(1)
+	reason := read(r, 3, asString)
+	if r.err != nil {
+		return breaker.ReportResult{}, r.err
 	}
 	return breaker.ReportResult{Ignored: counted == 0, IgnoredReason: reason, State: st, Generation: gen}, nil
 }
@@ -202,23 +212,12 @@ func decodeReport(v any) (breaker.ReportResult, error) {
 // decodeStatus reads lib.lua's status array. It returns the stored settings
 // string as well.
 func decodeStatus(name string, v any) (breaker.Status, string, error) {
-	a, err := asArray(v, 11)
-	if err != nil {
-		return breaker.Status{}, "", err
-	}
-	st, gen, err := stateAt(a, 0)
-	if err != nil {
-		return breaker.Status{}, "", err
-	}
-	n, err := ints(a, 2, 3, 4, 5, 6, 7, 8)
-	if err != nil {
-		return breaker.Status{}, "", err
-	}
-	var cfg string
-	if a[10] != nil { // a Lua false (no stored cfg) arrives as nil
-		if cfg, err = asString(a[10]); err != nil {
-			return breaker.Status{}, "", err
-		}
+	r := readReply(v, 11)
+	st, gen := r.state(0)
+	n := r.integers(2, 3, 4, 5, 6, 7, 8)
+	cfg := r.optionalText(10) // a Lua false (no stored cfg) arrives as nil
+	if r.err != nil {
+		return breaker.Status{}, "", r.err
 	}
 	return breaker.Status{
 		Name:                name,
