@@ -4,42 +4,46 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"strings"
 	"testing"
 
 	"github.com/topdeck/resilience/internal/cliflag"
 )
 
+// TestParse checks each kind of command line: help is flag.ErrHelp itself,
+// every other mistake an ErrUsage saying what was wrong.
 func TestParse(t *testing.T) {
-	for _, tc := range []struct {
-		args    []string
-		want    error  // nil, flag.ErrHelp or cliflag.ErrUsage
-		message string // in the error, when want is ErrUsage
-		n       int    // -n after a successful parse
-	}{
-		{args: nil},
-		{args: []string{"-n", "3"}, n: 3},
-		{args: []string{"-h"}, want: flag.ErrHelp},
-		{args: []string{"--help"}, want: flag.ErrHelp},
-		{args: []string{"-n", "x"}, want: cliflag.ErrUsage, message: `invalid value "x" for flag -n`},
-		{args: []string{"--nope"}, want: cliflag.ErrUsage, message: "flag provided but not defined: -nope"},
-		{args: []string{"-n", "1", "extra", "more"}, want: cliflag.ErrUsage, message: `unexpected arguments ["extra" "more"]`},
-	} {
+	parse := func(args ...string) (int, error) {
 		fs := flag.NewFlagSet("t", flag.ContinueOnError)
 		fs.SetOutput(io.Discard)
 		n := fs.Int("n", 0, "a number")
-		err := cliflag.Parse(fs, tc.args)
-		switch {
-		case tc.want == nil && err != nil:
-			t.Errorf("%q: %v, want nil", tc.args, err)
-		case tc.want == nil && *n != tc.n:
-			t.Errorf("%q: -n = %d, want %d", tc.args, *n, tc.n)
-		case tc.want != nil && !errors.Is(err, tc.want):
-			t.Errorf("%q: %v, want %v", tc.args, err, tc.want)
-		case tc.want == flag.ErrHelp && err != flag.ErrHelp:
-			t.Errorf("%q: %v, want flag.ErrHelp itself", tc.args, err)
-		case tc.message != "" && !strings.Contains(err.Error(), tc.message):
-			t.Errorf("%q: %q, want it to say %q", tc.args, err, tc.message)
+		return *n, cliflag.Parse(fs, args)
+	}
+	if n, err := parse("-n", "3"); n != 3 || err != nil {
+		t.Errorf("-n 3: %d, %v; want 3, nil", n, err)
+	}
+	if n, err := parse(); n != 0 || err != nil {
+		t.Errorf("no arguments: %d, %v; want 0, nil", n, err)
+	}
+	for _, h := range []string{"-h", "--help"} {
+		if _, err := parse(h); err != flag.ErrHelp {
+			t.Errorf("%s: %v, want flag.ErrHelp itself", h, err)
+		}
+	}
+	for args, want := range map[[3]string]string{
+		{"-n", "x"}:          `usage error: invalid value "x" for flag -n: parse error`,
+		{"--nope"}:           "usage error: flag provided but not defined: -nope",
+		{"-n", "1", "extra"}: `usage error: unexpected arguments ["extra"]`,
+		{"extra", "-n", "1"}: `usage error: unexpected arguments ["extra" "-n" "1"]`,
+	} {
+		var list []string
+		for _, a := range args {
+			if a != "" {
+				list = append(list, a)
+			}
+		}
+		_, err := parse(list...)
+		if !errors.Is(err, cliflag.ErrUsage) || err.Error() != want {
+			t.Errorf("%q: %v, want an ErrUsage saying %q", list, err, want)
 		}
 	}
 }
