@@ -92,8 +92,25 @@ func InvalidOutcome(o Outcome) error {
 	return &InvalidArgumentError{Field: FieldOutcome, Reason: fmt.Sprintf("must be success or failure, got %d", o), err: ErrInvalidOutcome}
 }
 
+// checkOutcome is InvalidOutcome(o) for an invalid o, nil otherwise.
+func checkOutcome(o Outcome) error {
+	if !o.Valid() {
+		return InvalidOutcome(o)
+	}
+	return nil
+}
+
 // InvalidResetState returns the error of a Reset to a state other than
 // CLOSED or OPEN (it matches ErrInvalidState). Stores return it from Reset.
 func InvalidResetState(to State) error {
 	return &InvalidArgumentError{Field: FieldState, Reason: fmt.Sprintf("reset to %s: only CLOSED or OPEN", to), err: ErrInvalidState}
+}
+
+// checkResetState is InvalidResetState(to) unless to is CLOSED or OPEN, nil
+// otherwise.
+func checkResetState(to State) error {
+	if to != StateClosed && to != StateOpen {
+		return InvalidResetState(to)
+	}
+	return nil
 }

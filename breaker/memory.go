@@ -104,14 +104,28 @@ func (m *MemoryStore) publishLocked(events []Event) {
 	}
 }
 
-// Allow implements Store.
-func (m *MemoryStore) Allow(ctx context.Context, name string, s Settings) (Admission, error) {
+// begin starts a call on name: it prepares s (see Prepare), fails with bad
+// (nil: no error) when s is fine but another argument is not, reads the
+// clock and locks m, which the caller unlocks.
+func (m *MemoryStore) begin(name string, s Settings, bad error) (Settings, int64, error) {
 	s, err := Prepare(name, s)
+	if err == nil {
+		err = bad
+	}
 	if err != nil {
-		return Admission{}, err
+		return Settings{}, 0, err
 	}
 	now := micros(m.now())
 	m.mu.Lock()
+	return s, now, nil
+}
+
+// Allow implements Store.
+func (m *MemoryStore) Allow(ctx context.Context, name string, s Settings) (Admission, error) {
+	s, now, err := m.begin(name, s, nil)
+	if err != nil {
+		return Admission{}, err
+	}
 	defer m.mu.Unlock()
 	adm, events := m.machineLocked(name, s, now).allow(name, s, now)
 	m.publishLocked(events)
@@ -120,15 +134,10 @@ func (m *MemoryStore) Allow(ctx context.Context, name string, s Settings) (Admis
 
 // Report implements Store.
 func (m *MemoryStore) Report(ctx context.Context, name string, s Settings, o Outcome, generation uint64, permitID string) (ReportResult, error) {
-	s, err := Prepare(name, s)
+	s, now, err := m.begin(name, s, checkOutcome(o))
 	if err != nil {
 		return ReportResult{}, err
 	}
-	if !o.Valid() {
-		return ReportResult{}, InvalidOutcome(o)
-	}
-	now := micros(m.now())
-	m.mu.Lock()
 	defer m.mu.Unlock()
 	res, events := m.machineLocked(name, s, now).report(name, s, o, generation, permitID, now)
 	m.publishLocked(events)
@@ -137,12 +146,10 @@ func (m *MemoryStore) Report(ctx context.Context, name string, s Settings, o Out
 
 // Status implements Store.
 func (m *MemoryStore) Status(ctx context.Context, name string, s Settings) (Status, error) {
-	s, err := Prepare(name, s)
+	s, now, err := m.begin(name, s, nil)
 	if err != nil {
 		return Status{}, err
 	}
-	now := micros(m.now())
-	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.machines[name] == nil {
 		// No state (never used, or forgotten): CLOSED, no generation yet.
@@ -154,15 +161,10 @@ func (m *MemoryStore) Status(ctx context.Context, name string, s Settings) (Stat
 
 // Reset implements Store.
 func (m *MemoryStore) Reset(ctx context.Context, name string, s Settings, to State) (Status, error) {
-	s, err := Prepare(name, s)
+	s, now, err := m.begin(name, s, checkResetState(to))
 	if err != nil {
 		return Status{}, err
 	}
-	if to != StateClosed && to != StateOpen {
-		return Status{}, InvalidResetState(to)
-	}
-	now := micros(m.now())
-	m.mu.Lock()
 	defer m.mu.Unlock()
 	mc := m.machineLocked(name, s, now)
 	m.publishLocked([]Event{mc.reset(name, to, now)})
