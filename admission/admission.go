@@ -241,23 +241,9 @@ func LimitReason(r limiter.Result) Reason {
 // Decision carries the breaker's answer (Breaker, without its permit,
 // given back) and nothing else.
 func (a *Admitter) Decide(ctx context.Context, req Request) (Decision, error) {
-	ml, err := a.multi(req)
-	if err != nil {
-		return Decision{}, err
-	}
-	d := Decision{Allowed: true, LimitedBy: -1}
-	if req.Circuit != nil {
-		adm, err := a.breakers.Allow(ctx, req.Circuit.Name, req.Circuit.Settings)
-		if err != nil {
-			return Decision{}, err
-		}
-		d.Breaker = adm
-		if !adm.Allowed && d.circuitRefused(req.Circuit, max(adm.RetryAfter, 0)) {
-			return d, nil
-		}
-	}
-	if len(req.Limits) == 0 {
-		return d, nil
+	ml, d, done, err := a.start(ctx, req, false)
+	if err != nil || done {
+		return d, err
 	}
 	if ml != nil {
 		return a.decideAll(ctx, ml, req, d)
@@ -291,6 +277,48 @@ func (a *Admitter) Decide(ctx context.Context, req Request) (Decision, error) {
 		d.Waited = res.Wait
 	}
 	return d, nil
+}
+
+// start begins a decision on req (a dry run when peek): the MultiLimits
+// that decides its limits (see multi) and the Decision after its breaker,
+// if any, which is the answer (done) when the breaker refused the call or
+// req has no limit.
+func (a *Admitter) start(ctx context.Context, req Request, peek bool) (ml MultiLimits, d Decision, done bool, err error) {
+	if ml, err = a.multi(req); err != nil {
+		return nil, Decision{}, false, err
+	}
+	d = Decision{Allowed: true, LimitedBy: -1}
+	if req.Circuit != nil {
+		adm, err := a.circuitAnswer(ctx, req.Circuit, peek)
+		if err != nil {
+			return nil, Decision{}, false, err
+		}
+		d.Breaker = adm
+		if !adm.Allowed && d.circuitRefused(req.Circuit, max(adm.RetryAfter, 0)) {
+			return nil, d, true, nil
+		}
+	}
+	return ml, d, len(req.Limits) == 0, nil
+}
+
+// circuitAnswer is the breaker c's answer: Allow's, or for a dry run
+// (peek) the one its Status implies, taking no probe lease: State,
+// Generation, and Allowed or, when it would refuse, how long (WouldWait).
+func (a *Admitter) circuitAnswer(ctx context.Context, c *Circuit, peek bool) (breaker.Admission, error) {
+	if !peek {
+		return a.breakers.Allow(ctx, c.Name, c.Settings)
+	}
+	st, err := a.breakers.Status(ctx, c.Name, c.Settings)
+	if err != nil {
+		return breaker.Admission{}, err
+	}
+	adm := breaker.Admission{State: st.State, Generation: st.Generation, Degraded: st.Degraded}
+	if wait := WouldWait(st, a.now()); wait > 0 {
+		adm.RetryAfter = wait
+	} else {
+		adm.Allowed = true
+	}
+	return adm, nil
 }
 
 // decideAll decides req's limits all or nothing with ml, d holding the
@@ -369,28 +397,9 @@ func (a *Admitter) release(ctx context.Context, c *Circuit, permit string) {
 // breaker's answer carries its State and Generation; a refusal by it says
 // how long until it would admit (see WouldWait). Errors: as Decide's.
 func (a *Admitter) Peek(ctx context.Context, req Request) (Decision, error) {
-	ml, err := a.multi(req)
-	if err != nil {
-		return Decision{}, err
-	}
-	d := Decision{Allowed: true, LimitedBy: -1}
-	if req.Circuit != nil {
-		st, err := a.breakers.Status(ctx, req.Circuit.Name, req.Circuit.Settings)
-		if err != nil {
-			return Decision{}, err
-		}
-		d.Breaker = breaker.Admission{State: st.State, Generation: st.Generation, Degraded: st.Degraded}
-		if wait := WouldWait(st, a.now()); wait > 0 {
-			d.Breaker.RetryAfter = wait
-			if d.circuitRefused(req.Circuit, wait) {
-				return d, nil
-			}
-		} else {
-			d.Breaker.Allowed = true
-		}
-	}
-	if len(req.Limits) == 0 {
-		return d, nil
+	ml, d, done, err := a.start(ctx, req, true)
+	if err != nil || done {
+		return d, err
 	}
 	if ml != nil {
 		res, err := ml.PeekAll(ctx, req.Limits)
