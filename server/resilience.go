@@ -154,23 +154,12 @@ func limitDecisions(a acquireArgs, d *admission.Decision) []*resiliencev1.LimitD
 			Shadow:     lim.Shadow,
 		}
 		if !res.Allowed {
-			ld.Reason = acquireReasonProto(limitReason(res))
+			ld.Reason = acquireReasonProto(admission.LimitReason(res))
 			ld.RetryAfter = durationpb.New(res.RetryAfter)
 		}
 		out = append(out, ld)
 	}
 	return out
-}
-
-// limitReason is the reason a limit's refusal res gives.
-func limitReason(res limiter.Result) admission.Reason {
-	switch {
-	case res.Paused:
-		return admission.ReasonUpstreamThrottled
-	case res.SlotsFull:
-		return admission.ReasonConcurrencyLimited
-	}
-	return admission.ReasonRateLimited
 }
 
 // at is a's i-th limit (key first, then limits), the zero limitArg when

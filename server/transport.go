@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"log/slog"
 	"math"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/topdeck/resilience/config"
+	"github.com/topdeck/resilience/internal/defaults"
 )
 
 // Transport are the gRPC transport limits of the server. Every field has a
@@ -57,27 +59,13 @@ func DefaultTransport(cfg *config.Config) Transport {
 }
 
 func (t Transport) withDefaults() Transport {
-	if t.MaxRecvMsgBytes <= 0 {
-		t.MaxRecvMsgBytes = config.DefaultMaxValueBytes + config.MessageHeadroom
-	}
-	if t.MaxConcurrentStreams == 0 {
-		t.MaxConcurrentStreams = DefaultMaxConcurrentStreams
-	}
-	if t.ConnectionTimeout <= 0 {
-		t.ConnectionTimeout = DefaultConnectionTimeout
-	}
-	if t.MaxConnectionIdle <= 0 {
-		t.MaxConnectionIdle = DefaultMaxConnectionIdle
-	}
-	if t.KeepaliveTime <= 0 {
-		t.KeepaliveTime = DefaultKeepaliveTime
-	}
-	if t.KeepaliveTimeout <= 0 {
-		t.KeepaliveTimeout = DefaultKeepaliveTimeout
-	}
-	if t.MinClientPingInterval <= 0 {
-		t.MinClientPingInterval = DefaultMinClientPingInterval
-	}
+	t.MaxRecvMsgBytes = defaults.Positive(t.MaxRecvMsgBytes, config.DefaultMaxValueBytes+config.MessageHeadroom)
+	t.MaxConcurrentStreams = cmp.Or(t.MaxConcurrentStreams, DefaultMaxConcurrentStreams)
+	t.ConnectionTimeout = defaults.Positive(t.ConnectionTimeout, DefaultConnectionTimeout)
+	t.MaxConnectionIdle = defaults.Positive(t.MaxConnectionIdle, DefaultMaxConnectionIdle)
+	t.KeepaliveTime = defaults.Positive(t.KeepaliveTime, DefaultKeepaliveTime)
+	t.KeepaliveTimeout = defaults.Positive(t.KeepaliveTimeout, DefaultKeepaliveTimeout)
+	t.MinClientPingInterval = defaults.Positive(t.MinClientPingInterval, DefaultMinClientPingInterval)
 	return t
 }
 
