@@ -148,38 +148,39 @@ type RateLimit struct {
 type Unit int
 
 // Units, with the values of envoy.service.ratelimit.v3's
-// RateLimitResponse.RateLimit.Unit.
+// RateLimitResponse.RateLimit.Unit, in its order (TestUnitsAreEnvoys
+// checks each against it by name).
 const (
-	UnitSecond Unit = 1
-	UnitMinute Unit = 2
-	UnitHour   Unit = 3
-	UnitDay    Unit = 4
-	UnitMonth  Unit = 5
-	UnitYear   Unit = 6
-	UnitWeek   Unit = 7
+	UnitSecond Unit = iota + 1
+	UnitMinute
+	UnitHour
+	UnitDay
+	UnitMonth
+	UnitYear
+	UnitWeek
 )
 
-var unitNames = map[Unit]string{
-	UnitSecond: "second", UnitMinute: "minute", UnitHour: "hour", UnitDay: "day",
-	UnitWeek: "week", UnitMonth: "month", UnitYear: "year",
-}
-
-var unitDurations = map[Unit]time.Duration{
-	UnitSecond: time.Second,
-	UnitMinute: time.Minute,
-	UnitHour:   time.Hour,
-	UnitDay:    24 * time.Hour,
-	UnitWeek:   7 * 24 * time.Hour,
-	UnitMonth:  30 * 24 * time.Hour,
-	UnitYear:   365 * 24 * time.Hour,
+// units are each unit's name and length (months are 30 days, years 365),
+// by value.
+var units = [...]struct {
+	name string
+	d    time.Duration
+}{
+	UnitSecond: {"second", time.Second},
+	UnitMinute: {"minute", time.Minute},
+	UnitHour:   {"hour", time.Hour},
+	UnitDay:    {"day", 24 * time.Hour},
+	UnitWeek:   {"week", 7 * 24 * time.Hour},
+	UnitMonth:  {"month", 30 * 24 * time.Hour},
+	UnitYear:   {"year", 365 * 24 * time.Hour},
 }
 
 // ParseUnit parses a unit name, case-insensitively: second, minute, hour,
 // day, week, month or year.
 func ParseUnit(s string) (Unit, bool) {
-	for u, name := range unitNames {
-		if strings.EqualFold(s, name) {
-			return u, true
+	for u, unit := range units {
+		if u > 0 && strings.EqualFold(s, unit.name) {
+			return Unit(u), true
 		}
 	}
 	return 0, false
@@ -187,18 +188,23 @@ func ParseUnit(s string) (Unit, bool) {
 
 // String returns the unit's name ("second"), or "Unit(n)".
 func (u Unit) String() string {
-	if s, ok := unitNames[u]; ok {
-		return s
+	if u.Valid() {
+		return units[u].name
 	}
 	return fmt.Sprintf("Unit(%d)", int(u))
 }
 
 // Duration is the unit's length (months are 30 days, years 365); 0 for an
 // unknown unit.
-func (u Unit) Duration() time.Duration { return unitDurations[u] }
+func (u Unit) Duration() time.Duration {
+	if u.Valid() {
+		return units[u].d
+	}
+	return 0
+}
 
 // Valid reports whether u is one of the units.
-func (u Unit) Valid() bool { _, ok := unitNames[u]; return ok }
+func (u Unit) Valid() bool { return u >= UnitSecond && int(u) < len(units) }
 
 // ErrInvalidConfig is matched (errors.Is) by every configuration error.
 var ErrInvalidConfig = errors.New("envoyrls: invalid configuration")
