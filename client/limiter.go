@@ -318,20 +318,6 @@ func (r *acquireReq) validate() error {
 	return nil
 }
 
-// keyAt is the key of r's i-th limit (key first, then more).
-func (r *acquireReq) keyAt(i int) string {
-	if r.key != "" {
-		if i == 0 {
-			return r.key
-		}
-		i--
-	}
-	if i >= 0 && i < len(r.more) {
-		return r.more[i].Key
-	}
-	return ""
-}
-
 // acquire asks the service (or the local state) for one decision.
 func (c *Client) acquire(ctx context.Context, r acquireReq) (admitted, error) {
 	if err := r.validate(); err != nil {

@@ -37,16 +37,6 @@ func (s *slotSet) clean(nowUS int64) {
 
 func (s *slotSet) empty() bool { return len(s.leases) == 0 && len(s.queue) == 0 }
 
-// ahead is the number of places before id's (all of them when id has none).
-func (s *slotSet) ahead(id string) int64 {
-	for i, t := range s.queue {
-		if t.id == id {
-			return int64(i)
-		}
-	}
-	return int64(len(s.queue))
-}
-
 // place takes or refreshes id's place.
 func (s *slotSet) place(id string, expiresUS int64) {
 	for i := range s.queue {

@@ -103,9 +103,9 @@ func (p *storeProbe) round(ctx context.Context) error {
 	defer cancel()
 	if err := p.client.Set(pctx, p.probeKey(), time.Now().UnixMilli(), time.Minute).Err(); err != nil {
 		if strings.HasPrefix(err.Error(), "OOM") {
-			return fmt.Errorf("Redis refuses writes (maxmemory reached under noeviction): %w", err)
+			return fmt.Errorf("the store refuses writes (Redis maxmemory reached under noeviction): %w", err)
 		}
-		return fmt.Errorf("Redis unreachable or refusing writes: %w", err)
+		return fmt.Errorf("the store is unreachable or refusing writes: %w", err)
 	}
 	if err := p.checkEpoch(pctx); err != nil {
 		return err
@@ -228,7 +228,7 @@ func (p *storeProbe) CheckPolicy(ctx context.Context) error {
 		p.mu.Unlock()
 		return nil
 	}
-	perr := fmt.Errorf("Redis may evict rate-limit and breaker keys (%s): evicted buckets over-admit and evicted breakers close; "+
+	perr := fmt.Errorf("the limits Redis may evict rate-limit and breaker keys (%s): evicted buckets over-admit and evicted breakers close; "+
 		"set maxmemory-policy noeviction on the limits Redis and give the cache its own Redis with --cache-redis-url", strings.Join(problems, "; "))
 	p.log.Error(perr.Error(), "eviction", p.eviction)
 	p.mu.Lock()
