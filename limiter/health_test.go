@@ -225,3 +225,135 @@ func TestStoreTimeoutBoundsTheWholeCall(t *testing.T) {
 		t.Errorf("allow_local after the failure: got %+v, %v; want an allowed, degraded local answer", res, err)
 	}
 }
+
+// stuckStore is a MemoryStore whose every call, once stuck is set, waits
+// for its context to end (a Redis that stopped answering).
+type stuckStore struct {
+	*limiter.MemoryStore
+	stuck atomic.Bool
+}
+
+func (s *stuckStore) block(ctx context.Context) error {
+	if !s.stuck.Load() {
+		return nil
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (s *stuckStore) Take(ctx context.Context, key string, lim limiter.Limit, cost int64, maxWait time.Duration) (limiter.Result, error) {
+	if err := s.block(ctx); err != nil {
+		return limiter.Result{}, err
+	}
+	return s.MemoryStore.Take(ctx, key, lim, cost, maxWait)
+}
+
+func (s *stuckStore) Peek(ctx context.Context, key string, lim limiter.Limit, cost int64) (limiter.Result, error) {
+	return limiter.Result{}, s.block(ctx)
+}
+
+func (s *stuckStore) Cancel(ctx context.Context, key string, lim limiter.Limit, res limiter.Reservation) (bool, error) {
+	return false, s.block(ctx)
+}
+
+func (s *stuckStore) Lease(ctx context.Context, key string, lim limiter.Limit, req limiter.LeaseRequest) (limiter.LeaseGrant, error) {
+	return limiter.LeaseGrant{}, s.block(ctx)
+}
+
+func (s *stuckStore) TakeAll(ctx context.Context, reqs []limiter.Request, o limiter.TakeAllOptions) (limiter.MultiResult, error) {
+	return limiter.MultiResult{}, s.block(ctx)
+}
+
+func (s *stuckStore) PeekAll(ctx context.Context, reqs []limiter.Request) (limiter.MultiResult, error) {
+	return limiter.MultiResult{}, s.block(ctx)
+}
+
+func (s *stuckStore) ReleaseSlots(ctx context.Context, keys []string, id string) (int64, error) {
+	return 0, s.block(ctx)
+}
+
+func (s *stuckStore) Pause(ctx context.Context, key string, lim limiter.Limit, pause time.Duration, remaining int64) (limiter.PauseResult, error) {
+	return limiter.PauseResult{}, s.block(ctx)
+}
+
+// TestStoreTimeoutBoundsEveryStoreCall: every kind of call the Limiter makes
+// to a store that stopped answering (decisions, dry runs, several limits,
+// leases, give-backs, slot releases, upstream pauses) is given up after
+// WithStoreTimeout as a store failure, long before the caller's own
+// deadline; each on a fresh Limiter, whose health tracker has not yet seen
+// the store fail.
+func TestStoreTimeoutBoundsEveryStoreCall(t *testing.T) {
+	lim, err := limiter.NewLimit(1, time.Hour, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deny := limiter.Request{Key: "k", Limit: lim, Cost: 1, OnStoreFailure: limiter.Deny}
+	leased := limiter.Request{Key: "hot", Limit: hot, Cost: 1, Lease: hotLease, OnStoreFailure: limiter.Deny}
+	for _, tc := range []struct {
+		name string
+		call func(ctx context.Context, l *limiter.Limiter, st *stuckStore) error
+	}{
+		{"Acquire", func(ctx context.Context, l *limiter.Limiter, _ *stuckStore) error {
+			_, err := l.Acquire(ctx, deny)
+			return err
+		}},
+		{"Peek", func(ctx context.Context, l *limiter.Limiter, _ *stuckStore) error {
+			_, err := l.Peek(ctx, deny)
+			return err
+		}},
+		{"AcquireAll", func(ctx context.Context, l *limiter.Limiter, _ *stuckStore) error {
+			_, err := l.AcquireAll(ctx, []limiter.Request{deny}, 0)
+			return err
+		}},
+		{"PeekAll", func(ctx context.Context, l *limiter.Limiter, _ *stuckStore) error {
+			_, err := l.PeekAll(ctx, []limiter.Request{deny})
+			return err
+		}},
+		{"Acquire with a lease", func(ctx context.Context, l *limiter.Limiter, _ *stuckStore) error {
+			_, err := l.Acquire(ctx, leased)
+			return err
+		}},
+		{"ReleaseSlots", func(ctx context.Context, l *limiter.Limiter, _ *stuckStore) error {
+			_, err := l.ReleaseSlots(ctx, []string{"k"}, limiter.NewSlotID(), false)
+			return err
+		}},
+		{"Pause", func(ctx context.Context, l *limiter.Limiter, _ *stuckStore) error {
+			_, err := l.Pause(ctx, "k", limiter.Feedback{RetryAfter: time.Second}, limiter.Deny)
+			return err
+		}},
+		{"Cancel", func(ctx context.Context, l *limiter.Limiter, st *stuckStore) error {
+			// A reservation taken while the store answered, given back
+			// after it stopped.
+			wait := deny
+			wait.MaxWait = 2 * time.Hour
+			if _, err := l.Acquire(ctx, wait); err != nil {
+				return err
+			}
+			res, err := l.Acquire(ctx, wait)
+			if err != nil || res.Wait <= 0 || res.Reservation.IsZero() {
+				t.Fatalf("setting up a reservation: %+v, %v", res, err)
+			}
+			st.stuck.Store(true)
+			_, err = l.Cancel(ctx, wait, res)
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := &stuckStore{MemoryStore: limiter.NewMemoryStore()}
+			st.stuck.Store(tc.name != "Cancel")
+			l := limiter.New(st, limiter.WithStoreTimeout(20*time.Millisecond))
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			err := tc.call(ctx, l, st)
+			if !errors.Is(err, limiter.ErrStoreUnavailable) {
+				t.Errorf("%s on a store that stopped answering: got %v, want ErrStoreUnavailable", tc.name, err)
+			}
+			if ctx.Err() != nil {
+				t.Errorf("%s waited out the caller's 30 s deadline: the store timeout did not bound it", tc.name)
+			}
+			if l.Health().Healthy() {
+				t.Errorf("%s: the store is still healthy after a call it never answered", tc.name)
+			}
+		})
+	}
+}

@@ -299,15 +299,9 @@ func (l *Limiter) oneOffLease(ctx context.Context, req Request, s Leaser) (Resul
 	return g.Result, nil
 }
 
-// lease is one store round trip for a lease, under the health tracker.
+// lease is one store round trip for a lease (see storeCall).
 func (l *Limiter) lease(ctx context.Context, req Request, s Leaser, lr LeaseRequest) (LeaseGrant, error) {
-	call, ok := l.health.Begin()
-	if !ok {
-		return LeaseGrant{}, errSkipped
-	}
-	g, err := s.Lease(ctx, req.Key, req.Limit, lr)
-	call.End(outcome(ctx, err))
-	return g, err
+	return storeCall(l, ctx, func(ctx context.Context) (LeaseGrant, error) { return s.Lease(ctx, req.Key, req.Limit, lr) })
 }
 
 // leaseFailed answers req by its FailurePolicy after a lease failed with err.

@@ -184,9 +184,10 @@ func WithHealthTracker(t *storehealth.Tracker) Option {
 	return func(o *options) { o.health, o.healthSet = t, true }
 }
 
-// WithStoreTimeout bounds each decision's store call, from the moment the
-// Limiter asks for it, by d (default: none; the store's own timeouts
-// apply). A batching store can make a call wait for a free pipeline before
+// WithStoreTimeout bounds each store call, from the moment the Limiter asks
+// for it, by d (default: none; the store's own timeouts apply): decisions
+// and dry runs of one limit or several, leases, give-backs of reservations,
+// slot releases and upstream pauses alike. A batching store can make a call wait for a free pipeline before
 // its own round trip starts: with a hung Redis that is two timeouts in a row
 // for the calls queued behind the hung pipelines; d bounds the whole. A call
 // that runs out of d is a store failure (the failure policy answers), never
@@ -201,6 +202,23 @@ func (l *Limiter) storeCtx(ctx context.Context) (context.Context, context.Cancel
 		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, l.storeTimeout)
+}
+
+// storeCall makes the call f to the shared store the one way every store
+// call of the Limiter is made: under the health tracker (errSkipped, without
+// calling, while the store is known to be down; the outcome recorded after)
+// and bounded as a whole by the store timeout (see WithStoreTimeout).
+func storeCall[T any](l *Limiter, ctx context.Context, f func(context.Context) (T, error)) (T, error) {
+	call, ok := l.health.Begin()
+	if !ok {
+		var zero T
+		return zero, errSkipped
+	}
+	sctx, cancel := l.storeCtx(ctx)
+	v, err := f(sctx)
+	cancel()
+	call.End(outcome(ctx, err))
+	return v, err
 }
 
 // New returns a Limiter deciding with store. It starts no goroutine.
@@ -247,14 +265,9 @@ func (l *Limiter) Acquire(ctx context.Context, req Request) (Result, error) {
 			return res, nil
 		}
 	}
-	call, ok := l.health.Begin()
-	if !ok {
-		return l.fallbackTake(ctx, req, errSkipped)
-	}
-	sctx, cancel := l.storeCtx(ctx)
-	res, err := l.store.Take(sctx, req.Key, req.Limit, req.Cost, req.MaxWait)
-	cancel()
-	call.End(outcome(ctx, err))
+	res, err := storeCall(l, ctx, func(ctx context.Context) (Result, error) {
+		return l.store.Take(ctx, req.Key, req.Limit, req.Cost, req.MaxWait)
+	})
 	if err == nil {
 		if !res.Allowed && l.denies != nil {
 			l.denies.remember(req, sent, res)
@@ -289,16 +302,11 @@ func (l *Limiter) Peek(ctx context.Context, req Request) (Result, error) {
 	if err := req.Validate(); err != nil {
 		return Result{}, err
 	}
-	var res Result
-	err := errSkipped
-	if call, ok := l.health.Begin(); ok {
-		sctx, cancel := l.storeCtx(ctx)
-		res, err = l.store.Peek(sctx, req.Key, req.Limit, req.Cost)
-		cancel()
-		call.End(outcome(ctx, err))
-		if err == nil {
-			return res, nil
-		}
+	res, err := storeCall(l, ctx, func(ctx context.Context) (Result, error) {
+		return l.store.Peek(ctx, req.Key, req.Limit, req.Cost)
+	})
+	if err == nil {
+		return res, nil
 	}
 	if err := l.classify(ctx, err, req.OnStoreFailure); err != nil {
 		return Result{}, err
@@ -373,17 +381,13 @@ func (l *Limiter) Cancel(ctx context.Context, req Request, res Result) (bool, er
 	if !ok {
 		return false, nil
 	}
+	cancel := func(ctx context.Context) (bool, error) { return c.Cancel(ctx, req.Key, req.Limit, res.Reservation) }
 	var given bool
 	var err error
 	if res.Degraded {
-		given, err = c.Cancel(ctx, req.Key, req.Limit, res.Reservation)
-	} else {
-		call, ok := l.health.Begin()
-		if !ok {
-			return false, nil
-		}
-		given, err = c.Cancel(ctx, req.Key, req.Limit, res.Reservation)
-		call.End(outcome(ctx, err))
+		given, err = cancel(ctx)
+	} else if given, err = storeCall(l, ctx, cancel); errors.Is(err, errSkipped) {
+		return false, nil // the store is down: the tokens refill by themselves
 	}
 	if err != nil {
 		return false, l.classify(ctx, err, Deny)

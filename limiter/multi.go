@@ -206,16 +206,9 @@ var errFallbackNotMulti = fmt.Errorf("limiter: local fallback cannot decide seve
 // requests' policies allow it, on the local fallback (its result Degraded).
 // notMulti is the error when the fallback is no MultiStore.
 func (l *Limiter) decideAll(ctx context.Context, ms MultiStore, reqs []Request, notMulti error, decide func(context.Context, MultiStore) (MultiResult, error)) (MultiResult, error) {
-	err := errSkipped
-	if call, ok := l.health.Begin(); ok {
-		var res MultiResult
-		sctx, cancel := l.storeCtx(ctx)
-		res, err = decide(sctx, ms)
-		cancel()
-		call.End(outcome(ctx, err))
-		if err == nil {
-			return res, nil
-		}
+	res, err := storeCall(l, ctx, func(ctx context.Context) (MultiResult, error) { return decide(ctx, ms) })
+	if err == nil {
+		return res, nil
 	}
 	if err := l.classify(ctx, err, policyOf(reqs)); err != nil {
 		return MultiResult{}, err
@@ -224,7 +217,7 @@ func (l *Limiter) decideAll(ctx context.Context, ms MultiStore, reqs []Request, 
 	if !ok {
 		return MultiResult{}, notMulti
 	}
-	res, err := decide(ctx, fb)
+	res, err = decide(ctx, fb)
 	if err != nil {
 		return MultiResult{}, fmt.Errorf("limiter: local fallback failed: %w", err)
 	}
@@ -297,12 +290,10 @@ func (l *Limiter) ReleaseSlots(ctx context.Context, keys []string, id string, de
 	if degraded {
 		return ms.ReleaseSlots(ctx, keys, id)
 	}
-	call, ok := l.health.Begin()
-	if !ok {
-		return 0, errSkipped
+	n, err := storeCall(l, ctx, func(ctx context.Context) (int64, error) { return ms.ReleaseSlots(ctx, keys, id) })
+	if errors.Is(err, errSkipped) {
+		return 0, err
 	}
-	n, err := ms.ReleaseSlots(ctx, keys, id)
-	call.End(outcome(ctx, err))
 	if err != nil {
 		return 0, l.classify(ctx, err, Deny)
 	}
@@ -339,16 +330,11 @@ func (l *Limiter) Pause(ctx context.Context, key string, fb Feedback, policy Fai
 	if !ok {
 		return PauseResult{}, fmt.Errorf("limiter: the store cannot pause a key: %w", ErrMultiUnsupported)
 	}
-	err := errSkipped
-	if call, ok := l.health.Begin(); ok {
-		var res PauseResult
-		res, err = ps.Pause(ctx, key, lim, pause, remaining)
-		call.End(outcome(ctx, err))
-		if err == nil {
-			res.Clamped = clamped
-			l.forgetDenials(key, lim)
-			return res, nil
-		}
+	res, err := storeCall(l, ctx, func(ctx context.Context) (PauseResult, error) { return ps.Pause(ctx, key, lim, pause, remaining) })
+	if err == nil {
+		res.Clamped = clamped
+		l.forgetDenials(key, lim)
+		return res, nil
 	}
 	if err := l.classify(ctx, err, policy); err != nil {
 		return PauseResult{}, err
@@ -357,7 +343,7 @@ func (l *Limiter) Pause(ctx context.Context, key string, fb Feedback, policy Fai
 	if !ok {
 		return PauseResult{}, ErrMultiUnsupported
 	}
-	res, err := fp.Pause(ctx, key, lim, pause, remaining)
+	res, err = fp.Pause(ctx, key, lim, pause, remaining)
 	if err != nil {
 		return PauseResult{}, fmt.Errorf("limiter: local fallback failed: %w", err)
 	}
