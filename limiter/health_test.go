@@ -224,10 +224,17 @@ func TestStoreTimeoutBoundsTheWholeCall(t *testing.T) {
 	if err != nil || !res.Allowed || !res.Degraded {
 		t.Errorf("allow_local after the failure: got %+v, %v; want an allowed, degraded local answer", res, err)
 	}
+	// A dry run is bounded alike (a fresh Limiter: its tracker has not seen
+	// the store fail).
+	peeker := limiter.New(st, limiter.WithStoreTimeout(20*time.Millisecond))
+	if _, err := peeker.Peek(ctx, limiter.Request{Key: "k", Limit: lim, Cost: 1, OnStoreFailure: limiter.Deny}); !errors.Is(err, limiter.ErrStoreUnavailable) || ctx.Err() != nil {
+		t.Errorf("Peek on a store that never answers: got %v (caller's deadline: %v), want ErrStoreUnavailable within the store timeout", err, ctx.Err())
+	}
 }
 
-// stuckStore is a MemoryStore whose every call, once stuck is set, waits
-// for its context to end (a Redis that stopped answering).
+// stuckStore is a MemoryStore whose calls other than Take and Peek (see
+// hangingStore for those), once stuck is set, wait for their context to end
+// (a Redis that stopped answering).
 type stuckStore struct {
 	*limiter.MemoryStore
 	stuck atomic.Bool
@@ -239,17 +246,6 @@ func (s *stuckStore) block(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	return ctx.Err()
-}
-
-func (s *stuckStore) Take(ctx context.Context, key string, lim limiter.Limit, cost int64, maxWait time.Duration) (limiter.Result, error) {
-	if err := s.block(ctx); err != nil {
-		return limiter.Result{}, err
-	}
-	return s.MemoryStore.Take(ctx, key, lim, cost, maxWait)
-}
-
-func (s *stuckStore) Peek(ctx context.Context, key string, lim limiter.Limit, cost int64) (limiter.Result, error) {
-	return limiter.Result{}, s.block(ctx)
 }
 
 func (s *stuckStore) Cancel(ctx context.Context, key string, lim limiter.Limit, res limiter.Reservation) (bool, error) {
@@ -276,10 +272,10 @@ func (s *stuckStore) Pause(ctx context.Context, key string, lim limiter.Limit, p
 	return limiter.PauseResult{}, s.block(ctx)
 }
 
-// TestStoreTimeoutBoundsEveryStoreCall: every kind of call the Limiter makes
-// to a store that stopped answering (decisions, dry runs, several limits,
-// leases, give-backs, slot releases, upstream pauses) is given up after
-// WithStoreTimeout as a store failure, long before the caller's own
+// TestStoreTimeoutBoundsEveryStoreCall: the Limiter's other calls to a
+// store that stopped answering (several limits, leases, give-backs, slot
+// releases, upstream pauses; Acquire and Peek are above) are given up after
+// WithStoreTimeout as store failures, long before the caller's own
 // deadline; each on a fresh Limiter, whose health tracker has not yet seen
 // the store fail.
 func TestStoreTimeoutBoundsEveryStoreCall(t *testing.T) {
@@ -293,14 +289,6 @@ func TestStoreTimeoutBoundsEveryStoreCall(t *testing.T) {
 		name string
 		call func(ctx context.Context, l *limiter.Limiter, st *stuckStore) error
 	}{
-		{"Acquire", func(ctx context.Context, l *limiter.Limiter, _ *stuckStore) error {
-			_, err := l.Acquire(ctx, deny)
-			return err
-		}},
-		{"Peek", func(ctx context.Context, l *limiter.Limiter, _ *stuckStore) error {
-			_, err := l.Peek(ctx, deny)
-			return err
-		}},
 		{"AcquireAll", func(ctx context.Context, l *limiter.Limiter, _ *stuckStore) error {
 			_, err := l.AcquireAll(ctx, []limiter.Request{deny}, 0)
 			return err
