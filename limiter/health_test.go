@@ -287,29 +287,29 @@ func TestStoreTimeoutBoundsEveryStoreCall(t *testing.T) {
 	leased := limiter.Request{Key: "hot", Limit: hot, Cost: 1, Lease: hotLease, OnStoreFailure: limiter.Deny}
 	for _, tc := range []struct {
 		name string
-		call func(ctx context.Context, l *limiter.Limiter, st *stuckStore) error
+		call func(ctx context.Context, t *testing.T, l *limiter.Limiter, st *stuckStore) error
 	}{
-		{"AcquireAll", func(ctx context.Context, l *limiter.Limiter, _ *stuckStore) error {
+		{"AcquireAll", func(ctx context.Context, _ *testing.T, l *limiter.Limiter, _ *stuckStore) error {
 			_, err := l.AcquireAll(ctx, []limiter.Request{deny}, 0)
 			return err
 		}},
-		{"PeekAll", func(ctx context.Context, l *limiter.Limiter, _ *stuckStore) error {
+		{"PeekAll", func(ctx context.Context, _ *testing.T, l *limiter.Limiter, _ *stuckStore) error {
 			_, err := l.PeekAll(ctx, []limiter.Request{deny})
 			return err
 		}},
-		{"Acquire with a lease", func(ctx context.Context, l *limiter.Limiter, _ *stuckStore) error {
+		{"Acquire with a lease", func(ctx context.Context, _ *testing.T, l *limiter.Limiter, _ *stuckStore) error {
 			_, err := l.Acquire(ctx, leased)
 			return err
 		}},
-		{"ReleaseSlots", func(ctx context.Context, l *limiter.Limiter, _ *stuckStore) error {
+		{"ReleaseSlots", func(ctx context.Context, _ *testing.T, l *limiter.Limiter, _ *stuckStore) error {
 			_, err := l.ReleaseSlots(ctx, []string{"k"}, limiter.NewSlotID(), false)
 			return err
 		}},
-		{"Pause", func(ctx context.Context, l *limiter.Limiter, _ *stuckStore) error {
+		{"Pause", func(ctx context.Context, _ *testing.T, l *limiter.Limiter, _ *stuckStore) error {
 			_, err := l.Pause(ctx, "k", limiter.Feedback{RetryAfter: time.Second}, limiter.Deny)
 			return err
 		}},
-		{"Cancel", func(ctx context.Context, l *limiter.Limiter, st *stuckStore) error {
+		{"Cancel", func(ctx context.Context, t *testing.T, l *limiter.Limiter, st *stuckStore) error {
 			// A reservation taken while the store answered, given back
 			// after it stopped.
 			wait := deny
@@ -332,7 +332,7 @@ func TestStoreTimeoutBoundsEveryStoreCall(t *testing.T) {
 			l := limiter.New(st, limiter.WithStoreTimeout(20*time.Millisecond))
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			err := tc.call(ctx, l, st)
+			err := tc.call(ctx, t, l, st)
 			if !errors.Is(err, limiter.ErrStoreUnavailable) {
 				t.Errorf("%s on a store that stopped answering: got %v, want ErrStoreUnavailable", tc.name, err)
 			}
