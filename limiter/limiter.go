@@ -187,11 +187,11 @@ func WithHealthTracker(t *storehealth.Tracker) Option {
 // WithStoreTimeout bounds each store call, from the moment the Limiter asks
 // for it, by d (default: none; the store's own timeouts apply): decisions
 // and dry runs of one limit or several, leases, give-backs of reservations,
-// slot releases and upstream pauses alike. A batching store can make a call wait for a free pipeline before
-// its own round trip starts: with a hung Redis that is two timeouts in a row
-// for the calls queued behind the hung pipelines; d bounds the whole. A call
-// that runs out of d is a store failure (the failure policy answers), never
-// the caller's deadline.
+// slot releases and upstream pauses alike. A batching store can make a call
+// wait for a free pipeline before its own round trip starts: with a hung
+// Redis that is two timeouts in a row for the calls queued behind the hung
+// pipelines; d bounds the whole. A call that runs out of d is a store
+// failure (the failure policy answers), never the caller's deadline.
 func WithStoreTimeout(d time.Duration) Option {
 	return func(o *options) { o.storeTimeout = d }
 }
