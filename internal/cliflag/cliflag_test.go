@@ -29,21 +29,18 @@ func TestParse(t *testing.T) {
 			t.Errorf("%s: %v, want flag.ErrHelp itself", h, err)
 		}
 	}
-	for args, want := range map[[3]string]string{
-		{"-n", "x"}:          `usage error: invalid value "x" for flag -n: parse error`,
-		{"--nope"}:           "usage error: flag provided but not defined: -nope",
-		{"-n", "1", "extra"}: `usage error: unexpected arguments ["extra"]`,
-		{"extra", "-n", "1"}: `usage error: unexpected arguments ["extra" "-n" "1"]`,
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-n", "x"}, `usage error: invalid value "x" for flag -n: parse error`},
+		{[]string{"--nope"}, "usage error: flag provided but not defined: -nope"},
+		{[]string{"-n", "1", "extra"}, `usage error: unexpected arguments ["extra"]`},
+		{[]string{"extra", "-n", "1"}, `usage error: unexpected arguments ["extra" "-n" "1"]`},
 	} {
-		var list []string
-		for _, a := range args {
-			if a != "" {
-				list = append(list, a)
-			}
-		}
-		_, err := parse(list...)
-		if !errors.Is(err, cliflag.ErrUsage) || err.Error() != want {
-			t.Errorf("%q: %v, want an ErrUsage saying %q", list, err, want)
+		_, err := parse(tc.args...)
+		if !errors.Is(err, cliflag.ErrUsage) || err.Error() != tc.want {
+			t.Errorf("%q: %v, want an ErrUsage saying %q", tc.args, err, tc.want)
 		}
 	}
 }
