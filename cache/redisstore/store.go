@@ -101,6 +101,11 @@ func (s *Store) Get(ctx context.Context, key string) (cache.Entry, bool, error) 
 	switch d := pttl.Val(); {
 	case d == -2: // gone since the GET
 		return cache.Entry{}, false, nil
+	case d == 0:
+		// Its last millisecond (PTTL rounds down): as good as gone. A TTL
+		// of 0 would mean "no expiry" and let a memory layer or an SDK's
+		// near cache keep the value after Redis dropped it.
+		return cache.Entry{}, false, nil
 	case d > 0:
 		ttl = d
 	}

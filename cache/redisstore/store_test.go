@@ -301,3 +301,43 @@ func TestHungStoreSkipped(t *testing.T) {
 		}
 	}
 }
+
+// A key read in the last millisecond before it expires has a PTTL of 0 in
+// Redis (its remaining time, rounded down). The store must not report such
+// a key as one without expiry (TTL 0): a memory layer or an SDK near cache
+// would then keep the value long after Redis dropped it. Each key here is
+// read in a tight loop from a few milliseconds before its expiry until it is
+// gone; every read that finds it must carry a positive TTL.
+func TestGetNearExpiryKeepsAnExpiry(t *testing.T) {
+	ctx := context.Background()
+	client := redistest.Start(t).Client()
+	s := redisstore.New(client, redisstore.WithPrefix("near-expiry:"))
+	var reads, last int
+	for i := range 20 {
+		key := fmt.Sprintf("k%d", i)
+		if err := s.Set(ctx, key, []byte("v"), 5*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(2 * time.Second)
+		for n := 0; n < 100_000 && time.Now().Before(deadline); n++ {
+			e, found, err := s.Get(ctx, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !found {
+				break
+			}
+			reads++
+			if e.TTL <= 0 {
+				t.Fatalf("key %s found with TTL %v after it was set with a 5ms TTL: reported as a key without expiry", key, e.TTL)
+			}
+			if e.TTL <= time.Millisecond {
+				last++
+			}
+		}
+	}
+	if reads == 0 {
+		t.Fatal("no read found a key before its expiry")
+	}
+	t.Logf("%d reads found a key, %d of them in its last millisecond", reads, last)
+}
