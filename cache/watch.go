@@ -68,11 +68,24 @@ func (ws *watchers) publish(inv Invalidation) {
 	ws.set.Publish(inv)
 }
 
+// publishLive delivers inv (an InvalidateAll) to the watchers there are,
+// then lets watchers join, in one step.
+func (ws *watchers) publishLive(inv Invalidation) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	ws.set.Publish(inv)
+	ws.setLiveLocked(true)
+}
+
 // setLive sets whether watchers may join; going down disconnects every
 // watcher (invalidations are being missed).
 func (ws *watchers) setLive(live bool) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
+	ws.setLiveLocked(live)
+}
+
+func (ws *watchers) setLiveLocked(live bool) {
 	if live == ws.live {
 		return
 	}
@@ -159,10 +172,12 @@ func (c *Cache) apply(inv Invalidation) {
 			c.near.SetLive(true)
 		}
 		c.flights.forgetAll()
-		c.watchers.setLive(true)
-	} else {
-		c.forget(inv)
+		// Under one lock: a watcher that joins once the Cache is live gets
+		// only its own InvalidateAll, never this one after it as well.
+		c.watchers.publishLive(inv)
+		return
 	}
+	c.forget(inv)
 	c.watchers.publish(inv)
 }
 

@@ -303,3 +303,63 @@ func TestCacheAwaitFollowing(t *testing.T) {
 		t.Errorf("AwaitFollowing while following: %v", err)
 	}
 }
+
+// startFeed is a store whose feed announces its subscription (an
+// InvalidateAll), then, once told, one Set of "k".
+type startFeed struct {
+	*cache.MemoryStore
+	send chan struct{}
+}
+
+func (f startFeed) Follow(ctx context.Context, fn func(cache.Invalidation)) error {
+	fn(cache.Invalidation{Kind: cache.InvalidateAll})
+	select {
+	case <-f.send:
+		fn(cache.Invalidation{Kind: cache.InvalidateSet, Keys: []string{"k"}})
+	case <-ctx.Done():
+		return nil
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// TestWatchFromFirstFollowHasOneResync: a watcher that joins as soon as a
+// Cache starts following its feed gets one InvalidateAll, its own, and then
+// the feed's writes. The feed's subscription InvalidateAll used to reach the
+// watchers after the Cache had let them join, so a watcher that joined in
+// between got two (a spurious RESYNC on the service's stream, seen once by
+// tests/TestNearCacheInvalidationsPerTenant under CI load). The window is
+// narrow: this checks the order over 200 starts rather than forcing it.
+func TestWatchFromFirstFollowHasOneResync(t *testing.T) {
+	for i := range 200 {
+		mem, err := cache.NewMemoryStore()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := startFeed{MemoryStore: mem, send: make(chan struct{})}
+		c, err := cache.New(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = c.Run(ctx)
+		}()
+		if err := c.AwaitFollowing(ctx); err != nil {
+			t.Fatal(err)
+		}
+		ch, err := c.Watch(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		close(f.send)
+		first, second := next(t, ch), next(t, ch)
+		cancel()
+		<-done
+		if first.Kind != cache.InvalidateAll || second.Kind != cache.InvalidateSet {
+			t.Fatalf("round %d: got %v then %v, want InvalidateAll then the Set of k", i, first, second)
+		}
+	}
+}
