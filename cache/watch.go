@@ -40,7 +40,7 @@ type watchers struct {
 	max int // 0: no bound
 	set fanout.Set[Invalidation]
 
-	mu     sync.Mutex    // protects the fields below; orders watch with setLive
+	mu     sync.Mutex    // protects the fields below; orders watch with publishLive and setDown
 	live   bool          // the Cache follows its feed without a gap
 	liveCh chan struct{} // closed when live becomes true; nil: not made yet
 }
@@ -69,33 +69,30 @@ func (ws *watchers) publish(inv Invalidation) {
 }
 
 // publishLive delivers inv (an InvalidateAll) to the watchers there are,
-// then lets watchers join, in one step.
+// then lets watchers join, in one step: one that joins gets only its own
+// InvalidateAll.
 func (ws *watchers) publishLive(inv Invalidation) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	ws.set.Publish(inv)
-	ws.setLiveLocked(true)
+	if ws.live {
+		return
+	}
+	ws.live = true
+	if ws.liveCh != nil {
+		close(ws.liveCh)
+	}
 }
 
-// setLive sets whether watchers may join; going down disconnects every
-// watcher (invalidations are being missed).
-func (ws *watchers) setLive(live bool) {
+// setDown stops watchers from joining and disconnects every watcher
+// (invalidations are being missed).
+func (ws *watchers) setDown() {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	ws.setLiveLocked(live)
-}
-
-func (ws *watchers) setLiveLocked(live bool) {
-	if live == ws.live {
+	if !ws.live {
 		return
 	}
-	ws.live = live
-	if live {
-		if ws.liveCh != nil {
-			close(ws.liveCh)
-		}
-		return
-	}
+	ws.live = false
 	ws.liveCh = nil
 	ws.set.CloseAll()
 }
@@ -172,8 +169,6 @@ func (c *Cache) apply(inv Invalidation) {
 			c.near.SetLive(true)
 		}
 		c.flights.forgetAll()
-		// Under one lock: a watcher that joins once the Cache is live gets
-		// only its own InvalidateAll, never this one after it as well.
 		c.watchers.publishLive(inv)
 		return
 	}
@@ -187,5 +182,5 @@ func (c *Cache) feedDown() {
 	if c.near != nil {
 		c.near.SetLive(false)
 	}
-	c.watchers.setLive(false)
+	c.watchers.setDown()
 }

@@ -99,12 +99,10 @@ func (s *Store) Get(ctx context.Context, key string) (cache.Entry, bool, error) 
 	}
 	var ttl time.Duration
 	switch d := pttl.Val(); {
-	case d == -2: // gone since the GET
-		return cache.Entry{}, false, nil
-	case d == 0:
-		// Its last millisecond (PTTL rounds down): as good as gone. A TTL
-		// of 0 would mean "no expiry" and let a memory layer or an SDK's
-		// near cache keep the value after Redis dropped it.
+	case d == -2, d == 0:
+		// Gone since the GET, or in its last millisecond (PTTL rounds
+		// down): a miss. A TTL of 0 would mean "no expiry" and let a memory
+		// layer or an SDK's near cache keep the value after Redis dropped it.
 		return cache.Entry{}, false, nil
 	case d > 0:
 		ttl = d
