@@ -243,6 +243,20 @@ func TestFaultRedisOutOfMemory(t *testing.T) {
 			break
 		}
 	}
+	// The SET that was refused counted its own 100 KB argument; once it is
+	// freed, used memory is back under maxmemory and small writes succeed
+	// again. Lower maxmemory under what is now used, so that every write
+	// is refused for as long as the test needs, and check that it is.
+	full, err := admin.InfoField(ctx, "memory", "used_memory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Do(ctx, "CONFIG", "SET", "maxmemory", fmt.Sprint(full-1<<20)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Do(ctx, "SET", "small", "1").Err(); err == nil || !strings.HasPrefix(err.Error(), "OOM") {
+		t.Fatalf("a small SET on the full Redis: got %v, want OOM", err)
+	}
 	stop := faultLoad(f, 16)
 	for i := range f.replicas {
 		h := healthpb.NewHealthClient(f.replicas[i].conn)
