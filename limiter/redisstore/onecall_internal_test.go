@@ -113,6 +113,37 @@ func TestOneCallMatchesSequential(t *testing.T) {
 				t.Fatalf("round %d decision %d %+v: one call gave %+v, sequential %+v", round, i, d, got[i], want)
 			}
 		}
+		// The buckets left behind are the same: one call writes a key taken
+		// several times once, sequential decisions once per take. Each one
+		// taken from in this round expires when it is full again (the
+		// frozen clock's instant; Redis counts the expiry down in real time
+		// since the write).
+		taken := map[string]bool{}
+		for i, d := range ds {
+			taken[d.key] = taken[d.key] || d.mode == modeTake && got[i].Allowed
+		}
+		for k := range 6 {
+			a, b := one.Key(fmt.Sprint("k", k)), seq.Key(fmt.Sprint("k", k))
+			va, vb := client.Get(ctx, a).Val(), client.Get(ctx, b).Val()
+			if va != vb {
+				t.Fatalf("round %d: %s holds %q after one call, %s holds %q after sequential decisions", round, a, va, b, vb)
+			}
+			if !taken[fmt.Sprint("k", k)] {
+				continue
+			}
+			var tat, rem, m, w, burst int64
+			if _, err := fmt.Sscanf(va, "%d:%d:%d:%d:%d", &tat, &rem, &m, &w, &burst); err != nil {
+				t.Fatalf("round %d: %s holds %q: %v", round, a, va, err)
+			}
+			full := time.UnixMicro(tat).Add(time.Duration((rem+m-1)/m) * time.Microsecond).Sub(now)
+			want := max(full.Round(time.Millisecond), time.Millisecond)
+			if full > want {
+				want += time.Millisecond
+			}
+			if got := client.PTTL(ctx, a).Val(); got > want || got < want-250*time.Millisecond {
+				t.Fatalf("round %d: %s (%q) expires in %s, want %s (when it is full again), less the time since it was written", round, a, va, got, want)
+			}
+		}
 		now = now.Add(time.Duration(rng.IntN(1500)) * time.Millisecond)
 	}
 }
