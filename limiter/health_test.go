@@ -345,3 +345,67 @@ func TestStoreTimeoutBoundsEveryStoreCall(t *testing.T) {
 		})
 	}
 }
+
+// boundedStore is a MemoryStore that says it bounds its own decisions by
+// bound, and records whether each decision's context had a deadline.
+type boundedStore struct {
+	*limiter.MemoryStore
+	bound       time.Duration
+	hadDeadline []bool
+}
+
+func (s *boundedStore) DecisionBound() time.Duration { return s.bound }
+
+func (s *boundedStore) Take(ctx context.Context, key string, lim limiter.Limit, cost int64, maxWait time.Duration) (limiter.Result, error) {
+	_, ok := ctx.Deadline()
+	s.hadDeadline = append(s.hadDeadline, ok)
+	return s.MemoryStore.Take(ctx, key, lim, cost, maxWait)
+}
+
+func (s *boundedStore) Peek(ctx context.Context, key string, lim limiter.Limit, cost int64) (limiter.Result, error) {
+	_, ok := ctx.Deadline()
+	s.hadDeadline = append(s.hadDeadline, ok)
+	return s.MemoryStore.Peek(ctx, key, lim, cost)
+}
+
+// TestSelfBoundedStoreDecidesUnderCallerContext: a store that keeps the
+// store timeout on its own decisions (limiter.SelfBounded, as the batching
+// Redis store does) gets the caller's context as it is for Take and Peek;
+// one whose bound is longer than the store timeout, or none, gets the
+// Limiter's timeout on top.
+func TestSelfBoundedStoreDecidesUnderCallerContext(t *testing.T) {
+	lim, err := limiter.NewLimit(10, time.Second, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := limiter.Request{Key: "k", Limit: lim, Cost: 1}
+	for _, tc := range []struct {
+		name         string
+		bound        time.Duration
+		wantDeadline bool
+	}{
+		{"bound within the store timeout", 100 * time.Millisecond, false},
+		{"bound equal to the store timeout", 200 * time.Millisecond, false},
+		{"bound longer than the store timeout", 300 * time.Millisecond, true},
+		{"no bound", 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := &boundedStore{MemoryStore: limiter.NewMemoryStore(), bound: tc.bound}
+			l := limiter.New(st, limiter.WithStoreTimeout(200*time.Millisecond), limiter.WithDenyCacheSize(0))
+			if _, err := l.Acquire(context.Background(), req); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := l.Peek(context.Background(), req); err != nil {
+				t.Fatal(err)
+			}
+			for i, got := range st.hadDeadline {
+				if got != tc.wantDeadline {
+					t.Errorf("decision %d (Take, then Peek): context had a deadline: %v, want %v", i, got, tc.wantDeadline)
+				}
+			}
+			if len(st.hadDeadline) != 2 {
+				t.Errorf("%d decisions reached the store, want 2", len(st.hadDeadline))
+			}
+		})
+	}
+}

@@ -140,6 +140,10 @@ type Limiter struct {
 	// storeTimeout bounds each store call from the moment it is asked for,
 	// waiting for a batch slot included (0: none).
 	storeTimeout time.Duration
+	// boundedDecisions is set when the store keeps storeTimeout on its own
+	// decisions (SelfBounded): Take and Peek then run under the caller's
+	// context.
+	boundedDecisions bool
 }
 
 // Option configures a Limiter.
@@ -191,7 +195,9 @@ func WithHealthTracker(t *storehealth.Tracker) Option {
 // wait for a free pipeline before its own round trip starts: with a hung
 // Redis that is two timeouts in a row for the calls queued behind the hung
 // pipelines; d bounds the whole. A call that runs out of d is a store
-// failure (the failure policy answers), never the caller's deadline.
+// failure (the failure policy answers), never the caller's deadline. A store
+// that keeps d on its own decisions ([SelfBounded]) gets Take and Peek under
+// the caller's context as it is.
 func WithStoreTimeout(d time.Duration) Option {
 	return func(o *options) { o.storeTimeout = d }
 }
@@ -209,14 +215,32 @@ func (l *Limiter) storeCtx(ctx context.Context) (context.Context, context.Cancel
 // calling, while the store is known to be down; the outcome recorded after)
 // and bounded as a whole by the store timeout (see WithStoreTimeout).
 func storeCall[T any](l *Limiter, ctx context.Context, f func(context.Context) (T, error)) (T, error) {
+	return boundedCall(l, ctx, false, f)
+}
+
+// decisionCall is storeCall for a decision (Take or Peek), which a
+// SelfBounded store bounds on its own.
+func decisionCall(l *Limiter, ctx context.Context, f func(context.Context) (Result, error)) (Result, error) {
+	return boundedCall(l, ctx, l.boundedDecisions, f)
+}
+
+// boundedCall is storeCall; with selfBounded, f keeps the store timeout on
+// its own and runs under ctx.
+func boundedCall[T any](l *Limiter, ctx context.Context, selfBounded bool, f func(context.Context) (T, error)) (T, error) {
 	call, ok := l.health.Begin()
 	if !ok {
 		var zero T
 		return zero, errSkipped
 	}
-	sctx, cancel := l.storeCtx(ctx)
-	v, err := f(sctx)
-	cancel()
+	var v T
+	var err error
+	if selfBounded {
+		v, err = f(ctx)
+	} else {
+		sctx, cancel := l.storeCtx(ctx)
+		v, err = f(sctx)
+		cancel()
+	}
 	call.End(outcome(ctx, err))
 	return v, err
 }
@@ -234,6 +258,10 @@ func New(store Store, opts ...Option) *Limiter {
 		o.health = storehealth.New(storehealth.WithClock(o.now))
 	}
 	l := &Limiter{store: store, fallback: o.fallback, now: o.now, health: o.health, leases: newLeases(o.denyCacheSize), storeTimeout: o.storeTimeout}
+	if sb, ok := store.(SelfBounded); ok {
+		d := sb.DecisionBound()
+		l.boundedDecisions = d > 0 && (o.storeTimeout <= 0 || d <= o.storeTimeout)
+	}
 	if o.denyCacheSize > 0 {
 		l.denies = newDenyCache(o.denyCacheSize)
 	}
@@ -265,7 +293,7 @@ func (l *Limiter) Acquire(ctx context.Context, req Request) (Result, error) {
 			return res, nil
 		}
 	}
-	res, err := storeCall(l, ctx, func(ctx context.Context) (Result, error) {
+	res, err := decisionCall(l, ctx, func(ctx context.Context) (Result, error) {
 		return l.store.Take(ctx, req.Key, req.Limit, req.Cost, req.MaxWait)
 	})
 	if err == nil {
@@ -302,7 +330,7 @@ func (l *Limiter) Peek(ctx context.Context, req Request) (Result, error) {
 	if err := req.Validate(); err != nil {
 		return Result{}, err
 	}
-	res, err := storeCall(l, ctx, func(ctx context.Context) (Result, error) {
+	res, err := decisionCall(l, ctx, func(ctx context.Context) (Result, error) {
 		return l.store.Peek(ctx, req.Key, req.Limit, req.Cost)
 	})
 	if err == nil {

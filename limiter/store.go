@@ -45,6 +45,19 @@ type Store interface {
 	Peek(ctx context.Context, key string, lim Limit, cost int64) (Result, error)
 }
 
+// SelfBounded is implemented by a Store that bounds its own decisions: every
+// Take and Peek returns within DecisionBound of being called, the wait for a
+// batch slot included, whatever the store's backend does (a hung Redis, a
+// full pool). When that bound is at most the Limiter's store timeout
+// ([WithStoreTimeout]), the Limiter makes decisions under the caller's
+// context as it is: the bound it would add is already kept, and a context
+// with a timer of its own costs every decision several allocations. The
+// Limiter's other store calls (leases, give-backs, slot releases, pauses)
+// keep its timeout either way. A DecisionBound of 0 or less means none.
+type SelfBounded interface {
+	DecisionBound() time.Duration
+}
+
 // Canceler is implemented by a Store that can give back the tokens of a
 // reservation whose caller gave up before its Wait was over, as
 // x/time/rate's Reservation.Cancel does. [MemoryStore] and the Redis store

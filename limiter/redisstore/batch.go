@@ -20,6 +20,7 @@ type call struct {
 	nums     [5]int64  // m w b cost max_wait (see gcra.lua)
 	now      string    // FOR TESTS ONLY: the injected clock, else ""
 	deadline time.Time // the caller's deadline; zero when it has none
+	bound    time.Time // when the call must be over: asked for + batcher.timeout
 
 	// argv is the call's EVALSHA command alone (see commandLine): evalsha
 	// sha 2 rkey pkey m w b cost max_wait mode now, with pointers to the
@@ -65,6 +66,13 @@ type execFunc func(ctx context.Context, batch []*call)
 // batch's round trip is under way; one alone would make every caller wait
 // for the batch before its own.
 //
+// Every call is over within timeout of being asked for, the wait for a
+// batch slot included, with no timer of its own: a batch's deadline is at
+// most the earliest bound (asked for + timeout) of its calls, and the
+// batches ahead of a queued call hold calls asked for before it, so they are
+// over by its bound too. That holds when exec returns by its context's
+// deadline.
+//
 // A batcher is safe for concurrent use. The zero value is not usable.
 type batcher struct {
 	exec        execFunc
@@ -98,6 +106,7 @@ func (b *batcher) do(ctx context.Context, c *call) (res limiter.Result, err erro
 	if d, ok := ctx.Deadline(); ok {
 		c.deadline = d
 	}
+	c.bound = time.Now().Add(b.timeout)
 	b.mu.Lock()
 	if !b.busyLocked() {
 		b.leaders++
@@ -246,22 +255,26 @@ func (b *batcher) handOffLocked() {
 }
 
 // context returns the batch's context: it keeps the values of ctx (the
-// leader's) but not its cancellation, and its deadline is b.timeout from now
-// or, when every call in the batch has a deadline, the latest of them if that
-// comes sooner.
+// leader's) but not its cancellation, and its deadline is the earliest bound
+// of the calls in the batch (the oldest call's: asked for + b.timeout) or,
+// when every call in the batch has a deadline, the latest of them if that
+// comes sooner. (One impatient caller does not cut the batch short for the
+// others; the oldest call's bound does, which is at most b.timeout away.)
 func (b *batcher) context(ctx context.Context, batch []*call) (context.Context, context.CancelFunc) {
-	deadline := time.Now().Add(b.timeout)
+	deadline := batch[0].bound
 	var latest time.Time
+	all := true
 	for _, c := range batch {
-		if c.deadline.IsZero() {
-			latest = time.Time{}
-			break
+		if c.bound.Before(deadline) {
+			deadline = c.bound
 		}
-		if c.deadline.After(latest) {
+		if c.deadline.IsZero() {
+			all = false
+		} else if c.deadline.After(latest) {
 			latest = c.deadline
 		}
 	}
-	if !latest.IsZero() && latest.Before(deadline) {
+	if all && latest.Before(deadline) {
 		deadline = latest
 	}
 	return context.WithDeadline(context.WithoutCancel(ctx), deadline)

@@ -233,28 +233,32 @@ func TestBatcherCanceledBeforeStart(t *testing.T) {
 	}
 }
 
-// TestBatcherDeadline checks the batch context's deadline: the store
-// timeout, or the latest caller deadline when every caller has one and it is
-// sooner.
+// TestBatcherDeadline checks the batch context's deadline: the earliest
+// bound of its calls (asked for + timeout), or the latest caller deadline
+// when every caller has one and it is sooner.
 func TestBatcherDeadline(t *testing.T) {
 	b := &batcher{timeout: time.Hour}
 	now := time.Now()
 	soon, later := now.Add(time.Minute), now.Add(2*time.Minute)
+	bound, older := now.Add(time.Hour), now.Add(time.Hour-time.Second)
+	type callAt struct{ deadline, bound time.Time }
 	tests := []struct {
-		name      string
-		deadlines []time.Time
-		want      time.Time // zero: about now + timeout
+		name  string
+		calls []callAt
+		want  time.Time
 	}{
-		{"none", []time.Time{{}, {}}, time.Time{}},
-		{"one without", []time.Time{soon, {}}, time.Time{}},
-		{"all with", []time.Time{soon, later}, later},
-		{"all later than timeout", []time.Time{now.Add(3 * time.Hour)}, time.Time{}},
+		{"none", []callAt{{bound: bound}, {bound: bound}}, bound},
+		{"one without", []callAt{{soon, bound}, {bound: bound}}, bound},
+		{"all with", []callAt{{soon, bound}, {later, bound}}, later},
+		{"all later than the bound", []callAt{{now.Add(3 * time.Hour), bound}}, bound},
+		{"the oldest call's bound", []callAt{{bound: bound}, {bound: older}}, older},
+		{"the oldest call's bound before every deadline", []callAt{{now.Add(3 * time.Hour), bound}, {now.Add(2 * time.Hour), older}}, older},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var batch []*call
-			for _, d := range tt.deadlines {
-				batch = append(batch, &call{deadline: d})
+			for _, c := range tt.calls {
+				batch = append(batch, &call{deadline: c.deadline, bound: c.bound})
 			}
 			ctx, cancel := b.context(context.Background(), batch)
 			defer cancel()
@@ -262,14 +266,78 @@ func TestBatcherDeadline(t *testing.T) {
 			if !ok {
 				t.Fatal("batch context has no deadline")
 			}
-			if tt.want.IsZero() {
-				if d := got.Sub(now); d < time.Hour || d > time.Hour+time.Minute {
-					t.Errorf("deadline in %v, want about the timeout (1h)", d)
-				}
-			} else if !got.Equal(tt.want) {
+			if !got.Equal(tt.want) {
 				t.Errorf("deadline %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestBatcherQueuedCallsKeepTheirBound: with every batch slot taken by a
+// batch that hangs until its deadline, a call asked for later waits for a
+// slot and is still over by its own bound (asked for + timeout), with no
+// context deadline of its own: the batch it joins has the deadline of its
+// oldest call, not timeout from when the batch started.
+func TestBatcherQueuedCallsKeepTheirBound(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	var mu sync.Mutex
+	var deadlines []time.Time // of each batch, in the order they ran
+	b := &batcher{maxBatch: 10, maxInFlight: 1, timeout: timeout, exec: func(ctx context.Context, batch []*call) {
+		d, _ := ctx.Deadline()
+		mu.Lock()
+		deadlines = append(deadlines, d)
+		mu.Unlock()
+		<-ctx.Done() // a hung Redis: over at the deadline, not before
+		for _, c := range batch {
+			c.err = ctx.Err()
+		}
+	}}
+	first := &call{wake: make(chan bool, 1)}
+	done := make(chan error, 1)
+	go func() {
+		_, err, _ := b.do(context.Background(), first)
+		done <- err
+	}()
+	// The first batch is in flight once the slot is taken.
+	for i := 0; ; i++ {
+		b.mu.Lock()
+		busy := b.busyLocked()
+		b.mu.Unlock()
+		if busy {
+			break
+		}
+		if i == 1000 {
+			t.Fatal("the first call never led a batch")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(timeout / 3)
+	second := &call{wake: make(chan bool, 1)}
+	asked := time.Now()
+	_, err, _ := b.do(context.Background(), second)
+	over := time.Now()
+	if err == nil {
+		t.Fatal("a call behind a hung batch succeeded")
+	}
+	if err := <-done; err == nil {
+		t.Fatal("the hung batch succeeded")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(deadlines) != 2 {
+		t.Fatalf("%d batches ran, want 2", len(deadlines))
+	}
+	// The second call's batch started when the first timed out, about two
+	// thirds of the timeout after the call was asked for; its deadline is
+	// the call's bound, not a whole timeout from then.
+	if !deadlines[1].Equal(second.bound) {
+		t.Errorf("the queued call's batch had deadline %v, want the call's bound %v (it was asked for at %v)", deadlines[1], second.bound, asked)
+	}
+	if limit := deadlines[0].Add(timeout); !deadlines[1].Before(limit) {
+		t.Errorf("the queued call's batch had deadline %v, a timeout or more after the hung batch's %v", deadlines[1], deadlines[0])
+	}
+	if over.Before(second.bound) {
+		t.Errorf("the queued call was over at %v, before its batch's deadline %v", over, second.bound)
 	}
 }
 

@@ -49,9 +49,37 @@ type Store struct {
 }
 
 var (
-	_ limiter.Store    = (*Store)(nil)
-	_ limiter.Canceler = (*Store)(nil)
+	_ limiter.Store       = (*Store)(nil)
+	_ limiter.Canceler    = (*Store)(nil)
+	_ limiter.SelfBounded = (*Store)(nil)
 )
+
+// DecisionBound implements limiter.SelfBounded: batched decisions return
+// within the store's timeout (see WithTimeout) of being asked for, the wait
+// for a free pipeline included, when the client applies context deadlines to
+// its connections (go-redis's ContextTimeoutEnabled, which
+// internal/redisconn sets). Otherwise (decisions unbatched, or a client that
+// ignores deadlines) it is 0: the store does not bound its decisions itself.
+func (s *Store) DecisionBound() time.Duration {
+	if s.batcher == nil || !contextDeadlines(s.client) {
+		return 0
+	}
+	return s.timeout
+}
+
+// contextDeadlines reports whether client applies context deadlines to its
+// connections' reads and writes.
+func contextDeadlines(client redis.Scripter) bool {
+	switch c := client.(type) {
+	case *redis.Client:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.Ring:
+		return c.Options().ContextTimeoutEnabled
+	}
+	return false
+}
 
 // Pipeliner is what a client needs, besides redis.Scripter, for the Store to
 // batch decisions: *redis.Client, *redis.ClusterClient, *redis.Ring and every
@@ -91,13 +119,15 @@ func WithMaxInFlight(n int) Option {
 	return func(s *Store) { s.maxInFlight = max(n, 1) }
 }
 
-// WithTimeout bounds the round trip of one batch (default DefaultTimeout):
-// the batch's context has this deadline, or the latest deadline of the
-// callers in the batch when all of them have one and it comes sooner.
-// go-redis applies context deadlines to the connection only when the
-// client's ContextTimeoutEnabled option is set; otherwise its ReadTimeout and
-// WriteTimeout bound the round trip. A d <= 0 means DefaultTimeout. Unbatched
-// decisions run under the caller's context alone.
+// WithTimeout bounds each batched decision, from the moment it is asked for,
+// the wait for a free pipeline included, by d (default DefaultTimeout): a
+// batch's context has the deadline of its oldest call (asked for + d), or
+// the latest deadline of the callers in the batch when all of them have one
+// and it comes sooner. go-redis applies context deadlines to the connection
+// only when the client's ContextTimeoutEnabled option is set; otherwise its
+// ReadTimeout and WriteTimeout bound the round trip, and the Store does not
+// claim the bound (see DecisionBound). A d <= 0 means DefaultTimeout.
+// Unbatched decisions run under the caller's context alone.
 func WithTimeout(d time.Duration) Option {
 	return func(s *Store) {
 		if d <= 0 {

@@ -310,3 +310,32 @@ func TestContextCanceled(t *testing.T) {
 		t.Errorf("Acquire with a canceled context: error = %v, want context.Canceled only", err)
 	}
 }
+
+// TestDecisionBound: a batching store on a client that applies context
+// deadlines to its connections (as internal/redisconn's clients do) bounds
+// its decisions by its timeout; unbatched, or on a client that ignores
+// deadlines, it does not. New contacts no Redis, so the address is never
+// dialled.
+func TestDecisionBound(t *testing.T) {
+	const timeout = 150 * time.Millisecond
+	withDeadlines := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", ContextTimeoutEnabled: true})
+	without := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	cluster := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}, ContextTimeoutEnabled: true})
+	for _, c := range []interface{ Close() error }{withDeadlines, without, cluster} {
+		t.Cleanup(func() { _ = c.Close() })
+	}
+	for _, tc := range []struct {
+		name  string
+		store *redisstore.Store
+		want  time.Duration
+	}{
+		{"batching, deadlines applied", redisstore.New(withDeadlines, redisstore.WithTimeout(timeout)), timeout},
+		{"Cluster, deadlines applied", redisstore.New(cluster, redisstore.WithTimeout(timeout)), timeout},
+		{"batching, deadlines ignored", redisstore.New(without, redisstore.WithTimeout(timeout)), 0},
+		{"unbatched", redisstore.New(withDeadlines, redisstore.WithTimeout(timeout), redisstore.WithBatching(false)), 0},
+	} {
+		if got := tc.store.DecisionBound(); got != tc.want {
+			t.Errorf("%s: DecisionBound() = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
