@@ -136,10 +136,7 @@ func TestOneCallMatchesSequential(t *testing.T) {
 				t.Fatalf("round %d: %s holds %q: %v", round, a, va, err)
 			}
 			full := time.UnixMicro(tat).Add(time.Duration((rem+m-1)/m) * time.Microsecond).Sub(now)
-			want := max(full.Round(time.Millisecond), time.Millisecond)
-			if full > want {
-				want += time.Millisecond
-			}
+			want := max((full + time.Millisecond - 1).Truncate(time.Millisecond), time.Millisecond) // PX: whole ms, rounded up
 			if got := client.PTTL(ctx, a).Val(); got > want || got < want-250*time.Millisecond {
 				t.Fatalf("round %d: %s (%q) expires in %s, want %s (when it is full again), less the time since it was written", round, a, va, got, want)
 			}
