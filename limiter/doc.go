@@ -137,6 +137,16 @@
 // [LeasePolicy.LeaseCapacity]. A store that does not implement [Leaser]
 // decides a leased limit call by call.
 //
+// An upstream pause ([Limiter.Pause]) applies to leases too: a paused key
+// lends and reserves nothing (the refusal is Paused), and the Limiter the
+// pause is reported through ends its own live lease on the key at once (its
+// unused tokens go back with its next lease, as for one that expired; a
+// lease on its way back when the pause came lets its own call go and keeps
+// nothing). Other replicas learn of the pause when their live leases run
+// out: after a pause the fleet admits at most what those leases hold, at
+// most MaxTokens per other replica, and nothing later than one TTL after
+// the report.
+//
 // # Stores and the Limiter
 //
 // A [Store] keeps the buckets. [MemoryStore] keeps them in process (exact on

@@ -173,10 +173,13 @@ func ValidateLeaseRequest(lim Limit, req LeaseRequest) error {
 }
 
 // leaseStep makes one lease decision on st at nowUS under p; req has passed
-// ValidateLeaseRequest. It returns the new state and whether it changed.
-// This is the reference for the Redis store's lease.lua, in the units of
-// gcraStep.
-func leaseStep(st bucket, nowUS int64, p params, req LeaseRequest) (bucket, LeaseGrant, bool) {
+// ValidateLeaseRequest. pauseUS is the key's upstream pause still to run (0:
+// none): a paused key lends and reserves nothing, and RetryAfter is the later
+// of the pause's end and the need's return, as gcraStep's answer on a paused
+// key; a give-back is made all the same. It returns the new state and whether
+// it changed. This is the reference for the Redis store's lease.lua, in the
+// units of gcraStep.
+func leaseStep(st bucket, nowUS int64, p params, req LeaseRequest, pauseUS int64) (bucket, LeaseGrant, bool) {
 	var g LeaseGrant
 	changed := false
 	if gb := req.GiveBack; gb.Tokens > 0 && st.p == p && st.tat == gb.TAT && st.rem == gb.TATRem && !st.idleAt(nowUS) {
@@ -191,7 +194,10 @@ func leaseStep(st bucket, nowUS int64, p params, req LeaseRequest) (bucket, Leas
 	capacity := p.b * p.w
 	lendable := capacity - pol.reserve(p) // what the bucket lends, scaled
 	after := debt
-	if avail := (lendable - debt) / p.w; debt <= lendable && avail >= req.Need {
+	if avail := (lendable - debt) / p.w; pauseUS > 0 {
+		g.Paused = true
+		g.RetryAfter = time.Duration(max(ceilDiv(max(debt+req.Need*p.w-lendable, 0), p.m), pauseUS)) * time.Microsecond
+	} else if debt <= lendable && avail >= req.Need {
 		g.Allowed = true
 		g.Tokens = min(req.Want, avail)
 		after = debt + g.Tokens*p.w

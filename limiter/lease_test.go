@@ -15,13 +15,14 @@ import (
 )
 
 // leaseStore is a MemoryStore whose Lease calls can be made to fail, or to
-// run a hook first (to move the clock while a lease is "in flight"), and are
-// counted.
+// run a hook first (to move the clock while a lease is "in flight") or after
+// the store decided (as if during the reply's way back), and are counted.
 type leaseStore struct {
 	*limiter.MemoryStore
 	leases atomic.Int64
 	fail   atomic.Bool
 	hook   func()
+	after  func()
 }
 
 func (s *leaseStore) Lease(ctx context.Context, key string, lim limiter.Limit, req limiter.LeaseRequest) (limiter.LeaseGrant, error) {
@@ -32,7 +33,41 @@ func (s *leaseStore) Lease(ctx context.Context, key string, lim limiter.Limit, r
 	if s.fail.Load() {
 		return limiter.LeaseGrant{}, errTimeout
 	}
-	return s.MemoryStore.Lease(ctx, key, lim, req)
+	g, err := s.MemoryStore.Lease(ctx, key, lim, req)
+	if s.after != nil {
+		s.after()
+	}
+	return g, err
+}
+
+// TestLeasePausedDuringFetch checks that a pause reported through a replica
+// while its lease is on the way back (lent by the store before the pause)
+// lets that lease's call go but keeps none of its tokens for the next: the
+// next call asks the store and is refused, paused.
+func TestLeasePausedDuringFetch(t *testing.T) {
+	_, s, l := newLeaseFleet(t)
+	ctx := context.Background()
+	req := limiter.Request{Key: "k", Limit: hot, Cost: 1, Lease: hotLease}
+	for range 3 { // leases of 1 and 2, both used up
+		acquire(t, l, req)
+	}
+	s.after = func() {
+		s.after = nil
+		if _, err := l.Pause(ctx, "k", limiter.Feedback{RetryAfter: time.Second}, limiter.Deny); err != nil {
+			t.Errorf("Pause: %v", err)
+		}
+	}
+	if res := acquire(t, l, req); !res.Allowed {
+		t.Fatalf("the call whose lease (of 4) was lent before the pause = %+v, want allowed", res)
+	}
+	before := s.leases.Load()
+	res := acquire(t, l, req)
+	if res.Allowed || !res.Paused || res.RetryAfter != time.Second {
+		t.Errorf("the next call = %+v, want refused, paused for 1s (not served from the lease's 3 unused tokens)", res)
+	}
+	if got := s.leases.Load() - before; got != 1 {
+		t.Errorf("the next call made %d lease round trips, want 1", got)
+	}
 }
 
 var hot = limiter.Limit{MaxCalls: 100, Window: time.Second} // 1 per 10ms

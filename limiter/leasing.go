@@ -51,6 +51,10 @@ type leaseEntry struct {
 	// newcomer, so that no caller starves.
 	fetching bool
 	waiters  []*leaseWaiter
+	// ends counts the pauses reported through this replica that ended the
+	// lease (see leases.end): a fetch under way when one came must not
+	// start a lease of its own.
+	ends uint64
 }
 
 // leaseWaiter is a caller waiting for a lease fetch: the fetcher sends it
@@ -115,6 +119,31 @@ func (t *leases) sweepLocked(now time.Time) {
 		}
 	}
 	t.sinceSweep, t.afterSweep = 0, len(t.entries)
+}
+
+// end ends this replica's live leases on key at now, for an upstream pause
+// reported through this replica: its next call asks the store, which refuses
+// it while the pause lasts, and the unused tokens go back with the next
+// lease when nothing was taken after them (as for a lease that expired). A
+// fetch under way serves its own call but keeps nothing for the next, and
+// the lease denials cached for key are dropped (the pause outlasts them).
+func (t *leases) end(key string, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for k, e := range t.entries {
+		if k.key != key {
+			continue
+		}
+		e.mu.Lock()
+		if now.Before(e.expires) {
+			e.expires = now
+		}
+		e.ends++
+		e.mu.Unlock()
+		if t.denies != nil {
+			t.denies.forget(Request{Key: k.key, Limit: k.lim})
+		}
+	}
 }
 
 // len returns the number of entries, for tests.
@@ -224,6 +253,7 @@ func (l *Limiter) fetchLease(ctx context.Context, req Request, e *leaseEntry, s 
 	lr.Need = req.Cost - live
 	lr.Want = max(min(2*used, req.Lease.MaxTokens, capacity), lr.Need)
 	e.fetching = true
+	ends := e.ends
 	e.mu.Unlock()
 	sent := now
 
@@ -270,7 +300,14 @@ func (l *Limiter) fetchLease(ctx context.Context, req Request, e *leaseEntry, s 
 		e.tokens, e.granted = g.Tokens, g.Tokens
 		return l.leaseFailed(ctx, req, ErrLeaseLate)
 	}
-	return e.resultLocked(end), nil
+	res := e.resultLocked(end)
+	if e.ends != ends {
+		// A pause was reported while the lease was on its way: the store
+		// lent it before the pause, so this call goes, but the rest goes
+		// back with the next lease.
+		e.expires = end
+	}
+	return res, nil
 }
 
 // leaseNeedAt is req with Cost set to lr.Need, to remember a lease denial.

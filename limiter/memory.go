@@ -140,7 +140,8 @@ func (s *MemoryStore) Lease(ctx context.Context, key string, lim Limit, req Leas
 		return LeaseGrant{}, err
 	}
 	defer s.mu.Unlock()
-	st, g, changed := leaseStep(s.buckets[key], nowUS, lim.params(), req)
+	pauseUS, _ := s.pausedLocked(key, nowUS)
+	st, g, changed := leaseStep(s.buckets[key], nowUS, lim.params(), req, pauseUS)
 	if changed {
 		s.putLocked(key, st, nowUS)
 	}

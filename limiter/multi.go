@@ -334,6 +334,7 @@ func (l *Limiter) Pause(ctx context.Context, key string, fb Feedback, policy Fai
 	if err == nil {
 		res.Clamped = clamped
 		l.forgetDenials(key, lim)
+		l.endLeases(key, pause)
 		return res, nil
 	}
 	if err := l.classify(ctx, err, policy); err != nil {
@@ -348,7 +349,17 @@ func (l *Limiter) Pause(ctx context.Context, key string, fb Feedback, policy Fai
 		return PauseResult{}, fmt.Errorf("limiter: local fallback failed: %w", err)
 	}
 	res.Clamped, res.Degraded = clamped, true
+	l.endLeases(key, pause)
 	return res, nil
+}
+
+// endLeases ends this replica's leases on key when pause pauses it (see
+// leases.end). Other replicas learn of the pause when their leases run out:
+// each admits at most what its live lease holds, within one lease TTL.
+func (l *Limiter) endLeases(key string, pause time.Duration) {
+	if pause > 0 {
+		l.leases.end(key, l.now())
+	}
 }
 
 // forgetDenials drops a cached denial of key under lim, which a pause

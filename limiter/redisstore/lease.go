@@ -27,7 +27,7 @@ func (s *Store) Lease(ctx context.Context, key string, lim limiter.Limit, req li
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	g := req.GiveBack
-	v, err := leaseScript.Run(ctx, s.client, []string{s.Key(key)},
+	v, err := leaseScript.Run(ctx, s.client, []string{s.Key(key), s.pauseKey(key)},
 		p.M, p.W, p.B, int64(req.TTL/time.Microsecond)*p.M, req.Need, req.Want, req.Cost,
 		int64(req.MaxWait/time.Microsecond), g.TAT, g.TATRem, g.Tokens, now).Result()
 	if err == nil {
@@ -40,11 +40,12 @@ func (s *Store) Lease(ctx context.Context, key string, lim limiter.Limit, req li
 }
 
 // leaseReplyLen is the length of lease.lua's reply.
-const leaseReplyLen = 11
+const leaseReplyLen = 12
 
 // decodeLease decodes lease.lua's reply {allowed, tokens, remaining,
 // retry_after_us, reset_after_us, wait_us, tat, tat_rem, prev, prev_rem,
-// gave_back} to req: integers >= 0, allowed and gave_back 0 or 1, tokens
+// gave_back, paused} to req: integers >= 0, allowed, gave_back and paused 0
+// or 1 (paused never with allowed), tokens
 // within [need, want] for a lease, cost for a reservation and 0 on a denial,
 // the state set exactly when tokens were taken, and a reservation exactly
 // when wait_us is not 0.
@@ -53,8 +54,8 @@ func decodeLease(v any, req limiter.LeaseRequest) (limiter.LeaseGrant, error) {
 	if err := decodeInts(v, "lease reply", n[:]); err != nil {
 		return limiter.LeaseGrant{}, err
 	}
-	if n[0] > 1 || n[10] > 1 {
-		return limiter.LeaseGrant{}, fmt.Errorf("malformed lease reply: allowed %d, gave_back %d, want 0 or 1", n[0], n[10])
+	if n[0] > 1 || n[10] > 1 || n[11] > 1 || n[0]+n[11] > 1 {
+		return limiter.LeaseGrant{}, fmt.Errorf("malformed lease reply: allowed %d, gave_back %d, paused %d, want 0 or 1 and not allowed and paused", n[0], n[10], n[11])
 	}
 	if err := checkDurationsUS("lease reply", n[:], 3, 5); err != nil {
 		return limiter.LeaseGrant{}, err
@@ -85,6 +86,7 @@ func decodeLease(v any, req limiter.LeaseRequest) (limiter.LeaseGrant, error) {
 			ResetAfter:  time.Duration(n[4]) * time.Microsecond,
 			Wait:        time.Duration(wait) * time.Microsecond,
 			Reservation: r,
+			Paused:      n[11] == 1,
 		},
 		Tokens:   tokens,
 		GaveBack: n[10] == 1,

@@ -3,6 +3,9 @@
 -- line for line).
 --
 -- KEYS[1]  the bucket key, <prefix>rl:{<key>}, as in gcra.lua ("tat:rem:m:w:b")
+-- KEYS[2]  the key's upstream pause, <prefix>up:{<key>} (same hash slot), as
+--          in gcra.lua: while it holds an instant still to come, nothing is
+--          lent or reserved, and retry_us is at least the pause's remainder
 -- ARGV[1]  m: refill is m tokens per w microseconds, in lowest terms
 -- ARGV[2]  w
 -- ARGV[3]  b: capacity in tokens (the effective burst)
@@ -26,7 +29,9 @@
 --         reset_after_us, wait_us, tat, tat_rem, prev, prev_rem, gave_back}:
 --         tat:tat_rem is the state left when anything was taken (0 otherwise);
 --         prev:prev_rem the state a reservation (wait_us > 0) found, for
---         cancel.lua; gave_back 1 when the give-back was made.
+--         cancel.lua; gave_back 1 when the give-back was made; paused 1
+--         when the upstream pause refused the lease (the give-back is made
+--         all the same).
 
 local key = KEYS[1]
 local m = tonumber(ARGV[1])
@@ -70,7 +75,12 @@ local allowed, tokens, retry, wait = 0, 0, 0, 0
 local after = debt
 local avail = -1
 if debt <= lendable then avail = floordiv(lendable - debt, w) end
-if avail >= need then
+local pause = pause_left(redis.call("GET", KEYS[2]), now)
+local paused = 0
+if pause > 0 then
+  paused = 1
+  retry = math.max(ceildiv(math.max(debt + need * w - lendable, 0), m), pause)
+elseif avail >= need then
   allowed = 1
   tokens = math.min(want, avail)
   after = debt + tokens * w
@@ -107,4 +117,4 @@ if changed then
   end
 end
 
-return {allowed, tokens, remaining, retry, reset, wait, r_tat, r_rem, r_prev, r_prev_rem, gave}
+return {allowed, tokens, remaining, retry, reset, wait, r_tat, r_rem, r_prev, r_prev_rem, gave, paused}

@@ -25,10 +25,12 @@ func RunLease(t *testing.T, newStore NewStoreFunc) {
 		{"LeaseLimitChange", testLeaseLimitChange},
 		{"LeaseReservationCancel", testLeaseReservationCancel},
 		{"LeaseInvalidInput", testLeaseInvalidInput},
+		{"LeasePaused", testLeasePaused},
 		{"FleetLocalDecisions", testFleetLocalDecisions},
 		{"FleetGiveBackOnExpiry", testFleetGiveBackOnExpiry},
 		{"FleetSustainedBound", testFleetSustainedBound},
 		{"FleetModel", testFleetModel},
+		{"FleetPause", testFleetPause},
 	}, newStore)
 }
 
@@ -230,6 +232,110 @@ func testLeaseInvalidInput(t *testing.T, newStore NewStoreFunc) {
 	}
 }
 
+// testLeasePaused checks that a paused key lends nothing and reserves
+// nothing, whatever its bucket holds, with RetryAfter the later of the
+// pause's end and the need's return (as Take answers a paused key); that a
+// give-back is still made; and that the pause ends exactly when said.
+func testLeasePaused(t *testing.T, newStore NewStoreFunc) {
+	clock := NewClock(start)
+	s := newStore(t, clock.Now)
+	l, ps := as[limiter.Leaser](t, s), as[limiter.Pauser](t, s)
+	ctx := context.Background()
+	lease := func(what string, req limiter.LeaseRequest, want limiter.LeaseGrant) limiter.LeaseGrant {
+		t.Helper()
+		req.TTL = leaseTTL
+		if req.Cost == 0 {
+			req.Cost = req.Need
+		}
+		got, err := l.Lease(ctx, "k", tenPerSec, req)
+		if err != nil {
+			t.Fatalf("%s: Lease(%+v): %v", what, req, err)
+		}
+		cmp := got
+		cmp.TAT, cmp.TATRem = 0, 0
+		if cmp != want {
+			t.Errorf("%s: Lease(%+v)\n got %+v\nwant %+v", what, req, got, want)
+		}
+		return got
+	}
+	paused := func(g limiter.LeaseGrant) limiter.LeaseGrant { g.Paused = true; return g }
+
+	first := lease("before the pause", limiter.LeaseRequest{Need: 1, Want: 5}, lent(5, 5, 500*ms))
+	if _, err := ps.Pause(ctx, "k", limiter.Limit{}, 300*ms, -1); err != nil {
+		t.Fatal(err)
+	}
+	// 5 tokens are lendable, but the key is paused: 300ms to go.
+	lease("paused", limiter.LeaseRequest{Need: 1, Want: 5}, paused(refused(5, 300*ms, 500*ms)))
+	// Nor is anything reserved, whatever max_wait allows.
+	lease("paused, max_wait", limiter.LeaseRequest{Need: 1, Want: 5, MaxWait: 900 * ms}, paused(refused(5, 300*ms, 500*ms)))
+	// The bucket lacks the need for longer than the pause: the later wins.
+	lease("paused, need 8", limiter.LeaseRequest{Need: 8, Want: 8}, paused(refused(5, 500*ms, 500*ms)))
+	// The first lease's unused tokens still go back (nothing was taken
+	// since): 4 tokens of debt left at +100ms, 3 given back, 1 left.
+	clock.Advance(100 * ms)
+	lease("paused, give-back", limiter.LeaseRequest{Need: 1, Want: 5, GiveBack: limiter.LeaseReturn{TAT: first.TAT, TATRem: first.TATRem, Tokens: 3}},
+		gaveBack(paused(refused(9, 200*ms, 100*ms))))
+	// The pause ends exactly when said.
+	clock.Advance(200*ms - us)
+	lease("1µs before the end", limiter.LeaseRequest{Need: 1, Want: 5}, paused(refused(10, us, 0)))
+	clock.Advance(us)
+	lease("at the end", limiter.LeaseRequest{Need: 1, Want: 5}, lent(5, 5, 500*ms))
+}
+
+// testFleetPause checks what an upstream pause does to replicas in lease
+// mode: the replica it is reported through drops its live lease at once
+// (its next call asks the store, which refuses it, paused); another replica
+// admits from the lease it holds for at most that lease's tokens and its
+// TTL, then is refused too; after the pause both are admitted again.
+func testFleetPause(t *testing.T, newStore NewStoreFunc) {
+	clock, s, reps := fleet(t, newStore, 2)
+	lim := limiter.Limit{MaxCalls: 1000, Window: time.Second}
+	pol := limiter.LeasePolicy{MaxTokens: 16, TTL: 100 * ms}
+	req := limiter.Request{Key: "hot", Limit: lim, Cost: 1, Lease: pol}
+	// Both replicas hold a live lease with unused tokens: leases of 1, 2
+	// and 4 after 4 calls, 3 of the last one unused.
+	for range 4 {
+		acquire(t, reps[0], req)
+		acquire(t, reps[1], req)
+	}
+	if _, err := reps[0].Pause(context.Background(), "hot", limiter.Feedback{RetryAfter: time.Second}, limiter.Deny); err != nil {
+		t.Fatal(err)
+	}
+	refusedPaused := func(who string, res limiter.Result, retry time.Duration) {
+		t.Helper()
+		if res.Allowed || !res.Paused || res.RetryAfter != retry {
+			t.Errorf("%s: %+v, want refused, paused, retry after %v", who, res, retry)
+		}
+	}
+	before := s.leases.Load()
+	refusedPaused("the reporting replica's next call", acquire(t, reps[0], req), time.Second)
+	if got := s.leases.Load() - before; got != 1 {
+		t.Errorf("the reporting replica's next call made %d lease round trips, want 1 (its lease was dropped)", got)
+	}
+	// The other replica learns of the pause when its lease runs out: it
+	// admits at most the 3 tokens it holds.
+	admitted := 0
+	for range 10 {
+		res := acquire(t, reps[1], req)
+		if !res.Allowed {
+			refusedPaused("the other replica, its lease used up", res, time.Second)
+			break
+		}
+		admitted++
+	}
+	if admitted > 3 {
+		t.Errorf("the other replica admitted %d calls after the pause, want at most the 3 its lease held", admitted)
+	}
+	clock.Advance(pol.TTL)
+	refusedPaused("the other replica, a TTL later", acquire(t, reps[1], req), time.Second-pol.TTL)
+	clock.Advance(time.Second - pol.TTL)
+	for i, r := range reps {
+		if res := acquire(t, r, req); !res.Allowed {
+			t.Errorf("replica %d after the pause: %+v, want allowed", i, res)
+		}
+	}
+}
+
 // counting counts the calls that reach a store.
 type counting struct {
 	limiter.Store
@@ -244,6 +350,10 @@ func (c *counting) Take(ctx context.Context, key string, lim limiter.Limit, cost
 func (c *counting) Lease(ctx context.Context, key string, lim limiter.Limit, req limiter.LeaseRequest) (limiter.LeaseGrant, error) {
 	c.leases.Add(1)
 	return c.Store.(limiter.Leaser).Lease(ctx, key, lim, req)
+}
+
+func (c *counting) Pause(ctx context.Context, key string, lim limiter.Limit, pause time.Duration, remaining int64) (limiter.PauseResult, error) {
+	return c.Store.(limiter.Pauser).Pause(ctx, key, lim, pause, remaining)
 }
 
 func (c *counting) Cancel(ctx context.Context, key string, lim limiter.Limit, res limiter.Reservation) (bool, error) {
