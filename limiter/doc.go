@@ -121,8 +121,10 @@
 // The bound holds when every replica uses the key with the same limit and
 // lease policy: a key decided both per call (lease mode off) and from
 // leases may admit up to rate*TTL more over an interval, the reserve the
-// per-call decisions do not keep. Replicas' clocks need not agree with
-// Redis's, only run at its rate.
+// per-call decisions do not keep. (A leased limit decided together with
+// other limits, by a MultiStore, keeps the reserve and so counts as decided
+// from leases.) Replicas' clocks need not agree with Redis's, only run at
+// its rate.
 //
 // Lease mode changes nothing else: the deny cache answers refusals (by the
 // tokens the bucket lacked), a failed lease round trip is a store failure

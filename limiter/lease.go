@@ -71,6 +71,19 @@ func (p LeasePolicy) capacity(q params) int64 {
 	return (q.b*q.w - p.reserve(q)) / q.w
 }
 
+// LeaseReserve is what the shared bucket of r's limit keeps back for r's
+// lease policy, rate*TTL in units of 1/m microsecond (see Limit.Params): 0
+// when lease mode is off. A store deciding r per call, with other limits
+// (MultiStore), lends only the bucket's capacity less this, as a lease
+// does, so that per-call decisions never take what leased tokens still in
+// use are owed. r must be valid.
+func (r Request) LeaseReserve() int64 {
+	if !r.Lease.Enabled() || !r.Limit.hasRate() {
+		return 0
+	}
+	return r.Lease.reserve(r.Limit.params())
+}
+
 // reserve is rate*TTL in units of 1/q.m microsecond: TTL in µs times m.
 func (p LeasePolicy) reserve(q params) int64 {
 	return int64(p.TTL/time.Microsecond) * q.m

@@ -62,7 +62,9 @@ type TakeAllOptions struct {
 
 // MultiStore is implemented by a Store that decides several limits, and
 // concurrency limits, atomically ([MemoryStore] and the Redis store do).
-// Requests' MaxWait, OnStoreFailure and Lease are ignored by the store.
+// Requests' MaxWait and OnStoreFailure are ignored by the store; of Lease,
+// the store keeps the reserve (see Request.LeaseReserve): a leased limit is
+// decided per call here, and lends only what a lease could.
 type MultiStore interface {
 	// TakeAll decides reqs (at most MaxLimitsPerCall, distinct keys) all or
 	// nothing: the call is allowed when every request that is not Shadow

@@ -131,7 +131,8 @@ func (s *MemoryStore) multiStepLocked(reqs []Request, nowUS int64, o TakeAllOpti
 		if r.Limit.hasRate() {
 			it.p = r.Limit.params()
 			it.debt = s.buckets[r.Key].debt(nowUS, it.p)
-			if need := it.debt + r.Cost*it.p.w - it.p.b*it.p.w; need > 0 {
+			// A leased limit keeps its lease reserve (see LeaseReserve).
+			if need := it.debt + r.Cost*it.p.w - (it.p.b*it.p.w - r.LeaseReserve()); need > 0 {
 				it.needUS = ceilDiv(need, it.p.m)
 			}
 		}

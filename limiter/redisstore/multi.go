@@ -218,7 +218,7 @@ func (s *Store) nowArg() string {
 // runMulti runs multi.lua once over the requests at idx.
 func (s *Store) runMulti(ctx context.Context, mode string, reqs []limiter.Request, idx []int, o limiter.TakeAllOptions) (groupResult, error) {
 	keys := make([]string, 0, 5*len(idx))
-	args := make([]any, 0, 6+7*len(idx))
+	args := make([]any, 0, 6+8*len(idx))
 	queue := "0"
 	if o.Queue {
 		queue = "1"
@@ -236,7 +236,7 @@ func (s *Store) runMulti(ctx context.Context, mode string, reqs []limiter.Reques
 		if r.Shadow {
 			shadow = "1"
 		}
-		args = append(args, p.M, p.W, p.B, r.Cost, r.Slots.MaxInFlight, int64(r.Slots.Lease/time.Microsecond), shadow)
+		args = append(args, p.M, p.W, p.B, r.Cost, r.Slots.MaxInFlight, int64(r.Slots.Lease/time.Microsecond), shadow, r.LeaseReserve())
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()

@@ -15,11 +15,14 @@
 -- ARGV[5]  queue: "1" to queue the call for the full concurrency limits
 --          when they alone refuse it, else "0"
 -- ARGV[6]  the place's lifetime in µs (limiter.TicketTTL)
--- then seven per limit i, at 6+7i+1 .. 6+7i+7:
+-- then eight per limit i, at 6+8i+1 .. 6+8i+8:
 --   m w b    the rate limit as in gcra.lua; m = 0: no rate limit
 --   cost     tokens
 --   max_in_flight, lease_us   the concurrency limit; 0 0: none
 --   shadow   "1": decided, charged only when the call goes, never refusing
+--   reserve  what the bucket keeps back for a limit in lease mode (rate x
+--            lease ttl, scaled, as lease.lua's reserve): the call is admitted
+--            only when its cost fits in the capacity less it; 0 otherwise
 --
 -- Reply: {allowed, wait_us, queued, then twelve per limit: verdict (it alone
 -- admits the call), remaining, retry_us, reset_us, tat, tat_rem, prev,
@@ -39,13 +42,13 @@ local n = #KEYS / 5
 local items = {}
 local wait = 0
 for i = 0, n - 1 do
-  local a = 6 + 7 * i
+  local a = 6 + 8 * i
   local it = {
     rl = KEYS[5 * i + 1], up = KEYS[5 * i + 2], cc = KEYS[5 * i + 3],
     cq = KEYS[5 * i + 4], cx = KEYS[5 * i + 5],
     m = tonumber(ARGV[a + 1]), w = tonumber(ARGV[a + 2]), b = tonumber(ARGV[a + 3]),
     cost = tonumber(ARGV[a + 4]), mif = tonumber(ARGV[a + 5]), lease = tonumber(ARGV[a + 6]),
-    shadow = ARGV[a + 7] == "1",
+    shadow = ARGV[a + 7] == "1", reserve = tonumber(ARGV[a + 8]),
     debt = 0, need = 0, pause = 0, in_use = 0, slot_ok = true,
   }
   it.pause = pause_left(redis.call("GET", it.up), now)
@@ -54,7 +57,7 @@ for i = 0, n - 1 do
     local err
     it.debt, err = bucket_debt(it.rl, redis.call("GET", it.rl), now, it.m, it.w, it.b, false)
     if err then return err end
-    local need = it.debt + it.cost * it.w - it.b * it.w
+    local need = it.debt + it.cost * it.w - (it.b * it.w - it.reserve)
     if need > 0 then it.need = ceildiv(need, it.m) end
   end
   if it.mif > 0 then

@@ -26,6 +26,7 @@ func RunLease(t *testing.T, newStore NewStoreFunc) {
 		{"LeaseReservationCancel", testLeaseReservationCancel},
 		{"LeaseInvalidInput", testLeaseInvalidInput},
 		{"LeasePaused", testLeasePaused},
+		{"LeaseMultiKeepsReserve", testLeaseMultiKeepsReserve},
 		{"FleetLocalDecisions", testFleetLocalDecisions},
 		{"FleetGiveBackOnExpiry", testFleetGiveBackOnExpiry},
 		{"FleetSustainedBound", testFleetSustainedBound},
@@ -280,6 +281,58 @@ func testLeasePaused(t *testing.T, newStore NewStoreFunc) {
 	lease("1µs before the end", limiter.LeaseRequest{Need: 1, Want: 5}, paused(refused(10, us, 0)))
 	clock.Advance(us)
 	lease("at the end", limiter.LeaseRequest{Need: 1, Want: 5}, lent(5, 5, 500*ms))
+}
+
+// testLeaseMultiKeepsReserve checks that a limit in lease mode decided
+// together with other limits (TakeAll and PeekAll: one call on several keys)
+// keeps the lease reserve, rate x TTL, as leases do. Without it such a call
+// takes the refill the reserve holds back for leased tokens still in use,
+// and the fleet admits up to rate x TTL more than the limit at once: here
+// 80 leased tokens used at the end of their TTL plus 29 taken per call, 109
+// in an instant from a burst of 100.
+func testLeaseMultiKeepsReserve(t *testing.T, newStore NewStoreFunc) {
+	clock := NewClock(start)
+	s := newStore(t, clock.Now)
+	ctx := context.Background()
+	lim := limiter.Limit{MaxCalls: 1000, Window: time.Second, Burst: 100} // 1 per ms
+	pol := limiter.LeasePolicy{MaxTokens: 80, TTL: 10 * ms}               // reserve 10
+	g, err := as[limiter.Leaser](t, s).Lease(ctx, "k", lim, limiter.LeaseRequest{Need: 1, Want: 80, Cost: 1, TTL: pol.TTL})
+	if err != nil || g.Tokens != 80 {
+		t.Fatalf("Lease of 80 from a full bucket = %+v, %v; want 80 tokens", g, err)
+	}
+	// The lease's tokens may all be used up to its TTL: 1µs before it ends
+	// the bucket holds 100 - 80 + 9.999 = 29 tokens, of which it lends 19
+	// (10 in reserve).
+	clock.Advance(pol.TTL - us)
+	ms := as[limiter.MultiStore](t, s)
+	reqs := []limiter.Request{
+		{Key: "k", Limit: lim, Cost: 1, Lease: pol},
+		{Key: "other", Limit: limiter.Limit{MaxCalls: 1000, Window: time.Second}, Cost: 1},
+	}
+	peek, err := ms.PeekAll(ctx, []limiter.Request{{Key: "k", Limit: lim, Cost: 20, Lease: pol}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if peek.Allowed {
+		t.Errorf("PeekAll of 20 tokens = %+v, want refused: 19 can be taken with the reserve kept", peek)
+	}
+	admitted := 0
+	for range 100 {
+		res, err := ms.TakeAll(ctx, reqs, limiter.TakeAllOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Allowed {
+			if res.Results[0].Allowed {
+				t.Errorf("TakeAll refused = %+v, want refused by the leased limit", res)
+			}
+			break
+		}
+		admitted++
+	}
+	if admitted != 19 {
+		t.Errorf("TakeAll with the leased limit admitted %d calls with 80 tokens leased, want 19 (the bucket's 29 less the reserve of 10); burst 100", admitted)
+	}
 }
 
 // testFleetPause checks what an upstream pause does to replicas in lease
