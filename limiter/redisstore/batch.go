@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -66,6 +67,14 @@ type execFunc func(ctx context.Context, batch []*call)
 // batch's round trip is under way; one alone would make every caller wait
 // for the batch before its own.
 //
+// A caller that starts a batch yields once (runtime.Gosched) before it takes
+// the queue, and while it does, newcomers queue behind it rather than lead
+// batches of their own: gRPC starts the handlers of one read from a
+// connection together, and without the yield each of the first ones would
+// lead a batch of one. The yield costs the leader a turn of the scheduler
+// (nothing when nothing else is runnable) and, under load, nearly doubles
+// the decisions per round trip (docs/benchmarks.md).
+//
 // Every call is over within timeout of being asked for, the wait for a
 // batch slot included, with no timer of its own: a batch's deadline is at
 // most the earliest bound (asked for + timeout) of its calls, and the
@@ -80,16 +89,20 @@ type batcher struct {
 	maxInFlight int // 0 means 1
 	timeout     time.Duration
 
-	mu      sync.Mutex // protects the fields below
-	leaders int        // batches being led
-	queue   []*call    // waiting for a batch, oldest first; may hold abandoned calls
+	mu        sync.Mutex // protects the fields below
+	leaders   int        // batches being led
+	gathering int        // leaders yielding before they take the queue (see do)
+	queue     []*call    // waiting for a batch, oldest first; may hold abandoned calls
 }
 
 // batches recycles the leaders' batch slices.
 var batches = sync.Pool{New: func() any { s := make([]*call, 0, DefaultMaxBatch); return &s }}
 
-// busy reports whether no more batch may start now. b.mu must be held.
-func (b *batcher) busyLocked() bool { return b.leaders >= max(b.maxInFlight, 1) }
+// busy reports whether no more batch may start now: every slot is taken,
+// or a leader is gathering the calls that arrive with it. b.mu must be held.
+func (b *batcher) busyLocked() bool {
+	return b.gathering > 0 || b.leaders >= max(b.maxInFlight, 1)
+}
 
 // do decides c, batched with whatever other decisions are waiting. It
 // returns ctx.Err() as soon as ctx ends, except in the caller that is
@@ -110,9 +123,11 @@ func (b *batcher) do(ctx context.Context, c *call) (res limiter.Result, err erro
 	b.mu.Lock()
 	if !b.busyLocked() {
 		b.leaders++
+		b.gathering++
 		c.state = stateLeading
 		b.mu.Unlock()
-		b.lead(ctx, c)
+		runtime.Gosched() // let the calls that came with this one queue (see batcher)
+		b.lead(ctx, c, true)
 		return c.res, callErr(ctx, c), true
 	}
 	c.state = stateQueued
@@ -133,7 +148,7 @@ func (b *batcher) do(ctx context.Context, c *call) (res limiter.Result, err erro
 			b.mu.Unlock()
 			return limiter.Result{}, err, true
 		}
-		b.lead(ctx, c)
+		b.lead(ctx, c, false)
 		return c.res, callErr(ctx, c), true
 	case <-ctx.Done():
 		b.mu.Lock()
@@ -184,8 +199,10 @@ var errBatchAborted = fmt.Errorf("redisstore: batch aborted: %w", limiter.ErrSto
 
 // lead collects a batch behind first (which the caller owns and which is in
 // state stateLeading), executes it, delivers the results and hands the lead
-// on, even if exec panics.
-func (b *batcher) lead(ctx context.Context, first *call) {
+// on, even if exec panics. gathered says that the caller was counted in
+// b.gathering; once it has taken its batch, a call left in the queue (past
+// maxBatch) leads the next batch if a slot is free.
+func (b *batcher) lead(ctx context.Context, first *call, gathered bool) {
 	bp := batches.Get().(*[]*call)
 	b.mu.Lock()
 	batch := append((*bp)[:0], first)
@@ -206,6 +223,10 @@ func (b *batcher) lead(ctx context.Context, first *call) {
 	rest := copy(b.queue, b.queue[n:])
 	clear(b.queue[rest:])
 	b.queue = b.queue[:rest]
+	if gathered {
+		b.gathering--
+		b.handOffLocked()
+	}
 	b.mu.Unlock()
 
 	defer func() {

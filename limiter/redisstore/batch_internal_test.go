@@ -373,3 +373,59 @@ func TestBatcherExecPanics(t *testing.T) {
 	checkOwn(t, <-start(context.Background(), b, "ccc", &wg))
 	wg.Wait()
 }
+
+// TestBatcherGathersCallsThatArriveWithTheLeader: while a new leader yields
+// before taking its batch (gathering), callers queue behind it although
+// batch slots are free, and go in its batch; those past maxBatch lead the
+// next batch at once, without waiting for the first to end.
+func TestBatcherGathersCallsThatArriveWithTheLeader(t *testing.T) {
+	f := newFakeExec()
+	b := &batcher{exec: f.exec, maxBatch: 2, maxInFlight: 4, timeout: time.Minute}
+	ctx := context.Background()
+	// A leader in its yield, as do leaves it before lead.
+	first := newTestCall("a")
+	b.mu.Lock()
+	b.leaders++
+	b.gathering++
+	first.state = stateLeading
+	b.mu.Unlock()
+	var wg sync.WaitGroup
+	var outs []<-chan outcome
+	for i, key := range []string{"bb", "ccc", "dddd"} {
+		outs = append(outs, start(ctx, b, key, &wg))
+		waitQueued(t, b, i+1) // queued, not leading: the leader is gathering
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		b.lead(ctx, first, true)
+	}()
+	for i := range 2 { // both batches in flight at once: the rest did not wait
+		select {
+		case <-f.started:
+		case <-time.After(10 * time.Second):
+			f.release()
+			t.Fatalf("%d of 2 batches started in 10s with the first held: the calls past maxBatch waited for it", i)
+		}
+	}
+	f.release()
+	wg.Wait()
+	checkOwn(t, outcome{"a", first.res, first.err})
+	for _, ch := range outs {
+		checkOwn(t, <-ch)
+	}
+	got := f.got()
+	if len(got) != 2 || len(got[0])+len(got[1]) != 4 {
+		t.Fatalf("batches = %q, want [a bb] and [ccc dddd]", got)
+	}
+	for _, batch := range got {
+		if batch[0] != "a" && batch[0] != "ccc" {
+			t.Errorf("batches = %q, want [a bb] and [ccc dddd]", got)
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.gathering != 0 || b.leaders != 0 || len(b.queue) != 0 {
+		t.Errorf("after the batches: gathering %d, leaders %d, queue %d; want 0 0 0", b.gathering, b.leaders, len(b.queue))
+	}
+}
