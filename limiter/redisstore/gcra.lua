@@ -54,8 +54,9 @@ else
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
--- floordiv, ceildiv and bucket_debt are lib.lua's: withLib puts them in
--- front of this script once per call (a batch), not once per decision.
+-- floordiv, ceildiv, bucket_debt, bucket_value and set_bucket are lib.lua's:
+-- withLib puts them in front of this script once per call (a batch), not
+-- once per decision.
 
 -- Every key in one read. A batch may hold a key twice (a hot key's
 -- concurrent calls): a bucket an earlier decision of this call took from is
@@ -68,15 +69,6 @@ local got = redis.call("MGET", unpack(KEYS))
 local taken = {}
 local order = {}
 local replies = {}
-
--- value is the bucket value of debt (scaled) at now under the limit m w b,
--- and the bucket's expiry in milliseconds (when it is full again).
-local function value(debt, m, w, b)
-  -- %d formats the (exact, below 2^53) integers through a C long: cheaper
-  -- than %.0f, and the same digits.
-  local q = floordiv(debt, m)
-  return string.format("%d:%d:%d:%d:%d", now + q, debt - q * m, m, w, b), math.max(ceildiv(ceildiv(debt, m), 1000), 1)
-end
 
 for i = 1, n do
   local key = KEYS[2 * i - 1]
@@ -102,7 +94,7 @@ for i = 1, n do
     debt = tk.debt
   else
     local v = got[2 * i - 1]
-    if tk then v = value(tk.debt, tk.m, tk.w, tk.b) end
+    if tk then v = bucket_value(now, tk.debt, tk.m, tk.w, tk.b) end
     debt, err = bucket_debt(key, v, now, m, w, b, true)
     if not debt then reply = err end
   end
@@ -159,8 +151,7 @@ end
 
 for _, key in ipairs(order) do
   local tk = taken[key]
-  local v, px = value(tk.debt, tk.m, tk.w, tk.b)
-  redis.call("SET", key, v, "PX", px)
+  set_bucket(key, now, tk.debt, ceildiv(tk.debt, tk.m), tk.m, tk.w, tk.b)
 end
 
 return replies

@@ -87,18 +87,23 @@ local function bucket_state(now, debt, m)
   return now + q, debt - q * m
 end
 
+-- bucket_value is the value of a bucket with debt at now under the limit
+-- m w b, and the state it holds, tat and rem. %d formats the (exact, below
+-- 2^53) integers through a C long: cheaper than %.0f, and the same digits.
+-- (Inline rather than a call of bucket_state: this runs on every decision.)
+local function bucket_value(now, debt, m, w, b)
+  local q = floordiv(debt, m)
+  local tat, rem = now + q, debt - q * m
+  return string.format("%d:%d:%d:%d:%d", tat, rem, m, w, b), tat, rem
+end
+
 -- set_bucket writes debt (> 0) as the value of bucket key at now under the
 -- limit m w b, and returns the state written, tat and rem. The key expires
 -- when the bucket is full again, in reset = ceildiv(debt, m) microseconds
 -- (the caller's, which it has at hand), rounded up to a whole millisecond.
--- %d formats the (exact, below 2^53) integers through a C long: cheaper than
--- %.0f, and the same digits. (Inline rather than a call of bucket_state:
--- this runs on every decision.)
 local function set_bucket(key, now, debt, reset, m, w, b)
-  local q = floordiv(debt, m)
-  local tat, rem = now + q, debt - q * m
-  redis.call("SET", key, string.format("%d:%d:%d:%d:%d", tat, rem, m, w, b),
-    "PX", math.max(ceildiv(reset, 1000), 1))
+  local v, tat, rem = bucket_value(now, debt, m, w, b)
+  redis.call("SET", key, v, "PX", math.max(ceildiv(reset, 1000), 1))
   return tat, rem
 end
 

@@ -62,8 +62,8 @@ func TestLibLine(t *testing.T) {
 		code[f.name] = f.code
 	}
 	gcra := luaSource("gcra.lua")
-	if got, want := withLib(gcra), code["floordiv"]+" "+code["ceildiv"]+" "+code["bucket_debt"]+" "+gcra; got != want {
-		t.Errorf("withLib(gcra.lua) starts %.200q, want only floordiv, ceildiv and bucket_debt in front", got)
+	if got, want := withLib(gcra), code["floordiv"]+" "+code["ceildiv"]+" "+code["bucket_debt"]+" "+code["bucket_value"]+" "+code["set_bucket"]+" "+gcra; got != want {
+		t.Errorf("withLib(gcra.lua) starts %.200q, want only floordiv, ceildiv, bucket_debt, bucket_value and set_bucket in front", got)
 	}
 }
 
