@@ -207,16 +207,17 @@ func leaseStep(st bucket, nowUS int64, p params, req LeaseRequest, pauseUS int64
 	capacity := p.b * p.w
 	lendable := capacity - pol.reserve(p) // what the bucket lends, scaled
 	after := debt
+	// Microseconds until need can be lent (0: now).
+	needUS := ceilDiv(max(debt+req.Need*p.w-lendable, 0), p.m)
 	if avail := (lendable - debt) / p.w; pauseUS > 0 {
 		g.Paused = true
-		g.RetryAfter = time.Duration(max(ceilDiv(max(debt+req.Need*p.w-lendable, 0), p.m), pauseUS)) * time.Microsecond
+		g.RetryAfter = time.Duration(max(needUS, pauseUS)) * time.Microsecond
 	} else if debt <= lendable && avail >= req.Need {
 		g.Allowed = true
 		g.Tokens = min(req.Want, avail)
 		after = debt + g.Tokens*p.w
 	} else {
-		// Microseconds until need (or cost, for a reservation) can be lent.
-		need := ceilDiv(debt+req.Need*p.w-lendable, p.m)
+		// Microseconds until cost can be lent, for a reservation.
 		t := ceilDiv(max(debt+req.Cost*p.w-lendable, 0), p.m)
 		if t > 0 && t <= int64(req.MaxWait/time.Microsecond) {
 			g.Allowed = true
@@ -226,7 +227,7 @@ func leaseStep(st bucket, nowUS int64, p params, req LeaseRequest, pauseUS int64
 			after = max(debt, t*p.m) + req.Cost*p.w
 			g.Reservation = reservation(nowUS, debt, after, p)
 		} else {
-			g.RetryAfter = time.Duration(need) * time.Microsecond
+			g.RetryAfter = time.Duration(needUS) * time.Microsecond
 		}
 	}
 	g.Remaining, g.ResetAfter = fill(capacity, after, p)

@@ -47,7 +47,9 @@ local give_tokens = tonumber(ARGV[11])
 local now = now_us(ARGV[12])
 
 local capacity = b * w
-local v = redis.call("GET", key)
+-- The bucket and the pause in one read.
+local got = redis.call("MGET", key, KEYS[2])
+local v = got[1]
 local changed = false
 local gave = 0
 local debt = 0
@@ -75,17 +77,17 @@ local allowed, tokens, retry, wait = 0, 0, 0, 0
 local after = debt
 local avail = -1
 if debt <= lendable then avail = floordiv(lendable - debt, w) end
-local pause = pause_left(redis.call("GET", KEYS[2]), now)
+local t_need = ceildiv(math.max(debt + need * w - lendable, 0), m)
+local pause = pause_left(got[2], now)
 local paused = 0
 if pause > 0 then
   paused = 1
-  retry = math.max(ceildiv(math.max(debt + need * w - lendable, 0), m), pause)
+  retry = math.max(t_need, pause)
 elseif avail >= need then
   allowed = 1
   tokens = math.min(want, avail)
   after = debt + tokens * w
 else
-  local t_need = ceildiv(debt + need * w - lendable, m)
   local t = ceildiv(math.max(debt + cost * w - lendable, 0), m)
   if t > 0 and t <= max_wait then
     allowed = 1
