@@ -41,12 +41,13 @@ var tenPerSec = limiter.Limit{MaxCalls: 10, Window: time.Second}
 
 const leaseTTL = 200 * ms
 
-// leaseStep is one Lease call: advance the clock, then Lease and compare the
-// grant. giveBackOf >= 1 gives back giveTokens of the lease of step
-// giveBackOf-1. TAT and Reservation are checked to be set when they must be
-// and then left out of the comparison.
+// leaseStep is one Lease call: advance the clock, pause the key for pause
+// when it is set, then Lease and compare the grant. giveBackOf >= 1 gives
+// back giveTokens of the lease of step giveBackOf-1. TAT and Reservation are
+// checked to be set when they must be and then left out of the comparison.
 type leaseStep struct {
 	advance    time.Duration
+	pause      time.Duration
 	key        string // default "k"
 	lim        limiter.Limit
 	req        limiter.LeaseRequest // TTL default leaseTTL; Cost default Need
@@ -68,7 +69,8 @@ func gaveBack(g limiter.LeaseGrant) limiter.LeaseGrant { g.GaveBack = true; retu
 func runLeaseSteps(t *testing.T, newStore NewStoreFunc, steps []leaseStep) []limiter.LeaseGrant {
 	t.Helper()
 	clock := NewClock(start)
-	s := as[limiter.Leaser](t, newStore(t, clock.Now))
+	store := newStore(t, clock.Now)
+	s := as[limiter.Leaser](t, store)
 	grants := make([]limiter.LeaseGrant, len(steps))
 	for i, st := range steps {
 		clock.Advance(st.advance)
@@ -84,6 +86,11 @@ func runLeaseSteps(t *testing.T, newStore NewStoreFunc, steps []leaseStep) []lim
 		}
 		if req.Cost == 0 {
 			req.Cost = req.Need
+		}
+		if st.pause > 0 {
+			if _, err := as[limiter.Pauser](t, store).Pause(context.Background(), key, limiter.Limit{}, st.pause, -1); err != nil {
+				t.Fatalf("step %d: Pause(%q, %v): %v", i, key, st.pause, err)
+			}
 		}
 		if st.giveBackOf > 0 {
 			g := grants[st.giveBackOf-1]
@@ -238,49 +245,22 @@ func testLeaseInvalidInput(t *testing.T, newStore NewStoreFunc) {
 // pause's end and the need's return (as Take answers a paused key); that a
 // give-back is still made; and that the pause ends exactly when said.
 func testLeasePaused(t *testing.T, newStore NewStoreFunc) {
-	clock := NewClock(start)
-	s := newStore(t, clock.Now)
-	l, ps := as[limiter.Leaser](t, s), as[limiter.Pauser](t, s)
-	ctx := context.Background()
-	lease := func(what string, req limiter.LeaseRequest, want limiter.LeaseGrant) limiter.LeaseGrant {
-		t.Helper()
-		req.TTL = leaseTTL
-		if req.Cost == 0 {
-			req.Cost = req.Need
-		}
-		got, err := l.Lease(ctx, "k", tenPerSec, req)
-		if err != nil {
-			t.Fatalf("%s: Lease(%+v): %v", what, req, err)
-		}
-		cmp := got
-		cmp.TAT, cmp.TATRem = 0, 0
-		if cmp != want {
-			t.Errorf("%s: Lease(%+v)\n got %+v\nwant %+v", what, req, got, want)
-		}
-		return got
-	}
 	paused := func(g limiter.LeaseGrant) limiter.LeaseGrant { g.Paused = true; return g }
-
-	first := lease("before the pause", limiter.LeaseRequest{Need: 1, Want: 5}, lent(5, 5, 500*ms))
-	if _, err := ps.Pause(ctx, "k", limiter.Limit{}, 300*ms, -1); err != nil {
-		t.Fatal(err)
-	}
-	// 5 tokens are lendable, but the key is paused: 300ms to go.
-	lease("paused", limiter.LeaseRequest{Need: 1, Want: 5}, paused(refused(5, 300*ms, 500*ms)))
-	// Nor is anything reserved, whatever max_wait allows.
-	lease("paused, max_wait", limiter.LeaseRequest{Need: 1, Want: 5, MaxWait: 900 * ms}, paused(refused(5, 300*ms, 500*ms)))
-	// The bucket lacks the need for longer than the pause: the later wins.
-	lease("paused, need 8", limiter.LeaseRequest{Need: 8, Want: 8}, paused(refused(5, 500*ms, 500*ms)))
-	// The first lease's unused tokens still go back (nothing was taken
-	// since): 4 tokens of debt left at +100ms, 3 given back, 1 left.
-	clock.Advance(100 * ms)
-	lease("paused, give-back", limiter.LeaseRequest{Need: 1, Want: 5, GiveBack: limiter.LeaseReturn{TAT: first.TAT, TATRem: first.TATRem, Tokens: 3}},
-		gaveBack(paused(refused(9, 200*ms, 100*ms))))
-	// The pause ends exactly when said.
-	clock.Advance(200*ms - us)
-	lease("1µs before the end", limiter.LeaseRequest{Need: 1, Want: 5}, paused(refused(10, us, 0)))
-	clock.Advance(us)
-	lease("at the end", limiter.LeaseRequest{Need: 1, Want: 5}, lent(5, 5, 500*ms))
+	runLeaseSteps(t, newStore, []leaseStep{
+		{req: limiter.LeaseRequest{Need: 1, Want: 5}, want: lent(5, 5, 500*ms)},
+		// 5 tokens are lendable, but the key is paused: 300ms to go.
+		{pause: 300 * ms, req: limiter.LeaseRequest{Need: 1, Want: 5}, want: paused(refused(5, 300*ms, 500*ms))},
+		// Nor is anything reserved, whatever max_wait allows.
+		{req: limiter.LeaseRequest{Need: 1, Want: 5, MaxWait: 900 * ms}, want: paused(refused(5, 300*ms, 500*ms))},
+		// The bucket lacks the need for longer than the pause: the later wins.
+		{req: limiter.LeaseRequest{Need: 8, Want: 8}, want: paused(refused(5, 500*ms, 500*ms))},
+		// Step 0's unused tokens still go back (nothing was taken since):
+		// 4 tokens of debt left at +100ms, 3 given back, 1 left.
+		{advance: 100 * ms, giveBackOf: 1, giveTokens: 3, req: limiter.LeaseRequest{Need: 1, Want: 5}, want: gaveBack(paused(refused(9, 200*ms, 100*ms)))},
+		// The pause ends exactly when said.
+		{advance: 200*ms - us, req: limiter.LeaseRequest{Need: 1, Want: 5}, want: paused(refused(10, us, 0))},
+		{advance: us, req: limiter.LeaseRequest{Need: 1, Want: 5}, want: lent(5, 5, 500*ms)},
+	})
 }
 
 // testLeaseMultiKeepsReserve checks that a limit in lease mode decided
